@@ -1,0 +1,1 @@
+"""Data layer: load and validate a dataset folder, generate RecBench+-style queries and splits."""
