@@ -1,0 +1,1 @@
+"""Evaluation: the recommendation benchmark against baselines, and general-ability retention."""

@@ -1,0 +1,1 @@
+"""Models: the embedded SmolLM2, the tiny profile, any Hugging Face folder; LoRA through peft."""

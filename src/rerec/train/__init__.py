@@ -1,0 +1,1 @@
+"""Training: SFT warm-up and curriculum RFT with reasoning-aware segmented advantages."""
