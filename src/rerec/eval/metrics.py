@@ -1,0 +1,112 @@
+"""Ranking metrics of the recommendation benchmark, their aggregation per query type and per number of
+conditions, and bootstrap confidence intervals.
+
+Per query, a ranker returns a ranked list of item ids (an LLM's parsed answer, possibly empty) and the
+query has its ground-truth ``positives`` (one by construction, see DESIGN.md "Queries"):
+
+- ``Acc@1``: 1 when the first item is a positive. With one positive it equals NDCG@1.
+- ``NDCG@K`` = DCG@K / IDCG@K, DCG@K = sum_{r<=K, item_r in G} 1 / log2(r + 1) (ranks from 1), IDCG@K
+  the DCG of an ideal list with min(|G|, K) positives on top. Order matters (the reference code loses it
+  with ``set()``); a repeated item counts once, at its first rank.
+- ``Recall@K`` = |top-K ∩ G| / |G|.
+- parse rate: the fraction of completions whose answer could be parsed (1 for the baselines).
+
+Confidence intervals are percentile bootstrap intervals of the mean over queries, resampled with a
+seeded generator in one vectorised draw (``n_boot`` x ``n`` indices).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def _dedup(ranked: Sequence[str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for item in ranked:
+        if item not in seen:
+            seen.add(item)
+            out.append(item)
+    return out
+
+
+def acc_at_1(ranked: Sequence[str], positives: Iterable[str]) -> float:
+    return float(bool(ranked) and ranked[0] in set(positives))
+
+
+def ndcg_at_k(ranked: Sequence[str], positives: Iterable[str], k: int) -> float:
+    positives = set(positives)
+    if not positives or k <= 0:
+        return 0.0
+    dcg = sum(1.0 / math.log2(r + 2) for r, item in enumerate(_dedup(ranked)[:k]) if item in positives)
+    idcg = sum(1.0 / math.log2(r + 2) for r in range(min(len(positives), k)))
+    return dcg / idcg
+
+
+def recall_at_k(ranked: Sequence[str], positives: Iterable[str], k: int) -> float:
+    positives = set(positives)
+    if not positives:
+        return 0.0
+    return len(positives & set(_dedup(ranked)[:k])) / len(positives)
+
+
+def query_metrics(ranked: Sequence[str], positives: Iterable[str], ks: Sequence[int] = (5, 10),
+                  parsed: bool = True) -> dict[str, float]:
+    """All per-query metrics as ``{"acc@1": ., "ndcg@5": ., "recall@5": ., ..., "parsed": .}``."""
+    positives = list(positives)
+    out = {"acc@1": acc_at_1(ranked, positives)}
+    for k in ks:
+        out[f"ndcg@{k}"] = ndcg_at_k(ranked, positives, k)
+        out[f"recall@{k}"] = recall_at_k(ranked, positives, k)
+    out["parsed"] = float(parsed)
+    return out
+
+
+def bootstrap_ci(values: Sequence[float] | np.ndarray, n_boot: int = 1000, alpha: float = 0.05,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean: ``(low, high)``; ``(nan, nan)`` for no values.
+
+    One vectorised draw of ``(n_boot, n)`` indices from ``np.random.default_rng(seed)``.
+    """
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return (float(low), float(high))
+
+
+def metric_names(ks: Sequence[int] = (5, 10)) -> list[str]:
+    return ["acc@1", *[f"{m}@{k}" for k in ks for m in ("ndcg", "recall")], "parsed"]
+
+
+def aggregate(per_query: pd.DataFrame, by: Sequence[str], metrics: Sequence[str], n_boot: int = 1000,
+              alpha: float = 0.05, seed: int = 0) -> list[dict]:
+    """Mean and bootstrap CI of each metric per group.
+
+    ``per_query`` has one row per (model, query) with the grouping columns and the metric columns.
+    Returns one dict per group: the group keys, ``n``, and for each metric ``m``: ``m`` (mean),
+    ``m_low``, ``m_high``. Groups come in sorted order; the seed is the same for every group so that
+    intervals are reproducible run to run.
+    """
+    rows = []
+    for keys, group in per_query.groupby(list(by), sort=True, dropna=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        row: dict = {name: _plain(key) for name, key in zip(by, keys, strict=True)}
+        row["n"] = int(len(group))
+        for m in metrics:
+            values = group[m].to_numpy(dtype=float)
+            low, high = bootstrap_ci(values, n_boot=n_boot, alpha=alpha, seed=seed)
+            row[m], row[f"{m}_low"], row[f"{m}_high"] = float(values.mean()), low, high
+        rows.append(row)
+    return rows
+
+
+def _plain(value: object) -> object:
+    """numpy scalars -> Python scalars, so report.json stays plain JSON."""
+    return value.item() if isinstance(value, np.generic) else value

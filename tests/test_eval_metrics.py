@@ -1,0 +1,80 @@
+"""Ranking metrics against hand-computed cases, aggregation and bootstrap intervals."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rerec.eval.metrics import (
+    acc_at_1,
+    aggregate,
+    bootstrap_ci,
+    metric_names,
+    ndcg_at_k,
+    query_metrics,
+    recall_at_k,
+)
+
+
+def test_acc_at_1():
+    assert acc_at_1(["a", "b"], ["a"]) == 1.0
+    assert acc_at_1(["b", "a"], ["a"]) == 0.0
+    assert acc_at_1([], ["a"]) == 0.0
+
+
+def test_ndcg_hand_computed():
+    # positive at rank 3: DCG = 1/log2(4) = 0.5, IDCG = 1
+    assert ndcg_at_k(["x", "y", "a", "z"], ["a"], 5) == pytest.approx(0.5)
+    # beyond K -> 0
+    assert ndcg_at_k(["x", "y", "a"], ["a"], 2) == 0.0
+    # rank 2: 1/log2(3)
+    assert ndcg_at_k(["x", "a"], ["a"], 10) == pytest.approx(1 / math.log2(3))
+    # two positives at ranks 1 and 3, K=3: (1 + 0.5) / (1 + 1/log2(3))
+    assert ndcg_at_k(["a", "x", "b"], ["a", "b"], 3) == pytest.approx(1.5 / (1 + 1 / math.log2(3)))
+    # NDCG@1 equals Acc@1 with one positive
+    for ranked in (["a", "b"], ["b", "a"], []):
+        assert ndcg_at_k(ranked, ["a"], 1) == acc_at_1(ranked, ["a"])
+
+
+def test_ndcg_keeps_order_and_counts_duplicates_once():
+    assert ndcg_at_k(["a", "x"], ["a"], 2) > ndcg_at_k(["x", "a"], ["a"], 2)
+    # a repeated wrong item must not push the positive out of the top-K twice
+    assert ndcg_at_k(["x", "x", "a"], ["a"], 2) == pytest.approx(1 / math.log2(3))
+    assert ndcg_at_k(["a", "a"], ["a", "b"], 2) == pytest.approx(1 / (1 + 1 / math.log2(3)))
+
+
+def test_recall():
+    assert recall_at_k(["a", "x", "b"], ["a", "b"], 2) == 0.5
+    assert recall_at_k(["a", "x", "b"], ["a", "b"], 3) == 1.0
+    assert recall_at_k([], ["a"], 5) == 0.0
+
+
+def test_query_metrics_keys():
+    m = query_metrics(["x", "a"], ["a"], ks=(1, 5), parsed=False)
+    assert list(m) == metric_names((1, 5))
+    assert m["acc@1"] == 0.0 and m["recall@5"] == 1.0 and m["parsed"] == 0.0
+
+
+def test_bootstrap_ci_constant_and_seeded():
+    assert bootstrap_ci([1.0, 1.0, 1.0]) == (1.0, 1.0)
+    low, high = bootstrap_ci(np.r_[np.zeros(50), np.ones(50)], n_boot=2000, seed=3)
+    assert low < 0.5 < high
+    assert 0.35 < low and high < 0.65  # sd of the mean is 0.05
+    assert bootstrap_ci([0, 1, 1, 0, 1], seed=7) == bootstrap_ci([0, 1, 1, 0, 1], seed=7)
+    assert all(math.isnan(v) for v in bootstrap_ci([]))
+
+
+def test_aggregate_groups():
+    df = pd.DataFrame({
+        "model": ["m"] * 4,
+        "type": ["explicit", "explicit", "implicit", "implicit"],
+        "n_conditions": [1, 2, 1, 1],
+        "acc@1": [1.0, 0.0, 1.0, 1.0],
+    })
+    rows = aggregate(df, ["model", "type"], ["acc@1"], n_boot=200)
+    assert [(r["type"], r["n"], r["acc@1"]) for r in rows] == [("explicit", 2, 0.5), ("implicit", 2, 1.0)]
+    assert rows[0]["acc@1_low"] <= 0.5 <= rows[0]["acc@1_high"]
+    rows = aggregate(df, ["model", "n_conditions"], ["acc@1"], n_boot=200)
+    assert [(r["n_conditions"], r["n"]) for r in rows] == [(1, 3), (2, 1)]
+    assert isinstance(rows[0]["n_conditions"], int)
