@@ -22,14 +22,20 @@ import dataclasses
 import json
 import logging
 import os
+import random
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+import time
+import typing
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from rerec.errors import RerecError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")
 
@@ -154,6 +160,8 @@ def stage_run(stage: str, config: Any = None, *, tags: Mapping[str, Any] | None 
         "rerec.stage": stage,
         "rerec.git_commit": git_commit(),
         "rerec.kfp_run_id": os.environ.get("KFP_RUN_ID"),
+        "rerec.dataset_hash": os.environ.get("REREC_DATASET_HASH"),
+        "rerec.parent_model_version": os.environ.get("REREC_PARENT_MODEL_VERSION"),
         **(tags or {}),
     }
     with mlflow.start_run(run_name=stage, nested=bool(parent), parent_run_id=parent or None) as run:
@@ -175,3 +183,134 @@ def log_figure_file(tracker: StageTracker, figure: Any, out_dir: str | os.PathLi
 
 def temp_artifact_dir() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="rerec-artifacts-")
+
+
+# --- Retries: a down or slow tracking server gets a few bounded attempts, then a clear error. ---------
+
+RETRY_ATTEMPTS = int(os.environ.get("REREC_MLFLOW_RETRIES", "4"))
+RETRY_BASE_DELAY_S = float(os.environ.get("REREC_MLFLOW_RETRY_DELAY_S", "0.5"))
+
+
+def bound_mlflow_http_retries() -> None:
+    """MLflow's own HTTP client retries 7 times with a doubling backoff (minutes on a down server);
+    cap it so that :func:`with_retries` is the one bounded retry loop. Explicit settings win."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Connection problems and 5xx/429 answers are worth another try; a 4xx answer is not."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException):
+        code = getattr(exc, "error_code", "")
+        if code in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"):
+            return True
+        text = str(exc)
+        return any(s in text for s in ("Max retries exceeded", "Connection refused", "timed out",
+                                       "ConnectionError", "status code 5", "too many 5"))
+    return isinstance(exc, ConnectionError | TimeoutError | OSError)
+
+
+def with_retries(action: Callable[[], T], what: str, *, attempts: int | None = None,
+                 base_delay_s: float | None = None) -> T:
+    """Run ``action``; retry transient MLflow failures with exponential backoff and jitter, then raise
+    a :class:`RerecError` that says which server could not be reached and what to check."""
+    attempts = RETRY_ATTEMPTS if attempts is None else attempts
+    delay = RETRY_BASE_DELAY_S if base_delay_s is None else base_delay_s
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - classified below
+            if not _is_transient(exc):
+                raise
+            if attempt == attempts:
+                import mlflow
+
+                raise RerecError(
+                    f"Could not {what}: the MLflow tracking server at {mlflow.get_tracking_uri()} did not "
+                    f"answer after {attempts} attempts ({type(exc).__name__}: {str(exc)[:300]}). "
+                    "Fix: check that the server is up and MLFLOW_TRACKING_URI points at it, then rerun; "
+                    "nothing was half-registered."
+                ) from exc
+            sleep = delay * 2 ** (attempt - 1) * (1 + random.random() / 4)
+            log.warning("MLflow: could not %s (attempt %d/%d), retrying in %.1f s: %s",
+                        what, attempt, attempts, sleep, exc)
+            time.sleep(sleep)
+    raise AssertionError("unreachable")
+
+
+# --- The KFP component side: run context, configs and metrics. ------------------------------------
+
+
+def dataset_hash(data_dir: str | os.PathLike) -> str | None:
+    """Content hash of a prepared data folder: its manifest when it has one, else its parquet files."""
+    from rerec.io import file_sha256
+
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        return None
+    manifest = data_dir / "manifest.json"
+    files = [manifest] if manifest.exists() else sorted(data_dir.glob("*.parquet"))
+    if not files:
+        return None
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        h.update(file_sha256(f).encode())
+    return h.hexdigest()[:16]
+
+
+def use_pipeline_run(tracking_uri: str, parent_run_id: str, kfp_run_id: str, *,
+                     data_dir: str | os.PathLike | None = None, parent_model_version: str = "") -> None:
+    """Make this process's stage run a child of the pipeline's MLflow run, with lineage tags.
+
+    Empty values keep what the environment already says (on a cluster MLFLOW_TRACKING_URI comes from a
+    Kubernetes secret)."""
+    values = {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "REREC_PARENT_RUN_ID": parent_run_id,
+        "KFP_RUN_ID": kfp_run_id,
+        "REREC_PARENT_MODEL_VERSION": parent_model_version,
+        "REREC_DATASET_HASH": (dataset_hash(data_dir) or "") if data_dir else "",
+    }
+    for key, value in values.items():
+        if value:
+            os.environ[key] = value
+    bound_mlflow_http_retries()
+
+
+def stage_config(stage: Callable[..., Any], config_json: str, cls: type | None = None) -> Any:
+    """Parse a stage's JSON config into the dataclass its ``config`` parameter is annotated with."""
+    from rerec.config import dataclass_from_dict
+    from rerec.errors import ConfigError
+
+    cls = cls or typing.get_type_hints(stage)["config"]
+    try:
+        values = json.loads(config_json or "{}")
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{stage.__name__}: the config is not valid JSON ({exc}). "
+                          'Fix: pass a JSON object such as {"seed": 0}.') from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"{stage.__name__}: the config must be a JSON object, got {type(values).__name__}. "
+                          'Fix: pass a JSON object such as {"seed": 0}.')
+    return dataclass_from_dict(cls, values, where=f"{stage.__name__} config")
+
+
+def component_metrics(summary: Any, prefix: str = "") -> dict[str, float]:
+    """The numbers in a stage's summary dict (nested keys joined by ``_``), MLflow/KFP-safe names."""
+    out: dict[str, float] = {}
+    if not isinstance(summary, Mapping):
+        return out
+    for key, value in summary.items():
+        name = safe_metric_name(f"{prefix}{key}")
+        if isinstance(value, bool):
+            out[name] = float(value)
+        elif isinstance(value, int | float):
+            out[name] = float(value)
+        elif isinstance(value, Mapping):
+            out.update(component_metrics(value, prefix=f"{name}_"))
+    return out

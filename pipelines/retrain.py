@@ -1,0 +1,46 @@
+"""``retrain`` (scheduled): new interactions -> graphs -> reward -> RFT from the current champion ->
+evaluate (champion against the new model) -> register and gate."""
+
+
+from kfp import dsl
+
+import components as c
+from pipelines.options import ClusterOptions, on_gpus, with_secrets
+from pipelines.train import rft_task
+
+
+def make_retrain_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: B008 - frozen dataclass
+    @dsl.pipeline(name="rerec-retrain",
+                  description="Scheduled retraining from the registry's champion on fresh interactions.")
+    def retrain(
+        input_dir: str,
+        model_name: str = "rerec-recommender",
+        prepare_config: str = "{}",
+        graph_config: str = "{}",
+        reward_config: str = "{}",
+        rft_config: str = "{}",
+        eval_config: str = "{}",
+        register_config: str = "{}",
+        mlflow_tracking_uri: str = "",
+        mlflow_parent_run_id: str = "",
+    ):
+        tracking = {"mlflow_tracking_uri": mlflow_tracking_uri, "mlflow_parent_run_id": mlflow_parent_run_id,
+                    "kfp_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
+        prep = with_secrets(c.prepare_data(input_dir=input_dir, config_json=prepare_config, **tracking), options)
+        graphs = with_secrets(c.build_graphs(data=prep.outputs["data"], config_json=graph_config, **tracking), options)
+        reward = with_secrets(c.train_reward_gnn(data=prep.outputs["data"], graphs=graphs.outputs["graphs"],
+                                                 config_json=reward_config, **tracking), options)
+        champion = with_secrets(c.resolve_champion(model_name=model_name, alias="champion",
+                                                   mlflow_tracking_uri=mlflow_tracking_uri), options)
+        champion.set_caching_options(False)  # the alias moves between runs
+        rft = rft_task(prep.outputs["data"], graphs.outputs["graphs"], reward.outputs["reward"],
+                       champion.outputs["model"], options, rft_config, tracking)
+        evaluation = c.evaluate(data=prep.outputs["data"], graphs=graphs.outputs["graphs"],
+                                reward=reward.outputs["reward"], sft_model=champion.outputs["model"],
+                                rft_model=rft.outputs["model"], config_json=eval_config, **tracking)
+        on_gpus(with_secrets(evaluation, options), options, options.sft_gpus)
+        gate_config = register_config
+        with_secrets(c.register(model=rft.outputs["model"], report=evaluation.outputs["report"],
+                                config_json=gate_config, **tracking), options)
+
+    return retrain

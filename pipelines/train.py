@@ -1,0 +1,56 @@
+"""``train``: prepare-data -> build-graphs -> train-reward-gnn -> sft-warmup -> rft -> evaluate -> register."""
+
+
+from kfp import dsl
+
+import components as c
+from pipelines.options import ClusterOptions, on_gpus, with_checkpoints, with_secrets
+
+
+def rft_task(data, graphs, reward, base_model, options: ClusterOptions, config: str, tracking: dict):
+    """RFT in one pod, or as a multi-node Kubeflow Trainer TrainJob when ``options.rft_nodes > 1``."""
+    if options.rft_nodes > 1:
+        task = c.rft_trainjob(data=data, graphs=graphs, reward=reward, base_model=base_model,
+                              num_nodes=options.rft_nodes, gpus_per_node=options.gpus_per_node,
+                              image=c.image.REREC_IMAGE, shared_dir=options.checkpoint_mount,
+                              config_json=config, **tracking)
+        with_checkpoints(task, options)
+    else:
+        task = c.rft(data=data, graphs=graphs, reward=reward, base_model=base_model, config_json=config, **tracking)
+        on_gpus(with_checkpoints(task, options), options, options.rft_gpus)
+    return with_secrets(task.set_display_name("rft"), options)
+
+
+def make_train_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: B008 - frozen dataclass
+    @dsl.pipeline(name="rerec-train", description="ReRec: data, graphs, reward GNN, SFT, RFT, evaluation, registry.")
+    def train(
+        input_dir: str = "",
+        prepare_config: str = "{}",
+        graph_config: str = "{}",
+        reward_config: str = "{}",
+        sft_config: str = "{}",
+        rft_config: str = "{}",
+        eval_config: str = "{}",
+        register_config: str = "{}",
+        mlflow_tracking_uri: str = "",
+        mlflow_parent_run_id: str = "",
+    ):
+        tracking = {"mlflow_tracking_uri": mlflow_tracking_uri, "mlflow_parent_run_id": mlflow_parent_run_id,
+                    "kfp_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
+        prep = with_secrets(c.prepare_data(input_dir=input_dir, config_json=prepare_config, **tracking), options)
+        graphs = with_secrets(c.build_graphs(data=prep.outputs["data"], config_json=graph_config, **tracking), options)
+        reward = with_secrets(c.train_reward_gnn(data=prep.outputs["data"], graphs=graphs.outputs["graphs"],
+                                                 config_json=reward_config, **tracking), options)
+        sft = c.sft_warmup(data=prep.outputs["data"], graphs=graphs.outputs["graphs"], config_json=sft_config,
+                           **tracking)
+        on_gpus(with_secrets(sft, options), options, options.sft_gpus)
+        rft = rft_task(prep.outputs["data"], graphs.outputs["graphs"], reward.outputs["reward"],
+                       sft.outputs["model"], options, rft_config, tracking)
+        evaluation = c.evaluate(data=prep.outputs["data"], graphs=graphs.outputs["graphs"],
+                                reward=reward.outputs["reward"], sft_model=sft.outputs["model"],
+                                rft_model=rft.outputs["model"], config_json=eval_config, **tracking)
+        on_gpus(with_secrets(evaluation, options), options, options.sft_gpus)
+        with_secrets(c.register(model=rft.outputs["model"], report=evaluation.outputs["report"],
+                                config_json=register_config, **tracking), options)
+
+    return train
