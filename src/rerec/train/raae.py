@@ -1,0 +1,281 @@
+"""Reasoning-aware advantage estimation (RAAE), ReRec (arXiv 2604.07851) section 3.3, as pure functions.
+
+A completion is split into reasoning segments; when the final answer is wrong, every segment other than
+the answer that names the wrongly recommended item is penalised,
+
+    r_seg = r - w_penalty * |r|                      (always lower than r, also when r < 0)
+
+(the paper writes ``(1 - w_penalty) * r``, which *raises* a negative reward). Segment rewards are
+broadcast to their tokens and normalised over all valid tokens of the prompt's G completions:
+
+    A_{i,t} = (r_{i,t} - mean_{j,s valid} r_{j,s}) / (std_{j,s valid} r_{j,s} + eps)
+
+Advantage estimators are registered by name (verl's ``core_algos`` style): ``"grpo"`` (sequence-level,
+each completion counted once, TRL's unbiased std) and ``"raae"`` (token-level, every valid token
+counted once, population std). Shapes: B = number of completions (prompts x G), T = completion length.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+__all__ = [
+    "Segment",
+    "segment_completion",
+    "mentions_item",
+    "segment_rewards",
+    "token_char_spans",
+    "token_rewards",
+    "group_normalise",
+    "sequence_group_normalise",
+    "register_advantage_estimator",
+    "get_advantage_estimator",
+    "ADVANTAGE_ESTIMATORS",
+]
+
+SEGMENT_MODES = ("paragraph", "line", "step")
+
+_BOXED = re.compile(r"\\boxed\{")
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
+_STEP_START = re.compile(r"^[ \t]*(?:step[ \t]*\d+[ \t]*[:.)-]|\d+[.)])", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A contiguous span ``text[start_char:end_char]`` of a completion; ``is_answer`` marks the one
+    holding the final ``\\boxed{}`` answer."""
+
+    start_char: int
+    end_char: int
+    text: str
+    is_answer: bool = False
+
+
+def _starts(text: str, mode: str) -> list[int]:
+    if mode == "paragraph":
+        return [0] + [m.end() for m in _PARAGRAPH_BREAK.finditer(text) if m.end() < len(text)]
+    if mode == "line":
+        return [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n" and i + 1 < len(text)]
+    if mode == "step":
+        starts = [0] + [m.start() for m in _STEP_START.finditer(text)]
+        boxed = list(_BOXED.finditer(text))
+        if boxed:  # the line holding the final answer is a segment of its own, not part of the last step
+            starts.append(text.rfind("\n", 0, boxed[-1].start()) + 1)
+        return starts
+    raise ValueError(f"unknown segment mode {mode!r}; use one of {', '.join(SEGMENT_MODES)}")
+
+
+def segment_completion(text: str, mode: str = "paragraph") -> list[Segment]:
+    """Split ``text`` into contiguous segments covering every character.
+
+    ``paragraph``: blank-line separated blocks; ``line``: lines; ``step``: numbered steps ("1." / "2)" /
+    "Step 3:") with any preamble as its own segment and the line holding the final ``\\boxed{}`` split
+    off. Separators stay with the segment before them, so every character (and so every token) belongs
+    to exactly one segment. The segment holding the last ``\\boxed{`` is the answer segment.
+    """
+    starts = sorted(set(_starts(text, mode)))
+    ends = starts[1:] + [len(text)]
+    boxed = list(_BOXED.finditer(text))
+    answer_at = boxed[-1].start() if boxed else None
+    segments = []
+    for start, end in zip(starts, ends, strict=True):
+        is_answer = answer_at is not None and start <= answer_at < end
+        segments.append(Segment(start, end, text[start:end], is_answer))
+    return segments
+
+
+def _title_variants(title: str) -> set[str]:
+    """"Matrix, The (1999)" -> {"matrix, the (1999)", "matrix, the", "the matrix"}."""
+    low = " ".join(title.lower().split())
+    variants = {low}
+    bare = re.sub(r"\s*\(\d{4}\)\s*$", "", low).strip()
+    variants.add(bare)
+    article = re.match(r"^(.*), (the|a|an)$", bare)
+    if article:
+        variants.add(f"{article.group(2)} {article.group(1)}")
+    return {v for v in variants if len(v) >= 2}
+
+
+def mentions_item(text: str, name: str | int) -> bool:
+    """Whether ``text`` names an item: a title (case-insensitive, with or without its year suffix, and
+    "Matrix, The" as "The Matrix") or, for an ``int`` / digit string, its candidate number as "#7",
+    "7.", "7)", "[7]", "(7)", "candidate 7" or "option 7"."""
+    name = str(name).strip()
+    if name.isdigit():
+        n = re.escape(name)
+        pattern = (
+            rf"(?:#\s*{n}\b|\[{n}\]|\({n}\)|(?:candidate|option|number|no\.)\s*#?\s*{n}\b"
+            rf"|(?:^|\s){n}[.)](?!\d))"
+        )
+        return re.search(pattern, text, re.IGNORECASE | re.MULTILINE) is not None
+    low = " ".join(text.lower().split())
+    return any(re.search(rf"(?<!\w){re.escape(v)}(?!\w)", low) for v in _title_variants(name))
+
+
+def segment_rewards(
+    reward: float, segments: Sequence[Segment], wrong_item_names: Sequence[str | int], w_penalty: float
+) -> list[float]:
+    """One reward per segment (RAAE's segment penalty).
+
+    Args:
+        reward: the completion's scalar reward r.
+        segments: from :func:`segment_completion`.
+        wrong_item_names: names of the wrongly recommended item (title and/or candidate number); empty
+            when the answer is right or absent, in which case every segment keeps r.
+        w_penalty: in [0, 1]; penalised segments get ``r - w_penalty * |r|``.
+    Returns:
+        list of floats, one per segment; the answer segment always keeps r.
+    """
+    penalised = reward - w_penalty * abs(reward)
+    out = []
+    for seg in segments:
+        names_wrong = not seg.is_answer and any(mentions_item(seg.text, n) for n in wrong_item_names)
+        out.append(penalised if names_wrong else float(reward))
+    return out
+
+
+def token_char_spans(tokenizer, token_ids: Sequence[int]) -> tuple[str, list[tuple[int, int]]]:
+    """Decode ``token_ids`` one token at a time: returns the text (the concatenation of the pieces,
+    special tokens as "") and each token's ``(start_char, end_char)`` in it, so the char -> token mapping
+    is exact for the text that gets segmented. One ``batch_decode`` call, O(T)."""
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    pieces = tokenizer.batch_decode([[int(t)] for t in token_ids], clean_up_tokenization_spaces=False)
+    spans, pos, parts = [], 0, []
+    for tid, piece in zip(token_ids, pieces, strict=True):
+        piece = "" if int(tid) in special else piece
+        spans.append((pos, pos + len(piece)))
+        parts.append(piece)
+        pos += len(piece)
+    return "".join(parts), spans
+
+
+def token_rewards(
+    segment_rewards: Sequence[Sequence[float]],
+    segments: Sequence[Sequence[Segment]],
+    token_spans: Sequence[Sequence[tuple[int, int]]],
+    completion_mask: torch.Tensor,
+) -> torch.Tensor:
+    """Broadcast each segment's reward to its tokens.
+
+    Args:
+        segment_rewards: B lists, one reward per segment.
+        segments: B lists of segments (contiguous, covering the text).
+        token_spans: B lists of ``(start_char, end_char)`` per completion token (before padding).
+        completion_mask: (B, T), 1 for valid completion tokens.
+    Returns:
+        (B, T) float tensor: token t of completion i gets the reward of the segment holding its first
+        character (a zero-width token, e.g. EOS, the segment at that position); padding gets 0.
+    """
+    out = torch.zeros(completion_mask.shape, dtype=torch.float32)
+    for i, (rewards, segs, spans) in enumerate(zip(segment_rewards, segments, token_spans, strict=True)):
+        if not segs:
+            continue
+        starts = [s.start_char for s in segs]
+        row = [rewards[max(bisect.bisect_right(starts, start) - 1, 0)] for start, _ in spans]
+        n = min(len(row), out.shape[1])
+        out[i, :n] = torch.tensor(row[:n], dtype=torch.float32)
+    return out * completion_mask.to(out.dtype).cpu()
+
+
+def _group_index(batch_size: int, group_size: int | None, group_ids: torch.Tensor | None) -> torch.Tensor:
+    if group_ids is not None:
+        _, inverse = torch.unique(group_ids, return_inverse=True)
+        return inverse
+    if not group_size or batch_size % group_size:
+        raise ValueError(f"batch of {batch_size} completions is not a whole number of groups of {group_size}")
+    return torch.arange(batch_size) // group_size
+
+
+def group_normalise(
+    token_rewards: torch.Tensor,
+    mask: torch.Tensor,
+    group_size: int | None = None,
+    group_ids: torch.Tensor | None = None,
+    eps: float = 1e-4,
+    correction: int = 0,
+) -> torch.Tensor:
+    """Token-level group normalisation (RAAE): ``A = (r - mean) / (std + eps)`` with mean and std over
+    ALL valid tokens of a prompt's completions (a longer completion weighs more).
+
+    Args:
+        token_rewards: (B, T) per-token rewards.
+        mask: (B, T), 1 for valid tokens; masked positions get advantage 0.
+        group_size: G, when the batch is B/G consecutive groups; or
+        group_ids: (B,) prompt id of each completion (any order).
+        eps: added to the std.
+        correction: 0 for the population std (default), 1 for the unbiased one.
+    Returns:
+        (B, T) advantages.
+    """
+    mask_f = mask.to(token_rewards.dtype)
+    group = _group_index(token_rewards.shape[0], group_size, group_ids).to(token_rewards.device)
+    n_groups = int(group.max()) + 1
+    count = torch.zeros(n_groups, dtype=token_rewards.dtype, device=token_rewards.device)
+    total = torch.zeros_like(count)
+    count.index_add_(0, group, mask_f.sum(1))
+    total.index_add_(0, group, (token_rewards * mask_f).sum(1))
+    mean = total / count.clamp(min=1)
+    centred = (token_rewards - mean[group].unsqueeze(1)) * mask_f
+    sq = torch.zeros_like(count).index_add_(0, group, (centred**2).sum(1))
+    std = (sq / (count - correction).clamp(min=1)).sqrt()
+    return centred / (std[group].unsqueeze(1) + eps) * mask_f
+
+
+def sequence_group_normalise(
+    sequence_rewards: torch.Tensor,
+    mask: torch.Tensor,
+    group_size: int | None = None,
+    group_ids: torch.Tensor | None = None,
+    eps: float = 1e-4,
+    correction: int = 1,
+) -> torch.Tensor:
+    """GRPO's sequence-level advantage (each completion counted once, TRL's unbiased std by default),
+    broadcast to (B, T) over the valid tokens. ``sequence_rewards`` is (B,)."""
+    group = _group_index(sequence_rewards.shape[0], group_size, group_ids).to(sequence_rewards.device)
+    n_groups = int(group.max()) + 1
+    ones = torch.ones_like(sequence_rewards)
+    count = torch.zeros(n_groups, dtype=sequence_rewards.dtype).index_add_(0, group, ones)
+    mean = torch.zeros_like(count).index_add_(0, group, sequence_rewards) / count
+    centred = sequence_rewards - mean[group]
+    std = (torch.zeros_like(count).index_add_(0, group, centred**2) / (count - correction).clamp(min=1)).sqrt()
+    adv = centred / (std[group] + eps)
+    return adv.unsqueeze(1) * mask.to(adv.dtype)
+
+
+AdvantageEstimator = Callable[..., torch.Tensor]
+ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {}
+
+
+def register_advantage_estimator(name: str) -> Callable[[AdvantageEstimator], AdvantageEstimator]:
+    def wrap(fn: AdvantageEstimator) -> AdvantageEstimator:
+        ADVANTAGE_ESTIMATORS[name] = fn
+        return fn
+
+    return wrap
+
+
+def get_advantage_estimator(name: str) -> AdvantageEstimator:
+    """``estimator(token_rewards (B, T), mask (B, T), group_size, eps) -> advantages (B, T)``."""
+    if name not in ADVANTAGE_ESTIMATORS:
+        raise ValueError(f"unknown advantage estimator {name!r}; use one of {', '.join(ADVANTAGE_ESTIMATORS)}")
+    return ADVANTAGE_ESTIMATORS[name]
+
+
+@register_advantage_estimator("grpo")
+def grpo_advantages(token_rewards: torch.Tensor, mask: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
+    """Plain GRPO: each completion's reward is its mean token reward (r itself when nothing is
+    penalised), normalised per group at the sequence level, broadcast to its tokens."""
+    mask_f = mask.to(token_rewards.dtype)
+    seq = (token_rewards * mask_f).sum(1) / mask_f.sum(1).clamp(min=1)
+    return sequence_group_normalise(seq, mask, group_size=group_size, eps=eps)
+
+
+@register_advantage_estimator("raae")
+def raae_advantages(token_rewards: torch.Tensor, mask: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
+    """RAAE: token-level normalisation over all valid tokens of each group."""
+    return group_normalise(token_rewards, mask, group_size=group_size, eps=eps)
