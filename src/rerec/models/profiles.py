@@ -1,0 +1,70 @@
+"""Model profiles: one model plus the budgets that make it affordable where it runs.
+
+Sized by DESIGN.md's measurements ("What a CPU can afford", 2 shared cores): SmolLM2-135M generates
+about 10 tokens/s and one SFT step of 8 x 640 tokens takes about 51 s with a 14 GB peak, so the CPU
+profiles keep prompts short (few candidates in ``evidence`` mode, short history) and completions
+short; ``paper`` holds the GPU settings of ReRec (arXiv 2604.07851).
+
+Stages read a profile for their defaults; any field can still be overridden by the stage's own flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from rerec.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    name: str = field(metadata={"help": "Profile name."})
+    model: str = field(metadata={"help": "Model: 'smollm2', 'tiny', a model folder or a hub id."})
+    use_lora: bool = field(default=True, metadata={"help": "LoRA adapters (peft) instead of full fine-tuning."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    context_mode: str = field(default="evidence", metadata={"help": "Prompt context: 'evidence' or 'titles'."})
+    n_candidates: int = field(default=20, metadata={"help": "Candidates shown per prompt."})
+    max_history: int = field(default=5, metadata={"help": "History titles shown per prompt (0 = none)."})
+    max_prompt_tokens: int = field(default=768, metadata={"help": "Prompt length limit in tokens."})
+    max_completion_tokens: int = field(default=768, metadata={"help": "Completion length limit in tokens."})
+    sft_steps: int = field(default=200, metadata={"help": "SFT warm-up optimiser steps."})
+    sft_batch_size: int = field(default=8, metadata={"help": "SFT batch size (per step)."})
+    sft_lr: float = field(default=2e-4, metadata={"help": "SFT learning rate."})
+    rft_batch_size: int = field(default=8, metadata={"help": "RFT prompts per step."})
+    num_generations: int = field(default=5, metadata={"help": "RFT completions per prompt (GRPO's G)."})
+    rft_lr: float = field(default=5e-6, metadata={"help": "RFT learning rate."})
+    rft_steps: int = field(default=500, metadata={"help": "RFT optimiser steps."})
+    eval_queries: int = field(default=0, metadata={"help": "Evaluation subset size (stratified; 0 = all)."})
+
+    def replace(self, **changes: object) -> ModelProfile:
+        return dataclasses.replace(self, **changes)
+
+
+PROFILES: dict[str, ModelProfile] = {
+    # From scratch on a CPU: full fine-tuning, few candidates, no history, very short prompts.
+    "tiny": ModelProfile(
+        name="tiny", model="tiny", use_lora=False, context_mode="evidence", n_candidates=4, max_history=0,
+        max_prompt_tokens=256, max_completion_tokens=64, sft_steps=600, sft_batch_size=16, sft_lr=1e-3,
+        rft_batch_size=8, num_generations=4, rft_lr=1e-4, rft_steps=300, eval_queries=100,
+    ),
+    # The embedded pretrained model on a CPU: LoRA, a handful of candidates shown with evidence.
+    "smollm2": ModelProfile(
+        name="smollm2", model="smollm2", use_lora=True, lora_r=16, context_mode="evidence", n_candidates=4,
+        max_history=2, max_prompt_tokens=320, max_completion_tokens=64, sft_steps=60, sft_batch_size=8,
+        sft_lr=5e-4, rft_batch_size=2, num_generations=4, rft_lr=1e-5, rft_steps=30, eval_queries=60,
+    ),
+    # ReRec's GPU settings.
+    "paper": ModelProfile(
+        name="paper", model="Qwen/Qwen2.5-3B-Instruct", use_lora=True, lora_r=64, context_mode="titles",
+        n_candidates=20, max_history=10, max_prompt_tokens=768, max_completion_tokens=768, sft_steps=200,
+        sft_batch_size=16, sft_lr=1e-5, rft_batch_size=16, num_generations=5, rft_lr=5e-6, rft_steps=1000,
+        eval_queries=0,
+    ),
+}
+
+
+def get_profile(name: str) -> ModelProfile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ConfigError(f"Unknown model profile '{name}'. Fix: use one of {', '.join(PROFILES)}.") from None
