@@ -1,0 +1,177 @@
+"""Non-LLM baselines of the recommendation benchmark. Each is a ranker: ``rank(query) -> list[item_id]``,
+a permutation of the query's candidates, best first.
+
+None of them reads the query's stored ``conditions`` or ``positives`` (DESIGN.md "Queries": with the
+candidates shown as evidence, a rule that counts satisfied stored conditions answers explicit queries
+perfectly, so such a rule would measure the generator, not a recommender). What each one may read:
+
+- :class:`RandomRanker`: nothing; a shuffle seeded by (seed, query id), so results do not depend on
+  the order queries are evaluated in.
+- :class:`PopularityRanker`: interaction counts of the *training* interaction graph (val/test
+  positives excluded by the leakage rule).
+- :class:`LightGCNRanker`: ``score(u, i) = e_u · e_i`` from the reward stage's LightGCN embeddings
+  (He et al. 2020, arXiv 2002.02126); users without an embedding fall back to popularity, and
+  candidates without one rank after those with, by popularity.
+- :class:`TextMatchRanker`: cosine similarity (MiniLM) between the request text and a description
+  of each candidate built from the catalog: title, year, genres and named attributes.
+
+Ties keep the displayed candidate order (stable sorts), never the position of the positive.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rerec.errors import InputError
+
+Query = Mapping[str, Any]  # a row of the queries table: query_id, user_id, text, candidates, ...
+
+
+def _candidates(query: Query) -> list[str]:
+    return [str(c) for c in query["candidates"]]
+
+
+def _order_by(candidates: list[str], scores: Sequence[float]) -> list[str]:
+    """Candidates by descending score; ties keep the displayed order."""
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    return [candidates[i] for i in order]
+
+
+class RandomRanker:
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def rank(self, query: Query) -> list[str]:
+        candidates = _candidates(query)
+        rng = np.random.default_rng([self.seed, zlib.crc32(str(query["query_id"]).encode())])
+        return [candidates[i] for i in rng.permutation(len(candidates))]
+
+
+class PopularityRanker:
+    """Most-interacted candidates first. ``counts``: item id -> interactions in the training graph."""
+
+    name = "popularity"
+
+    def __init__(self, counts: Mapping[str, float]) -> None:
+        self.counts = dict(counts)
+
+    @classmethod
+    def from_graph(cls, graph: Any) -> PopularityRanker:
+        """From a :class:`rerec.graphs.interaction.InteractionGraph` (its edges are training only)."""
+        counts = np.bincount(graph.edge_item.numpy(), minlength=graph.num_items)
+        return cls(dict(zip(graph.item_ids, counts.tolist(), strict=True)))
+
+    def scores(self, candidates: list[str]) -> list[float]:
+        return [float(self.counts.get(c, 0)) for c in candidates]
+
+    def rank(self, query: Query) -> list[str]:
+        candidates = _candidates(query)
+        return _order_by(candidates, self.scores(candidates))
+
+
+def load_embeddings(path: str | Path) -> dict[str, torch.Tensor]:
+    """``{"ids": list[str], "embeddings": FloatTensor[n, d]}`` (the reward stage's format) -> id -> row."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("the LightGCN embeddings are missing", file=str(path),
+                         fix="point --reward to a folder written by 'rerec train-reward-gnn'")
+    state = torch.load(path, weights_only=True, map_location="cpu")
+    if not isinstance(state, dict) or "ids" not in state or "embeddings" not in state:
+        raise InputError("not a LightGCN embedding file (expected keys 'ids' and 'embeddings')", file=str(path),
+                         fix="rerun 'rerec train-reward-gnn'")
+    emb = state["embeddings"].float()
+    return {str(i): emb[n] for n, i in enumerate(state["ids"])}
+
+
+class LightGCNRanker:
+    """``e_u · e_i`` over the candidates; popularity where the user or an item has no embedding."""
+
+    name = "lightgcn"
+
+    def __init__(self, user_embeddings: Mapping[str, torch.Tensor], item_embeddings: Mapping[str, torch.Tensor],
+                 popularity: PopularityRanker) -> None:
+        self.users, self.items, self.popularity = user_embeddings, item_embeddings, popularity
+        self.n_fallback = 0  # queries whose user had no embedding
+
+    @classmethod
+    def from_reward_dir(cls, reward_dir: str | Path, popularity: PopularityRanker) -> LightGCNRanker:
+        reward_dir = Path(reward_dir)
+        return cls(load_embeddings(reward_dir / "user_embeddings.pt"),
+                   load_embeddings(reward_dir / "item_embeddings.pt"), popularity)
+
+    def rank(self, query: Query) -> list[str]:
+        candidates = _candidates(query)
+        user = self.users.get(str(query["user_id"]))
+        if user is None:
+            self.n_fallback += 1
+            return self.popularity.rank(query)
+        pop = self.popularity.scores(candidates)
+        known = [c in self.items for c in candidates]
+        dots = [float(user @ self.items[c]) if k else 0.0 for c, k in zip(candidates, known, strict=True)]
+        # lexicographic: known first, then the dot product, then popularity
+        order = sorted(range(len(candidates)), key=lambda i: (not known[i], -dots[i], -pop[i]))
+        return [candidates[i] for i in order]
+
+
+def describe_items(items: pd.DataFrame, item_attributes: pd.DataFrame | None = None,
+                   max_attributes: int = 8) -> dict[str, str]:
+    """Item id -> "Title (1995). Genres: Comedy, Crime. decade: 1990s; language: English".
+
+    Only attributes whose entity reads as words join the description: MovieLens' Freebase entities
+    are ids such as ``m.0abc`` that mean nothing to a text encoder.
+    """
+    attrs: dict[str, list[str]] = {}
+    if item_attributes is not None and len(item_attributes):
+        named = item_attributes[~item_attributes["entity"].astype(str).str.match(r"^[mg]\.[0-9a-z_]+$")]
+        named = named[~named["relation"].isin(["genre", "year"])]  # already in the description
+        for item_id, relation, entity in named[["item_id", "relation", "entity"]].itertuples(index=False):
+            attrs.setdefault(str(item_id), []).append(f"{relation}: {entity}")
+    out = {}
+    for row in items.itertuples(index=False):
+        text = str(row.title)
+        year = getattr(row, "year", None)
+        if year is not None and not pd.isna(year) and f"({int(year)})" not in text:
+            text += f" ({int(year)})"
+        genres = getattr(row, "genres", None)
+        if genres is not None and not isinstance(genres, float) and len(genres):
+            text += ". Genres: " + ", ".join(map(str, genres))
+        extra = attrs.get(str(row.item_id), [])[:max_attributes]
+        if extra:
+            text += ". " + "; ".join(extra)
+        out[str(row.item_id)] = text
+    return out
+
+
+class TextMatchRanker:
+    """Cosine similarity of the request to each candidate's description.
+
+    ``embed``: ``list[str] -> FloatTensor[n, d]`` with L2-normalised rows
+    (:meth:`rerec.reward.embedder.TextEmbedder.encode`). Item descriptions are embedded once.
+    """
+
+    name = "text_match"
+
+    def __init__(self, descriptions: Mapping[str, str], embed: Callable[[list[str]], torch.Tensor]) -> None:
+        self.descriptions, self.embed = dict(descriptions), embed
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def _item_vectors(self, candidates: list[str]) -> torch.Tensor:
+        missing = [c for c in candidates if c not in self._cache]
+        if missing:
+            vectors = self.embed([self.descriptions.get(c, c) for c in missing])
+            self._cache.update(zip(missing, vectors, strict=True))
+        return torch.stack([self._cache[c] for c in candidates])
+
+    def rank(self, query: Query) -> list[str]:
+        candidates = _candidates(query)
+        request = self.embed([str(query["text"])])[0]
+        return _order_by(candidates, (self._item_vectors(candidates) @ request).tolist())

@@ -1,0 +1,108 @@
+"""Each baseline on a small fixture with a planted answer."""
+
+import pandas as pd
+import pytest
+import torch
+
+from rerec.eval.baselines import (
+    LightGCNRanker,
+    PopularityRanker,
+    RandomRanker,
+    TextMatchRanker,
+    describe_items,
+    load_embeddings,
+)
+from rerec.graphs.interaction import InteractionGraph
+
+ITEMS = pd.DataFrame({
+    "item_id": ["1", "2", "3", "4"],
+    "title": ["Fargo", "Toy Story", "Apollo 13", "Heat"],
+    "year": pd.array([1996, 1995, 1995, None], dtype="Int64"),
+    "genres": [["Crime", "Thriller"], ["Animation", "Children"], ["Drama"], ["Action"]],
+})
+QUERY = {"query_id": "q1", "user_id": "u1", "type": "implicit", "text": "an animated film for children",
+         "candidates": ["1", "2", "3", "4"], "conditions": "[]", "positives": ["2"]}
+
+
+def graph() -> InteractionGraph:
+    # item 3 is the most popular (3 users), then 1 (2 users); u1 and u4 like 4
+    inter = pd.DataFrame({"user_id": ["u1", "u2", "u3", "u2", "u3", "u4", "u1", "u4"],
+                          "item_id": ["3", "3", "3", "1", "1", "2", "4", "4"]})
+    return InteractionGraph.from_interactions(inter, item_ids=ITEMS["item_id"])
+
+
+def test_random_is_a_seeded_permutation():
+    ranker = RandomRanker(seed=1)
+    ranked = ranker.rank(QUERY)
+    assert sorted(ranked) == QUERY["candidates"]
+    assert ranked == RandomRanker(seed=1).rank(QUERY)
+    orders = {tuple(RandomRanker(seed=s).rank(QUERY)) for s in range(20)}
+    assert len(orders) > 5
+    # each candidate lands first with about the same frequency
+    firsts = [RandomRanker(seed=s).rank({**QUERY, "query_id": f"q{s}"})[0] for s in range(400)]
+    assert all(60 < firsts.count(c) < 140 for c in QUERY["candidates"])
+
+
+def test_popularity_from_training_graph():
+    ranker = PopularityRanker.from_graph(graph())
+    assert ranker.counts == {"1": 2, "2": 1, "3": 3, "4": 2}
+    # ties (1 and 4) keep the displayed order
+    assert ranker.rank(QUERY) == ["3", "1", "4", "2"]
+    assert ranker.rank({**QUERY, "candidates": ["4", "2", "1"]}) == ["4", "1", "2"]
+
+
+def test_lightgcn_dot_product_and_fallbacks(tmp_path):
+    users = {"ids": ["u1"], "embeddings": torch.tensor([[1.0, 0.0]])}
+    items = {"ids": ["1", "2", "4"], "embeddings": torch.tensor([[0.2, 1.0], [0.9, 0.0], [0.5, 0.5]])}
+    torch.save(users, tmp_path / "user_embeddings.pt")
+    torch.save(items, tmp_path / "item_embeddings.pt")
+    pop = PopularityRanker.from_graph(graph())
+    ranker = LightGCNRanker.from_reward_dir(tmp_path, pop)
+    # planted: u1 · item2 = 0.9 is the best; item 3 has no embedding and goes last
+    assert ranker.rank(QUERY) == ["2", "4", "1", "3"]
+    # unknown user -> popularity
+    assert ranker.rank({**QUERY, "user_id": "stranger"}) == pop.rank(QUERY)
+    assert ranker.n_fallback == 1
+
+
+def test_load_embeddings_errors(tmp_path):
+    from rerec.errors import InputError
+
+    with pytest.raises(InputError, match="train-reward-gnn"):
+        load_embeddings(tmp_path / "missing.pt")
+    torch.save({"wrong": 1}, tmp_path / "bad.pt")
+    with pytest.raises(InputError, match="ids"):
+        load_embeddings(tmp_path / "bad.pt")
+
+
+def test_describe_items_keeps_named_attributes_only():
+    attrs = pd.DataFrame({"item_id": ["1", "1", "1"], "relation": ["director", "decade", "genre"],
+                          "entity": ["m.0abc12", "1990s", "Crime"]})
+    text = describe_items(ITEMS, attrs)
+    assert text["1"] == "Fargo (1996). Genres: Crime, Thriller. decade: 1990s"
+    assert text["4"] == "Heat. Genres: Action"
+
+
+def bag_of_words(texts):
+    vocab = ["animated", "animation", "children", "crime", "drama", "space", "action"]
+    rows = torch.tensor([[float(w in t.lower()) for w in vocab] for t in texts]) + 1e-3
+    return torch.nn.functional.normalize(rows, dim=1)
+
+
+def test_text_match_planted_with_bag_of_words():
+    ranker = TextMatchRanker(describe_items(ITEMS), bag_of_words)
+    assert ranker.rank(QUERY)[0] == "2"
+    assert ranker.rank({**QUERY, "text": "a tense crime story"})[0] == "1"
+
+
+def test_text_match_never_reads_conditions_or_positives():
+    ranker = TextMatchRanker(describe_items(ITEMS), bag_of_words)
+    planted = {**QUERY, "conditions": '[{"relation": "genre", "entity": "Drama"}]', "positives": ["3"]}
+    assert ranker.rank(planted) == ranker.rank(QUERY)
+
+
+def test_text_match_with_minilm():
+    embedder = pytest.importorskip("rerec.reward.embedder").TextEmbedder()
+    ranker = TextMatchRanker(describe_items(ITEMS), embedder.encode)
+    assert ranker.rank({**QUERY, "text": "a cartoon for kids"})[0] == "2"
+    assert ranker.rank({**QUERY, "text": "astronauts stranded in space"})[0] == "3"
