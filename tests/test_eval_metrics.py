@@ -39,9 +39,12 @@ def test_ndcg_hand_computed():
 
 def test_ndcg_keeps_order_and_counts_duplicates_once():
     assert ndcg_at_k(["a", "x"], ["a"], 2) > ndcg_at_k(["x", "a"], ["a"], 2)
-    # a repeated wrong item must not push the positive out of the top-K twice
-    assert ndcg_at_k(["x", "x", "a"], ["a"], 2) == pytest.approx(1 / math.log2(3))
+    # repeating an item never helps: copies take places and score nothing
+    assert ndcg_at_k(["x", "x", "a"], ["a"], 2) == 0.0
     assert ndcg_at_k(["a", "a"], ["a", "b"], 2) == pytest.approx(1 / (1 + 1 / math.log2(3)))
+    # an unmatched answer (None) takes a place
+    assert ndcg_at_k([None, "a"], ["a"], 2) == pytest.approx(1 / math.log2(3))
+    assert acc_at_1([None, "a"], ["a"]) == 0.0
 
 
 def test_recall():

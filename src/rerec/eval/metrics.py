@@ -7,7 +7,9 @@ query has its ground-truth ``positives`` (one by construction, see DESIGN.md "Qu
 - ``Acc@1``: 1 when the first item is a positive. With one positive it equals NDCG@1.
 - ``NDCG@K`` = DCG@K / IDCG@K, DCG@K = sum_{r<=K, item_r in G} 1 / log2(r + 1) (ranks from 1), IDCG@K
   the DCG of an ideal list with min(|G|, K) positives on top. Order matters (the reference code loses it
-  with ``set()``); a repeated item counts once, at its first rank.
+  with ``set()``); a repeated item scores once, at its first rank, and its copies still take their
+  places; ``None`` (an answer that matched no candidate) takes a place and scores nothing. These two
+  come from :mod:`rerec.reward.metrics`, shared with the reward.
 - ``Recall@K`` = |top-K ∩ G| / |G|.
 - parse rate: the fraction of completions whose answer could be parsed (1 for the baselines).
 
@@ -23,38 +25,15 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-
-def _dedup(ranked: Sequence[str]) -> list[str]:
-    seen: set[str] = set()
-    out = []
-    for item in ranked:
-        if item not in seen:
-            seen.add(item)
-            out.append(item)
-    return out
+# The ranking maths lives with the reward (one definition for training and evaluation).
+from rerec.reward.metrics import ndcg_at_k, recall_at_k
 
 
-def acc_at_1(ranked: Sequence[str], positives: Iterable[str]) -> float:
-    return float(bool(ranked) and ranked[0] in set(positives))
+def acc_at_1(ranked: Sequence[str | None], positives: Iterable[str]) -> float:
+    return float(bool(ranked) and ranked[0] is not None and ranked[0] in set(positives))
 
 
-def ndcg_at_k(ranked: Sequence[str], positives: Iterable[str], k: int) -> float:
-    positives = set(positives)
-    if not positives or k <= 0:
-        return 0.0
-    dcg = sum(1.0 / math.log2(r + 2) for r, item in enumerate(_dedup(ranked)[:k]) if item in positives)
-    idcg = sum(1.0 / math.log2(r + 2) for r in range(min(len(positives), k)))
-    return dcg / idcg
-
-
-def recall_at_k(ranked: Sequence[str], positives: Iterable[str], k: int) -> float:
-    positives = set(positives)
-    if not positives:
-        return 0.0
-    return len(positives & set(_dedup(ranked)[:k])) / len(positives)
-
-
-def query_metrics(ranked: Sequence[str], positives: Iterable[str], ks: Sequence[int] = (5, 10),
+def query_metrics(ranked: Sequence[str | None], positives: Iterable[str], ks: Sequence[int] = (5, 10),
                   parsed: bool = True) -> dict[str, float]:
     """All per-query metrics as ``{"acc@1": ., "ndcg@5": ., "recall@5": ., ..., "parsed": .}``."""
     positives = list(positives)
