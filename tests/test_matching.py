@@ -1,0 +1,183 @@
+"""Title matching: exact, normalised, candidate number, embedding fallback; and the MiniLM embedder."""
+
+import pytest
+import torch
+
+from rerec.reward.embedder import TextEmbedder
+from rerec.reward.matching import MatchResult, TitleMatcher, normalise_title
+
+CANDIDATES = [
+    ("64", "Shawshank Redemption, The"),
+    ("1", "Toy Story"),
+    ("12", "Usual Suspects, The"),
+    ("1283", "Horseman on the Roof, The (Hussard sur le toit, Le)"),
+    ("1144", "Misérables, Les"),
+    ("1941", "Se7en"),
+    ("318", "Schindler's List"),
+]
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("Matrix, The", "The Matrix"),
+        ("Matrix, The (1999)", "the matrix"),
+        ("The Matrix [1999]", "MATRIX"),
+        ("Usual Suspects, The", "  the   usual suspects!! "),
+        ("Misérables, Les", "Les Miserables"),
+        ("Schindler's List", "Schindlers List"),
+        ("Schindler’s List", "schindler's list"),
+        ("Fish Called Wanda, A", "A Fish Called Wanda"),
+        ("Boot, Das", "Das Boot"),
+        ("Romeo & Juliet", "Romeo and Juliet"),
+        ("ﬁght club", "Fight Club"),  # NFKD folds the ligature
+    ],
+)
+def test_normalise_equal(a, b):
+    assert normalise_title(a) == normalise_title(b)
+
+
+@pytest.mark.parametrize(
+    "title, key",
+    [
+        ("Matrix, The (1999)", "matrix"),
+        ("Toy Story", "toy story"),
+        ("Se7en (1995)", "se7en"),
+        ("Horseman on the Roof, The (Hussard sur le toit, Le)", "horseman on the roof hussard sur le toit le"),
+        ("", ""),
+    ],
+)
+def test_normalise_exact_keys(title, key):
+    assert normalise_title(title) == key
+
+
+def test_normalise_keeps_distinct_titles_distinct():
+    assert normalise_title("Toy Story") != normalise_title("Toy Story 2")
+    assert normalise_title("Heat") != normalise_title("The Heat Is On")
+
+
+def test_exact_match():
+    assert TitleMatcher(CANDIDATES).match("Toy Story") == MatchResult("1", "exact", 1.0)
+
+
+@pytest.mark.parametrize(
+    "text, item",
+    [
+        ("The Shawshank Redemption", "64"),
+        ("toy story (1995)", "1"),
+        ("The Usual Suspects", "12"),
+        ("Les Misérables", "1144"),
+        ("The Horseman on the Roof", "1283"),  # the main part of an "A (B)" title
+        ("Hussard sur le toit, Le", "1283"),  # and its alternative
+        ("7. Schindler's List", "318"),  # a numbered title: the title decides
+    ],
+)
+def test_normalised_match(text, item):
+    result = TitleMatcher(CANDIDATES).match(text)
+    assert result == MatchResult(item, "normalised", 1.0)
+
+
+@pytest.mark.parametrize("text", ["2", "#2", "[2]", "2.", "(2)", " 2 ", "Candidate 2", "no. 2"])
+def test_candidate_number_is_one_based_displayed_order(text):
+    assert TitleMatcher(CANDIDATES).match(text) == MatchResult("1", "number", 1.0)
+
+
+def test_number_prefix_with_unknown_title_falls_back_to_the_number():
+    assert TitleMatcher(CANDIDATES).match("3. The Usual Suspect").item_id == "12"
+
+
+@pytest.mark.parametrize("text", ["0", "8", "1995", "Heat", "", "   ", "Toy Story 2"])
+def test_no_match(text):
+    assert TitleMatcher(CANDIDATES).match(text) == MatchResult(None, None, 0.0)
+
+
+def test_exact_beats_number_when_a_title_is_a_number():
+    matcher = TitleMatcher([("a", "Heat"), ("b", "1")])
+    assert matcher.match("1") == MatchResult("b", "exact", 1.0)
+    assert matcher.match("2") == MatchResult("b", "number", 1.0)
+
+
+def test_duplicate_titles_first_displayed_wins():
+    assert TitleMatcher([("9", "Chasing Amy"), ("7", "Chasing Amy")]).match("chasing amy").item_id == "9"
+
+
+def test_alias_never_shadows_a_primary_title():
+    matcher = TitleMatcher([("x", "Blue Angel, The (Blaue Engel, Der)"), ("y", "Blue Angel")])
+    assert matcher.match("The Blue Angel").item_id == "y"
+
+
+class FakeEmbedder:
+    """Hand-made unit vectors: rows for known strings, a fixed vector otherwise."""
+
+    def __init__(self, table):
+        self.table = {k: torch.nn.functional.normalize(torch.tensor(v, dtype=torch.float32), dim=0)
+                      for k, v in table.items()}
+        self.calls = 0
+
+    def encode(self, texts):
+        self.calls += 1
+        return torch.stack([self.table.get(t, torch.tensor([0.0, 0.0, 1.0])) for t in texts])
+
+
+def test_embedding_fallback_above_threshold_only():
+    embedder = FakeEmbedder({"Heat": [1, 0, 0], "Fargo": [0, 1, 0], "Heat-ish": [0.9, 0.1, 0], "Between": [1, 1, 0]})
+    matcher = TitleMatcher([("a", "Heat"), ("b", "Fargo")], embedder=embedder, threshold=0.8)
+    result = matcher.match("Heat-ish")
+    assert result.item_id == "a" and result.how == "embedding"
+    assert result.score == pytest.approx(0.9 / (0.9**2 + 0.1**2) ** 0.5)
+    below = matcher.match("Between")  # cos = 1/sqrt(2) = 0.707 < 0.8
+    assert below.item_id is None and below.how is None
+    assert below.score == pytest.approx(2**-0.5)
+
+
+def test_embedding_step_skipped_when_lexical_matches_and_batched_otherwise():
+    embedder = FakeEmbedder({"Heat": [1, 0, 0], "Fargo": [0, 1, 0], "Heat-ish": [0.9, 0.1, 0]})
+    matcher = TitleMatcher([("a", "Heat"), ("b", "Fargo")], embedder=embedder)
+    assert matcher.match_many(["heat", "2"]) == [MatchResult("a", "normalised", 1.0), MatchResult("b", "number", 1.0)]
+    assert embedder.calls == 0
+    results = matcher.match_many(["Heat-ish", "Fargo", "Heat-ish"])
+    assert [r.item_id for r in results] == ["a", "b", "a"]
+    assert embedder.calls == 2  # candidate titles once, then one batch for the pending texts
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    torch.set_num_threads(1)
+    return TextEmbedder()
+
+
+def test_minilm_embeddings_are_unit_384(minilm):
+    vectors = minilm.encode(["The Matrix", "Toy Story", "The Matrix"])
+    assert vectors.shape == (3, 384)
+    assert torch.allclose(vectors.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert torch.equal(vectors[0], vectors[2])
+
+
+def test_minilm_similarity_is_semantic(minilm):
+    matrix, bare, toy = minilm.encode(["The Matrix", "Matrix", "Toy Story"])
+    assert float(matrix @ bare) > float(matrix @ toy)
+    assert float(matrix @ bare) > 0.8
+
+
+def test_minilm_cache_hits_skip_the_model(minilm, monkeypatch):
+    minilm.encode(["Fargo"])
+    monkeypatch.setattr(minilm, "_forward", lambda texts: pytest.fail(f"re-embedded {texts}"))
+    assert minilm.encode(["Fargo", "Fargo"]).shape == (2, 384)
+
+
+def test_minilm_lru_evicts_oldest():
+    embedder = TextEmbedder(cache_size=2)
+    embedder._load = lambda: None
+    embedder._model = object()
+    embedder._forward = lambda texts: torch.ones(len(texts), 384)
+    embedder.encode(["a", "b", "c"])
+    assert list(embedder._cache) == ["b", "c"]
+
+
+def test_matcher_with_minilm_matches_a_paraphrased_title(minilm):
+    matcher = TitleMatcher([("1", "Toy Story"), ("2", "Shawshank Redemption, The"), ("3", "Heat")],
+                           embedder=minilm, threshold=0.7)
+    result = matcher.match("Shawshank Redemption (the movie)")
+    assert result.item_id == "2" and result.how in ("normalised", "embedding")
+    assert matcher.match("Shawshank's Redemptions").item_id == "2"
+    assert matcher.match("a documentary about penguins").item_id is None
