@@ -107,6 +107,9 @@ def save_catalog(catalog: Catalog, out_dir: str | os.PathLike) -> dict[str, Path
         if table is None:
             continue
         arrow = pa.Table.from_pandas(table.reset_index(drop=True), preserve_index=False)
+        arrow = arrow.cast(pa.schema([
+            pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f for f in arrow.schema
+        ], metadata=arrow.schema.metadata))
         for column in LIST_COLUMNS:
             if column in arrow.column_names:
                 index = arrow.column_names.index(column)
