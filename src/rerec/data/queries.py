@@ -1,0 +1,504 @@
+"""RecBench+-style query generation (Huang et al., "Towards Next-Generation Recommender Systems: A
+Benchmark for Personalized Recommendation Assistant with LLMs", arXiv 2503.09382), as used by ReRec.
+
+Four query types (:data:`rerec.data.schema.QUERY_TYPES`), each with exactly one positive — an item the
+user really liked (rating >= ``min_rating``, or any interaction where there are no ratings) that meets
+every condition — and ``n_candidates - 1`` negatives that each fail at least one condition:
+
+- **explicit**: 1-4 named conditions from ``item_attributes`` (``genre``, ``decade`` or ``year``).
+- **implicit**: a multi-hop condition through an item X in the user's history: the positive shares a
+  ``director`` / ``actor`` / ``writer`` / ``producer`` entity with X ("by the director of Fargo"),
+  optionally with one named condition. Stored as the shared (relation, entity) with ``via`` = X.
+  Because the request only names X, *every* item that shares any ``relation`` entity with X answers
+  it; negatives therefore share none.
+- **misinformed**: an implicit (or genre) condition stated with a wrong link — "by the director of
+  Fargo, who also directed Toy Story" where Toy Story has none of Fargo's directors, or "another
+  comedy like Heat" where Heat is no comedy. The true condition is stored with
+  ``false_premise = {"item_id": Y, "text": ...}``, and Y is one of the negatives (the trap).
+- **interest**: co-interaction. "People who loved X and Y, like me, also watched ...": the positive is
+  in the co-interaction neighbourhood (top ``interest_neighbours`` items by Jaccard similarity of the
+  sets of users who liked them, see :func:`co_interaction_neighbours`) of every named history item.
+  Stored as ``{"relation": "co_interaction", "entity": X, "via": X}`` per named item. These pairs are
+  *not* in ``item_attributes``: query-alignment scoring (QAS) must skip ``co_interaction`` conditions
+  and, for a query without any attribute condition, fall back to the paper's form
+  |R_p ∩ R_gt| / |R_gt| over the ground truth's relations.
+
+Hard negatives (a ``hard_negative_share`` of the negatives, where enough exist) meet some conditions
+but not all; for one-condition queries they are near misses (share another named attribute with the
+positive, another person with X, or sit just outside X's co-interaction neighbourhood). Items in the
+shown history are never candidates. Candidates are shuffled; everything is a function of the seed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from rerec.data import phrasing
+from rerec.data.schema import PERSON_RELATIONS, QUERY_COLUMNS, QUERY_TYPES, Catalog, encode_conditions
+from rerec.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+CO_INTERACTION = "co_interaction"
+_TIME_RELATIONS = ("decade", "year")
+_IGNORED_GENRES = frozenset({"unknown", "(no genres listed)", ""})
+
+
+@dataclass
+class QueryConfig:
+    """How many queries of each type to generate, and how they are built."""
+
+    # --- volume
+    n_explicit: int = field(default=2000, metadata={"help": "Explicit queries (1-4 named conditions)."})
+    n_implicit: int = field(default=1500, metadata={"help": "Implicit (multi-hop through a history item) queries."})
+    n_misinformed: int = field(default=1000, metadata={"help": "Misinformed (wrong link stated as fact) queries."})
+    n_interest: int = field(default=1000, metadata={"help": "Interest-based (co-interaction) queries."})
+    # --- candidates
+    n_candidates: int = field(default=20, metadata={"help": "Candidates per query: 1 positive + N-1 negatives."})
+    hard_negative_share: float = field(
+        default=0.5, metadata={"help": "Share of negatives that meet some but not all conditions (near misses)."})
+    # --- users
+    min_rating: float = field(
+        default=4.0, metadata={"help": "A positive and a named history item must be rated at least this."})
+    history_size: int = field(default=10, metadata={"help": "Items of the user's history shown with a query."})
+    # --- conditions
+    max_conditions: int = field(default=4, metadata={"help": "Most named conditions in an explicit query (1-4)."})
+    extra_named_share: float = field(
+        default=0.4, metadata={"help": "Share of implicit/misinformed queries that add a named condition."})
+    misinformed_named_share: float = field(
+        default=0.3, metadata={"help": "Share of misinformed queries whose wrong link is a genre, not a person."})
+    interest_neighbours: int = field(
+        default=100, metadata={"help": "Co-interaction neighbourhood size (top items by Jaccard) for interest."})
+    max_via_items: int = field(default=3, metadata={"help": "Most history items named by an interest query."})
+    seed: int = field(default=0, metadata={"help": "Random seed: the same seed gives identical queries."})
+
+    def __post_init__(self) -> None:
+        counts = {k: v for k, v in asdict(self).items() if k.startswith("n_") and k != "n_candidates"}
+        if any(v < 0 for v in counts.values()):
+            raise ConfigError(f"Query counts must be >= 0, got {counts}. Fix: pass non-negative --n-* values.")
+        if self.n_candidates < 2:
+            raise ConfigError(f"n_candidates is {self.n_candidates}. Fix: use at least 2 (1 positive + 1 negative).")
+        for name in ("hard_negative_share", "extra_named_share", "misinformed_named_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} is {getattr(self, name)}. Fix: use a value between 0 and 1.")
+        if not 1 <= self.max_conditions <= 4:
+            raise ConfigError(f"max_conditions is {self.max_conditions}. Fix: use 1 to 4.")
+        if self.history_size < 1 or self.max_via_items < 1 or self.interest_neighbours < 1:
+            raise ConfigError("history_size, max_via_items and interest_neighbours must be >= 1. Fix: raise them.")
+
+
+def co_interaction_neighbours(catalog: Catalog, top_m: int, min_rating: float, wide: int = 1) -> np.ndarray:
+    """Boolean (n_items, n_items) matrix, rows/columns in ``catalog.items`` order: ``[x, i]`` is True
+    when item i is among the ``top_m * wide`` items most similar to x by Jaccard similarity of their
+    sets of liking users (ties broken by item order; an item is never its own neighbour; items that
+    share no liking user are never neighbours)."""
+    item_ids = catalog.items["item_id"].to_numpy()
+    position = pd.Index(item_ids)
+    liked = _liked_interactions(catalog.interactions, min_rating)
+    users = pd.Index(np.sort(liked["user_id"].unique()))
+    rows = users.get_indexer(liked["user_id"])
+    cols = position.get_indexer(liked["item_id"])
+    keep = cols >= 0
+    matrix = np.zeros((len(users), len(item_ids)), dtype=np.float32)
+    matrix[rows[keep], cols[keep]] = 1.0
+    co = matrix.T @ matrix  # (n_items, n_items) co-liking counts
+    support = np.diag(co).copy()
+    union = support[:, None] + support[None, :] - co
+    jaccard = np.divide(co, union, out=np.zeros_like(co), where=union > 0)
+    np.fill_diagonal(jaccard, -1.0)
+    m = min(top_m * wide, len(item_ids) - 1)
+    order = np.argsort(-jaccard, axis=1, kind="stable")[:, :m]
+    neighbours = np.zeros(jaccard.shape, dtype=bool)
+    np.put_along_axis(neighbours, order, True, axis=1)
+    return neighbours & (co > 0) & ~np.eye(len(item_ids), dtype=bool)
+
+
+def _liked_interactions(interactions: pd.DataFrame, min_rating: float) -> pd.DataFrame:
+    if "rating" in interactions and interactions["rating"].notna().any():
+        return interactions[interactions["rating"].fillna(-np.inf) >= min_rating]
+    return interactions
+
+
+@dataclass
+class _User:
+    user_id: str
+    items: np.ndarray  # item positions, by timestamp
+    liked: np.ndarray  # positions rated >= min_rating, by timestamp
+    mask: np.ndarray  # bool over all items: interacted
+
+
+class _Index:
+    """The catalog indexed once: attribute sets per item, item masks per (relation, entity), users."""
+
+    def __init__(self, catalog: Catalog, config: QueryConfig) -> None:
+        self.config = config
+        items = catalog.items
+        self.item_ids = items["item_id"].astype(str).to_numpy()
+        self.titles = items["title"].astype(str).to_numpy()
+        self.n = len(self.item_ids)
+        self.position = pd.Index(self.item_ids)
+        attrs = catalog.item_attributes
+        pos = self.position.get_indexer(attrs["item_id"].astype(str))
+        attrs = pd.DataFrame({"pos": pos, "relation": attrs["relation"].astype(str),
+                              "entity": attrs["entity"].astype(str)})[pos >= 0].drop_duplicates()
+        # (relation, entity) -> sorted item positions; item -> relation -> sorted entities
+        self.pair_items: dict[tuple[str, str], np.ndarray] = {
+            key: np.sort(group.to_numpy()) for key, group in attrs.groupby(["relation", "entity"], sort=True)["pos"]
+        }
+        self.item_attrs: list[dict[str, list[str]]] = [{} for _ in range(self.n)]
+        for p, rel, ent in attrs.sort_values(["pos", "relation", "entity"]).itertuples(index=False):
+            self.item_attrs[p].setdefault(rel, []).append(ent)
+        self._masks: dict[tuple[str, str], np.ndarray] = {}
+        self.popularity = np.bincount(
+            self.position.get_indexer(catalog.interactions["item_id"].astype(str)).clip(0), minlength=self.n)
+        self.users = self._index_users(catalog.interactions)
+        self._neighbours: tuple[np.ndarray, np.ndarray] | None = None
+        self._catalog = catalog
+
+    def _index_users(self, interactions: pd.DataFrame) -> list[_User]:
+        frame = pd.DataFrame({"user_id": interactions["user_id"].astype(str),
+                              "pos": self.position.get_indexer(interactions["item_id"].astype(str))})
+        has_rating = "rating" in interactions and interactions["rating"].notna().any()
+        frame["liked"] = (interactions["rating"].fillna(-np.inf).to_numpy() >= self.config.min_rating
+                          if has_rating else True)
+        frame["ts"] = (interactions["timestamp"].fillna(0).astype("int64").to_numpy()
+                       if "timestamp" in interactions else 0)
+        frame = frame[frame["pos"] >= 0].sort_values(["user_id", "ts", "pos"], kind="stable")
+        users = []
+        for user_id, group in frame.groupby("user_id", sort=True):
+            items = group["pos"].to_numpy()
+            mask = np.zeros(self.n, dtype=bool)
+            mask[items] = True
+            users.append(_User(str(user_id), items, group.loc[group["liked"], "pos"].to_numpy(), mask))
+        return users
+
+    def mask(self, relation: str, entity: str) -> np.ndarray:
+        key = (relation, entity)
+        if key not in self._masks:
+            m = np.zeros(self.n, dtype=bool)
+            m[self.pair_items.get(key, np.empty(0, dtype=int))] = True
+            self._masks[key] = m
+        return self._masks[key]
+
+    def union(self, relation: str, entities: list[str]) -> np.ndarray:
+        out = np.zeros(self.n, dtype=bool)
+        for entity in entities:
+            out |= self.mask(relation, entity)
+        return out
+
+    def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._neighbours is None:
+            c = self.config
+            self._neighbours = (co_interaction_neighbours(self._catalog, c.interest_neighbours, c.min_rating),
+                                co_interaction_neighbours(self._catalog, c.interest_neighbours, c.min_rating, wide=3))
+        return self._neighbours
+
+    def has_relation(self, relation: str) -> np.ndarray:
+        key = (relation, "*")
+        if key not in self._masks:
+            self._masks[key] = np.array([relation in a for a in self.item_attrs])
+        return self._masks[key]
+
+    def genres(self, p: int) -> list[str]:
+        return [g for g in self.item_attrs[p].get("genre", []) if g not in _IGNORED_GENRES]
+
+
+class _Generator:
+    def __init__(self, index: _Index, config: QueryConfig) -> None:
+        self.ix, self.c = index, config
+        self.users_with_likes = [u for u in index.users if len(u.liked) >= 1 and len(u.items) >= 2]
+        self.n_neg = config.n_candidates - 1
+
+    # --- shared pieces -------------------------------------------------------------------------
+    def history(self, user: _User, positive: int, must: list[int], rng: np.random.Generator) -> list[int]:
+        """Up to ``history_size`` of the user's items (named items first, then liked, then any), never
+        the positive, in the user's timestamp order."""
+        size = max(self.c.history_size, len(must))
+        chosen = list(dict.fromkeys(must))
+        for pool in (user.liked, user.items):
+            rest = [int(p) for p in pool if p != positive and p not in chosen]
+            take = min(size - len(chosen), len(rest))
+            if take > 0:
+                chosen += [rest[i] for i in sorted(rng.choice(len(rest), size=take, replace=False))]
+        order = {int(p): i for i, p in enumerate(user.items)}
+        return sorted(chosen, key=lambda p: order.get(p, -1))
+
+    def finish(self, rng: np.random.Generator, user: _User, qtype: str, text: str, positive: int,
+               history: list[int], conditions: list[dict], satisfied: list[np.ndarray],
+               near_miss: np.ndarray, trap: int | None = None) -> dict | None:
+        """Pick negatives (each fails >= 1 condition; a share of them hard) and assemble the row."""
+        k = len(satisfied)
+        met = np.sum(satisfied, axis=0)
+        if met[positive] != k:  # pragma: no cover - a generator bug, not a user error
+            raise AssertionError("positive does not meet its own conditions")
+        negative = met < k
+        negative[positive] = False
+        negative[history] = False
+        hard = negative & ((met > 0) | near_miss)
+        easy = negative & ~hard
+        forced = [trap] if trap is not None and negative[trap] else []
+        hard[forced] = easy[forced] = False
+        if int(negative.sum()) < self.n_neg:
+            return None
+        want_hard = max(int(round(self.c.hard_negative_share * self.n_neg)) - len(forced), 0)
+        hard_pool, easy_pool = np.flatnonzero(hard), np.flatnonzero(easy)
+        n_hard = min(want_hard, len(hard_pool))
+        n_easy = min(self.n_neg - len(forced) - n_hard, len(easy_pool))
+        n_hard = self.n_neg - len(forced) - n_easy  # top up from the hard pool when easy ones run out
+        negatives = (forced + list(rng.choice(hard_pool, size=n_hard, replace=False))
+                     + list(rng.choice(easy_pool, size=n_easy, replace=False)))
+        candidates = [positive] + [int(x) for x in negatives]
+        candidates = [candidates[i] for i in rng.permutation(len(candidates))]
+        ids = self.ix.item_ids
+        return {
+            "user_id": user.user_id,
+            "type": qtype,
+            "text": text,
+            "conditions": encode_conditions(conditions),
+            "positives": [str(ids[positive])],
+            "candidates": [str(ids[i]) for i in candidates],
+            "history": [str(ids[i]) for i in history],
+            "n_conditions": k,
+        }
+
+    def named_condition(self, p: int, relation: str, rng: np.random.Generator) -> tuple[dict, np.ndarray] | None:
+        """One of p's named attributes ('genre' or a time relation) as a stored condition."""
+        if relation == "genre":
+            genres = self.ix.genres(p)
+            if not genres:
+                return None
+            entity = genres[int(rng.integers(len(genres)))]
+        else:
+            values = self.ix.item_attrs[p].get(relation, [])
+            if not values:
+                return None
+            entity = values[0]
+        text = phrasing.named_extra_fragment(relation, entity, rng)
+        return {"relation": relation, "entity": entity, "text": text}, self.ix.mask(relation, entity)
+
+    def pick_user(self, rng: np.random.Generator) -> _User:
+        return self.users_with_likes[int(rng.integers(len(self.users_with_likes)))]
+
+    # --- explicit ------------------------------------------------------------------------------
+    def explicit(self, rng: np.random.Generator) -> dict | None:
+        user = self.pick_user(rng)
+        k = int(rng.integers(1, self.c.max_conditions + 1))
+        liked = user.liked[rng.permutation(len(user.liked))]
+        sizes = np.array([len(self.ix.genres(p)) + any(r in self.ix.item_attrs[p] for r in _TIME_RELATIONS)
+                          for p in liked])
+        if len(sizes) == 0:
+            return None
+        if not (sizes >= k).any():
+            k = int(sizes.max())
+        if k == 0:
+            return None
+        p = int(liked[int(np.flatnonzero(sizes >= k)[0])])
+        genres = self.ix.genres(p)
+        times = [r for r in _TIME_RELATIONS if r in self.ix.item_attrs[p]]
+        use_time = bool(times) and (k > len(genres) or rng.random() < 0.6)
+        chosen_genres = sorted(rng.choice(genres, size=k - use_time, replace=False).tolist()) if k - use_time else []
+        conditions, satisfied = [], []
+        words = []
+        for g in chosen_genres:
+            words.append(phrasing.genre_word(g))
+            conditions.append({"relation": "genre", "entity": g, "text": words[-1]})
+            satisfied.append(self.ix.mask("genre", g))
+        time_text = None
+        if use_time:
+            relation = "decade" if "decade" in times and (rng.random() < 0.6 or "year" not in times) else times[-1]
+            entity = self.ix.item_attrs[p][relation][0]
+            time_text = phrasing.time_fragment(relation, entity, rng)
+            conditions.append({"relation": relation, "entity": entity, "text": time_text})
+            satisfied.append(self.ix.mask(relation, entity))
+        # one-condition near misses share another named attribute with the positive
+        stated = {(c["relation"], c["entity"]) for c in conditions}
+        near = np.zeros(self.ix.n, dtype=bool)
+        for rel in ("genre", *_TIME_RELATIONS):
+            for ent in self.ix.item_attrs[p].get(rel, []):
+                if (rel, ent) not in stated and ent not in _IGNORED_GENRES:
+                    near |= self.ix.mask(rel, ent)
+        history = self.history(user, p, [], rng)
+        text = phrasing.explicit_text(words, time_text, rng)
+        return self.finish(rng, user, "explicit", text, p, history, conditions, satisfied, near)
+
+    # --- implicit and misinformed ----------------------------------------------------------------
+    def hop(self, user: _User, rng: np.random.Generator) -> tuple[int, int, str, str] | None:
+        """(positive p, via item x, relation, shared entity): p liked, x in the user's history."""
+        options: list[tuple[int, int, str, str]] = []
+        for p in user.liked[rng.permutation(len(user.liked))][:30]:
+            p = int(p)
+            for rel in PERSON_RELATIONS:
+                for ent in self.ix.item_attrs[p].get(rel, []):
+                    for x in self.ix.pair_items[(rel, ent)]:
+                        if x != p and user.mask[x]:
+                            options.append((p, int(x), rel, ent))
+            if len(options) >= 8:
+                break
+        if not options:
+            return None
+        relations = sorted({o[2] for o in options})
+        relation = relations[int(rng.integers(len(relations)))]  # balance relations (actors dominate)
+        options = [o for o in options if o[2] == relation]
+        return options[int(rng.integers(len(options)))]
+
+    def hop_condition(self, p: int, x: int, rel: str, ent: str) -> tuple[np.ndarray, np.ndarray]:
+        """(items that answer 'the <rel> of x' = share any rel-entity with x, near misses = share
+        another person with x)."""
+        satisfied = self.ix.union(rel, self.ix.item_attrs[x][rel])
+        near = np.zeros(self.ix.n, dtype=bool)
+        for other in PERSON_RELATIONS:
+            if other != rel:
+                near |= self.ix.union(other, self.ix.item_attrs[x].get(other, []))
+        return satisfied, near
+
+    def extra_named(self, p: int, rng: np.random.Generator) -> tuple[dict, np.ndarray] | None:
+        if rng.random() >= self.c.extra_named_share:
+            return None
+        return self.named_condition(p, "genre" if rng.random() < 0.6 else "decade", rng)
+
+    def implicit(self, rng: np.random.Generator) -> dict | None:
+        user = self.pick_user(rng)
+        found = self.hop(user, rng)
+        if found is None:
+            return None
+        p, x, rel, ent = found
+        satisfied, near = self.hop_condition(p, x, rel, ent)
+        hop_text = phrasing.hop_fragment(rel, self.ix.titles[x], rng)
+        conditions = [{"relation": rel, "entity": ent, "text": hop_text, "via": str(self.ix.item_ids[x])}]
+        masks = [satisfied]
+        extra = self.extra_named(p, rng)
+        if extra is not None:
+            conditions.append(extra[0])
+            masks.append(extra[1])
+        text = phrasing.implicit_text([c["text"] for c in conditions], self.ix.titles[x], rng)
+        history = self.history(user, p, [x], rng)
+        return self.finish(rng, user, "implicit", text, p, history, conditions, masks, near)
+
+    def premise_item(self, wrong: np.ndarray, banned: list[int], rng: np.random.Generator) -> int | None:
+        """A well-known item (top quarter by interactions) from ``wrong`` — the false premise."""
+        pool = wrong.copy()
+        pool[banned] = False
+        known = pool & (self.ix.popularity >= np.quantile(self.ix.popularity, 0.75))
+        choices = np.flatnonzero(known if known.any() else pool)
+        return int(rng.choice(choices)) if len(choices) else None
+
+    def misinformed(self, rng: np.random.Generator) -> dict | None:
+        if rng.random() < self.c.misinformed_named_share:
+            return self.misinformed_genre(rng)
+        user = self.pick_user(rng)
+        found = self.hop(user, rng)
+        if found is None:
+            return None
+        p, x, rel, ent = found
+        satisfied, near = self.hop_condition(p, x, rel, ent)
+        has_relation = self.ix.has_relation(rel)
+        history = self.history(user, p, [x], rng)
+        y = self.premise_item(has_relation & ~satisfied, history + [p], rng)
+        if y is None:
+            return None
+        hop_text = phrasing.hop_fragment(rel, self.ix.titles[x], rng)
+        premise = phrasing.premise_fragment(rel, self.ix.titles[y], rng)
+        conditions = [{"relation": rel, "entity": ent, "text": hop_text, "via": str(self.ix.item_ids[x]),
+                       "false_premise": {"item_id": str(self.ix.item_ids[y]), "text": premise}}]
+        masks = [satisfied]
+        extra = self.extra_named(p, rng)
+        if extra is not None:
+            conditions.append(extra[0])
+            masks.append(extra[1])
+        text = phrasing.misinformed_hop_text(hop_text, premise, [c["text"] for c in conditions[1:]], rng)
+        return self.finish(rng, user, "misinformed", text, p, history, conditions, masks, near, trap=y)
+
+    def misinformed_genre(self, rng: np.random.Generator) -> dict | None:
+        user = self.pick_user(rng)
+        p = int(user.liked[int(rng.integers(len(user.liked)))])
+        genres = self.ix.genres(p)
+        if not genres:
+            return None
+        genre = genres[int(rng.integers(len(genres)))]
+        satisfied = self.ix.mask("genre", genre)
+        history = self.history(user, p, [], rng)
+        y = self.premise_item(~satisfied, history + [p], rng)
+        if y is None:
+            return None
+        text, premise = phrasing.misinformed_named_text(genre, self.ix.titles[y], rng)
+        conditions = [{"relation": "genre", "entity": genre, "text": phrasing.genre_word(genre),
+                       "false_premise": {"item_id": str(self.ix.item_ids[y]), "text": premise}}]
+        near = np.zeros(self.ix.n, dtype=bool)
+        for rel in _TIME_RELATIONS:
+            near |= self.ix.union(rel, self.ix.item_attrs[p].get(rel, []))
+        return self.finish(rng, user, "misinformed", text, p, history, conditions, [satisfied], near, trap=y)
+
+    # --- interest ------------------------------------------------------------------------------
+    def interest(self, rng: np.random.Generator) -> dict | None:
+        neighbours, wide = self.ix.neighbours()
+        user = self.pick_user(rng)
+        want = int(rng.integers(1, self.c.max_via_items + 1))
+        for p in user.liked[rng.permutation(len(user.liked))][:30]:
+            p = int(p)
+            vias = [int(h) for h in user.liked if h != p and neighbours[h, p]]
+            if len(vias) >= want:
+                break
+        else:
+            return None
+        chosen = sorted(rng.choice(vias, size=want, replace=False).tolist())
+        titles = [self.ix.titles[x] for x in chosen]
+        conditions = [{"relation": CO_INTERACTION, "entity": str(self.ix.item_ids[x]),
+                       "text": phrasing.interest_fragment(self.ix.titles[x], rng), "via": str(self.ix.item_ids[x])}
+                      for x in chosen]
+        masks = [neighbours[x] for x in chosen]
+        near = np.any(wide[chosen], axis=0)
+        history = self.history(user, p, chosen, rng)
+        text = phrasing.interest_text(titles, rng)
+        return self.finish(rng, user, "interest", text, p, history, conditions, masks, near)
+
+
+def generate_queries(catalog: Catalog, config: QueryConfig | None = None, *, progress: bool = True) -> pd.DataFrame:
+    """Generate the query table: :data:`QUERY_COLUMNS` plus ``history`` and ``n_conditions``.
+
+    ``split`` is left empty (see :func:`rerec.data.splits.split_queries`). ``query_id`` is
+    ``"<type>-<n>"`` in generation order. Deterministic for ``config.seed``: each type draws from
+    its own RNG stream, so changing one type's count does not change the others.
+    """
+    config = config or QueryConfig()
+    index = _Index(catalog, config)
+    generator = _Generator(index, config)
+    if not generator.users_with_likes:
+        raise InputError("no user has both a liked item and a second interaction, so no query can be built",
+                         file="interactions", fix="provide interactions with ratings >= min_rating "
+                         "(or lower --min-rating)")
+    targets = {"explicit": config.n_explicit, "implicit": config.n_implicit,
+               "misinformed": config.n_misinformed, "interest": config.n_interest}
+    rows: list[dict] = []
+    bar = tqdm(total=sum(targets.values()), desc="queries", unit="q", disable=not progress)
+    for type_index, qtype in enumerate(QUERY_TYPES):
+        rng = np.random.default_rng([config.seed, type_index])
+        make = getattr(generator, qtype)
+        seen: set[tuple] = set()
+        made, attempts = 0, 0
+        while made < targets[qtype] and attempts < 20 * targets[qtype] + 100:
+            attempts += 1
+            row = make(rng)
+            if row is None:
+                continue
+            key = (row["user_id"], row["positives"][0], row["conditions"])
+            if key in seen:
+                continue
+            seen.add(key)
+            row["query_id"] = f"{qtype}-{made:05d}"
+            rows.append(row)
+            made += 1
+            bar.update(1)
+        if made < targets[qtype]:
+            log.warning("generated %d of %d %s queries: the catalog has too few qualifying users/items",
+                        made, targets[qtype], qtype)
+    bar.close()
+    columns = QUERY_COLUMNS + ["history", "n_conditions"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["split"] = ""
+    frame["n_conditions"] = frame["n_conditions"].astype("int64")
+    return frame
