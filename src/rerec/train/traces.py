@@ -1,0 +1,157 @@
+"""Reasoning traces synthesised from the graphs, the SFT warm-up's targets (DESIGN.md, "SFT warm-up").
+
+A trace checks the request's stored conditions against the candidates, says what rules candidates
+out, notices a misinformed premise, and ends with ``format_answer([positive title])``. Every factual
+sentence is decided by the item-attribute index (:class:`rerec.prompt.CatalogView`) and recorded as a
+:class:`Fact`, so tests can check each one against the graph. Several styles, picked by a seeded RNG,
+keep the model from learning one sentence.
+
+Traces stay short on purpose: on a CPU every completion token costs (DESIGN.md, "What a CPU can afford").
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rerec.answer import format_answer
+from rerec.data.phrasing import genre_word
+from rerec.data.schema import decode_conditions
+from rerec.prompt import CatalogView
+
+STYLES = ("checklist", "eliminate", "direct")
+
+_HOP = {"director": "by the director of {x}", "writer": "by the writer of {x}",
+        "producer": "from a producer of {x}", "actor": "with an actor from {x}"}
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One checkable claim of a trace: ``item_id`` has (``holds=True``) or lacks the pair."""
+
+    item_id: str
+    relation: str
+    entity: str
+    holds: bool
+
+
+@dataclass
+class Trace:
+    text: str
+    style: str
+    answer_id: str
+    facts: list[Fact] = field(default_factory=list)
+
+
+def condition_phrase(cond: Mapping, view: CatalogView) -> str:
+    """How a trace names a condition: "a comedy", "from the 1990s", "by the director of Fargo"."""
+    relation, entity = cond["relation"], str(cond["entity"])
+    if relation == "genre":
+        word = genre_word(entity)
+        return ("an " if word[:1] in "aeiou" else "a ") + word
+    if relation == "decade":
+        return f"from the {entity}"
+    if relation == "year":
+        return f"from {entity}"
+    via = cond.get("via")
+    if via is not None:
+        return _HOP.get(relation, "sharing a " + relation + " with {x}").format(x=view.name(via))
+    return str(cond.get("text") or f"{relation} {entity}")
+
+
+def _negated(cond: Mapping, view: CatalogView, item: str) -> str:
+    return f"{view.name(item)} is not {condition_phrase(cond, view)}"
+
+
+def _affirmed(cond: Mapping, view: CatalogView, item: str) -> str:
+    return f"{view.name(item)} is {condition_phrase(cond, view)}"
+
+
+def _premise_note(cond: Mapping, view: CatalogView, facts: list[Fact]) -> str | None:
+    """The misinformed link, said only when the graph confirms it is false."""
+    premise = cond.get("false_premise") or {}
+    item = premise.get("item_id")
+    if item is None:
+        return None
+    relation, entity = cond["relation"], str(cond["entity"])
+    if view.satisfies(item, relation, entity):
+        return None
+    facts.append(Fact(str(item), relation, entity, False))
+    if relation == "genre":
+        return f"Note: the request is wrong about {view.name(item)}: it is not {condition_phrase(cond, view)}."
+    via = cond.get("via")
+    link = f"the {relation} of {view.name(via)}" if via is not None else f"that {relation}"
+    return f"Note: the request is wrong: {link} did not make {view.name(item)}."
+
+
+def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None, seed: int = 0,
+                     max_checks: int = 3) -> Trace:
+    """A reasoning trace for ``query`` ending with the boxed title of its first positive.
+
+    Args:
+        query: a ``queries.parquet`` row (``conditions``, ``positives``, ``candidates``, ``query_id``).
+        view: the catalog index the facts are decided by.
+        style: one of :data:`STYLES`; ``None`` picks one with a seeded RNG (seed and query id).
+        max_checks: at most this many negatives are discussed (traces stay short).
+    """
+    rng = np.random.default_rng([seed, zlib.crc32(str(query.get("query_id", "")).encode())])
+    style = style or STYLES[int(rng.integers(len(STYLES)))]
+    if style not in STYLES:
+        raise ValueError(f"unknown trace style {style!r}; use one of {STYLES}")
+    positive = str(list(query["positives"])[0])
+    candidates = [str(c) for c in query["candidates"]]
+    # Conditions the attribute index can decide (interest queries' co-interaction links are not in it).
+    conditions = [c for c in decode_conditions(query.get("conditions") or []) if c["relation"] in view.relations]
+    facts: list[Fact] = []
+    lines: list[str] = []
+
+    for cond in conditions:
+        note = _premise_note(cond, view, facts)
+        if note:
+            lines.append(note)
+
+    met = [c for c in conditions if view.satisfies(positive, c["relation"], str(c["entity"]))]
+    negatives = [c for c in candidates if c != positive]
+    order = [negatives[i] for i in rng.permutation(len(negatives))]
+    ruled_out: list[tuple[str, dict]] = []
+    for item in order:
+        missing = [c for c in conditions if not view.satisfies(item, c["relation"], str(c["entity"]))]
+        if missing:
+            ruled_out.append((item, missing[int(rng.integers(len(missing)))]))
+        if len(ruled_out) >= max_checks:
+            break
+
+    if style == "checklist" and conditions:
+        wants = "; ".join(condition_phrase(c, view) for c in conditions)
+        lines.append(f"The request asks for a movie that is: {wants}.")
+        for item, cond in ruled_out:
+            facts.append(Fact(item, cond["relation"], str(cond["entity"]), False))
+            lines.append(f"- {_negated(cond, view, item)}.")
+        for cond in met:
+            facts.append(Fact(positive, cond["relation"], str(cond["entity"]), True))
+        if met:
+            lines.append(f"- {view.name(positive)} fits: it is " + " and ".join(
+                condition_phrase(c, view) for c in met) + ".")
+    elif style == "eliminate" and ruled_out:
+        reasons = []
+        for item, cond in ruled_out:
+            facts.append(Fact(item, cond["relation"], str(cond["entity"]), False))
+            reasons.append(_negated(cond, view, item))
+        lines.append("Ruling out: " + "; ".join(reasons) + ".")
+        lines.append(f"That leaves {view.name(positive)}.")
+    else:
+        for cond in met[:2]:
+            facts.append(Fact(positive, cond["relation"], str(cond["entity"]), True))
+        if met:
+            lines.append(" and ".join([_affirmed(met[0], view, positive)] + [condition_phrase(c, view)
+                                                                              for c in met[1:2]]) + ".")
+        else:
+            lines.append(f"{view.name(positive)} fits the request best.")
+        style = "direct"
+    if not lines:
+        lines.append(f"{view.name(positive)} fits the request best.")
+    lines.append(format_answer([view.title(positive)]))
+    return Trace(text="\n".join(lines), style=style, answer_id=positive, facts=facts)
