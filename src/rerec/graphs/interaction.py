@@ -147,8 +147,9 @@ class InteractionGraph:
         if missing:
             raise InputError(f"the interactions table has no {missing[0]} column", column=missing[0],
                              fix="pass a table with user_id and item_id columns (run 'rerec prepare-data')")
-        users = interactions["user_id"].astype(str).to_numpy()
-        items = interactions["item_id"].astype(str).to_numpy()
+        # Factorizing the (arrow-backed) string Series is ~4x faster than an object array.
+        users = interactions["user_id"].astype(str)
+        items = interactions["item_id"].astype(str)
         user_codes, user_uniques = pd.factorize(users, sort=True)
         if item_ids is not None:
             universe = pd.Index(sorted(set(map(str, item_ids)) | set(pd.unique(items))))
@@ -167,7 +168,8 @@ class InteractionGraph:
         if exclude_pairs is not None:
             excluded = _pair_keys(exclude_pairs, pd.Index(user_uniques), pd.Index(item_uniques), n_items)
             if excluded.size:
-                dropped = np.isin(keys, excluded)
+                at = np.minimum(np.searchsorted(excluded, keys), excluded.size - 1)
+                dropped = excluded[at] == keys
                 n_excluded = int((dropped & keep).sum())
                 keep &= ~dropped
 
@@ -175,20 +177,11 @@ class InteractionGraph:
         if "timestamp" in interactions and interactions["timestamp"].notna().any():
             timestamp = interactions["timestamp"].to_numpy(dtype=np.float64, na_value=np.nan)
         idx = np.flatnonzero(keep)
-        # Sort by (key, timestamp) and keep the last row of each key: one edge per pair, the latest row.
-        if timestamp is not None:
-            order = np.lexsort((np.nan_to_num(timestamp[idx], nan=-np.inf), keys[idx]))
-        else:
-            order = np.argsort(keys[idx], kind="stable")
-        idx = idx[order]
-        sorted_keys = keys[idx]
-        last = np.ones(len(idx), dtype=bool)
-        last[:-1] = sorted_keys[1:] != sorted_keys[:-1]
-        idx = idx[last]
+        idx = idx[_latest_per_key(keys[idx], None if timestamp is None else timestamp[idx])]
 
         return cls(
-            user_ids=[str(u) for u in user_uniques],
-            item_ids=[str(i) for i in item_uniques],
+            user_ids=pd.Index(user_uniques).to_numpy(dtype=object).tolist(),
+            item_ids=pd.Index(item_uniques).to_numpy(dtype=object).tolist(),
             edge_user=torch.from_numpy(user_codes[idx].astype(np.int64)),
             edge_item=torch.from_numpy(item_codes[idx].astype(np.int64)),
             rating=None if rating is None else torch.from_numpy(rating[idx].copy()),
@@ -247,6 +240,35 @@ class InteractionGraph:
         return graph
 
 
+def _argsort(values: np.ndarray) -> np.ndarray:
+    """Stable argsort of integers; torch's radix sort is ~4x faster than numpy's timsort here."""
+    if values.size and values.max() < 2**31 and values.min() >= -(2**31):
+        values = values.astype(np.int32)
+    return torch.sort(torch.from_numpy(values), stable=True).indices.numpy()
+
+
+def _latest_per_key(keys: np.ndarray, timestamp: np.ndarray | None) -> np.ndarray:
+    """Positions that sort ``keys`` ascending, one per distinct key: the row with the latest timestamp
+    (ties and missing timestamps: the last row). Only duplicated keys pay for the tie-break sort."""
+    order = _argsort(keys)
+    sorted_keys = keys[order]
+    same = sorted_keys[1:] == sorted_keys[:-1]
+    if not same.any():
+        return order
+    in_group = np.zeros(len(order), dtype=bool)
+    in_group[1:] |= same
+    in_group[:-1] |= same
+    rows = order[in_group]
+    ts = np.zeros(len(rows)) if timestamp is None else np.nan_to_num(timestamp[rows], nan=-np.inf)
+    rows = rows[np.lexsort((rows, ts, keys[rows]))]
+    is_last = np.ones(len(rows), dtype=bool)
+    is_last[:-1] = keys[rows][1:] != keys[rows][:-1]
+    # Each duplicated key keeps its first sorted slot, filled with the group's winner (same key order).
+    first_of_group = in_group & np.concatenate([[True], ~same])
+    order[first_of_group] = rows[is_last]
+    return order[~in_group | first_of_group]
+
+
 def _pair_keys(pairs: pd.DataFrame | Iterable[tuple[str, str]], users: pd.Index, items: pd.Index,
                n_items: int) -> np.ndarray:
     """(user_id, item_id) pairs -> ``user * n_items + item`` keys, dropping ids not in the graph."""
@@ -268,10 +290,10 @@ def _symmetric_csr(edge_user: Tensor, edge_item: Tensor, n_users: int, n_items: 
     i = edge_item.numpy()
     key = u * max(n_items, 1) + i
     if key.size and not np.all(key[1:] >= key[:-1]):  # built by hand, not by from_interactions
-        order = np.argsort(key, kind="stable")
+        order = _argsort(key)
         u, i = u[order], i[order]
     # Edges are sorted by (user, item); a stable sort by item gives the item rows sorted by (item, user).
-    by_item = np.argsort(i, kind="stable")
+    by_item = _argsort(i)
     col = np.concatenate([i + n_users, u[by_item]])
     degree = np.concatenate([np.bincount(u, minlength=n_users), np.bincount(i, minlength=n_items)])
     rowptr = np.zeros(n_users + n_items + 1, dtype=np.int64)
