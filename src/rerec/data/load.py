@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -233,7 +234,8 @@ def _check_references(catalog: Catalog, files: dict[str, v.TableSource]) -> None
         v.require_known(inter["user_id"], catalog.users["user_id"], files["interactions"],
                         what="user id", target=files["users"].file)
     if catalog.queries is not None:
-        v.validate_queries(catalog.queries, catalog, files["queries"])
+        v.validate_queries(catalog.queries, catalog, files["queries"], items_file=files["items"].file,
+                           users_file=files["users"].file)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,8 +303,15 @@ def _read_atomic(path: Path) -> tuple[pd.DataFrame, v.TableSource]:
         df = pd.read_csv(io.StringIO(text), sep="\t", header=0, names=names, dtype=str,
                          keep_default_na=False, quoting=csv.QUOTE_NONE, engine="c")
     except pd.errors.ParserError as exc:
-        raise InputError(f"the file is not a tab-separated table ({exc})", file=str(path),
-                         fix="give every line as many tab-separated fields as the header") from None
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if found is None:
+            raise InputError(f"the file is not a tab-separated table ({' '.join(str(exc).split())})",
+                             file=str(path), fix="give every line as many tab-separated fields as the header") from None
+        expected, line, saw = map(int, found.groups())
+        raise InputError(f"the line has {saw} tab-separated fields, the header {len(names)}", file=str(path),
+                         row=src.row(line - 2),
+                         fix="give every line as many tab-separated fields as the header "
+                             "(a tab inside a value splits it)") from None
     return df.reset_index(drop=True), src
 
 
@@ -351,7 +360,7 @@ def _load_recbole(folder: Path, embedded: bool = False) -> Catalog:
         if "link" not in raw:
             raise InputError("a knowledge graph (.kg) comes without its .link file", file=str(found["kg"]),
                              fix="add the .link file that maps item_id to entity_id, or remove the .kg file")
-        attributes = _kg_attributes(raw["kg"], files["kg"], raw["link"], files["link"], items, meta)
+        attributes = _kg_attributes(raw["kg"], files["kg"], raw["link"], files["link"], items, files["items"], meta)
     else:
         attributes = pd.DataFrame({c: pd.Series([], dtype="str") for c in ("item_id", "relation", "entity")})
     catalog = Catalog(items, interactions, attributes, users, None, meta=meta)
@@ -360,12 +369,12 @@ def _load_recbole(folder: Path, embedded: bool = False) -> Catalog:
 
 
 def _kg_attributes(kg: pd.DataFrame, kg_src: v.TableSource, link: pd.DataFrame, link_src: v.TableSource,
-                   items: pd.DataFrame, meta: dict) -> pd.DataFrame:
+                   items: pd.DataFrame, items_src: v.TableSource, meta: dict) -> pd.DataFrame:
     v.require_columns(link, ["item_id", "entity_id"], link_src, "link")
     for column in ("item_id", "entity_id"):
         v.require_no_nulls(link, column, link_src, "link")
     link = link.assign(item_id=link["item_id"].str.strip(), entity_id=link["entity_id"].str.strip())
-    v.require_known(link["item_id"], items["item_id"], link_src, what="item id", target="the .item file")
+    v.require_known(link["item_id"], items["item_id"], link_src, what="item id", target=items_src.file)
     v.require_columns(kg, ["head_id", "relation_id", "tail_id"], kg_src, "knowledge graph")
     for column in ("head_id", "relation_id", "tail_id"):
         v.require_no_nulls(kg, column, kg_src, "knowledge graph")

@@ -89,7 +89,7 @@ def require_no_nulls(df: pd.DataFrame, column: str, src: TableSource, what: str)
             file=src.file,
             column=column,
             row=src.row(i),
-            fix=f"give every row a {column}, or delete the rows without one",
+            fix=f"fill in {column} on every row, or delete the rows without one",
         )
 
 
@@ -174,7 +174,8 @@ def require_known(
         )
 
 
-def validate_queries(queries: pd.DataFrame, catalog: Catalog, src: TableSource) -> None:
+def validate_queries(queries: pd.DataFrame, catalog: Catalog, src: TableSource, *,
+                     items_file: str = "the items table", users_file: str = "the users table") -> None:
     """Query ids unique; type and split known; conditions a JSON list; positives non-empty, among the
     candidates, and every listed item (positives, candidates, history) in the items table."""
     require_rows(queries, src, "queries")
@@ -219,7 +220,7 @@ def validate_queries(queries: pd.DataFrame, catalog: Catalog, src: TableSource) 
             )
         flat = pd.Series(np.concatenate([np.asarray(v, dtype=object) for v in queries[column]] or [[]]),
                          name=column, dtype=object)
-        require_known(flat, item_ids, src, what="item id", target="the items table",
+        require_known(flat, item_ids, src, what="item id", target=items_file,
                       positions=np.repeat(np.arange(len(queries)), lengths))
     outside = [not set(p) <= set(c) for p, c in zip(queries["positives"], queries["candidates"], strict=True)]
     if any(outside):
@@ -235,7 +236,7 @@ def validate_queries(queries: pd.DataFrame, catalog: Catalog, src: TableSource) 
     if catalog.users is not None:
         has_user = ~_blank(queries["user_id"])
         users = queries["user_id"][has_user]
-        require_known(users, catalog.users["user_id"], src, what="user id", target="the users table",
+        require_known(users, catalog.users["user_id"], src, what="user id", target=users_file,
                       positions=np.flatnonzero(has_user))
 
 

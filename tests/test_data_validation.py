@@ -1,0 +1,292 @@
+"""Bad dataset folders: each gets an InputError naming the file, the column, a row and the fix.
+
+A corpus of small folders (RecBole atomic files and parquet tables), each broken in one way.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rerec import cli
+from rerec.data.load import load_catalog, save_catalog
+from rerec.errors import InputError
+from rerec.io import atomic_dir
+
+ITEM_HEADER = ["item_id:token", "movie_title:token_seq", "release_year:token", "class:token_seq"]
+INTER_HEADER = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
+
+
+def write(folder: Path, name: str, rows: list[list[str]]) -> None:
+    (folder / name).write_text("\n".join("\t".join(r) for r in rows) + "\n", encoding="utf-8")
+
+
+def recbole_folder(folder: Path, **override: list[list[str]] | None) -> Path:
+    """A valid RecBole folder; ``override`` replaces a file's rows by suffix (None deletes it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "item": [ITEM_HEADER, ["1", "Toy Story", "1995", "Animation Comedy"], ["2", "Fargo", "1996", "Crime"],
+                 ["3", "Heat", "1995", "Action"]],
+        "inter": [INTER_HEADER, ["u1", "1", "5", "881250949"], ["u1", "2", "3", "881250950"],
+                  ["u2", "3", "4", "881250951"]],
+        "user": [["user_id:token", "age:token"], ["u1", "24"], ["u2", "53"]],
+        "link": [["item_id:token", "entity_id:token"], ["1", "m.toy"], ["2", "m.fargo"]],
+        "kg": [["head_id:token", "relation_id:token", "tail_id:token"], ["m.fargo", "film.film.directed_by", "m.coen"]],
+    }
+    files.update(override)
+    for suffix, rows in files.items():
+        if rows is not None:
+            write(folder, f"toy.{suffix}", rows)
+    return folder
+
+
+def parquet_folder(folder: Path, **override: pd.DataFrame | None) -> Path:
+    """A valid parquet folder (with queries); ``override`` replaces a table (None deletes it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tables = {
+        "items": pd.DataFrame({"item_id": ["1", "2", "3"], "title": ["Toy Story", "Fargo", "Heat"],
+                               "year": [1995, 1996, 1995], "genres": [["Animation"], ["Crime"], ["Action"]]}),
+        "interactions": pd.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["1", "2", "3"],
+                                      "rating": [5.0, 3.0, 4.0]}),
+        "item_attributes": pd.DataFrame({"item_id": ["2"], "relation": ["director"], "entity": ["m.coen"]}),
+        "users": pd.DataFrame({"user_id": ["u1", "u2"]}),
+        "queries": queries(),
+    }
+    tables.update(override)
+    for name, table in tables.items():
+        if table is not None:
+            table.to_parquet(folder / f"{name}.parquet")
+    return folder
+
+
+def queries(**columns) -> pd.DataFrame:
+    base = {
+        "query_id": ["q1", "q2"], "user_id": ["u1", "u2"], "type": ["explicit", "implicit"],
+        "text": ["a 90s comedy", "by the director of Fargo"],
+        "conditions": [json.dumps([{"relation": "decade", "entity": "1990s", "text": "90s"}]), "[]"],
+        "positives": [["1"], ["3"]], "candidates": [["2", "1"], ["3", "1"]], "split": ["train", "test"],
+    }
+    base.update(columns)
+    return pd.DataFrame(base)
+
+
+def inter_rows(*rows: list[str]) -> list[list[str]]:
+    return [INTER_HEADER, *rows]
+
+
+# (case id, folder builder, file name in message, column (None: none applies), row label (None: none))
+CASES = [
+    ("recbole-missing-column",
+     lambda p: recbole_folder(p, inter=[["user_id:token", "rating:float"], ["u1", "5"]]),
+     "toy.inter", "item_id", None),
+    ("recbole-missing-title-column",
+     lambda p: recbole_folder(p, item=[["item_id:token", "class:token_seq"], ["1", "Comedy"]]),
+     "toy.item", "title", None),
+    ("recbole-non-numeric-rating",
+     lambda p: recbole_folder(p, inter=inter_rows(["u1", "1", "5", "1"], ["u1", "2", "abc", "2"])),
+     "toy.inter", "rating", "2 (line 3)"),
+    ("recbole-non-numeric-year",
+     lambda p: recbole_folder(p, item=[ITEM_HEADER, ["1", "Toy Story", "199x", "Animation"], ["2", "Fargo", "", "Crime"],
+                                       ["3", "Heat", "1995", "Action"]]),
+     "toy.item", "release_year", "1 (line 2)"),
+    ("recbole-fractional-timestamp",
+     lambda p: recbole_folder(p, inter=inter_rows(["u1", "1", "5", "1.5"])),
+     "toy.inter", "timestamp", "1 (line 2)"),
+    ("recbole-duplicate-item",
+     lambda p: recbole_folder(p, item=[ITEM_HEADER, ["1", "Toy Story", "1995", "Animation"], ["2", "Fargo", "1996", "Crime"],
+                                       ["3", "Heat", "1995", "Action"], ["2", "Fargo again", "1996", "Crime"]]),
+     "toy.item", "item_id", "4 (line 5)"),
+    ("recbole-duplicate-user",
+     lambda p: recbole_folder(p, user=[["user_id:token"], ["u1"], ["u2"], ["u1"]]),
+     "toy.user", "user_id", "3 (line 4)"),
+    ("recbole-unknown-user",
+     lambda p: recbole_folder(p, inter=inter_rows(["u1", "1", "5", "1"], ["u9", "2", "3", "2"])),
+     "toy.inter", "user_id", "2 (line 3)"),
+    ("recbole-unknown-item",
+     lambda p: recbole_folder(p, inter=inter_rows(["u1", "1", "5", "1"], ["u2", "3", "3", "2"], ["u2", "42", "3", "3"])),
+     "toy.inter", "item_id", "3 (line 4)"),
+    ("recbole-empty-interactions",
+     lambda p: recbole_folder(p, inter=inter_rows()),
+     "toy.inter", None, None),
+    ("recbole-empty-file",
+     lambda p: recbole_folder(p, item=[[""]]),
+     "toy.item", None, None),
+    ("recbole-null-user-id",
+     lambda p: recbole_folder(p, inter=inter_rows(["u1", "1", "5", "1"], ["", "2", "3", "2"])),
+     "toy.inter", "user_id", "2 (line 3)"),
+    ("recbole-null-item-id",
+     lambda p: recbole_folder(p, item=[ITEM_HEADER, ["1", "Toy Story", "1995", "Animation"], [" ", "Fargo", "1996", "Crime"]]),
+     "toy.item", "item_id", "2 (line 3)"),
+    ("recbole-null-title",
+     lambda p: recbole_folder(p, item=[ITEM_HEADER, ["1", "", "1995", "Animation"]]),
+     "toy.item", "movie_title", "1 (line 2)"),
+    ("recbole-link-unknown-item",
+     lambda p: recbole_folder(p, link=[["item_id:token", "entity_id:token"], ["1", "m.toy"], ["77", "m.x"]]),
+     "toy.link", "item_id", "2 (line 3)"),
+    ("recbole-kg-missing-column",
+     lambda p: recbole_folder(p, kg=[["head_id:token", "tail_id:token"], ["m.fargo", "m.coen"]]),
+     "toy.kg", "relation_id", None),
+    ("recbole-kg-without-link",
+     lambda p: recbole_folder(p, link=None),
+     "toy.kg", None, None),
+    ("recbole-too-many-fields",
+     lambda p: recbole_folder(p, inter=inter_rows(["u1", "1", "5", "1"], ["u1", "2", "3", "2", "extra"])),
+     "toy.inter", None, "2 (line 3)"),
+    ("recbole-duplicate-header",
+     lambda p: recbole_folder(p, user=[["user_id:token", "user_id:float"], ["u1", "1"]]),
+     "toy.user", "user_id", None),
+    ("parquet-missing-column",
+     lambda p: parquet_folder(p, items=pd.DataFrame({"item_id": ["1", "2", "3"]})),
+     "items.parquet", "title", None),
+    ("parquet-non-numeric-rating",
+     lambda p: parquet_folder(p, interactions=pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["1", "2"],
+                                                            "rating": ["4", "great"]})),
+     "interactions.parquet", "rating", "2"),
+    ("parquet-non-numeric-year",
+     lambda p: parquet_folder(p, items=pd.DataFrame({"item_id": ["1", "2", "3"], "title": ["a", "b", "c"],
+                                                     "year": ["1995", "1996", "MCMXCV"]})),
+     "items.parquet", "year", "3"),
+    ("parquet-null-item-id",
+     lambda p: parquet_folder(p, items=pd.DataFrame({"item_id": ["1", None, "3"], "title": ["a", "b", "c"]})),
+     "items.parquet", "item_id", "2"),
+    ("parquet-duplicate-user",
+     lambda p: parquet_folder(p, users=pd.DataFrame({"user_id": ["u1", "u2", "u2"]})),
+     "users.parquet", "user_id", "3"),
+    ("parquet-empty-items",
+     lambda p: parquet_folder(p, items=pd.DataFrame({"item_id": pd.Series([], dtype=str),
+                                                     "title": pd.Series([], dtype=str)})),
+     "items.parquet", None, None),
+    ("parquet-unknown-user",
+     lambda p: parquet_folder(p, interactions=pd.DataFrame({"user_id": ["u1", "zz"], "item_id": ["1", "2"]})),
+     "interactions.parquet", "user_id", "2"),
+    ("parquet-attribute-unknown-item",
+     lambda p: parquet_folder(p, item_attributes=pd.DataFrame({"item_id": ["2", "9"], "relation": ["actor", "actor"],
+                                                               "entity": ["a", "b"]})),
+     "item_attributes.parquet", "item_id", "2"),
+    ("parquet-missing-required-file",
+     lambda p: parquet_folder(p, item_attributes=None),
+     "item_attributes.parquet", None, None),
+    ("parquet-unreadable",
+     lambda p: (parquet_folder(p), (p / "interactions.parquet").write_bytes(b"not parquet at all"), p)[-1],
+     "interactions.parquet", None, None),
+    ("queries-positive-unknown-item",
+     lambda p: parquet_folder(p, queries=queries(positives=[["1"], ["99"]], candidates=[["2", "1"], ["99", "1"]])),
+     "queries.parquet", "positives", "2"),
+    ("queries-candidate-unknown-item",
+     lambda p: parquet_folder(p, queries=queries(candidates=[["2", "1", "55"], ["3", "1"]])),
+     "queries.parquet", "candidates", "1"),
+    ("queries-positive-not-candidate",
+     lambda p: parquet_folder(p, queries=queries(candidates=[["2", "1"], ["2", "1"]])),
+     "queries.parquet", "positives", "2"),
+    ("queries-no-positive",
+     lambda p: parquet_folder(p, queries=queries(positives=[["1"], []])),
+     "queries.parquet", "positives", "2"),
+    ("queries-duplicate-id",
+     lambda p: parquet_folder(p, queries=queries(query_id=["q1", "q1"])),
+     "queries.parquet", "query_id", "2"),
+    ("queries-unknown-type",
+     lambda p: parquet_folder(p, queries=queries(type=["explicit", "vague"])),
+     "queries.parquet", "type", "2"),
+    ("queries-bad-conditions",
+     lambda p: parquet_folder(p, queries=queries(conditions=["[]", "{not json"])),
+     "queries.parquet", "conditions", "2"),
+    ("queries-missing-column",
+     lambda p: parquet_folder(p, queries=queries().drop(columns="split")),
+     "queries.parquet", "split", None),
+]
+
+
+@pytest.mark.parametrize(("build", "file", "column", "row"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_folder_is_rejected_with_file_column_row_and_fix(tmp_path, build, file, column, row):
+    folder = build(tmp_path / "data")
+    with pytest.raises(InputError) as info:
+        load_catalog(folder)
+    message = str(info.value)
+    assert file in message, message
+    assert info.value.file and info.value.file.endswith(file) or file in info.value.problem
+    if column is not None:
+        assert f"column '{column}'" in message, message
+    if row is not None:
+        assert f"row {row}:" in message, message
+    assert "Fix: " in message, message
+    assert "\n" not in message
+
+
+def test_good_folders_load(tmp_path):
+    """The corpus's base folders are valid, so each case fails only for its own defect."""
+    recbole = load_catalog(recbole_folder(tmp_path / "r"))
+    assert len(recbole.items) == 3 and len(recbole.interactions) == 3
+    parquet = load_catalog(parquet_folder(tmp_path / "p"))
+    assert parquet.queries["positives"].tolist() == [["1"], ["3"]]
+
+
+def test_non_utf8_file_names_line(tmp_path):
+    folder = recbole_folder(tmp_path / "data")
+    text = (folder / "toy.item").read_bytes().replace(b"Fargo", "Färgo".encode("latin-1"))
+    (folder / "toy.item").write_bytes(text)
+    with pytest.raises(InputError) as info:
+        load_catalog(folder)
+    message = str(info.value)
+    assert "toy.item" in message and "row 2 (line 3)" in message and "UTF-8" in message and "Fix:" in message
+
+
+def test_unreadable_file(tmp_path):
+    folder = recbole_folder(tmp_path / "data", user=None)
+    (folder / "toy.user").mkdir()  # exists but cannot be read as a file (root ignores chmod)
+    with pytest.raises(InputError) as info:
+        load_catalog(folder)
+    assert "toy.user" in str(info.value) and "cannot be read" in str(info.value) and "Fix:" in str(info.value)
+
+
+def test_missing_year_tokens_are_null_not_errors(tmp_path):
+    folder = recbole_folder(tmp_path / "data", item=[ITEM_HEADER, ["1", "Toy Story", "unknown", "Animation"],
+                                                     ["2", "Fargo", "", "Crime"], ["3", "Heat", "1995", "Action"]])
+    years = load_catalog(folder).items["year"]
+    assert years.isna().tolist() == [True, True, False]
+
+
+def test_nothing_half_written_on_bad_input(tmp_path):
+    bad = recbole_folder(tmp_path / "data", inter=inter_rows(["u1", "1", "oops", "1"]))
+    out = tmp_path / "out"
+    with pytest.raises(InputError), atomic_dir(out) as tmp:
+        save_catalog(load_catalog(recbole_folder(tmp_path / "good")), tmp)  # a partial write first
+        load_catalog(bad)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "good"]
+
+
+@pytest.fixture
+def validate_command(monkeypatch):
+    monkeypatch.setitem(cli.COMMANDS, "validate-data", ("rerec.data.validate", "check a dataset folder"))
+
+
+@pytest.mark.parametrize("case", ["recbole-non-numeric-rating", "parquet-unknown-user", "queries-positive-not-candidate"])
+def test_cli_prints_one_clear_error_without_traceback(tmp_path, capsys, validate_command, case):
+    _, build, file, column, row = next(c for c in CASES if c[0] == case)
+    folder = build(tmp_path / "data")
+    assert cli.main(["validate-data", str(folder)]) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert captured.err.startswith("rerec validate-data: error: ")
+    for part in (file, f"column '{column}'", f"row {row}", "Fix:"):
+        assert part in captured.err, captured.err
+
+
+def test_cli_accepts_a_good_folder(tmp_path, capsys, validate_command):
+    assert cli.main(["validate-data", str(parquet_folder(tmp_path / "p"))]) == 0
+    out = capsys.readouterr().out
+    assert "valid (parquet)" in out and "queries" in out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("rerec.data.prepare") is None, reason="prepare-data not built yet")
+def test_prepare_data_cli_rejects_bad_input_cleanly(tmp_path, capsys):
+    bad = recbole_folder(tmp_path / "data", inter=inter_rows(["u1", "1", "5", "1"], ["u9", "2", "3", "2"]))
+    out = tmp_path / "out"
+    assert cli.main(["prepare-data", "--input", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "toy.inter" in err and "column 'user_id'" in err and "Fix:" in err
+    assert not out.exists()
