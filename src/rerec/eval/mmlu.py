@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,12 +115,13 @@ def _letter_token_ids(tokenizer, letters: list[str]) -> list[int]:
 
 @torch.no_grad()
 def score_mmlu(model, tokenizer, questions: list[MMLUQuestion], batch_size: int = 8,
-               max_prompt_tokens: int = 768, desc: str = "mmlu") -> dict:
+               max_prompt_tokens: int = 768, desc: str = "mmlu", time_budget_s: float | None = None) -> dict:
     """Zero-shot letter log-likelihood accuracy.
 
     Returns ``{"accuracy", "n", "per_subject": {subject: accuracy}, "predictions": [letter, ...]}``.
     Prompts are left-padded (positions from the attention mask) and left-truncated to
-    ``max_prompt_tokens``, so the letter is always predicted right after ``Answer: (``.
+    ``max_prompt_tokens``, so the letter is always predicted right after ``Answer: (``. Once
+    ``time_budget_s`` has passed no new batch starts, and only the questions scored count.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -127,7 +129,10 @@ def score_mmlu(model, tokenizer, questions: list[MMLUQuestion], batch_size: int 
     all_letters = sorted({letter for q in questions for letter in q.choices})
     letter_ids = dict(zip(all_letters, _letter_token_ids(tokenizer, all_letters), strict=True))
     predictions: list[str] = []
+    started = time.perf_counter()
     for start in tqdm(range(0, len(questions), batch_size), desc=desc, unit="batch"):
+        if time_budget_s is not None and time.perf_counter() - started > time_budget_s:
+            break
         batch = questions[start:start + batch_size]
         # No special tokens at the end (a [SEP] would sit between "(" and the letter); BOS only in front.
         bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
@@ -146,6 +151,7 @@ def score_mmlu(model, tokenizer, questions: list[MMLUQuestion], batch_size: int 
             letters = list(q.choices)
             scores = row[[letter_ids[x] for x in letters]]
             predictions.append(letters[int(scores.argmax())])
+    questions = questions[: len(predictions)]
     correct = [p == q.answer for p, q in zip(predictions, questions, strict=True)]
     per_subject: dict[str, list[bool]] = {}
     for ok, q in zip(correct, questions, strict=True):
