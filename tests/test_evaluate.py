@@ -121,6 +121,7 @@ def test_evaluate_end_to_end(folders):
     assert sorted(p.name for p in out.iterdir()) == ["per_query.parquet", "plots", "report.html", "report.json",
                                                        "report.md"]
     saved = json.loads((out / "report.json").read_text())
+    assert saved["metrics"] == pytest.approx(report["metrics"])
     assert saved["models"] == ["random", "popularity", "lightgcn", "base", "rerec"]
     assert saved["n_queries"] == 8 and saved["n_queries_split"] == 12
     assert saved["n_queries_by_type"] == {t: 2 for t in sorted(TYPES)}

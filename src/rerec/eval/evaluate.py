@@ -313,7 +313,8 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
         for name, ranker in baselines.items():
             rows += [_row(name, "baseline", q, ranker.rank(q), True, config.ks) for q in queries]
         if "lightgcn" in baselines and baselines["lightgcn"].n_fallback:
-            notes.append(f"LightGCN: {baselines['lightgcn'].n_fallback} queries of users without an embedding "
+            n = baselines["lightgcn"].n_fallback
+            notes.append(f"LightGCN: {n} {'query' if n == 1 else 'queries'} of users without an embedding "
                          "ranked by popularity.")
         llm: dict[str, dict] = {}
         for name, path in models.items():

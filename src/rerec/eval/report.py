@@ -37,6 +37,12 @@ def _fmt(row: dict, metric: str, ci: bool = True) -> str:
     return f"{value:.3f}"
 
 
+def _in_model_order(report: dict, rows: list[dict]) -> list[dict]:
+    """Baselines first, then the LLMs, in the order they were evaluated."""
+    order = {m: i for i, m in enumerate(report["models"])}
+    return sorted(rows, key=lambda r: order.get(r["model"], len(order)))
+
+
 def _types_present(report: dict) -> list[str]:
     present = {r["type"] for r in report["table"]}
     return [t for t in TYPE_ORDER if t in present] + sorted(present - set(TYPE_ORDER))
@@ -51,7 +57,7 @@ def plot_type(report: dict, query_type: str, path: Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    rows = [r for r in report["table"] if r["type"] == query_type]
+    rows = _in_model_order(report, [r for r in report["table"] if r["type"] == query_type])
     metrics = ["acc@1", f"ndcg@{max(report['ks'])}"]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 1), 3.2))
@@ -120,7 +126,7 @@ def build_blocks(report: dict, figures: dict[str, str]) -> list[tuple]:
     header = ["model", "kind", "n", *[_label(m) for m in names]]
     for t in _types_present(report):
         blocks.append(("h", 3, f"{t} queries"))
-        rows = [r for r in report["table"] if r["type"] == t]
+        rows = _in_model_order(report, [r for r in report["table"] if r["type"] == t])
         blocks.append(("table", header, [[r["model"], r["kind"], str(r["n"]),
                                           *[_fmt(r, m, ci=m != "parsed") for m in names]] for r in rows]))
         if f"type_{t}" in figures:
@@ -149,7 +155,8 @@ def build_blocks(report: dict, figures: dict[str, str]) -> list[tuple]:
         blocks.append(("p", f"Ratio = model score / score of the base model **{retention['base_model']}**. "
                             "MMLU: zero-shot letter log-likelihood on the dev exemplars shipped with lm-eval "
                             "(public, so a retention probe, not an MMLU result). IFEval: programmatic checks of "
-                            "verifiable instructions (strict)."))
+                            "verifiable instructions (strict). Some checks (length limits, lowercase, no commas) are "
+                            "met by degenerate text too, so read IFEval against the base model, not alone."))
 
         def ratio(v: Any) -> str:
             return "–" if v is None else f"{v:.2f}"
