@@ -111,10 +111,12 @@ def test_embedded_movielens_attributes(movielens):
 
 
 def test_embedded_movielens_loads_fast():
-    start = time.perf_counter()
+    # CPU time, not wall time: on a shared machine the wall clock mostly measures waiting for a core.
+    wall, cpu = time.perf_counter(), time.process_time()
     load_catalog(None)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 3.0, f"loading ML-100k took {elapsed:.2f} s"
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert cpu < 3.0, f"loading ML-100k took {cpu:.2f} s of CPU ({wall:.2f} s wall)"
+    assert wall < 15.0, f"loading ML-100k took {wall:.2f} s wall"
 
 
 def test_recbole_kg_normalisation(tmp_path):

@@ -378,7 +378,7 @@ def _kg_attributes(kg: pd.DataFrame, kg_src: v.TableSource, link: pd.DataFrame, 
     v.require_columns(kg, ["head_id", "relation_id", "tail_id"], kg_src, "knowledge graph")
     for column in ("head_id", "relation_id", "tail_id"):
         v.require_no_nulls(kg, column, kg_src, "knowledge graph")
-    kg = kg[["head_id", "relation_id", "tail_id"]].apply(lambda s: s.str.strip())
+    kg = kg[["head_id", "relation_id", "tail_id"]]
     entity_to_item = link[["entity_id", "item_id"]]
     # Freebase triples come in both directions: the side linked to an item is the item.
     by_head = kg.merge(entity_to_item, left_on="head_id", right_on="entity_id")
@@ -388,8 +388,9 @@ def _kg_attributes(kg: pd.DataFrame, kg_src: v.TableSource, link: pd.DataFrame, 
         pd.DataFrame({"item_id": by_head["item_id"], "relation": by_head["relation_id"], "entity": by_head["tail_id"]}),
         pd.DataFrame({"item_id": by_tail["item_id"], "relation": by_tail["relation_id"], "entity": by_tail["head_id"]}),
     ], ignore_index=True)
-    relation = attributes["relation"]
-    attributes["relation"] = relation.map(KG_RELATIONS).fillna(relation.str.rsplit(".", n=1).str[-1]).astype("str")
+    # Rename per distinct relation (a few dozen), not per triple.
+    names = {r: KG_RELATIONS.get(r, r.rsplit(".", 1)[-1]) for r in attributes["relation"].unique()}
+    attributes["relation"] = attributes["relation"].map(names).astype("str")
     attributes = attributes.drop_duplicates(ignore_index=True).astype("str")
     linked = head_linked | kg["tail_id"].isin(link["entity_id"])
     meta.update(kg_triples=len(kg), kg_triples_dropped=int((~linked).sum()), kg_attribute_rows=len(attributes))

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from rerec.data.schema import QUERY_TYPES, SPLITS, Catalog
 from rerec.errors import InputError
@@ -114,24 +116,29 @@ def to_number(series: pd.Series, src: TableSource, *, integer: bool, column: str
     """``series`` as float64 (or Int64 when ``integer``); nulls, blanks and :data:`MISSING_TOKENS`
     become null.
 
-    Raises on the first value that is not a number (or not a whole number when ``integer``);
+    Raises on the first value that is not a finite number (or not a whole number when ``integer``);
     ``column`` is the name the message gives (default: the series name).
     """
     column = column or str(series.name)
     if pd.api.types.is_bool_dtype(series):
-        bad = np.ones(len(series), dtype=bool)
         numbers = pd.Series(np.nan, index=series.index)
+        bad = np.ones(len(series), dtype=bool)
     elif pd.api.types.is_numeric_dtype(series):
         numbers = series.astype("float64")
         bad = np.zeros(len(series), dtype=bool)
     else:
-        blank = _blank(series) | series.astype("str").str.strip().str.lower().isin(MISSING_TOKENS).to_numpy()
-        text = series.where(~blank)
-        numbers = pd.to_numeric(text.astype("str").str.strip(), errors="coerce").astype("float64")
-        bad = numbers.isna().to_numpy() & ~blank
-    if not bad.any() and integer:
-        values = numbers.to_numpy()
-        bad = ~np.isnan(values) & (values != np.round(values))
+        numbers = _parse_clean_numbers(series)
+        if numbers is not None:
+            bad = np.zeros(len(series), dtype=bool)
+        else:  # some value needs care: blanks, missing tokens, or an error to report
+            blank = _blank(series) | series.astype("str").str.strip().str.lower().isin(MISSING_TOKENS).to_numpy()
+            text = series.where(~blank).astype("str").str.strip()
+            numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+            bad = numbers.isna().to_numpy() & ~blank
+    values = numbers.to_numpy()
+    bad = bad | np.isinf(values)
+    if integer:
+        bad |= ~np.isnan(values) & (values != np.round(values))
     if bad.any():
         i = _first(bad)
         kind = "a whole number" if integer else "a number"
@@ -145,6 +152,18 @@ def to_number(series: pd.Series, src: TableSource, *, integer: bool, column: str
     if integer:
         return numbers.round().astype("Int64")
     return numbers
+
+
+def _parse_clean_numbers(series: pd.Series) -> pd.Series | None:
+    """Fast path (C, no Python per row) for a column of clean numeric strings; None when any value is
+    blank or not a number, so the careful path can treat or report it."""
+    try:
+        parsed = pc.cast(pa.array(series, type=pa.string(), from_pandas=True), pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+        return None
+    if parsed.null_count:
+        return None
+    return pd.Series(parsed.to_numpy(zero_copy_only=False), index=series.index, name=series.name)
 
 
 def require_known(
