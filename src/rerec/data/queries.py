@@ -97,12 +97,17 @@ def co_interaction_neighbours(catalog: Catalog, top_m: int, min_rating: float, w
     when item i is among the ``top_m * wide`` items most similar to x by Jaccard similarity of their
     sets of liking users (ties broken by item order; an item is never its own neighbour; items that
     share no liking user are never neighbours)."""
-    item_ids = catalog.items["item_id"].to_numpy()
+    return _neighbours_from_ranking(*_co_interaction_ranking(catalog, min_rating), top_m * wide)
+
+
+def _co_interaction_ranking(catalog: Catalog, min_rating: float) -> tuple[np.ndarray, np.ndarray]:
+    """(items ordered by decreasing Jaccard similarity per row, co-liked mask), both (n_items, n_items)."""
+    item_ids = catalog.items["item_id"].astype(str).to_numpy()
     position = pd.Index(item_ids)
     liked = _liked_interactions(catalog.interactions, min_rating)
-    users = pd.Index(np.sort(liked["user_id"].unique()))
-    rows = users.get_indexer(liked["user_id"])
-    cols = position.get_indexer(liked["item_id"])
+    users = pd.Index(np.sort(liked["user_id"].astype(str).unique()))
+    rows = users.get_indexer(liked["user_id"].astype(str))
+    cols = position.get_indexer(liked["item_id"].astype(str))
     keep = cols >= 0
     matrix = np.zeros((len(users), len(item_ids)), dtype=np.float32)
     matrix[rows[keep], cols[keep]] = 1.0
@@ -111,11 +116,15 @@ def co_interaction_neighbours(catalog: Catalog, top_m: int, min_rating: float, w
     union = support[:, None] + support[None, :] - co
     jaccard = np.divide(co, union, out=np.zeros_like(co), where=union > 0)
     np.fill_diagonal(jaccard, -1.0)
-    m = min(top_m * wide, len(item_ids) - 1)
-    order = np.argsort(-jaccard, axis=1, kind="stable")[:, :m]
-    neighbours = np.zeros(jaccard.shape, dtype=bool)
-    np.put_along_axis(neighbours, order, True, axis=1)
-    return neighbours & (co > 0) & ~np.eye(len(item_ids), dtype=bool)
+    co_liked = co > 0
+    np.fill_diagonal(co_liked, False)
+    return np.argsort(-jaccard, axis=1, kind="stable"), co_liked
+
+
+def _neighbours_from_ranking(order: np.ndarray, co_liked: np.ndarray, m: int) -> np.ndarray:
+    neighbours = np.zeros(co_liked.shape, dtype=bool)
+    np.put_along_axis(neighbours, order[:, : min(m, len(order) - 1)], True, axis=1)
+    return neighbours & co_liked
 
 
 def _liked_interactions(interactions: pd.DataFrame, min_rating: float) -> pd.DataFrame:
@@ -146,12 +155,22 @@ class _Index:
         pos = self.position.get_indexer(attrs["item_id"].astype(str))
         attrs = pd.DataFrame({"pos": pos, "relation": attrs["relation"].astype(str),
                               "entity": attrs["entity"].astype(str)})[pos >= 0].drop_duplicates()
-        # (relation, entity) -> sorted item positions; item -> relation -> sorted entities
+        attrs = attrs.sort_values(["relation", "entity", "pos"], kind="stable")
+        # (relation, entity) -> sorted item positions; item -> relation -> sorted entities.
+        # numpy splits instead of pandas groupby iteration: ~35k groups on ML-100k.
+        relations, entities = attrs["relation"].tolist(), attrs["entity"].tolist()
+        changed = (attrs["relation"].to_numpy()[1:] != attrs["relation"].to_numpy()[:-1]) | (
+            attrs["entity"].to_numpy()[1:] != attrs["entity"].to_numpy()[:-1])
+        bounds = np.flatnonzero(changed) + 1
+        starts = [0, *bounds.tolist()]
         self.pair_items: dict[tuple[str, str], np.ndarray] = {
-            key: np.sort(group.to_numpy()) for key, group in attrs.groupby(["relation", "entity"], sort=True)["pos"]
-        }
+            (relations[start], entities[start]): chunk
+            for start, chunk in zip(starts, np.split(attrs["pos"].to_numpy(), bounds), strict=True)
+        } if len(attrs) else {}
         self.item_attrs: list[dict[str, list[str]]] = [{} for _ in range(self.n)]
-        for p, rel, ent in attrs.sort_values(["pos", "relation", "entity"]).itertuples(index=False):
+        by_item = attrs.sort_values(["pos", "relation", "entity"], kind="stable")
+        for p, rel, ent in zip(by_item["pos"].tolist(), by_item["relation"].tolist(), by_item["entity"].tolist(),
+                               strict=True):
             self.item_attrs[p].setdefault(rel, []).append(ent)
         self._masks: dict[tuple[str, str], np.ndarray] = {}
         self.popularity = np.bincount(
@@ -169,12 +188,16 @@ class _Index:
         frame["ts"] = (interactions["timestamp"].fillna(0).astype("int64").to_numpy()
                        if "timestamp" in interactions else 0)
         frame = frame[frame["pos"] >= 0].sort_values(["user_id", "ts", "pos"], kind="stable")
+        if frame.empty:
+            return []
+        user_codes, user_ids = pd.factorize(frame["user_id"])  # sorted frame: codes are ascending
+        bounds = np.flatnonzero(np.diff(user_codes)) + 1
+        positions, liked = frame["pos"].to_numpy(), frame["liked"].to_numpy(dtype=bool)
         users = []
-        for user_id, group in frame.groupby("user_id", sort=True):
-            items = group["pos"].to_numpy()
+        for user_id, items, likes in zip(user_ids, np.split(positions, bounds), np.split(liked, bounds), strict=True):
             mask = np.zeros(self.n, dtype=bool)
             mask[items] = True
-            users.append(_User(str(user_id), items, group.loc[group["liked"], "pos"].to_numpy(), mask))
+            users.append(_User(str(user_id), items, items[likes], mask))
         return users
 
     def mask(self, relation: str, entity: str) -> np.ndarray:
@@ -194,8 +217,9 @@ class _Index:
     def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
         if self._neighbours is None:
             c = self.config
-            self._neighbours = (co_interaction_neighbours(self._catalog, c.interest_neighbours, c.min_rating),
-                                co_interaction_neighbours(self._catalog, c.interest_neighbours, c.min_rating, wide=3))
+            ranking = _co_interaction_ranking(self._catalog, c.min_rating)
+            self._neighbours = (_neighbours_from_ranking(*ranking, c.interest_neighbours),
+                                _neighbours_from_ranking(*ranking, 3 * c.interest_neighbours))
         return self._neighbours
 
     def has_relation(self, relation: str) -> np.ndarray:
@@ -239,7 +263,8 @@ class _Generator:
         negative = met < k
         negative[positive] = False
         negative[history] = False
-        hard = negative & ((met > 0) | near_miss)
+        # hard: meets some conditions but not all; with one condition, a near miss
+        hard = negative & (near_miss if k == 1 else met > 0)
         easy = negative & ~hard
         forced = [trap] if trap is not None and negative[trap] else []
         hard[forced] = easy[forced] = False
@@ -398,7 +423,14 @@ class _Generator:
         satisfied, near = self.hop_condition(p, x, rel, ent)
         has_relation = self.ix.has_relation(rel)
         history = self.history(user, p, [x], rng)
-        y = self.premise_item(has_relation & ~satisfied, history + [p], rng)
+        extra = self.extra_named(p, rng)
+        # the trap meets the named condition where it can, so only the false link rules it out
+        wrong = has_relation & ~satisfied
+        y = None
+        if extra is not None:
+            y = self.premise_item(wrong & extra[1], history + [p], rng)
+        if y is None:
+            y = self.premise_item(wrong, history + [p], rng)
         if y is None:
             return None
         hop_text = phrasing.hop_fragment(rel, self.ix.titles[x], rng)
@@ -406,7 +438,6 @@ class _Generator:
         conditions = [{"relation": rel, "entity": ent, "text": hop_text, "via": str(self.ix.item_ids[x]),
                        "false_premise": {"item_id": str(self.ix.item_ids[y]), "text": premise}}]
         masks = [satisfied]
-        extra = self.extra_named(p, rng)
         if extra is not None:
             conditions.append(extra[0])
             masks.append(extra[1])

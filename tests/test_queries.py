@@ -1,0 +1,240 @@
+"""Query generation on the real MovieLens-100k: every type's invariants, checked against the catalog's
+own tables (not the generator's index), plus determinism, small candidate lists and phrasing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rerec.data.load import load_catalog
+from rerec.data.phrasing import display_title, join_words
+from rerec.data.queries import CO_INTERACTION, QueryConfig, co_interaction_neighbours, generate_queries
+from rerec.data.schema import PERSON_RELATIONS, QUERY_COLUMNS, QUERY_TYPES, Catalog, decode_conditions
+from rerec.errors import ConfigError
+
+N = 20
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return load_catalog(None)
+
+
+@pytest.fixture(scope="module")
+def queries(catalog) -> pd.DataFrame:
+    return generate_queries(catalog, QueryConfig(), progress=False)
+
+
+@pytest.fixture(scope="module")
+def pairs(catalog) -> set[tuple[str, str, str]]:
+    a = catalog.item_attributes
+    return set(zip(a["item_id"], a["relation"], a["entity"], strict=True))
+
+
+@pytest.fixture(scope="module")
+def entities(catalog) -> dict[tuple[str, str], set[str]]:
+    """(item, relation) -> entities, from item_attributes."""
+    grouped = catalog.item_attributes.groupby(["item_id", "relation"])["entity"]
+    return {key: set(group) for key, group in grouped}
+
+
+@pytest.fixture(scope="module")
+def neighbours(catalog):
+    matrix = co_interaction_neighbours(catalog, top_m=100, min_rating=4.0)
+    position = {item: i for i, item in enumerate(catalog.items["item_id"])}
+    return lambda x, i: bool(matrix[position[x], position[i]])
+
+
+def _meets(condition: dict, item: str, pairs, entities, neighbours) -> bool:
+    """Whether ``item`` answers the condition as the request states it."""
+    relation = condition["relation"]
+    if relation == CO_INTERACTION:
+        return neighbours(condition["via"], item)
+    if "via" in condition:  # "the director of X": any of X's directors answers the request
+        return bool(entities.get((condition["via"], relation), set()) & entities.get((item, relation), set()))
+    return (item, relation, condition["entity"]) in pairs
+
+
+def test_columns_counts_and_types(queries):
+    assert list(queries.columns) == QUERY_COLUMNS + ["history", "n_conditions"]
+    assert len(queries) >= 5000
+    counts = queries["type"].value_counts().to_dict()
+    assert counts == {"explicit": 2000, "implicit": 1500, "misinformed": 1000, "interest": 1000}
+    assert queries["query_id"].is_unique
+    explicit = queries[queries["type"] == "explicit"]
+    assert set(explicit["n_conditions"]) == {1, 2, 3, 4}
+    assert (queries["n_conditions"] == queries["conditions"].map(lambda c: len(decode_conditions(c)))).all()
+
+
+def test_candidates_positive_and_history(queries, catalog):
+    liked = catalog.interactions[catalog.interactions["rating"] >= 4]
+    liked_pairs = set(zip(liked["user_id"], liked["item_id"], strict=True))
+    for row in queries.itertuples():
+        (positive,) = row.positives
+        assert len(row.candidates) == N and len(set(row.candidates)) == N
+        assert positive in row.candidates
+        assert positive not in row.history
+        assert not set(row.candidates) & set(row.history), "history items are never candidates"
+        assert 1 <= len(row.history) <= 10
+        assert (row.user_id, positive) in liked_pairs, "the positive is an item the user rated >= 4"
+    # shuffled: the positive is not always in the same slot
+    slots = queries.apply(lambda r: r.candidates.index(r.positives[0]), axis=1)
+    assert slots.nunique() == N
+
+
+def test_positive_meets_every_condition_and_each_negative_fails_one(queries, pairs, entities, neighbours):
+    for row in queries.itertuples():
+        conditions = decode_conditions(row.conditions)
+        (positive,) = row.positives
+        for c in conditions:
+            if c["relation"] != CO_INTERACTION:
+                # the stored pair itself is in item_attributes for the positive (what QAS checks)
+                assert (positive, c["relation"], c["entity"]) in pairs, (row.query_id, c)
+            assert _meets(c, positive, pairs, entities, neighbours), (row.query_id, c)
+        for negative in row.candidates:
+            if negative != positive:
+                assert not all(_meets(c, negative, pairs, entities, neighbours) for c in conditions), \
+                    (row.query_id, negative)
+
+
+def test_hard_negatives_meet_some_conditions(queries, pairs, entities, neighbours):
+    multi = queries[queries["n_conditions"] >= 2]
+    assert set(multi["type"]) == set(QUERY_TYPES)
+    hard_counts = []
+    for row in multi.itertuples():
+        conditions = decode_conditions(row.conditions)
+        hard = [i for i in row.candidates if i != row.positives[0]
+                and any(_meets(c, i, pairs, entities, neighbours) for c in conditions)]
+        hard_counts.append(len(hard))
+    hard_counts = np.array(hard_counts)
+    assert (hard_counts > 0).mean() > 0.95
+    assert np.median(hard_counts) >= 8  # about half of the 19 negatives
+
+
+def test_explicit_conditions_are_named_and_distinct(queries):
+    for conditions in queries.loc[queries["type"] == "explicit", "conditions"].map(decode_conditions):
+        relations = [c["relation"] for c in conditions]
+        assert set(relations) <= {"genre", "decade", "year"}
+        assert sum(r in ("decade", "year") for r in relations) <= 1
+        assert len({(c["relation"], c["entity"]) for c in conditions}) == len(conditions)
+
+
+def test_implicit_hops_through_a_history_item(queries, entities):
+    implicit = queries[queries["type"] == "implicit"]
+    relations = set()
+    for row in implicit.itertuples():
+        hop = decode_conditions(row.conditions)[0]
+        assert hop["relation"] in PERSON_RELATIONS
+        relations.add(hop["relation"])
+        assert hop["via"] in row.history and hop["via"] != row.positives[0]
+        assert hop["entity"] in entities[(hop["via"], hop["relation"])], "the positive shares the entity with X"
+        assert "false_premise" not in hop
+    assert relations == set(PERSON_RELATIONS)
+
+
+def test_misinformed_premise_is_really_false_and_is_a_trap(queries, entities):
+    misinformed = queries[queries["type"] == "misinformed"]
+    kinds = set()
+    for row in misinformed.itertuples():
+        conditions = decode_conditions(row.conditions)
+        (wrong,) = [c for c in conditions if "false_premise" in c]
+        premise = wrong["false_premise"]["item_id"]
+        assert premise in row.candidates and premise != row.positives[0]
+        if "via" in wrong:
+            kinds.add("hop")
+            assert wrong["via"] in row.history
+            # Y shares none of X's people of that relation: the stated link does not exist
+            assert not entities[(wrong["via"], wrong["relation"])] & entities.get((premise, wrong["relation"]), set())
+        else:
+            kinds.add("genre")
+            assert wrong["entity"] not in entities.get((premise, "genre"), set())
+    assert kinds == {"hop", "genre"}
+
+
+def test_interest_vias_are_in_history_and_co_interacted(queries, neighbours):
+    interest = queries[queries["type"] == "interest"]
+    for row in interest.itertuples():
+        conditions = decode_conditions(row.conditions)
+        assert {c["relation"] for c in conditions} == {CO_INTERACTION}
+        for c in conditions:
+            assert c["via"] == c["entity"] and c["via"] in row.history
+            assert neighbours(c["via"], row.positives[0])
+
+
+def test_text_uses_several_phrasings_and_names_the_via_item(queries, catalog):
+    for qtype in QUERY_TYPES:
+        texts = queries.loc[queries["type"] == qtype, "text"]
+        assert texts.str.split().str[:3].str.join(" ").nunique() >= 4, qtype
+    titles = catalog.titles()
+    row = queries[queries["type"] == "implicit"].iloc[0]
+    via_title = display_title(titles[decode_conditions(row.conditions)[0]["via"]])
+    assert via_title in row.text
+
+
+def test_deterministic_for_a_seed_and_other_types_unaffected(catalog):
+    small = QueryConfig(n_explicit=60, n_implicit=40, n_misinformed=40, n_interest=40, n_candidates=4, seed=7)
+    first = generate_queries(catalog, small, progress=False)
+    again = generate_queries(catalog, small, progress=False)
+    pd.testing.assert_frame_equal(first, again)
+    other_seed = generate_queries(catalog, QueryConfig(**{**small.__dict__, "seed": 8}), progress=False)
+    assert not first["text"].equals(other_seed["text"])
+    # each type has its own random stream: fewer interest queries leave the explicit ones unchanged
+    fewer = generate_queries(catalog, QueryConfig(**{**small.__dict__, "n_interest": 5}), progress=False)
+    pd.testing.assert_frame_equal(first[first["type"] == "explicit"], fewer[fewer["type"] == "explicit"])
+
+
+def test_small_candidate_lists(catalog, pairs, entities, neighbours):
+    config = QueryConfig(n_explicit=30, n_implicit=30, n_misinformed=30, n_interest=30, n_candidates=4,
+                         hard_negative_share=1.0, seed=3)
+    queries = generate_queries(catalog, config, progress=False)
+    assert len(queries) == 120
+    for row in queries.itertuples():
+        assert len(row.candidates) == 4 and row.positives[0] in row.candidates
+        conditions = decode_conditions(row.conditions)
+        if len(conditions) >= 2:  # share 1.0: every negative meets some condition where enough exist
+            negatives = [i for i in row.candidates if i != row.positives[0]]
+            assert all(any(_meets(c, i, pairs, entities, neighbours) for c in conditions) for i in negatives)
+
+
+def test_hand_built_catalog_explicit():
+    """Five items, one user: the only comedy of the 1990s the user loved is the positive; the other
+    candidates each miss a condition."""
+    items = pd.DataFrame({"item_id": ["a", "b", "c", "d", "e"], "title": ["A", "B", "C", "D", "E"],
+                          "year": pd.array([1995, 1995, 1985, 1985, 1992], dtype="Int64"),
+                          "genres": [["Comedy"], ["Drama"], ["Comedy"], ["Drama"], ["Horror"]]})
+    rows = []
+    for i, (y, g) in zip(items["item_id"], zip(items["year"], items["genres"], strict=True), strict=True):
+        rows += [(i, "genre", g[0]), (i, "year", str(y)), (i, "decade", f"{y // 10 * 10}s")]
+    attrs = pd.DataFrame(rows, columns=["item_id", "relation", "entity"])
+    inter = pd.DataFrame({"user_id": ["u"] * 3, "item_id": ["a", "b", "e"], "rating": [5.0, 2.0, 1.0],
+                          "timestamp": pd.array([1, 2, 3], dtype="Int64")})
+    catalog = Catalog(items, inter, attrs)
+    config = QueryConfig(n_explicit=3, n_implicit=0, n_misinformed=0, n_interest=0, n_candidates=3,
+                         max_conditions=2, history_size=1)
+    queries = generate_queries(catalog, config, progress=False)
+    assert len(queries) >= 1
+    for row in queries.itertuples():
+        assert row.positives == ["a"]  # the only item rated >= 4
+        assert row.history in (["b"], ["e"])
+        assert len(row.candidates) == 3
+        assert not set(row.candidates) & set(row.history)
+        conditions = {(c["relation"], c["entity"]) for c in decode_conditions(row.conditions)}
+        assert conditions <= {("genre", "Comedy"), ("decade", "1990s"), ("year", "1995")}
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match="n_candidates"):
+        QueryConfig(n_candidates=1)
+    with pytest.raises(ConfigError, match="hard_negative_share"):
+        QueryConfig(hard_negative_share=1.5)
+    with pytest.raises(ConfigError, match="max_conditions"):
+        QueryConfig(max_conditions=5)
+
+
+def test_phrasing_helpers():
+    assert display_title("Usual Suspects, The") == "The Usual Suspects"
+    assert display_title("Toy Story") == "Toy Story"
+    assert join_words(["a"]) == "a"
+    assert join_words(["a", "b"]) == "a and b"
+    assert join_words(["a", "b", "c"]) == "a, b and c"
