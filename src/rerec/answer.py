@@ -25,6 +25,7 @@ ITEM_SEPARATOR = ";"
 
 # One token per brace event: a box opening, a plain opening brace or a closing brace.
 _BRACE_EVENTS = re.compile(r"\\boxed\{|[{}]")
+_BRACES = re.compile(r"[{}]")
 _TEXT_WRAPPER = re.compile(r"^\\text(?:bf|it)?\{(.*)\}$", re.DOTALL)
 
 
@@ -46,7 +47,19 @@ class ParsedAnswer:
 
 def _last_box(text: str) -> tuple[str | None, int]:
     """(content of the complete box that opens last, number of complete boxes)."""
-    if BOX_OPEN not in text:  # the common malformed case costs one substring search
+    count = text.count(BOX_OPEN)  # C-speed; the usual answers have exactly one box
+    if count == 0:
+        return None, 0
+    if count == 1:
+        start = text.index(BOX_OPEN) + len(BOX_OPEN)
+        depth = 0
+        for event in _BRACES.finditer(text, start):
+            if event.group() == "{":
+                depth += 1
+            elif depth:
+                depth -= 1
+            else:
+                return text[start : event.start()], 1
         return None, 0
     # stack of (content start, is_box) for each open brace; one pass, so linear in len(text)
     stack: list[tuple[int, bool]] = []

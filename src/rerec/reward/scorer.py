@@ -114,12 +114,13 @@ class RewardBreakdown:
 class _QueryContext:
     """What the scorer reuses across the G completions of one query."""
 
-    __slots__ = ("matcher", "positives", "pairs", "qas", "pas")
+    __slots__ = ("matcher", "positives", "pairs", "checkable", "qas", "pas")
 
     def __init__(self, matcher: TitleMatcher, positives: list[str], pairs: list[tuple[str, str]]) -> None:
         self.matcher = matcher
         self.positives = positives
         self.pairs = pairs
+        self.checkable: list[list[tuple[str, str]]] | None = None
         self.qas: dict[str, float] = {}
         self.pas: dict[str, float] = {}
 
@@ -241,8 +242,10 @@ class RewardScorer:
         value = context.qas.get(item)
         if value is None:
             graph, best = self.attribute_graph, 0.0
-            for truth in context.positives or [None]:
-                checkable = checkable_conditions(context.pairs, graph, truth)
+            if context.checkable is None:  # per positive, once per query
+                context.checkable = [checkable_conditions(context.pairs, graph, truth)
+                                     for truth in context.positives or [None]]
+            for truth, checkable in zip(context.positives or [None], context.checkable, strict=True):
                 if checkable:
                     score = sum(graph.satisfies(item, r, e) for r, e in checkable) / len(checkable)
                 else:
