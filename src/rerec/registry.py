@@ -1,0 +1,367 @@
+"""Register a trained model in the MLflow model registry and run the promotion gate.
+
+``register(model_dir, report_path, config)`` logs the model (a pyfunc recommender around the Hugging
+Face folder, with explicit pip requirements from the project's pins), creates a model version, tags it
+with its evaluation numbers and lineage, and points the alias ``challenger`` at it. The gate then moves
+``champion`` to it only if
+
+- its validation metric (``config.metric``, read from the evaluation report) beats the champion's by
+  more than ``config.min_improvement``, and
+- it keeps at least ``config.min_general_retention`` of the base model's general ability.
+
+A model with missing or non-finite metrics is never promoted; the reason is stored on the version
+(tag ``rerec.gate``) and returned. Two runs finishing at once: before moving the alias the gate re-reads
+it and compares again if it moved (compare-and-set), and after moving it reads it back; a better
+concurrent challenger always ends up champion, a worse one never displaces it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rerec.config import add_dataclass_arguments, dataclass_from_args
+from rerec.errors import ConfigError, RerecError
+from rerec.tracking import bound_mlflow_http_retries, git_commit, safe_metric_name, with_retries
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+METRIC_TAG = "rerec.metric."
+SERVING_PACKAGES = ("torch", "transformers", "safetensors", "pandas", "numpy", "mlflow")
+
+
+@dataclass
+class RegisterConfig:
+    model_name: str = field(default="rerec-recommender", metadata={"help": "Registered model name."})
+    metric: str = field(default="gate.val_acc_at_1", metadata={
+        "help": "Validation metric the gate compares: a dotted path into report.json, or a unique key of its "
+                "flattened numbers (never a test metric)."})
+    higher_is_better: bool = field(default=True, metadata={"help": "Whether a larger metric is better."})
+    min_improvement: float = field(default=0.0, metadata={
+        "help": "The challenger must beat the champion by more than this."})
+    retention_metric: str = field(default="gate.general_retention", metadata={
+        "help": "General-ability retention (challenger / base model, 1.0 = kept all) in report.json."})
+    min_general_retention: float = field(default=0.95, metadata={
+        "help": "Promote only if at least this share of general ability is kept."})
+    promote: bool = field(default=True, metadata={"help": "Run the promotion gate (false: register only)."})
+    experiment: str = field(default="", metadata={"help": "MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME or rerec)."})
+
+
+# --- Reading the evaluation report ---------------------------------------------------------------
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+    elif isinstance(obj, int | float) and not isinstance(obj, bool):
+        out[prefix[:-1]] = float(obj)
+    return out
+
+
+def report_value(report: dict, name: str) -> float | None:
+    """``name`` as a dotted path, else the one flattened key that ends with it; None when absent."""
+    flat = _flatten(report)
+    if name in flat:
+        value = flat[name]
+    else:
+        hits = [k for k in flat if k.endswith("." + name) or safe_metric_name(k.replace(".", "_")) == name]
+        if len(hits) != 1:
+            return None
+        value = flat[hits[0]]
+    return value if math.isfinite(value) else None
+
+
+def read_report(report_path: Path) -> dict:
+    try:
+        report = json.loads(Path(report_path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as exc:
+        raise RerecError(f"{report_path}: the evaluation report is not valid JSON ({exc}). "
+                         "Fix: rerun the evaluate stage.") from exc
+    return report if isinstance(report, dict) else {}
+
+
+# --- The gate: pure, so that it can be checked by hand ------------------------------------------
+
+
+@dataclass
+class GateDecision:
+    promote: bool
+    reason: str
+
+
+def gate(challenger: dict[str, float | None], champion: dict[str, float | None] | None,
+         config: RegisterConfig) -> GateDecision:
+    """``challenger``/``champion``: {"metric": value, "retention": value} (None = missing)."""
+    metric, retention = challenger.get("metric"), challenger.get("retention")
+    if metric is None:
+        return GateDecision(False, f"not promoted: the report has no finite '{config.metric}'")
+    if retention is None:
+        return GateDecision(False, f"not promoted: the report has no finite '{config.retention_metric}'")
+    if retention < config.min_general_retention:
+        return GateDecision(False, f"not promoted: general retention {retention:.4f} < "
+                                   f"{config.min_general_retention:.4f}")
+    if champion is None:
+        return GateDecision(True, f"promoted: no champion yet ({config.metric} = {metric:.4f})")
+    best = champion.get("metric")
+    if best is None:
+        return GateDecision(True, f"promoted: the champion has no recorded '{config.metric}'")
+    gain = (metric - best) if config.higher_is_better else (best - metric)
+    if gain > config.min_improvement:
+        return GateDecision(True, f"promoted: {config.metric} {metric:.4f} vs champion {best:.4f}")
+    return GateDecision(False, f"not promoted: {config.metric} {metric:.4f} does not beat champion {best:.4f} "
+                               f"by more than {config.min_improvement}")
+
+
+# --- MLflow ---------------------------------------------------------------------------------------
+
+
+def pip_requirements() -> list[str]:
+    """The serving subset of the project's own pins (pyproject), never unpinned."""
+    pins = {}
+    for req in metadata.requires("rerec") or []:
+        if ";" in req or "==" not in req:
+            continue
+        name = req.split("==")[0].strip()
+        pins[name.lower()] = req.replace(" ", "")
+    return [pins[p] for p in SERVING_PACKAGES if p in pins]
+
+
+def _client():
+    from mlflow import MlflowClient
+
+    bound_mlflow_http_retries()
+    return MlflowClient()
+
+
+def _version_by_alias(client, name: str, alias: str):
+    from mlflow.exceptions import MlflowException
+
+    def get():
+        try:
+            return client.get_model_version_by_alias(name, alias)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+                return None
+            raise
+
+    return with_retries(get, f"read alias '{alias}' of '{name}'")
+
+
+def _recorded(version) -> dict[str, float | None]:
+    if version is None:
+        return {}
+    tags = version.tags or {}
+
+    def num(key: str) -> float | None:
+        try:
+            value = float(tags[key])
+        except (KeyError, ValueError):
+            return None
+        return value if math.isfinite(value) else None
+
+    return {"metric": num(METRIC_TAG + "gate"), "retention": num(METRIC_TAG + "retention")}
+
+
+def _check_model_dir(model_dir: Path) -> None:
+    if not (model_dir / "config.json").is_file():
+        raise RerecError(f"{model_dir}: not a Hugging Face model folder (no config.json), so it was not "
+                         "registered. Fix: pass the rft (or sft-warmup) stage's output folder.")
+    weights = list(model_dir.glob("*.safetensors")) + list(model_dir.glob("*.bin"))
+    if not weights:
+        raise RerecError(f"{model_dir}: the model folder has no weights (*.safetensors), so it was not "
+                         "registered. Fix: rerun the training stage; it writes the folder atomically.")
+
+
+def _log_model(model_dir: Path, name: str):
+    import mlflow
+
+    import rerec.pyfunc
+    from rerec.pyfunc import HF_ARTIFACT
+
+    # Models from code: the pyfunc file itself travels with the model (no pickle, no rerec install
+    # needed to serve it), the HF folder as an artifact.
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=rerec.pyfunc.__file__,
+        artifacts={HF_ARTIFACT: str(model_dir)},
+        pip_requirements=pip_requirements(),
+    )
+
+
+def _promote(client, name: str, version: str, mine: dict, config: RegisterConfig) -> tuple[GateDecision, str | None]:
+    """Compare-and-set on the ``champion`` alias; returns the decision and the champion compared with."""
+    for _ in range(5):
+        current = _version_by_alias(client, name, CHAMPION)
+        if current is not None and current.version == version:
+            return GateDecision(True, "already champion"), version
+        decision = gate(mine, _recorded(current) if current is not None else None, config)
+        if not decision.promote:
+            return decision, current.version if current else None
+        again = _version_by_alias(client, name, CHAMPION)
+        if (again.version if again else None) != (current.version if current else None):
+            continue  # another run moved it meanwhile: compare with the new champion
+        with_retries(lambda: client.set_registered_model_alias(name, CHAMPION, version), "move the champion alias")
+        time.sleep(0.2 + random.random() * 0.3)  # let a concurrent writer land, then read back
+        after = _version_by_alias(client, name, CHAMPION)
+        if after is not None and after.version == version:
+            return decision, current.version if current else None
+    final = _version_by_alias(client, name, CHAMPION)
+    return GateDecision(False, f"not promoted: the champion kept moving (now version "
+                               f"{final.version if final else None})"), final.version if final else None
+
+
+def register(model_dir: Path, report_path: Path, config: RegisterConfig) -> dict:
+    """Register ``model_dir`` as a new version of ``config.model_name`` with alias ``challenger``, then
+    run the gate. Returns version, run id, the numbers compared and the decision."""
+    import mlflow
+
+    model_dir, report_path = Path(model_dir), Path(report_path)
+    _check_model_dir(model_dir)
+    report = read_report(report_path)
+    mine = {"metric": report_value(report, config.metric), "retention": report_value(report, config.retention_metric)}
+    client = _client()
+    name = config.model_name
+    experiment = config.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", "rerec")
+    with_retries(lambda: mlflow.set_experiment(experiment), f"open the MLflow experiment '{experiment}'")
+    parent = os.environ.get("REREC_PARENT_RUN_ID") or None
+    lineage = {
+        "rerec.kfp_run_id": os.environ.get("KFP_RUN_ID"),
+        "rerec.git_commit": git_commit(),
+        "rerec.dataset_hash": os.environ.get("REREC_DATASET_HASH"),
+        "rerec.parent_model_version": os.environ.get("REREC_PARENT_MODEL_VERSION"),
+    }
+    lineage = {k: v for k, v in lineage.items() if v}
+    run = with_retries(lambda: mlflow.start_run(run_name="register", nested=bool(parent), parent_run_id=parent),
+                       "start the register run")
+    version = None
+    try:
+        mlflow.set_tags({"rerec.stage": "register", **lineage})
+        mlflow.log_params({k: str(v) for k, v in vars(config).items()})
+        if report_path.exists():
+            mlflow.log_artifact(str(report_path), artifact_path="evaluation")
+        info = with_retries(lambda: _log_model(model_dir, name), "log the model")
+        version = with_retries(lambda: _create_version(client, name, info, run.info.run_id),
+                               f"create a version of '{name}'").version
+        tags = {**lineage, "rerec.run_id": run.info.run_id}
+        for key, value in (("gate", mine["metric"]), ("retention", mine["retention"])):
+            if value is not None:
+                tags[METRIC_TAG + key] = repr(value)
+        tags["rerec.metric_name"] = config.metric
+        for key, value in tags.items():
+            with_retries(lambda k=key, v=value: client.set_model_version_tag(name, version, k, str(v)),
+                         "tag the model version")
+        with_retries(lambda: client.set_registered_model_alias(name, CHALLENGER, version), "set the challenger alias")
+    except BaseException:
+        # No half-registered version: a version without its tags and alias is deleted again.
+        if version is not None:
+            try:
+                client.delete_model_version(name, version)
+            except Exception:  # noqa: BLE001 - the server may be the thing that failed
+                pass
+        mlflow.end_run(status="FAILED")
+        raise
+
+    try:
+        if config.promote:
+            decision, compared = _promote(client, name, version, mine, config)
+        else:
+            decision, compared = GateDecision(False, "not promoted: the gate is off (promote=false)"), None
+        champion_metric = None
+        if compared and compared != version:
+            champion_metric = _recorded(client.get_model_version(name, compared)).get("metric")
+        with_retries(lambda: client.set_model_version_tag(name, version, "rerec.gate", decision.reason),
+                     "record the gate decision")
+        result = {
+            "model_name": name, "version": str(version), "run_id": run.info.run_id,
+            "promoted": bool(decision.promote), "reason": decision.reason,
+            "metric_name": config.metric, "challenger_metric": mine["metric"],
+            "general_retention": mine["retention"], "champion_version": compared,
+            "champion_metric": champion_metric,
+        }
+        mlflow.log_metrics({"promoted": float(decision.promote),
+                            **({"challenger_metric": mine["metric"]} if mine["metric"] is not None else {})})
+        mlflow.log_dict(result, "gate_decision.json")
+        mlflow.end_run()
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    return result
+
+
+def _create_version(client, name: str, info, run_id: str):
+    """Create the version once: after a lost answer, reuse the version this run already created."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        try:
+            client.create_registered_model(name)
+        except MlflowException as exc2:
+            if exc2.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+    for existing in client.search_model_versions(f"name='{name}' and run_id='{run_id}'"):
+        return existing
+    return client.create_model_version(name, info.model_uri, run_id=run_id, model_id=info.model_id)
+
+
+def download_alias(name: str, alias: str, dest: Path) -> str:
+    """Download the Hugging Face folder of ``name@alias`` into ``dest``; returns the version."""
+    import mlflow
+
+    from rerec.pyfunc import HF_ARTIFACT
+
+    client = _client()
+    version = _version_by_alias(client, name, alias)
+    if version is None:
+        raise RerecError(f"The registry has no '{alias}' version of '{name}'. "
+                         "Fix: run the train pipeline once (it registers and promotes a first champion).")
+    with tempfile.TemporaryDirectory(prefix="rerec-champion-") as tmp:
+        local = with_retries(lambda: mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version.version}", dst_path=tmp), f"download {name}@{alias}")
+        found = sorted(p.parent for p in (Path(local) / "artifacts").glob("*/config.json"))
+        if not found:
+            raise RerecError(f"{name} version {version.version} has no '{HF_ARTIFACT}' artifact. "
+                             "Fix: register models with 'rerec register'.")
+        shutil.copytree(found[0], dest, dirs_exist_ok=True)
+    return str(version.version)
+
+
+def decision_markdown(result: dict) -> str:
+    rows = "\n".join(f"| {k} | {result.get(k)} |" for k in (
+        "model_name", "version", "promoted", "reason", "metric_name", "challenger_metric",
+        "general_retention", "champion_version", "champion_metric"))
+    return f"# Promotion gate\n\n| field | value |\n| --- | --- |\n{rows}\n"
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-dir", type=Path, required=True, help="Hugging Face model folder (rft output).")
+    parser.add_argument("--report", type=Path, required=True, help="report.json of the evaluate stage.")
+    add_dataclass_arguments(parser, RegisterConfig)
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    config = dataclass_from_args(RegisterConfig, args)
+    if not 0.0 <= config.min_general_retention <= 1.5:
+        raise ConfigError("--min-general-retention must be a share such as 0.95.")
+    result = register(args.model_dir, args.report, config)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
