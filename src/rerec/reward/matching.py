@@ -132,13 +132,17 @@ class TitleMatcher:
         self.threshold = threshold
         self._exact: dict[str, str] = {}
         self._normalised: dict[str, str] = {}
+        aliases: list[tuple[str, str]] = []
         for item_id, title in self.candidates:
             self._exact.setdefault(title, item_id)
-            self._exact.setdefault(title.strip(), item_id)
+            stripped = title.strip()
+            if stripped is not title:
+                self._exact.setdefault(stripped, item_id)
             self._normalised.setdefault(normalise_title(title), item_id)
-        for item_id, title in self.candidates:  # aliases never shadow a primary key
-            for key in _alias_keys(title):
-                self._normalised.setdefault(key, item_id)
+            if "(" in title:
+                aliases.extend((key, item_id) for key in _alias_keys(title))
+        for key, item_id in aliases:  # aliases never shadow a primary key
+            self._normalised.setdefault(key, item_id)
         self._normalised.pop("", None)
         self._title_embeddings: torch.Tensor | None = None
 
