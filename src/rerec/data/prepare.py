@@ -165,6 +165,8 @@ def cli_main(args: argparse.Namespace) -> int:
     config = dataclass_from_args(PrepareConfig, args)
     result = prepare_data(args.input, args.out, config)
     console = Console()
+    if not console.is_terminal:  # logs and CI: do not cut the table at 80 columns
+        console = Console(width=120)
     console.print(statistics_table(result["stats"]))
     console.print(f"wrote {args.out} ({result['stats']['n_queries']:,} queries)")
     return 0
