@@ -89,7 +89,8 @@ def statistics_table(stats: dict):
     table = Table(title="Queries by type and number of conditions (1-4); avg candidates; share by split")
     for name in ("type", "queries", "1", "2", "3", "4", "cand", "train", "val", "test"):
         table.add_column(name, justify="left" if name == "type" else "right", no_wrap=True)
-    for qtype, row in stats["by_type"].items():
+    for qtype in [t for t in (*QUERY_TYPES, "all") if t in stats["by_type"]]:  # stats.json sorts its keys
+        row = stats["by_type"][qtype]
         by_k = row["by_n_conditions"]
         extra = sum(v for k, v in by_k.items() if int(k) > 4)
         table.add_row(qtype, f"{row['n_queries']:,}",
