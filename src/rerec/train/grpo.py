@@ -1,0 +1,268 @@
+"""``ReRecGRPOTrainer``: TRL's ``GRPOTrainer`` (pinned trl==1.16.0) subclassed, never copied.
+
+What the subclass changes, and where TRL lets it:
+
+- ``_generate_and_score_completions``: calls TRL's own (generation, reference log-probs, the reward
+  call, metrics) and then replaces ``output["advantages"]`` (B,) by RAAE's per-token (B, T) advantages
+  (:mod:`rerec.train.raae`). TRL 1.16's ``_compute_loss`` reads ``inputs["advantages"]`` and only
+  unsqueezes it when it is 1-D, so a (B, T) tensor weighs each token's policy-gradient term
+  (``tests/test_rft.py`` pins this). The reward is one TRL reward function that calls our scorer and
+  keeps the per-completion breakdowns for the advantage, the curriculum and the logs.
+- ``_get_train_sampler``: a :class:`CurriculumRepeatSampler` that orders prompts with the
+  :class:`~rerec.train.curriculum.CurriculumScheduler` (same repeat layout as TRL's ``RepeatSampler``).
+  An epoch is a fixed budget of ``prompts_per_epoch`` prompts (the dataset size by default) drawn from
+  the active set, easy to hard, cycled when the active set is smaller, so the Trainer's epoch/step
+  arithmetic (and resuming) stays exact.
+- ``_save_checkpoint`` / ``_load_optimizer_and_scheduler``: the curriculum state travels with every
+  checkpoint (``curriculum_state.json``), next to TRL/HF's model, optimiser, scheduler and RNG states.
+
+Plain GRPO (``advantage_estimator="grpo"``, no curriculum) leaves TRL's advantages and sampler untouched.
+Limitation: RAAE normalises over the completions a process holds; with several processes TRL's sampler
+may split a prompt's group across them, so multi-GPU RAAE needs ``num_generations`` to divide the
+per-device batch (checked at start).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import Sampler
+from transformers import TrainerCallback
+from trl import GRPOTrainer
+
+from rerec.train.curriculum import CurriculumScheduler
+from rerec.train.raae import (
+    get_advantage_estimator,
+    segment_completion,
+    segment_rewards,
+    token_char_spans,
+    token_rewards,
+)
+
+log = logging.getLogger(__name__)
+
+CURRICULUM_STATE = "curriculum_state.json"
+
+
+@dataclass
+class ScoredCompletion:
+    """What the trainer needs from the reward model for one completion."""
+
+    total: float
+    normalised: float  # r_hat in [0, 1], for the curriculum
+    correct: bool
+    wrong_item_names: list = field(default_factory=list)  # titles / candidate numbers of a wrong answer
+    parsed: bool = True
+    components: dict = field(default_factory=dict)  # ndcg, recall, hit, qas, pas, format, ...
+
+
+# (completion texts, dataset rows) -> one ScoredCompletion per completion
+ScoreFn = Callable[[list[str], list[dict]], list[ScoredCompletion]]
+
+
+@dataclass
+class RAAEOptions:
+    advantage_estimator: str = field(default="raae", metadata={"help": "'raae' (token-level, segment penalty) "
+                                                                       "or 'grpo' (TRL's sequence-level)."})
+    segment_mode: str = field(default="step", metadata={"help": "How completions are split into reasoning "
+                                                                "segments: paragraph, line or step.",
+                                                        "choices": ("paragraph", "line", "step")})
+    w_penalty: float = field(default=0.3, metadata={"help": "RAAE penalty: a wrong answer's segments that name "
+                                                            "the wrong item get r - w_penalty*|r| (paper: 0.3)."})
+    eps: float = field(default=1e-4, metadata={"help": "Added to the group std of the advantages."})
+
+
+class CurriculumRepeatSampler(Sampler):
+    """TRL's ``RepeatSampler`` layout (each prompt ``mini_repeat_count`` times, chunks of ``batch_size``
+    prompts repeated ``repeat_count`` times), with the per-epoch prompt order from the curriculum."""
+
+    def __init__(self, prompt_ids: Sequence[str], curriculum: CurriculumScheduler, mini_repeat_count: int,
+                 batch_size: int, repeat_count: int = 1, prompts_per_epoch: int | None = None,
+                 on_new_epoch: Callable[[CurriculumScheduler], None] | None = None) -> None:
+        self.index_of = {str(p): i for i, p in enumerate(prompt_ids)}
+        self.curriculum = curriculum
+        self.mini_repeat_count, self.batch_size, self.repeat_count = mini_repeat_count, batch_size, repeat_count
+        per_epoch = prompts_per_epoch or len(prompt_ids)
+        self.prompts_per_epoch = max(batch_size, per_epoch // batch_size * batch_size)
+        self.on_new_epoch = on_new_epoch
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def epoch_prompts(self) -> list[int]:
+        before = self.curriculum.epoch
+        order = self.curriculum.begin_epoch(self.epoch) or self.curriculum.prompt_ids
+        if self.curriculum.epoch != before and self.on_new_epoch is not None:
+            self.on_new_epoch(self.curriculum)
+        cycled = [order[i % len(order)] for i in range(self.prompts_per_epoch)]
+        return [self.index_of[p] for p in cycled]
+
+    def __iter__(self):
+        indexes = self.epoch_prompts()
+        chunks = [indexes[i:i + self.batch_size] for i in range(0, len(indexes), self.batch_size)]
+        for chunk in chunks:
+            for _ in range(self.repeat_count):
+                for index in chunk:
+                    for _ in range(self.mini_repeat_count):
+                        yield index
+
+    def __len__(self) -> int:
+        return self.prompts_per_epoch * self.mini_repeat_count * self.repeat_count
+
+
+class StopOnCurriculumCallback(TrainerCallback):
+    """Ends training when the curriculum's 'stop' fallback fired."""
+
+    def __init__(self, curriculum: CurriculumScheduler) -> None:
+        self.curriculum = curriculum
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.curriculum.stopped:
+            control.should_training_stop = True
+        return control
+
+
+def _completion_text(completion) -> str:
+    if isinstance(completion, str):
+        return completion
+    return "".join(m.get("content", "") for m in completion if isinstance(m.get("content", ""), str))
+
+
+class ReRecGRPOTrainer(GRPOTrainer):
+    """GRPO with the dual-graph reward, RAAE (B, T) advantages and the online curriculum.
+
+    Args (besides ``GRPOTrainer``'s, minus ``reward_funcs``, which this class supplies):
+        score_fn: ``(completions, rows) -> list[ScoredCompletion]`` (rows are the dataset rows, which
+            must carry a string ``prompt_id``).
+        raae: :class:`RAAEOptions`; ``advantage_estimator="grpo"`` keeps TRL's advantages.
+        curriculum: a :class:`CurriculumScheduler` over the dataset's ``prompt_id`` column, or None for
+            TRL's shuffled sampler.
+        prompts_per_epoch: epoch budget for the curriculum sampler (default: dataset size).
+        on_new_epoch: called with the curriculum when a new curriculum epoch opens (logging).
+    """
+
+    def __init__(self, *args, score_fn: ScoreFn, raae: RAAEOptions | None = None,
+                 curriculum: CurriculumScheduler | None = None, prompts_per_epoch: int | None = None,
+                 on_new_epoch: Callable[[CurriculumScheduler], None] | None = None, n_samples_kept: int = 64,
+                 **kwargs) -> None:
+        self.score_fn = score_fn
+        self.raae = raae or RAAEOptions()
+        get_advantage_estimator(self.raae.advantage_estimator)  # fail early on a bad name
+        self.curriculum = curriculum
+        self.prompts_per_epoch = prompts_per_epoch
+        self.on_new_epoch = on_new_epoch
+        self._last_scores: list[ScoredCompletion] = []
+        self.sample_completions: deque = deque(maxlen=n_samples_kept)
+
+        def rerec_reward(prompts, completions, completion_ids=None, **columns):
+            texts = [_completion_text(c) for c in completions]
+            keys = [k for k, v in columns.items() if isinstance(v, list) and len(v) == len(texts)]
+            rows = [{k: columns[k][i] for k in keys} for i in range(len(texts))]
+            self._last_scores = list(self.score_fn(texts, rows))
+            return [s.total for s in self._last_scores]
+
+        super().__init__(*args, reward_funcs=[rerec_reward], **kwargs)
+        if curriculum is not None:
+            self.add_callback(StopOnCurriculumCallback(curriculum))
+        if self.raae.advantage_estimator == "raae" and self.accelerator.num_processes > 1:
+            if self.args.per_device_train_batch_size % self.num_generations:
+                raise ValueError("RAAE on several processes needs num_generations to divide "
+                                 "per_device_train_batch_size, so a prompt's group stays on one process")
+
+    # -- sampling -----------------------------------------------------------------------------------
+    def _get_train_sampler(self, dataset=None) -> Sampler:
+        if self.curriculum is None:
+            return super()._get_train_sampler(dataset)
+        dataset = self.train_dataset if dataset is None else dataset
+        return CurriculumRepeatSampler(
+            prompt_ids=[str(p) for p in dataset["prompt_id"]], curriculum=self.curriculum,
+            mini_repeat_count=self.num_generations,
+            batch_size=self.args.generation_batch_size // self.num_generations,
+            repeat_count=self.num_iterations * self.args.steps_per_generation,
+            prompts_per_epoch=self.prompts_per_epoch, on_new_epoch=self.on_new_epoch,
+        )
+
+    # -- rewards and advantages ---------------------------------------------------------------------
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        mode = "train" if self.model.training else "eval"
+        scores = self._last_scores
+        if len(scores) != len(inputs):  # pragma: no cover - TRL contract
+            raise RuntimeError(f"reward function scored {len(scores)} completions for {len(inputs)} inputs")
+        completion_ids, mask = output["completion_ids"], output["completion_mask"]
+        n_tokens = mask.sum(1).tolist()
+        texts, spans, segments, seg_rewards = [], [], [], []
+        penalised_any, penalised_tokens = 0, 0.0
+        use_raae = self.raae.advantage_estimator == "raae"
+        for i, score in enumerate(scores):
+            text, token_spans = token_char_spans(self.processing_class, completion_ids[i, : int(n_tokens[i])].tolist())
+            texts.append(text)
+            if not use_raae:
+                continue
+            segs = segment_completion(text, self.raae.segment_mode)
+            wrong = [] if score.correct else list(score.wrong_item_names)
+            rewards = segment_rewards(score.total, segs, wrong, self.raae.w_penalty)
+            spans.append(token_spans)
+            segments.append(segs)
+            seg_rewards.append(rewards)
+            if any(r != score.total for r in rewards):
+                penalised_any += 1
+        if use_raae:
+            tok = token_rewards(seg_rewards, segments, spans, mask.cpu())
+            totals = torch.tensor([s.total for s in scores], dtype=tok.dtype).unsqueeze(1)
+            penalised_tokens = float(((tok != totals) & mask.cpu().bool()).sum()) / max(float(mask.sum()), 1.0)
+            estimator = get_advantage_estimator("raae")
+            advantages = estimator(tok, mask.cpu(), self.num_generations, eps=self.raae.eps)
+            output["advantages"] = advantages.to(device=completion_ids.device)
+
+        metrics = self._metrics[mode]
+        metrics["rerec/parse_rate"].append(sum(s.parsed for s in scores) / len(scores))
+        metrics["rerec/accuracy"].append(sum(s.correct for s in scores) / len(scores))
+        metrics["rerec/reward_normalised"].append(sum(s.normalised for s in scores) / len(scores))
+        metrics["rerec/segment_penalty_rate"].append(penalised_any / len(scores))
+        metrics["rerec/penalised_token_fraction"].append(penalised_tokens)
+        for name in sorted({k for s in scores for k in s.components}):
+            values = [float(s.components[name]) for s in scores if s.components.get(name) is not None]
+            if values:
+                metrics[f"rerec/{name}"].append(sum(values) / len(values))
+
+        if mode == "train":
+            prompt_ids = [str(x["prompt_id"]) for x in inputs]
+            if self.curriculum is not None:
+                self.curriculum.record(prompt_ids, [s.normalised for s in scores])
+            for pid, text, score in zip(prompt_ids, texts, scores, strict=True):
+                self.sample_completions.append({"step": self.state.global_step, "prompt_id": pid, "completion": text,
+                                                "reward": score.total, "correct": score.correct})
+        return output
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.curriculum is not None and self.args.should_save:
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            os.makedirs(folder, exist_ok=True)
+            tmp = os.path.join(folder, CURRICULUM_STATE + ".tmp")
+            with open(tmp, "w") as f:
+                json.dump(self.curriculum.state_dict(), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, os.path.join(folder, CURRICULUM_STATE))
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None and self.curriculum is not None:
+            path = os.path.join(checkpoint, CURRICULUM_STATE)
+            if os.path.exists(path):
+                with open(path) as f:
+                    self.curriculum.load_state_dict(json.load(f))
+            else:
+                log.warning("checkpoint %s has no curriculum state; the curriculum restarts", checkpoint)

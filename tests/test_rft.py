@@ -1,0 +1,268 @@
+"""ReRecGRPOTrainer on a tiny random Llama with a tokenizer built here: the (B, T) advantage hook in the
+installed TRL, the curriculum sampler, and (slow) resuming a SIGKILLed run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+from rerec.train.curriculum import CurriculumConfig, CurriculumScheduler  # noqa: E402
+from rerec.train.grpo import CurriculumRepeatSampler, RAAEOptions, ReRecGRPOTrainer, ScoredCompletion  # noqa: E402
+from rerec.train.raae import (  # noqa: E402
+    group_normalise,
+    segment_completion,
+    segment_rewards,
+    token_char_spans,
+    token_rewards,
+)
+
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+WORDS = "Heat Fargo Toy Story comedy crime 1. 2. Step the director of \\boxed{ } I think fits not because".split()
+
+
+def build_tokenizer(folder: Path):
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    corpus = [" ".join(WORDS[i:] + WORDS[:i]) + "\n\n" for i in range(len(WORDS))] * 4
+    bpe.train_from_iterator(corpus, vocab_size=300, min_frequency=1,
+                            special_tokens=["<|im_start|>", "<|im_end|>", "<pad>"])
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|im_start|>",
+                                  eos_token="<|im_end|>", pad_token="<pad>")
+    tok.chat_template = CHATML
+    tok.save_pretrained(folder)
+    return tok
+
+
+def build_model_dir(folder: Path) -> Path:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = build_tokenizer(folder)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    return folder
+
+
+def toy_score(texts, rows):
+    """Right iff the text names the row's answer; a wrong completion 'recommends' Heat. The length term
+    keeps rewards varied inside a group so the advantages are not all zero."""
+    out = []
+    for text, row in zip(texts, rows, strict=True):
+        correct = row["answer"].lower() in text.lower()
+        total = (1.0 if correct else -0.5) + 0.01 * len(text)
+        out.append(ScoredCompletion(total=total, normalised=min(max(total, 0.0), 1.0), correct=correct,
+                                    wrong_item_names=[] if correct else ["Heat"], parsed="\\boxed{" in text,
+                                    components={"hit": float(correct)}))
+    return out
+
+
+def toy_dataset(n=4):
+    from datasets import Dataset
+
+    return Dataset.from_list([
+        {"prompt": [{"role": "user", "content": f"Recommend a comedy {i}"}], "prompt_id": f"q{i}",
+         "answer": "Fargo" if i % 2 else "Toy"} for i in range(n)
+    ])
+
+
+def grpo_args(out, **kw):
+    from trl import GRPOConfig
+
+    base = dict(output_dir=str(out), per_device_train_batch_size=4, num_generations=2, max_completion_length=10,
+                max_steps=2, logging_steps=1, report_to=[], use_cpu=True, save_strategy="no", learning_rate=1e-3,
+                seed=0, beta=0.0, temperature=1.0, disable_tqdm=True)
+    base.update(kw)
+    return GRPOConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return build_model_dir(tmp_path_factory.mktemp("tiny"))
+
+
+def make_trainer(model_dir, out, curriculum=None, **kw):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    return ReRecGRPOTrainer(model=model, args=grpo_args(out, **kw), train_dataset=toy_dataset(), processing_class=tok,
+                            score_fn=toy_score, raae=RAAEOptions(w_penalty=0.5, segment_mode="paragraph"),
+                            curriculum=curriculum)
+
+
+def test_token_char_spans_roundtrip(model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    text = "1. Heat fits\n\n2. Fargo fits\n\n\\boxed{Fargo}"
+    ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    decoded, spans = token_char_spans(tok, ids)
+    assert decoded == text
+    assert len(spans) == len(ids) and spans[-1] == (len(text), len(text))
+    assert "".join(decoded[s:e] for s, e in spans) == text
+
+
+def test_advantage_hook_is_per_token_and_drives_the_loss(model_dir, tmp_path):
+    """Pins TRL 1.16's hook: the override returns (B, T) advantages equal to RAAE's, and TRL's loss
+    weighs each token's policy-gradient term by its own advantage (zero advantage -> no gradient)."""
+    import trl
+
+    assert trl.__version__ == "1.16.0"
+    trainer = make_trainer(model_dir, tmp_path, gradient_checkpointing=False)
+    batch = next(iter(trainer.get_train_dataloader()))
+    torch.manual_seed(0)
+    out = trainer._generate_and_score_completions(batch)
+    adv, mask, ids = out["advantages"], out["completion_mask"], out["completion_ids"]
+    assert adv.dim() == 2 and adv.shape == ids.shape == mask.shape
+    # recompute by hand from the kept scores
+    scores = trainer._last_scores
+    segs, rews, spans = [], [], []
+    for i, s in enumerate(scores):
+        text, sp = token_char_spans(trainer.processing_class, ids[i, : int(mask[i].sum())].tolist())
+        seg = segment_completion(text, "paragraph")
+        segs.append(seg)
+        rews.append(segment_rewards(s.total, seg, [] if s.correct else ["Heat"], 0.5))
+        spans.append(sp)
+    expected = group_normalise(token_rewards(rews, segs, spans, mask), mask, group_size=2)
+    torch.testing.assert_close(adv, expected)
+    assert (adv * (1 - mask)).abs().sum() == 0
+
+    model = trainer.model
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def grad_for(advantages):
+        inputs = dict(out, advantages=advantages)
+        model.zero_grad()
+        loss = trainer.compute_loss(model, inputs)
+        loss.backward()
+        return torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros(p.numel()) for p in params])
+
+    zero = grad_for(torch.zeros_like(adv))
+    assert zero.abs().max() == 0  # no advantage anywhere -> no policy gradient (beta = 0)
+    rows, cols = mask.nonzero(as_tuple=True)
+    one_hot_a = torch.zeros_like(adv)
+    one_hot_a[rows[0], cols[0]] = 1.0
+    one_hot_b = torch.zeros_like(adv)
+    one_hot_b[rows[1], cols[1]] = 1.0
+    ga, gb = grad_for(one_hot_a), grad_for(one_hot_b)
+    assert ga.abs().max() > 0 and gb.abs().max() > 0
+    # the gradient of a one-hot advantage is -grad log p of exactly that token (up to the normaliser)
+    model.zero_grad()
+    logps, _, _ = trainer._get_per_token_logps_and_entropies(
+        model, torch.cat([out["prompt_ids"], ids], 1), torch.cat([out["prompt_mask"], mask], 1), ids.size(1))
+    (-logps[rows[0], cols[0]]).backward()
+    direct = torch.cat([p.grad.flatten() for p in params])
+    cos = torch.nn.functional.cosine_similarity(ga, direct, dim=0)
+    assert cos > 0.999
+    assert torch.nn.functional.cosine_similarity(ga, gb, dim=0) < 0.999
+    # linearity: a (B, T) advantage acts token by token, not as one number per sequence
+    combo = grad_for(2 * one_hot_a - 3 * one_hot_b)
+    # Measured: additive to ~0.2% of the norm (also in float64, while -logp itself is additive to 1e-8);
+    # the source of that small deviation inside TRL's loss is not pinned down, hence the tolerance.
+    assert ((combo - (2 * ga - 3 * gb)).norm() / combo.norm()) < 1e-2
+
+
+def test_trainer_steps_with_curriculum(model_dir, tmp_path):
+    cur = CurriculumScheduler([f"q{i}" for i in range(4)], CurriculumConfig(tau=0.5, probe_every=0, min_active=1))
+    trainer = make_trainer(model_dir, tmp_path, curriculum=cur, max_steps=3, per_device_train_batch_size=4)
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, CurriculumRepeatSampler)
+    trainer.train()
+    assert trainer.state.global_step == 3
+    # 4 prompts x 2 generations per step; an epoch is 4 prompts = 2 steps -> epoch 1 began
+    assert cur.epoch == 1 and cur.history[1]["n_rollouts"] == 8 and cur.history[1]["epoch"] == 0
+    logged = {k for entry in trainer.state.log_history for k in entry}
+    assert {"rerec/parse_rate", "rerec/segment_penalty_rate", "rerec/hit"} <= logged
+    assert len(trainer.sample_completions) == 12
+
+
+def test_sampler_layout_matches_repeat_sampler():
+    cur = CurriculumScheduler(["a", "b", "c"], CurriculumConfig(probe_every=0, min_active=1))
+    s = CurriculumRepeatSampler(["a", "b", "c"], cur, mini_repeat_count=2, batch_size=2, repeat_count=2,
+                                prompts_per_epoch=4)
+    s.set_epoch(0)
+    order = [["a", "b", "c"].index(p) for p in cur.begin_epoch(0)]
+    got = list(s)
+    assert len(got) == len(s) == 16
+    cyc = [order[i % 3] for i in range(4)]
+    expected = []
+    for chunk in (cyc[:2], cyc[2:]):
+        for _ in range(2):
+            for i in chunk:
+                expected += [i, i]
+    assert got == expected
+
+
+RESUME_SCRIPT = textwrap.dedent("""
+    import json, os, sys, time
+    import torch
+    torch.set_num_threads(1)
+    sys.path.insert(0, {tests!r})
+    from test_rft import make_trainer
+    from rerec.train.curriculum import CurriculumConfig, CurriculumScheduler
+    out, resume, slow = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1"
+    cur = CurriculumScheduler([f"q{{i}}" for i in range(4)], CurriculumConfig(tau=0.5, probe_every=1, min_active=1))
+    trainer = make_trainer({model_dir!r}, out, curriculum=cur, max_steps=6, save_strategy="steps", save_steps=1)
+    if slow:
+        from transformers import TrainerCallback
+        class Slow(TrainerCallback):
+            def on_save(self, args, state, control, **kw):
+                print("SAVED", state.global_step, flush=True)
+        trainer.add_callback(Slow())
+    ckpt = None
+    if resume:
+        from rerec.train.rft import latest_checkpoint
+        ckpt = str(latest_checkpoint(out))
+    trainer.train(resume_from_checkpoint=ckpt)
+    w = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+    json.dump({{"step": trainer.state.global_step, "curriculum": cur.state_dict(), "wsum": float(w.sum()),
+               "wabs": float(w.abs().sum())}}, open(os.path.join(out, "final.json"), "w"))
+""")
+
+
+@pytest.mark.slow
+def test_sigkill_resume_matches_uninterrupted_run(model_dir, tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(RESUME_SCRIPT.format(tests=str(Path(__file__).parent), model_dir=str(model_dir)))
+    env = dict(os.environ, REREC_TRACKING="off", OMP_NUM_THREADS="1")
+
+    def run(out, resume, slow="0"):
+        return subprocess.run([sys.executable, str(script), str(out), resume, slow], env=env, capture_output=True,
+                              text=True, timeout=600)
+
+    straight = run(tmp_path / "a", "0")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    # the interrupted run: SIGKILL right after the third checkpoint is written
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "b"), "0", "1"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
+        if line.startswith("SAVED 3"):
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "b" / "final.json").exists()
+    time.sleep(0.1)
+    resumed = run(tmp_path / "b", "1")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = json.loads((tmp_path / "a" / "final.json").read_text())
+    b = json.loads((tmp_path / "b" / "final.json").read_text())
+    assert a["step"] == b["step"] == 6
+    assert a["curriculum"] == b["curriculum"]
+    assert a["wsum"] == pytest.approx(b["wsum"], rel=1e-5) and a["wabs"] == pytest.approx(b["wabs"], rel=1e-5)
