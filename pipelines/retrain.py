@@ -20,6 +20,7 @@ def make_retrain_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: 
         reward_config: str = "{}",
         rft_config: str = "{}",
         eval_config: str = "{}",
+        gate_eval_config: str = '{"split": "val"}',
         register_config: str = "{}",
         mlflow_tracking_uri: str = "",
         mlflow_parent_run_id: str = "",
@@ -39,8 +40,12 @@ def make_retrain_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: 
                                 reward=reward.outputs["reward"], sft_model=champion.outputs["model"],
                                 rft_model=rft.outputs["model"], config_json=eval_config, **tracking)
         on_gpus(with_secrets(evaluation, options), options, options.sft_gpus)
-        gate_config = register_config
-        with_secrets(c.register(model=rft.outputs["model"], report=evaluation.outputs["report"],
-                                config_json=gate_config, **tracking), options)
+        # The gate decides on validation; retention is measured against the champion (the reference).
+        gate_eval = c.evaluate(data=prep.outputs["data"], graphs=graphs.outputs["graphs"],
+                               reward=reward.outputs["reward"], sft_model=champion.outputs["model"],
+                               rft_model=rft.outputs["model"], config_json=gate_eval_config, **tracking)
+        on_gpus(with_secrets(gate_eval.set_display_name("evaluate-val"), options), options, options.sft_gpus)
+        with_secrets(c.register(model=rft.outputs["model"], report=gate_eval.outputs["report"],
+                                config_json=register_config, **tracking), options)
 
     return retrain

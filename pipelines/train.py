@@ -31,6 +31,7 @@ def make_train_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: B0
         sft_config: str = "{}",
         rft_config: str = "{}",
         eval_config: str = "{}",
+        gate_eval_config: str = '{"split": "val"}',
         register_config: str = "{}",
         mlflow_tracking_uri: str = "",
         mlflow_parent_run_id: str = "",
@@ -50,7 +51,12 @@ def make_train_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: B0
                                 reward=reward.outputs["reward"], sft_model=sft.outputs["model"],
                                 rft_model=rft.outputs["model"], config_json=eval_config, **tracking)
         on_gpus(with_secrets(evaluation, options), options, options.sft_gpus)
-        with_secrets(c.register(model=rft.outputs["model"], report=evaluation.outputs["report"],
+        # The gate selects a model, so it decides on validation; the test report is only reported.
+        gate_eval = c.evaluate(data=prep.outputs["data"], graphs=graphs.outputs["graphs"],
+                               reward=reward.outputs["reward"], sft_model=sft.outputs["model"],
+                               rft_model=rft.outputs["model"], config_json=gate_eval_config, **tracking)
+        on_gpus(with_secrets(gate_eval.set_display_name("evaluate-val"), options), options, options.sft_gpus)
+        with_secrets(c.register(model=rft.outputs["model"], report=gate_eval.outputs["report"],
                                 config_json=register_config, **tracking), options)
 
     return train

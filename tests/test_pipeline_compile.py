@@ -44,10 +44,14 @@ def test_train_dag_order_and_components():
     spec, _ = _docs(PIPELINES / "train.yaml")
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == {"prepare-data", "build-graphs", "train-reward-gnn", "sft-warmup", "rft", "evaluate",
-                          "register"}
+                          "evaluate-2", "register"}
+    assert tasks["evaluate-2"]["taskInfo"]["name"] == "evaluate-val"
+    assert tasks["register"]["inputs"]["artifacts"]["report"]["taskOutputArtifact"]["producerTask"] == "evaluate-2"
+    gate_default = spec["root"]["inputDefinitions"]["parameters"]["gate_eval_config"]["defaultValue"]
+    assert '"split": "val"' in gate_default
     assert tasks["rft"]["dependentTasks"] == sorted(["build-graphs", "prepare-data", "sft-warmup",
                                                      "train-reward-gnn"])
-    assert set(tasks["register"]["dependentTasks"]) == {"evaluate", "rft"}
+    assert set(tasks["register"]["dependentTasks"]) == {"evaluate-2", "rft"}
     rft_inputs = tasks["rft"]["inputs"]["artifacts"]
     assert rft_inputs["base_model"]["taskOutputArtifact"] == {"outputArtifactKey": "model", "producerTask": "sft-warmup"}
     outputs = spec["components"]["comp-evaluate"]["outputDefinitions"]["artifacts"]

@@ -13,13 +13,13 @@ from rerec.errors import RerecError
 from rerec.registry import GateDecision, RegisterConfig, gate, register, report_value
 
 
-def _report(tmp_path, name, acc, retention=1.0):
+def _report(tmp_path, name, acc, retention=1.0, split="val"):
     path = tmp_path / f"{name}.json"
-    body = {"gate": {}}
+    body = {"split": split, "metrics": {}}
     if acc is not None:
-        body["gate"]["val_acc_at_1"] = acc
+        body["metrics"]["rft/all/acc_at_1"] = acc
     if retention is not None:
-        body["gate"]["general_retention"] = retention
+        body["metrics"]["rft/retention/mmlu_ratio"] = retention
     path.write_text(json.dumps(body))
     return path
 
@@ -40,16 +40,19 @@ def test_gate_by_hand():
     assert not gate({"metric": 0.3, "retention": 0.95}, {"metric": 0.4}, cfg).promote
     assert not gate({"metric": 0.9, "retention": 0.5}, {"metric": 0.4}, cfg).promote  # forgot too much
     missing = gate({"metric": None, "retention": 0.95}, None, cfg)
-    assert isinstance(missing, GateDecision) and not missing.promote and "val_acc_at_1" in missing.reason
+    assert isinstance(missing, GateDecision) and not missing.promote and "acc_at_1" in missing.reason
+    on_test = gate({"metric": 0.9, "retention": 1.0, "split": "test"}, None, cfg)
+    assert not on_test.promote and "split 'test'" in on_test.reason
     assert not gate({"metric": 0.9, "retention": None}, None, cfg).promote
     lower = RegisterConfig(higher_is_better=False, min_general_retention=0.0)
     assert gate({"metric": 0.1, "retention": 1.0}, {"metric": 0.2}, lower).promote
 
 
 def test_report_value_paths():
-    report = {"gate": {"val_acc_at_1": 0.3}, "models": {"rft": {"test": {"acc_at_1": 0.9}}}, "bad": float("nan")}
-    assert report_value(report, "gate.val_acc_at_1") == 0.3
-    assert report_value(report, "val_acc_at_1") == 0.3
+    report = {"metrics": {"rft/all/acc_at_1": 0.3, "sft/all/acc_at_1": 0.2}, "bad": float("nan")}
+    assert report_value(report, "metrics.rft/all/acc_at_1") == 0.3
+    assert report_value(report, "rft/all/acc_at_1") == 0.3
+    assert report_value(report, "acc_at_1") is None  # ambiguous
     assert report_value(report, "bad") is None
     assert report_value(report, "missing") is None
 
@@ -62,6 +65,7 @@ def test_pip_requirements_are_pinned():
 
 # --- against the real server ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_register_gate_sequence_and_s3_artifacts(mlflow_env, s3_server, tiny_hf_model, tmp_path):
     cfg = RegisterConfig(model_name="seq-model", min_general_retention=0.9)
     first = register(tiny_hf_model, _report(tmp_path, "a", 0.30), cfg)
@@ -79,6 +83,8 @@ def test_register_gate_sequence_and_s3_artifacts(mlflow_env, s3_server, tiny_hf_
     assert not broken["promoted"] and "no finite" in broken["reason"]
     no_report = register(tiny_hf_model, tmp_path / "nope.json", cfg)
     assert not no_report["promoted"]
+    on_test = register(tiny_hf_model, _report(tmp_path, "t", 0.99, split="test"), cfg)
+    assert not on_test["promoted"] and "split 'test'" in on_test["reason"]
 
     better = register(tiny_hf_model, _report(tmp_path, "e", 0.40), cfg)
     assert better["promoted"] and better["champion_version"] == "1" and better["champion_metric"] == 0.30

@@ -42,14 +42,17 @@ SERVING_PACKAGES = ("torch", "transformers", "safetensors", "pandas", "numpy", "
 @dataclass
 class RegisterConfig:
     model_name: str = field(default="rerec-recommender", metadata={"help": "Registered model name."})
-    metric: str = field(default="gate.val_acc_at_1", metadata={
-        "help": "Validation metric the gate compares: a dotted path into report.json, or a unique key of its "
-                "flattened numbers (never a test metric)."})
+    metric: str = field(default="metrics.rft/all/acc_at_1", metadata={
+        "help": "Validation metric the gate compares: a dotted path into report.json (the evaluate stage "
+                "writes 'metrics.<model>/<query type>/<metric>'), or a unique key ending."})
     higher_is_better: bool = field(default=True, metadata={"help": "Whether a larger metric is better."})
     min_improvement: float = field(default=0.0, metadata={
         "help": "The challenger must beat the champion by more than this."})
-    retention_metric: str = field(default="gate.general_retention", metadata={
-        "help": "General-ability retention (challenger / base model, 1.0 = kept all) in report.json."})
+    retention_metric: str = field(default="metrics.rft/retention/mmlu_ratio", metadata={
+        "help": "General-ability retention in report.json: the model's score over its reference model's "
+                "(the SFT model in train, the champion in retrain; 1.0 = kept all)."})
+    required_split: str = field(default="val", metadata={
+        "help": "The split the report must be on: the gate selects models, so never on test."})
     min_general_retention: float = field(default=0.95, metadata={
         "help": "Promote only if at least this share of general ability is kept."})
     promote: bool = field(default=True, metadata={"help": "Run the promotion gate (false: register only)."})
@@ -104,8 +107,12 @@ class GateDecision:
 
 def gate(challenger: dict[str, float | None], champion: dict[str, float | None] | None,
          config: RegisterConfig) -> GateDecision:
-    """``challenger``/``champion``: {"metric": value, "retention": value} (None = missing)."""
+    """``challenger``/``champion``: {"metric": value, "retention": value, "split": name} (None = missing)."""
     metric, retention = challenger.get("metric"), challenger.get("retention")
+    split = challenger.get("split")
+    if config.required_split and split is not None and split != config.required_split:
+        return GateDecision(False, f"not promoted: the report is on split '{split}', the gate decides on "
+                                   f"'{config.required_split}'")
     if metric is None:
         return GateDecision(False, f"not promoted: the report has no finite '{config.metric}'")
     if retention is None:
@@ -231,7 +238,8 @@ def register(model_dir: Path, report_path: Path, config: RegisterConfig) -> dict
     model_dir, report_path = Path(model_dir), Path(report_path)
     _check_model_dir(model_dir)
     report = read_report(report_path)
-    mine = {"metric": report_value(report, config.metric), "retention": report_value(report, config.retention_metric)}
+    mine = {"metric": report_value(report, config.metric), "retention": report_value(report, config.retention_metric),
+            "split": report.get("split", "missing") if report else "missing"}
     client = _client()
     name = config.model_name
     experiment = config.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", "rerec")

@@ -288,7 +288,11 @@ def stage_config(stage: Callable[..., Any], config_json: str, cls: type | None =
     from rerec.config import dataclass_from_dict
     from rerec.errors import ConfigError
 
-    cls = cls or typing.get_type_hints(stage)["config"]
+    if cls is None:
+        cls = typing.get_type_hints(stage)["config"]
+        options = [a for a in typing.get_args(cls) if a is not type(None)]
+        if options:  # ``Config | None`` -> Config
+            cls = options[0]
     try:
         values = json.loads(config_json or "{}")
     except json.JSONDecodeError as exc:
