@@ -266,3 +266,60 @@ def test_sigkill_resume_matches_uninterrupted_run(model_dir, tmp_path):
     assert a["step"] == b["step"] == 6
     assert a["curriculum"] == b["curriculum"]
     assert a["wsum"] == pytest.approx(b["wsum"], rel=1e-5) and a["wabs"] == pytest.approx(b["wabs"], rel=1e-5)
+
+
+TITLES = ["Fargo", "Toy Story", "Apollo 13", "Heat", "Babe", "Casino", "Clueless", "Seven"]
+
+
+@pytest.fixture(scope="module")
+def stage_folders(tmp_path_factory, model_dir):
+    import pandas as pd
+
+    from rerec.data.load import save_catalog
+    from rerec.data.schema import Catalog, encode_conditions
+    from rerec.graphs.attributes import ItemAttributeGraph
+
+    root = tmp_path_factory.mktemp("rftstage")
+    items = pd.DataFrame({"item_id": [str(i) for i in range(1, 9)], "title": TITLES,
+                          "year": pd.array([1995] * 8, dtype="Int64"), "genres": [["Crime"], ["Comedy"]] * 4})
+    inter = pd.DataFrame([(f"u{u}", str(1 + (u + j) % 8)) for u in range(6) for j in range(3)],
+                         columns=["user_id", "item_id"])
+    attrs = pd.DataFrame({"item_id": [str(i) for i in range(1, 9)], "relation": ["genre"] * 8,
+                          "entity": ["Crime", "Comedy"] * 4})
+    rows = []
+    for n in range(12):
+        candidates = [str(1 + (n + j) % 8) for j in range(4)]
+        cond = [{"relation": "genre", "entity": "Crime", "text": "crime"}]
+        rows.append({"query_id": f"q{n}", "user_id": f"u{n % 6}", "type": "explicit", "text": "a crime film",
+                     "conditions": encode_conditions(cond), "positives": [candidates[n % 4]], "candidates": candidates,
+                     "history": [], "n_conditions": 1, "split": "train" if n < 8 else "val"})
+    save_catalog(Catalog(items=items, interactions=inter, item_attributes=attrs, queries=pd.DataFrame(rows)),
+                 root / "data")
+    ItemAttributeGraph(attrs).save(root / "graphs")
+    (root / "reward").mkdir()
+    torch.save({"ids": items["item_id"].tolist(), "embeddings": torch.randn(8, 4)}, root / "reward/item_embeddings.pt")
+    return root
+
+
+def test_rft_stage_end_to_end(stage_folders, model_dir, tmp_path):
+    from rerec.errors import RerecError
+    from rerec.train.rft import RFTConfig, rft
+
+    cfg = RFTConfig(profile="tiny", steps=2, batch_size=2, num_generations=2, max_completion_tokens=8, use_lora=True,
+                    lora_r=4, n_candidates=4, max_history=0, save_steps=1, min_active=1)
+    out = tmp_path / "rft"
+    metrics = rft(stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir, out, cfg)
+    assert metrics["steps"] == 2 and metrics["n_train_prompts"] == 8
+    assert (out / "config.json").is_file() and (out / "adapter").is_dir() and (out / "curriculum.json").is_file()
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["checkpoint-2"]
+    saved = json.loads((out / "metrics.json").read_text())
+    logged = {k for entry in saved["history"] for k in entry}
+    assert {"rerec/parse_rate", "rerec/segment_penalty_rate", "rerec/ndcg", "rerec/qas", "rerec/pas"} <= logged
+    assert not out.with_name("rft.rft-work").exists()
+    # plain GRPO arm resolves its switches
+    plain = RFTConfig(profile="tiny", ablation="plain_grpo").resolved()
+    assert (plain.advantage, plain.use_curriculum, plain.use_qas, plain.use_pas) == ("grpo", False, False, False)
+    # leftover checkpoints without --resume are refused with a fix
+    (tmp_path / "again.rft-work" / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+    with pytest.raises(RerecError, match="--resume"):
+        rft(stage_folders / "data", None, None, model_dir, tmp_path / "again", cfg)

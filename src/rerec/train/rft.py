@@ -1,0 +1,349 @@
+"""rft: curriculum GRPO with reasoning-aware segmented advantages and the dual-graph reward (ReRec,
+arXiv 2604.07851; DESIGN.md "The method").
+
+Inputs: --data (prepare-data folder with queries), --graphs (build-graphs folder: the item-attribute
+graph for QAS), --reward (train-reward-gnn folder: item embeddings for PAS), --model (the SFT output or
+any model folder, or 'tiny' / 'smollm2'; default: the profile's model).
+
+Output (--out, written all at once when training finishes): a Hugging Face model folder (LoRA merged),
+``adapter/`` (with LoRA), ``checkpoints/`` (the last checkpoint), ``curriculum.json`` and
+``metrics.json``. While training, checkpoints live in ``<out>.rft-work/checkpoints`` (model, optimiser,
+LR scheduler, RNG and curriculum state); a run killed at any point continues with ``--resume`` and
+finishes at the same step, with the same curriculum state, as a run that was never stopped.
+
+Ablations (``--ablation``): plain_grpo (TRL's sequence-level advantages, no curriculum, no QAS/PAS),
+no_raae, no_curriculum, no_qas, no_pas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from rerec.config import add_dataclass_arguments, dataclass_from_args
+from rerec.errors import ConfigError, InputError, RerecError
+from rerec.io import atomic_dir, write_json
+from rerec.models.profiles import PROFILES, get_profile
+from rerec.tracking import stage_run
+from rerec.train.curriculum import FALLBACKS, CurriculumConfig
+
+log = logging.getLogger(__name__)
+
+STAGE = "rft"
+ABLATIONS = ("none", "plain_grpo", "no_raae", "no_curriculum", "no_qas", "no_pas")
+
+
+@dataclass
+class RFTConfig:
+    """RFT. Fields left at ``None`` take the model profile's value."""
+
+    # --- model
+    profile: str = field(default="smollm2", metadata={"help": "Model profile (budgets).", "choices": list(PROFILES)})
+    use_lora: bool | None = field(default=None, metadata={"help": "LoRA adapters (else full fine-tuning)."})
+    lora_r: int | None = field(default=None, metadata={"help": "LoRA rank."})
+    beta: float = field(default=0.0, metadata={"help": "KL coefficient to the reference (the start model). With "
+                                                       "full fine-tuning, beta > 0 needs a model folder."})
+    # --- prompts
+    context_mode: str | None = field(default=None, metadata={"help": "Prompt context: evidence or titles."})
+    n_candidates: int | None = field(default=None, metadata={"help": "Candidates shown per prompt."})
+    max_history: int | None = field(default=None, metadata={"help": "History titles shown (0 = none)."})
+    n_train: int = field(default=0, metadata={"help": "Training queries (0 = the whole train split)."})
+    # --- GRPO
+    steps: int | None = field(default=None, metadata={"help": "Optimiser steps."})
+    batch_size: int | None = field(default=None, metadata={"help": "Prompts per step."})
+    num_generations: int | None = field(default=None, metadata={"help": "Completions per prompt (G)."})
+    lr: float | None = field(default=None, metadata={"help": "Learning rate."})
+    max_completion_tokens: int | None = field(default=None, metadata={"help": "Completion length limit."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
+    # --- ReRec (arXiv 2604.07851 Sec. 3.3-3.4)
+    ablation: str = field(default="none", metadata={"help": "Ablation arm.", "choices": ABLATIONS})
+    advantage: str = field(default="raae", metadata={"help": "raae (token-level) or grpo (sequence-level).",
+                                                     "choices": ("raae", "grpo")})
+    segment_mode: str = field(default="step", metadata={"help": "RAAE segments: paragraph, line or step.",
+                                                        "choices": ("paragraph", "line", "step")})
+    w_penalty: float = field(default=0.3, metadata={"help": "RAAE penalty weight (paper: 0.3)."})
+    use_curriculum: bool = field(default=True, metadata={"help": "Online curriculum over prompts."})
+    tau: float = field(default=0.2, metadata={"help": "Curriculum mastery threshold on difficulty."})
+    probe_every: int = field(default=2, metadata={"help": "Probe mastered prompts every this many epochs."})
+    probe_fraction: float = field(default=0.25, metadata={"help": "Fraction of mastered prompts probed."})
+    min_active: int = field(default=4, metadata={"help": "Fewest active prompts before the fallback."})
+    fallback: str = field(default="reactivate", metadata={"help": "Curriculum fallback.", "choices": FALLBACKS})
+    use_qas: bool = field(default=True, metadata={"help": "QAS term of the reward."})
+    use_pas: bool = field(default=True, metadata={"help": "PAS term of the reward."})
+    # --- run
+    save_steps: int = field(default=10, metadata={"help": "Checkpoint every this many steps."})
+    time_budget_s: float = field(default=0.0, metadata={"help": "Stop after this many seconds (0 = no limit)."})
+    n_samples_logged: int = field(default=16, metadata={"help": "Sample completions in each epoch's table."})
+    seed: int = field(default=0, metadata={"help": "Random seed."})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)."})
+
+    def resolved(self) -> RFTConfig:
+        """A copy with the profile's values filled in and the ablation's switches applied."""
+        p = get_profile(self.profile)
+        fill = {"use_lora": p.use_lora, "lora_r": p.lora_r, "context_mode": p.context_mode,
+                "n_candidates": p.n_candidates, "max_history": p.max_history, "steps": p.rft_steps,
+                "batch_size": p.rft_batch_size, "num_generations": p.num_generations, "lr": p.rft_lr,
+                "max_completion_tokens": p.max_completion_tokens}
+        out = replace(self, **{k: v for k, v in fill.items() if getattr(self, k) is None})
+        arm = {"plain_grpo": dict(advantage="grpo", use_curriculum=False, use_qas=False, use_pas=False),
+               "no_raae": dict(advantage="grpo"), "no_curriculum": dict(use_curriculum=False),
+               "no_qas": dict(use_qas=False), "no_pas": dict(use_pas=False)}.get(self.ablation, {})
+        out = replace(out, **arm)
+        if out.num_generations < 2:
+            raise ConfigError(f"num_generations must be at least 2 (GRPO compares a prompt's completions), got "
+                              f"{out.num_generations}. Fix: pass --num-generations 4.")
+        if not 0.0 <= out.w_penalty <= 1.0:
+            raise ConfigError(f"w_penalty must be in [0, 1], got {out.w_penalty}. Fix: use the paper's 0.3.")
+        return out
+
+
+def latest_checkpoint(folder: str | Path, need_curriculum: bool = True) -> Path | None:
+    """The newest complete ``checkpoint-N`` under ``folder``: one with the trainer state (and the
+    curriculum state when ``need_curriculum``) written, so a checkpoint cut short by a kill is skipped."""
+    folder = Path(folder)
+    if (folder / "checkpoints").is_dir():
+        folder = folder / "checkpoints"
+    found = []
+    for path in folder.glob("checkpoint-*"):
+        suffix = path.name.rsplit("-", 1)[-1]
+        complete = (path / "trainer_state.json").is_file() and (
+            not need_curriculum or (path / "curriculum_state.json").is_file())
+        if suffix.isdigit() and complete:
+            found.append((int(suffix), path))
+    return max(found)[1] if found else None
+
+
+def peak_memory_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_scorer(data_dir, graphs_dir, reward_dir, cfg: RFTConfig, titles: dict[str, str]):
+    """The dual-graph :class:`~rerec.reward.scorer.RewardScorer` and an adapter to the trainer's
+    ``ScoreFn``."""
+    from rerec.reward.scorer import RewardConfig, RewardScorer
+    from rerec.train.grpo import ScoredCompletion
+
+    graph = embeddings = None
+    if cfg.use_qas and graphs_dir is not None:
+        from rerec.graphs.attributes import ItemAttributeGraph
+
+        graph = ItemAttributeGraph.load(graphs_dir)
+    if cfg.use_pas and reward_dir is not None:
+        from rerec.reward.alignment import ItemEmbeddingTable
+
+        embeddings = ItemEmbeddingTable.load(reward_dir)
+    scorer = RewardScorer(RewardConfig(use_qas=cfg.use_qas, use_pas=cfg.use_pas), titles=titles,
+                          attribute_graph=graph, embeddings=embeddings)
+
+    def score_fn(texts: list[str], rows: list[dict]) -> list[ScoredCompletion]:
+        out = []
+        for b, row in zip(scorer.score(texts, rows), rows, strict=True):
+            positives = {str(p) for p in row["positives"]}
+            correct = b.recommended is not None and b.recommended in positives
+            wrong: list = []
+            if b.recommended is not None and not correct:
+                candidates = [str(c) for c in row["candidates"]]
+                wrong = [titles.get(b.recommended, b.recommended)]
+                if b.recommended in candidates:
+                    wrong.append(candidates.index(b.recommended) + 1)
+            out.append(ScoredCompletion(total=b.total, normalised=scorer.normalised(b.total), correct=correct,
+                                        wrong_item_names=wrong, parsed=bool(b.parsed.ok), components=b.metrics()))
+        return out
+
+    return scorer, score_fn
+
+
+def build_dataset(view, queries, tokenizer, cfg: RFTConfig):
+    from datasets import Dataset
+
+    from rerec.prompt import build_messages, shrink_candidates
+    from rerec.train.sft import query_rows
+
+    rows = query_rows(queries, "train", cfg.n_train, cfg.seed)
+    if not rows:
+        raise InputError("the queries have no train split", column="split",
+                         fix="rerun 'rerec prepare-data' with a non-zero train fraction")
+    records = []
+    for row in rows:
+        shown = shrink_candidates(row, cfg.n_candidates, view, seed=cfg.seed)
+        messages = build_messages(shown, view, cfg.context_mode, include_history=cfg.max_history > 0,
+                                  max_history=cfg.max_history)
+        conditions = shown.get("conditions")
+        records.append({"prompt": messages, "prompt_id": str(shown["query_id"]), "type": str(shown.get("type", "")),
+                        "candidates": [str(c) for c in shown["candidates"]],
+                        "positives": [str(p) for p in shown["positives"]],
+                        "conditions": conditions if isinstance(conditions, str) else json.dumps(conditions or [])})
+    return Dataset.from_list(records)
+
+
+def _difficulty_figure(curriculum):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.hist(curriculum.active_difficulties(), bins=20, range=(0, 1))
+    ax.axvline(curriculum.config.tau, color="k", linestyle="--", label="tau")
+    ax.set_xlabel("difficulty d = mean(1 - r_hat)")
+    ax.set_ylabel("prompts")
+    ax.set_title(f"epoch {curriculum.epoch}: {len(curriculum.active)} active, {len(curriculum.mastered)} mastered")
+    ax.legend()
+    return fig
+
+
+def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | Path | None,
+        model_dir: str | Path | None, out_dir: str | Path, config: RFTConfig | None = None,
+        resume: bool = False) -> dict:
+    """Run curriculum GRPO with RAAE; returns the metrics (also in ``metrics.json``)."""
+    import torch
+    from transformers import TrainerCallback
+    from trl import GRPOConfig
+
+    from rerec.models.loading import LoraSpec, load_model
+    from rerec.train.curriculum import CurriculumScheduler
+    from rerec.train.grpo import RAAEOptions, ReRecGRPOTrainer
+    from rerec.train.sft import load_view_and_queries
+
+    cfg = (config or RFTConfig()).resolved()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out_dir = Path(out_dir)
+    work = out_dir.with_name(out_dir.name + ".rft-work")
+    ckpt_dir = work / "checkpoints"
+    resume_from = latest_checkpoint(ckpt_dir, need_curriculum=cfg.use_curriculum) if resume else None
+    if not resume and ckpt_dir.exists() and any(ckpt_dir.glob("checkpoint-*")):
+        raise RerecError(f"A previous rft run left checkpoints in {ckpt_dir}. Fix: pass --resume to continue it, "
+                         f"or delete that folder to start again.")
+    if resume and resume_from is None:
+        log.info("--resume: no complete checkpoint in %s, starting from the beginning", ckpt_dir)
+
+    start_model = str(model_dir) if model_dir is not None else get_profile(cfg.profile).model
+    if cfg.beta > 0 and not cfg.use_lora and not Path(start_model).is_dir() and start_model not in ("tiny", "smollm2"):
+        raise ConfigError(f"beta={cfg.beta} with full fine-tuning needs the start model as a folder (TRL loads the "
+                          f"reference from it), got {start_model!r}. Fix: pass --model <folder> or use LoRA.")
+    view, queries = load_view_and_queries(data_dir, graphs_dir)
+    model, tokenizer = load_model(start_model, lora=LoraSpec(r=cfg.lora_r, alpha=2 * cfg.lora_r) if cfg.use_lora
+                                  else None, trainable=True)
+    tokenizer.padding_side = "left"
+    train_ds = build_dataset(view, queries, tokenizer, cfg)
+    scorer, score_fn = build_scorer(data_dir, graphs_dir, reward_dir, cfg, dict(view.titles))
+    curriculum = None
+    if cfg.use_curriculum:
+        curriculum = CurriculumScheduler(
+            train_ds["prompt_id"], CurriculumConfig(tau=cfg.tau, probe_every=cfg.probe_every,
+                                                    probe_fraction=cfg.probe_fraction, min_active=cfg.min_active,
+                                                    fallback=cfg.fallback), seed=cfg.seed)
+    metrics: dict[str, Any] = {"profile": cfg.profile, "model": start_model, "ablation": cfg.ablation,
+                               "n_train_prompts": len(train_ds), "resumed_from": str(resume_from) if resume_from else None}
+    history: list[dict] = []
+    deadline = time.perf_counter() + cfg.time_budget_s if cfg.time_budget_s else None
+
+    with stage_run(STAGE, cfg, tags={"rerec.profile": cfg.profile, "rerec.ablation": cfg.ablation}) as tracker:
+        trainer_ref: dict[str, Any] = {}
+
+        def on_new_epoch(cur):
+            tracker.log_metrics({"curriculum/active": len(cur.active), "curriculum/mastered": len(cur.mastered),
+                                 "curriculum/probes": len(cur.probes), "curriculum/epoch": cur.epoch},
+                                step=cur.epoch)
+            if tracker.enabled and cur.epoch > 0:
+                import matplotlib.pyplot as plt
+
+                fig = _difficulty_figure(cur)
+                tracker.log_figure(fig, f"curriculum/difficulty_epoch_{cur.epoch:03d}.png")
+                plt.close(fig)
+                trainer = trainer_ref.get("trainer")
+                if trainer is not None and trainer.sample_completions:
+                    import pandas as pd
+
+                    samples = list(trainer.sample_completions)[-cfg.n_samples_logged:]
+                    tracker.log_table(pd.DataFrame(samples), f"samples/epoch_{cur.epoch:03d}.json")
+
+        class _Track(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
+                logs = {k: v for k, v in (logs or {}).items() if isinstance(v, int | float)}
+                history.append({"step": state.global_step, **logs})
+                tracker.log_metrics(logs, step=state.global_step)
+
+            def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+                if deadline is not None and time.perf_counter() > deadline:
+                    control.should_training_stop = True
+
+        per_step = cfg.batch_size * cfg.num_generations
+        args = GRPOConfig(
+            output_dir=str(ckpt_dir), max_steps=cfg.steps, per_device_train_batch_size=per_step,
+            num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_tokens,
+            learning_rate=cfg.lr, beta=cfg.beta, temperature=cfg.temperature, logging_steps=1,
+            save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, report_to=[], use_cpu=not
+            torch.cuda.is_available(), seed=cfg.seed, gradient_checkpointing=False, disable_tqdm=False,
+            dataloader_num_workers=0,
+        )
+        trainer = ReRecGRPOTrainer(
+            model=model, args=args, train_dataset=train_ds, processing_class=tokenizer, score_fn=score_fn,
+            raae=RAAEOptions(advantage_estimator=cfg.advantage, segment_mode=cfg.segment_mode,
+                             w_penalty=cfg.w_penalty),
+            curriculum=curriculum, on_new_epoch=on_new_epoch, callbacks=[_Track()],
+        )
+        trainer_ref["trainer"] = trainer
+        start = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        train_s = time.perf_counter() - start
+        last = {k: v for entry in history for k, v in entry.items()}
+        metrics.update(steps=int(result.global_step), train_s=train_s, peak_memory_mb=peak_memory_mb(),
+                       final_reward=last.get("reward"), final_parse_rate=last.get("rerec/parse_rate"),
+                       final_accuracy=last.get("rerec/accuracy"),
+                       reward_bounds=list(scorer.bounds))
+        if curriculum is not None:
+            metrics.update(curriculum_epoch=curriculum.epoch, curriculum_active=len(curriculum.active),
+                           curriculum_mastered=len(curriculum.mastered), curriculum_stopped=curriculum.stopped)
+        tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float) and v is not None})
+
+        with atomic_dir(out_dir) as tmp:
+            final = trainer.model
+            if cfg.use_lora:
+                final.save_pretrained(tmp / "adapter")
+                final = final.merge_and_unload()
+            final.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            last_ckpt = latest_checkpoint(ckpt_dir, need_curriculum=cfg.use_curriculum)
+            if last_ckpt is not None:
+                shutil.copytree(last_ckpt, tmp / "checkpoints" / last_ckpt.name)
+            if curriculum is not None:
+                write_json(tmp / "curriculum.json", curriculum.state_dict())
+            write_json(tmp / "metrics.json", {**metrics, "history": history, "config": asdict(cfg)})
+            with open(tmp / "samples.jsonl", "w", encoding="utf-8") as f:
+                for sample in trainer.sample_completions:
+                    f.write(json.dumps(sample) + "\n")
+        shutil.rmtree(work, ignore_errors=True)
+        tracker.log_artifact(out_dir / "metrics.json")
+        tracker.log_artifact(out_dir / "samples.jsonl", artifact_path="samples")
+    return metrics
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, type=Path, help="prepare-data output folder (with queries).")
+    parser.add_argument("--graphs", type=Path, default=None, help="build-graphs output folder (QAS).")
+    parser.add_argument("--reward", type=Path, default=None, help="train-reward-gnn output folder (PAS).")
+    parser.add_argument("--model", default=None, help="Start model: the SFT output or any model folder, or "
+                                                      "'tiny' / 'smollm2' (default: the profile's).")
+    parser.add_argument("--out", required=True, type=Path, help="Output model folder.")
+    parser.add_argument("--resume", action="store_true", help="Continue from the newest complete checkpoint in "
+                                                              "<out>.rft-work/checkpoints.")
+    add_dataclass_arguments(parser, RFTConfig)
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    metrics = rft(args.data, args.graphs, args.reward, args.model, args.out, dataclass_from_args(RFTConfig, args),
+                  resume=args.resume)
+    keys = ["steps", "train_s", "final_reward", "final_parse_rate", "final_accuracy", "curriculum_active",
+            "curriculum_mastered", "peak_memory_mb", "resumed_from"]
+    print(json.dumps({k: metrics.get(k) for k in keys}, indent=2))
+    return 0
