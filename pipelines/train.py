@@ -2,6 +2,7 @@
 
 
 from kfp import dsl
+from kfp.dsl import Dataset
 
 import components as c
 from pipelines.options import ClusterOptions, on_gpus, with_checkpoints, with_secrets
@@ -35,7 +36,7 @@ def make_train_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: B0
         register_config: str = "{}",
         mlflow_tracking_uri: str = "",
         mlflow_parent_run_id: str = "",
-    ):
+    ) -> Dataset:
         tracking = {"mlflow_tracking_uri": mlflow_tracking_uri, "mlflow_parent_run_id": mlflow_parent_run_id,
                     "kfp_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
         prep = with_secrets(c.prepare_data(input_dir=input_dir, config_json=prepare_config, **tracking), options)
@@ -58,5 +59,6 @@ def make_train_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: B0
         on_gpus(with_secrets(gate_eval.set_display_name("evaluate-val"), options), options, options.sft_gpus)
         with_secrets(c.register(model=rft.outputs["model"], report=gate_eval.outputs["report"],
                                 config_json=register_config, **tracking), options)
+        return evaluation.outputs["report"]
 
     return train

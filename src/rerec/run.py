@@ -1,0 +1,141 @@
+"""``rerec run``: the whole train pipeline through the KFP local runner, on this machine.
+
+    rerec run --profile smoke --out runs/smoke
+
+Runs ``pipelines.train`` with ``kfp.local.SubprocessRunner`` (each component in a subprocess of this
+Python environment, the same code the cluster runs in the project image), under one MLflow parent run
+with a nested run per stage. MLflow goes to ``MLFLOW_TRACKING_URI`` when set, else to a sqlite database
+in the output folder. Writes:
+
+    OUT/report.json    the evaluation table per model and query type, parse rates, retention
+    OUT/report/        report.md, report.html and plots/
+    OUT/kfp/           the pipeline root: every stage's artifacts
+    OUT/mlflow.db, OUT/mlartifacts/   the local MLflow store (when no tracking server is set)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+from rerec.errors import RerecError
+from rerec.run_profiles import PROFILES, profile_configs
+from rerec.tracking import bound_mlflow_http_retries, git_commit, with_retries
+
+EXPERIMENT = "rerec"
+
+
+def _import_pipelines() -> None:
+    """``pipelines/`` lives next to ``src/`` in the repository (it is not part of the installed package)."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("pipelines") is None:
+        root = Path(__file__).resolve().parents[2]
+        if not (root / "pipelines" / "train.py").is_file():
+            raise RerecError("rerec run needs the repository's pipelines/ folder. Fix: run it from a checkout "
+                             "of the repository (make run), not from an installed wheel.")
+        sys.path.insert(0, str(root))
+
+
+def _local_tracking(out: Path) -> tuple[str, str | None]:
+    """(tracking URI, artifact location for a new experiment)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri, None
+    return f"sqlite:///{out / 'mlflow.db'}", (out / "mlartifacts").as_uri()
+
+
+def run_pipeline(profile: str, out: Path, *, input_dir: Path | None = None) -> dict:
+    """Run the train pipeline locally; returns {"report", "run_id", "tracking_uri", "seconds", ...}."""
+    import kfp.local
+    import mlflow
+
+    _import_pipelines()
+    from pipelines.options import ClusterOptions
+    from pipelines.train import make_train_pipeline
+
+    configs = profile_configs(profile)
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if input_dir is not None and not Path(input_dir).is_dir():
+        raise RerecError(f"--input {input_dir} is not a folder. Fix: pass a dataset folder (parquet tables or "
+                         "RecBole atomic files), or leave --input out for the embedded MovieLens-100k.")
+    uri, artifact_location = _local_tracking(out)
+    experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
+    os.environ.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": experiment, "REREC_TRACKING": "on"})
+    bound_mlflow_http_retries()
+    mlflow.set_tracking_uri(uri)
+
+    def open_experiment():
+        if artifact_location and mlflow.get_experiment_by_name(experiment) is None:
+            mlflow.create_experiment(experiment, artifact_location=artifact_location)
+        return mlflow.set_experiment(experiment)
+
+    with_retries(open_experiment, f"open the MLflow experiment '{experiment}'")
+    parent = with_retries(lambda: mlflow.start_run(run_name=f"train-{profile}"), "start the pipeline run")
+    os.environ["REREC_PARENT_RUN_ID"] = parent.info.run_id
+    started = time.monotonic()
+    status = "FAILED"
+    try:
+        mlflow.set_tags({"rerec.pipeline": "train", "rerec.profile": profile, "rerec.git_commit": git_commit(),
+                         "rerec.runner": "kfp.local.SubprocessRunner"})
+        mlflow.log_params({f"{stage}": json.dumps(cfg, sort_keys=True)[:6000] for stage, cfg in configs.items()})
+        kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "kfp"))
+        pipeline = make_train_pipeline(ClusterOptions.local())
+        with warnings.catch_warnings():
+            # The components name the project image; locally they run in this environment instead.
+            warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+            try:
+                task = pipeline(
+                    input_dir=str(input_dir or ""),
+                    **{f"{stage}_config": json.dumps(cfg, sort_keys=True) for stage, cfg in configs.items()},
+                    mlflow_tracking_uri=uri,
+                    mlflow_parent_run_id=parent.info.run_id,
+                )
+            except RuntimeError as exc:
+                raise RerecError(f"The train pipeline failed: {exc}. Fix: read the failing stage's log above "
+                                 f"(its artifacts are under {out / 'kfp'}), fix the cause and rerun.") from exc
+        report_dir = Path(task.output.path)
+        if not (report_dir / "report.json").is_file():
+            raise RerecError(f"The evaluate stage wrote no report.json in {report_dir}. Fix: rerun; if it "
+                             "persists, run 'rerec evaluate' on the stage outputs to see why.")
+        shutil.copytree(report_dir, out / "report", dirs_exist_ok=True)
+        shutil.copyfile(report_dir / "report.json", out / "report.json")
+        mlflow.log_artifact(str(out / "report.json"))
+        status = "FINISHED"
+    finally:
+        seconds = time.monotonic() - started
+        try:
+            mlflow.log_metric("pipeline_seconds", seconds)
+        finally:
+            mlflow.end_run(status=status)
+            os.environ.pop("REREC_PARENT_RUN_ID", None)
+    return {"report": str(out / "report.json"), "report_html": str(out / "report" / "report.html"),
+            "run_id": parent.info.run_id, "tracking_uri": uri, "seconds": round(seconds, 1), "profile": profile}
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="default", choices=list(PROFILES),
+                        help="budgets and model (default: %(default)s; smoke: a few minutes, for tests)")
+    parser.add_argument("--out", type=Path, default=Path("runs/latest"), help="output folder (default: %(default)s)")
+    parser.add_argument("--input", type=Path, default=None,
+                        help="dataset folder (default: the embedded MovieLens-100k)")
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    result = run_pipeline(args.profile, args.out, input_dir=args.input)
+    uri = result["tracking_uri"]
+    print(f"\nrerec run ({result['profile']}) finished in {result['seconds']:.0f} s.")
+    print(f"Report: {result['report']}  (page: {result['report_html']})")
+    if uri.startswith("sqlite:"):
+        print(f"MLflow: mlflow ui --backend-store-uri {uri}   then open http://127.0.0.1:5000 "
+              f"(run {result['run_id']})")
+    else:
+        print(f"MLflow: {uri} (run {result['run_id']})")
+    return 0

@@ -1,0 +1,111 @@
+"""``rerec run`` profiles: per-stage config dicts (JSON pipeline parameters) for the train pipeline.
+
+Each dict holds only fields the stage's config dataclass has; anything left out takes the stage's own
+default or its model profile's (:mod:`rerec.models.profiles`). ``tests/test_pipeline_run.py`` checks
+every dict against the dataclasses, so a renamed field fails a test rather than a run.
+
+- ``smoke``: the whole DAG in a few minutes on the tiny model, numbers meaningless (for tests).
+- ``tiny``: the tiny from-scratch model with its profile budgets.
+- ``default`` (``make run``): ``tiny`` with time budgets that keep the whole run within 20 minutes here.
+- ``smollm2``: the embedded pretrained SmolLM2-135M-Instruct with CPU budgets.
+- ``paper``: the paper's GPU settings (Qwen2.5-3B-Instruct, G=5, lr 5e-6, 768/768 tokens).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from rerec.errors import ConfigError
+
+STAGES = ("prepare", "graph", "reward", "sft", "rft", "eval", "gate_eval", "register")
+
+_SMOKE_EVAL = {"profile": "tiny", "n_boot": 50, "max_queries_per_type": 3, "max_new_tokens": 32,
+               "rec_time_budget_s": 60.0, "mmlu_max_questions": 8, "mmlu_time_budget_s": 20.0,
+               "ifeval_max_instructions": 4, "ifeval_max_new_tokens": 16, "ifeval_time_budget_s": 20.0,
+               "n_traces": 1}
+
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": {
+        "prepare": {"seed": 0, "n_explicit": 60, "n_implicit": 40, "n_misinformed": 30, "n_interest": 30},
+        "graph": {},
+        "reward": {"seed": 0, "epochs": 2, "eval_every": 1},
+        "sft": {"profile": "tiny", "seed": 0, "steps": 3, "batch_size": 4, "n_eval": 4, "eval_before": False,
+                "max_new_tokens": 16},
+        "rft": {"profile": "tiny", "seed": 0, "steps": 2, "batch_size": 4, "num_generations": 2,
+                "max_completion_tokens": 16, "save_steps": 1},
+        "eval": {**_SMOKE_EVAL, "split": "test"},
+        "gate_eval": {**_SMOKE_EVAL, "split": "val"},
+        "register": {"min_general_retention": 0.0},
+    },
+    "tiny": {
+        "prepare": {"seed": 0},
+        "graph": {},
+        "reward": {"seed": 0},
+        "sft": {"profile": "tiny", "seed": 0},
+        "rft": {"profile": "tiny", "seed": 0},
+        "eval": {"profile": "tiny", "split": "test"},
+        "gate_eval": {"profile": "tiny", "split": "val"},
+        "register": {},
+    },
+    "default": {
+        "prepare": {"seed": 0},
+        "graph": {},
+        "reward": {"seed": 0, "max_seconds": 60.0},
+        "sft": {"profile": "tiny", "seed": 0, "time_budget_s": 360.0},
+        "rft": {"profile": "tiny", "seed": 0, "time_budget_s": 360.0},
+        "eval": {"profile": "tiny", "split": "test", "rec_time_budget_s": 90.0, "mmlu_time_budget_s": 30.0,
+                 "ifeval_time_budget_s": 45.0},
+        "gate_eval": {"profile": "tiny", "split": "val", "rec_time_budget_s": 60.0, "mmlu_time_budget_s": 20.0,
+                      "ifeval_time_budget_s": 30.0},
+        "register": {},
+    },
+    "smollm2": {
+        "prepare": {"seed": 0},
+        "graph": {},
+        "reward": {"seed": 0},
+        "sft": {"profile": "smollm2", "seed": 0},
+        "rft": {"profile": "smollm2", "seed": 0},
+        "eval": {"profile": "smollm2", "split": "test"},
+        "gate_eval": {"profile": "smollm2", "split": "val"},
+        "register": {},
+    },
+    "paper": {
+        "prepare": {"seed": 0},
+        "graph": {},
+        "reward": {"seed": 0},
+        "sft": {"profile": "paper", "seed": 0},
+        "rft": {"profile": "paper", "seed": 0},
+        "eval": {"profile": "paper", "split": "test"},
+        "gate_eval": {"profile": "paper", "split": "val"},
+        "register": {},
+    },
+}
+
+
+def profile_configs(name: str) -> dict[str, dict[str, Any]]:
+    """A deep copy of the profile's per-stage config dicts."""
+    if name not in PROFILES:
+        raise ConfigError(f"Unknown run profile '{name}'. Fix: use one of {', '.join(PROFILES)}.")
+    return copy.deepcopy(PROFILES[name])
+
+
+def stage_config_classes() -> dict[str, type]:
+    """Profile key -> the stage's config dataclass (imports the stages)."""
+    import typing
+
+    from rerec.data.prepare import prepare_data
+    from rerec.eval.evaluate import evaluate
+    from rerec.graphs.build import build_graphs
+    from rerec.registry import RegisterConfig
+    from rerec.reward.lightgcn import train_reward_gnn
+    from rerec.train.rft import rft
+    from rerec.train.sft import sft_warmup
+
+    def config_of(fn) -> type:
+        hint = typing.get_type_hints(fn)["config"]
+        return next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+
+    return {"prepare": config_of(prepare_data), "graph": config_of(build_graphs),
+            "reward": config_of(train_reward_gnn), "sft": config_of(sft_warmup), "rft": config_of(rft),
+            "eval": config_of(evaluate), "gate_eval": config_of(evaluate), "register": RegisterConfig}
