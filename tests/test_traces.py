@@ -1,0 +1,79 @@
+"""Trace synthesis invariants: the boxed answer is the positive, every stated fact is true of the graph."""
+
+import re
+
+import pytest
+from test_prompt import small_view
+
+from rerec.answer import parse_answer
+from rerec.data.schema import encode_conditions
+from rerec.prompt import answer_item_ids
+from rerec.train.traces import STYLES, synthesize_trace
+
+
+def queries() -> list[dict]:
+    base = {"candidates": ["3", "2", "5", "4", "6"], "history": ["6"]}
+    return [
+        {**base, "query_id": "explicit", "type": "explicit", "text": "A comedy from the 1980s?", "positives": ["2"],
+         "conditions": encode_conditions([
+             {"relation": "genre", "entity": "Comedy", "text": "a comedy"},
+             {"relation": "decade", "entity": "1980s", "text": "from the 1980s"}])},
+        {**base, "query_id": "implicit", "type": "implicit", "text": "By the director of Fargo?", "positives": ["2"],
+         "conditions": encode_conditions([{"relation": "director", "entity": "m.coen", "via": "1",
+                                           "text": "by the director of Fargo"}])},
+        {**base, "query_id": "misinformed", "type": "misinformed", "positives": ["4"],
+         "text": "Another comedy like Heat.",
+         "conditions": encode_conditions([{"relation": "genre", "entity": "Comedy", "text": "comedy",
+                                           "false_premise": {"item_id": "3", "text": "like Heat"}}])},
+        {**base, "query_id": "interest", "type": "interest", "text": "I loved Fargo.", "positives": ["5"],
+         "conditions": encode_conditions([{"relation": "co_interaction", "entity": "1", "via": "1",
+                                           "text": "loved Fargo"}])},
+    ]
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("index", range(4))
+def test_trace_answer_is_the_positive_and_facts_are_true(style, index):
+    view, query = small_view(), queries()[index]
+    trace = synthesize_trace(query, view, style=style)
+    parsed = parse_answer(trace.text)
+    assert parsed.ok and parsed.items == [view.title(query["positives"][0])]
+    assert answer_item_ids(trace.text, query, view) == [query["positives"][0]]
+    assert trace.text.rstrip().endswith("}")  # the box is the last thing written
+    for fact in trace.facts:
+        assert view.satisfies(fact.item_id, fact.relation, fact.entity) == fact.holds, fact
+    # every candidate said to be ruled out really lacks a condition, and the positive is never ruled out
+    negated = [f for f in trace.facts if not f.holds]
+    assert query["positives"][0] not in {f.item_id for f in negated if f.item_id in query["candidates"]}
+
+
+def test_ruled_out_sentences_match_recorded_facts():
+    view, query = small_view(), queries()[0]
+    trace = synthesize_trace(query, view, style="eliminate")
+    named = re.findall(r"(\w[\w' .]*?) is not (a comedy|from the 1980s)", trace.text)
+    assert named, trace.text
+    assert len(named) == len([f for f in trace.facts if not f.holds])
+    by_name = {view.name(c): c for c in query["candidates"]}
+    for name, phrase in named:
+        relation, entity = ("genre", "Comedy") if phrase == "a comedy" else ("decade", "1980s")
+        assert not view.satisfies(by_name[name.strip()], relation, entity)
+
+
+def test_misinformed_premise_is_noticed_only_when_false():
+    view, query = small_view(), queries()[2]
+    trace = synthesize_trace(query, view, style="direct")
+    assert "the request is wrong about Heat" in trace.text
+    true_premise = {**query, "conditions": query["conditions"].replace('"item_id": "3"', '"item_id": "2"')}
+    assert "wrong" not in synthesize_trace(true_premise, view, style="direct").text  # Raising Arizona is a comedy
+
+
+def test_interest_queries_make_no_claims_about_unknown_relations():
+    trace = synthesize_trace(queries()[3], small_view(), style="checklist")
+    assert trace.facts == [] and "is not" not in trace.text
+
+
+def test_styles_vary_and_seeded_choice_is_deterministic():
+    view = small_view()
+    picked = {synthesize_trace({**queries()[0], "query_id": f"q{i}"}, view, seed=0).style for i in range(30)}
+    assert picked == set(STYLES)
+    assert synthesize_trace(queries()[1], view, seed=3).text == synthesize_trace(queries()[1], view, seed=3).text
