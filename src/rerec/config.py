@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import types
 import typing
 from typing import Any, TypeVar
@@ -76,13 +77,96 @@ def dataclass_from_args(cls: type[T], args: argparse.Namespace) -> T:
     return cls(**values)
 
 
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is None and hasattr(tp, "__name__"):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def check_value(tp: Any, value: Any) -> tuple[bool, Any]:
+    """Whether ``value`` (from JSON/YAML) fits the annotation ``tp``; returns (ok, value to use).
+
+    The conversions are the lossless ones JSON needs: an int where a float is expected, a list where
+    a tuple is. Strings are never parsed into numbers here, and ``True`` is not an int."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any or tp is object:
+        return True, value
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            ok, converted = check_value(option, value)
+            if ok:
+                return True, converted
+        return False, value
+    if tp is type(None):
+        return value is None, value
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False, value
+        return True, float(value)
+    if tp is str:
+        return isinstance(value, str), value
+    if origin in (list, tuple, set, frozenset) or tp in (list, tuple, set, frozenset):
+        if not isinstance(value, list | tuple | set | frozenset):
+            return False, value
+        inner = args[0] if args else Any
+        out = []
+        for item in value:
+            ok, converted = check_value(inner, item)
+            if not ok:
+                return False, value
+            out.append(converted)
+        container = origin or tp
+        return True, container(out) if container is not list else out
+    if origin is dict or tp is dict:
+        return isinstance(value, dict), value
+    if isinstance(tp, type):
+        return isinstance(value, tp), value
+    return True, value  # an annotation we do not check (Literal, a Protocol...): the class decides
+
+
 def dataclass_from_dict(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
-    """Build ``cls`` from a dict (a YAML/JSON config, pipeline parameters), refusing unknown keys."""
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    """Build ``cls`` from a dict (a YAML/JSON config, pipeline parameters), refusing unknown keys,
+    values of the wrong type and values outside a field's ``choices``, with a message per problem."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping of option names to values, got {type(values).__name__}. "
+                          'Fix: pass an object such as {"seed": 0}.')
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    names = set(fields)
     unknown = sorted(set(values) - names)
     if unknown:
+        guesses = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key).replace("-", "_"), names, n=1)
+            if close:
+                guesses.append(f"'{close[0]}' for '{key}'")
         raise ConfigError(
-            f"{where}: unknown option(s) {', '.join(unknown)} for {cls.__name__}. "
-            f"Fix: use one of {', '.join(sorted(names))}."
+            f"{where}: unknown option(s) {', '.join(map(str, unknown))} for {cls.__name__}. "
+            + (f"Did you mean {', '.join(guesses)}? " if guesses else "")
+            + f"Fix: use one of {', '.join(sorted(names))}."
         )
-    return cls(**values)
+    hints = typing.get_type_hints(cls)
+    clean: dict[str, Any] = {}
+    problems = []
+    for key, value in values.items():
+        ok, converted = check_value(hints.get(key, Any), value)
+        if not ok:
+            problems.append(f"'{key}' must be {_type_name(hints[key])}, got {value!r} ({type(value).__name__})")
+            continue
+        choices = fields[key].metadata.get("choices")
+        if choices and converted not in choices:
+            problems.append(f"'{key}' must be one of {', '.join(map(str, choices))}, got {converted!r}")
+            continue
+        clean[key] = converted
+    if problems:
+        raise ConfigError(f"{where}: {'; '.join(problems)}. Fix: correct the value(s) in {cls.__name__}'s config.")
+    try:
+        return cls(**clean)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:  # a __post_init__ check that raised a plain error
+        raise ConfigError(f"{where}: invalid {cls.__name__} ({exc}). "
+                          "Fix: correct the option values (see 'rerec <stage> --help').") from exc
