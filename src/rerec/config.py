@@ -58,7 +58,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, group: s
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
         )
         help_text = f.metadata.get("help", "")
-        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": f"{help_text} (default: {default})"}
+        # argparse %-formats help strings: a literal "%" (e.g. "10% of the steps") must be doubled.
+        help_full = f"{help_text} (default: {default})".replace("%", "%%")
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": help_full}
         choices = f.metadata.get("choices")
         if choices:
             kwargs["choices"] = choices
