@@ -75,7 +75,10 @@ class LightGCNConfig:
     max_seconds: float = field(default=0.0, metadata={"help": "Stop training after this many seconds "
                                                                "(0: no limit)."})
     seed: int = field(default=0, metadata={"help": "Seed of the held-out split, initialisation and sampling."})
-    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: leave torch's default)."})
+    threads: int = field(default=1, metadata={"help": "torch CPU threads (0: leave torch's default). One is "
+                                                      "the default: on ML-100k the sparse propagation gains "
+                                                      "nothing from more, and 2 threads on 2 busy cores ran "
+                                                      "an epoch in 23 s instead of 1.5 s."})
 
     def __post_init__(self) -> None:
         if not 0 <= self.valid_fraction < 0.5 or not 0 <= self.test_fraction < 0.5:
