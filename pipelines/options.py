@@ -45,8 +45,9 @@ S3_ENV = {
     "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
     "MLFLOW_S3_ENDPOINT_URL": "MLFLOW_S3_ENDPOINT_URL",
 }
-MLFLOW_ENV = {
-    "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI",
+MLFLOW_ENV = {"MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"}
+# Basic auth for the tracking server, when it has any: the keys may be absent from the secret.
+MLFLOW_AUTH_ENV = {
     "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
 }
@@ -57,6 +58,8 @@ def with_secrets(task: PipelineTask, options: ClusterOptions) -> PipelineTask:
     if options.kubernetes:
         kubernetes.use_secret_as_env(task, secret_name=options.s3_secret, secret_key_to_env=S3_ENV)
         kubernetes.use_secret_as_env(task, secret_name=options.mlflow_secret, secret_key_to_env=MLFLOW_ENV)
+        kubernetes.use_secret_as_env(task, secret_name=options.mlflow_secret, secret_key_to_env=MLFLOW_AUTH_ENV,
+                                     optional=True)
     return task
 
 

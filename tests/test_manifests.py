@@ -104,7 +104,7 @@ def test_secret_template_has_placeholders_only():
             if key != "MLFLOW_TRACKING_URI":
                 assert value == "CHANGE_ME", (d["metadata"]["name"], key)
     # the names the pipelines read are exactly the keys the template defines
-    from pipelines.options import MLFLOW_ENV, S3_ENV
+    from pipelines.options import MLFLOW_AUTH_ENV, MLFLOW_ENV, S3_ENV
 
     by_name = {d["metadata"]["name"]: set(d["stringData"]) for d in docs}
-    assert set(S3_ENV) == by_name["rerec-s3"] and set(MLFLOW_ENV) == by_name["rerec-mlflow"]
+    assert set(S3_ENV) == by_name["rerec-s3"] and set(MLFLOW_ENV) | set(MLFLOW_AUTH_ENV) == by_name["rerec-mlflow"]

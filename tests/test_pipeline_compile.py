@@ -80,8 +80,12 @@ def test_cluster_settings_in_compiled_yaml():
     assert platform["exec-rft"]["pvcMount"][0]["pvcNameParameter"]["runtimeValue"]["constant"] == "rerec-rft-checkpoints"
     assert {"name": "REREC_CHECKPOINT_DIR", "value": "/mnt/checkpoints"} in _executors(spec)["exec-rft"]["container"]["env"]
     for name, executor in platform.items():
-        secrets = {s["secretNameParameter"]["runtimeValue"]["constant"]: {k["envVar"] for k in s["keyToEnv"]}
-                   for s in executor["secretAsEnv"]}
+        secrets = {}
+        for s in executor["secretAsEnv"]:
+            secret = s["secretNameParameter"]["runtimeValue"]["constant"]
+            secrets.setdefault(secret, set()).update(k["envVar"] for k in s["keyToEnv"])
+            if "MLFLOW_TRACKING_PASSWORD" in {k["envVar"] for k in s["keyToEnv"]}:
+                assert s["optional"] is True
         assert secrets["rerec-s3"] >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"}, name
         assert "MLFLOW_TRACKING_URI" in secrets["rerec-mlflow"], name
 
