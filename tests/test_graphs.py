@@ -117,6 +117,12 @@ def test_random_graphs_match_loop_reference(seed, tmp_path):
     assert back.user_ids == g.user_ids and back.item_ids == g.item_ids
     assert torch.equal(back.edge_index, g.edge_index) and torch.equal(back.timestamp, g.timestamp)
     assert back.n_excluded == g.n_excluded
+    # each kept edge carries the latest timestamp of its (user, item) rows
+    kept = df[[(u, i) not in excluded for u, i in zip(df["user_id"], df["item_id"], strict=True)]]
+    latest = kept.groupby(["user_id", "item_id"])["timestamp"].max()
+    got_ts = {(g.user_ids[u], g.item_ids[i]): t for u, i, t in
+              zip(g.edge_user.tolist(), g.edge_item.tolist(), g.timestamp.tolist(), strict=True)}
+    assert got_ts == latest.to_dict()
 
 
 def test_edge_index_feeds_pyg_lightgcn():
@@ -262,8 +268,7 @@ def test_cli_build_graphs(tmp_path, capsys):
     assert "manifest.json" in capsys.readouterr().out
 
 
-@pytest.mark.slow
-def test_movielens_graph_counts():
+def test_movielens_graph_counts_and_exclusion():
     from rerec.paths import movielens_100k_dir
 
     inter = pd.read_csv(movielens_100k_dir() / "ml-100k.inter", sep="\t")
@@ -271,3 +276,28 @@ def test_movielens_graph_counts():
     g = InteractionGraph.from_interactions(inter)
     assert (g.num_users, g.num_items, g.num_interactions) == (943, 1682, 100_000)
     assert int(np.diff(g.rowptr.numpy())[: g.num_users].min()) >= 20  # ML-100k: >= 20 ratings a user
+    held = inter.sample(n=1000, random_state=0)[["user_id", "item_id"]]
+    g2 = InteractionGraph.from_interactions(inter, exclude_pairs=held)
+    assert g2.num_interactions == 99_000 and g2.n_excluded == 1000
+    assert (g2.user_ids, g2.item_ids) == (g.user_ids, g.item_ids)
+    edges = set(zip((g2.user_ids[u] for u in g2.edge_user.tolist()),
+                    (g2.item_ids[i] for i in g2.edge_item.tolist()), strict=True))
+    assert not edges & set(zip(held["user_id"].astype(str), held["item_id"].astype(str), strict=True))
+
+
+@pytest.mark.slow
+def test_movielens_attribute_graph_matches_catalog():
+    from rerec.data.load import load_catalog
+
+    catalog = load_catalog(None)
+    g = ItemAttributeGraph(catalog.item_attributes)
+    items = catalog.items.set_index("item_id")
+    # the named genre attribute agrees with the item table, both ways
+    comedies = {i for i, genres in items["genres"].items() if "Comedy" in list(genres)}
+    assert comedies and g.items_with("genre", "Comedy") == comedies
+    assert {"actor", "director", "genre", "year", "decade"} <= set(g.relations)
+    # two films of one director share that director
+    director_rows = catalog.item_attributes[catalog.item_attributes["relation"] == "director"]
+    entity, films = next((e, grp["item_id"].tolist()) for e, grp in director_rows.groupby("entity") if len(grp) >= 2)
+    assert entity in g.shared_entities(films[0], films[1])["director"]
+    assert all(g.satisfies(f, "director", entity) for f in films)
