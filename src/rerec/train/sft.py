@@ -1,0 +1,299 @@
+"""sft-warmup: a short supervised pass on reasoning traces synthesised from the graphs (DESIGN.md,
+"SFT warm-up"), so that a small model writes the answer format before RFT.
+
+Inputs: --data (a prepare-data folder: queries with splits), --graphs (a build-graphs folder; its
+item-attribute graph decides every fact of a trace), --profile (tiny | smollm2 | paper, the budgets of
+DESIGN.md "What a CPU can afford"), optionally --model to start from another model folder.
+
+Output (--out, written all at once): a Hugging Face model folder (LoRA merged into the weights),
+``adapter/`` (the LoRA adapter, when LoRA is used), ``metrics.json`` (train/validation loss, parse
+rate and Acc@1 on validation queries before and after, the popularity baseline, wall time, peak
+memory) and ``samples.jsonl`` (validation prompts with their generated completions).
+
+Training uses TRL's ``SFTTrainer`` on prompt/completion pairs, so the loss is on the completion only;
+prompts come from :mod:`rerec.prompt`, exactly as RFT and evaluation build them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rerec.config import add_dataclass_arguments, dataclass_from_args
+from rerec.errors import ConfigError, InputError
+from rerec.io import atomic_dir, write_json
+from rerec.models.profiles import PROFILES, get_profile
+from rerec.prompt import CatalogView, answer_item_ids, build_messages, render_prompt, shrink_candidates
+from rerec.tracking import stage_run
+from rerec.train.traces import synthesize_trace
+
+log = logging.getLogger(__name__)
+
+STAGE = "sft-warmup"
+
+
+@dataclass
+class SFTWarmupConfig:
+    """SFT warm-up. Fields left at ``None`` take the profile's value."""
+
+    # --- model
+    profile: str = field(default="smollm2", metadata={"help": "Model profile.", "choices": list(PROFILES)})
+    model: str | None = field(default=None, metadata={"help": "Start from this model instead of the profile's."})
+    use_lora: bool | None = field(default=None, metadata={"help": "LoRA adapters (else full fine-tuning)."})
+    lora_r: int | None = field(default=None, metadata={"help": "LoRA rank."})
+    # --- prompts
+    context_mode: str | None = field(default=None, metadata={"help": "Prompt context: evidence or titles."})
+    n_candidates: int | None = field(default=None, metadata={"help": "Candidates shown per prompt."})
+    min_candidates: int = field(
+        default=2, metadata={"help": "Training prompts show between this many and n_candidates candidates "
+                                     "(a cheap curriculum: easy lists teach copying first)."})
+    max_history: int | None = field(default=None, metadata={"help": "History titles shown (0 = none)."})
+    # --- optimisation
+    steps: int | None = field(default=None, metadata={"help": "Optimiser steps."})
+    batch_size: int | None = field(default=None, metadata={"help": "Examples per step."})
+    lr: float | None = field(default=None, metadata={"help": "Peak learning rate (linear decay, 5% warm-up)."})
+    time_budget_s: float = field(default=0.0, metadata={"help": "Stop training after this many seconds (0 = no limit)."})
+    n_train: int = field(default=0, metadata={"help": "Training queries used (0 = all of the train split)."})
+    # --- evaluation
+    n_eval: int | None = field(default=None, metadata={"help": "Validation queries for parse rate and Acc@1."})
+    eval_before: bool = field(default=True, metadata={"help": "Also measure the model before training."})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "Generation limit for evaluation."})
+    eval_batch_size: int = field(default=16, metadata={"help": "Prompts generated together."})
+    seed: int = field(default=0, metadata={"help": "Random seed."})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)."})
+
+    def resolved(self) -> SFTWarmupConfig:
+        """A copy with every ``None`` filled from the profile."""
+        p = get_profile(self.profile)
+        values = asdict(self)
+        fill = {"model": p.model, "use_lora": p.use_lora, "lora_r": p.lora_r, "context_mode": p.context_mode,
+                "n_candidates": p.n_candidates, "max_history": p.max_history, "steps": p.sft_steps,
+                "batch_size": p.sft_batch_size, "lr": p.sft_lr, "n_eval": p.eval_queries or 200,
+                "max_new_tokens": p.max_completion_tokens}
+        for key, value in fill.items():
+            if values[key] is None:
+                values[key] = value
+        out = SFTWarmupConfig(**values)
+        if out.min_candidates < 2 or out.min_candidates > out.n_candidates:
+            raise ConfigError(f"min_candidates={out.min_candidates} must be between 2 and n_candidates="
+                              f"{out.n_candidates}. Fix: pass --min-candidates 2.")
+        return out
+
+
+# ------------------------------------------------------------------------------------------- data
+
+def load_view_and_queries(data_dir: str | Path, graphs_dir: str | Path | None) -> tuple[CatalogView, Any]:
+    """The catalog index (attributes from the graphs folder when given) and the queries table."""
+    from rerec.data.load import load_catalog
+
+    catalog = load_catalog(Path(data_dir))
+    if catalog.queries is None or not len(catalog.queries):
+        raise InputError("the data folder has no queries", file=str(Path(data_dir) / "queries.parquet"),
+                         fix="run 'rerec prepare-data' first and pass its output folder as --data")
+    graph = None
+    if graphs_dir is not None:
+        from rerec.graphs.attributes import ItemAttributeGraph
+
+        graph = ItemAttributeGraph.load(graphs_dir)
+    return CatalogView.from_catalog(catalog, graph), catalog.queries
+
+
+def query_rows(queries: Any, split: str, limit: int = 0, seed: int = 0) -> list[dict]:
+    """Queries of one split as dicts; ``limit`` takes a seeded sample stratified by type."""
+    part = queries[queries["split"] == split]
+    if limit and len(part) > limit:
+        per_type = max(1, limit // max(part["type"].nunique(), 1))
+        part = (part.groupby("type", group_keys=False)
+                .apply(lambda g: g.sample(min(len(g), per_type), random_state=seed)))
+    return [row._asdict() if hasattr(row, "_asdict") else dict(row) for row in part.to_dict("records")]
+
+
+def sft_examples(rows: list[dict], view: CatalogView, tokenizer: Any, config: SFTWarmupConfig) -> list[dict]:
+    """``{"prompt": chat-rendered prompt, "completion": trace}`` per query; each query shows a seeded
+    number of candidates between ``min_candidates`` and ``n_candidates``."""
+    import numpy as np
+
+    rng = np.random.default_rng(config.seed)
+    out = []
+    for row in rows:
+        k = int(rng.integers(config.min_candidates, config.n_candidates + 1))
+        shown = shrink_candidates(row, k, view, seed=config.seed)
+        messages = build_messages(shown, view, config.context_mode, include_history=config.max_history > 0,
+                                  max_history=config.max_history)
+        trace = synthesize_trace(shown, view, seed=config.seed)
+        out.append({"prompt": render_prompt(tokenizer, messages), "completion": trace.text})
+    return out
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+
+def popularity_accuracy(rows: list[dict], view: CatalogView) -> float:
+    """Acc@1 of recommending the candidate with most interactions (ties: displayed order)."""
+    if not rows:
+        return 0.0
+    hits = 0
+    for row in rows:
+        best = max(row["candidates"], key=lambda c: view.popularity.get(str(c), 0))
+        hits += str(best) in {str(p) for p in row["positives"]}
+    return hits / len(rows)
+
+
+def evaluate_choice(model: Any, tokenizer: Any, rows: list[dict], view: CatalogView, *, mode: str = "evidence",
+                    max_history: int = 0, max_new_tokens: int = 64, batch_size: int = 16,
+                    desc: str = "generate") -> dict:
+    """Greedy generation on ``rows`` (already shrunk): parse rate, Acc@1 and the completions."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from rerec.answer import parse_answer
+
+    model.eval()
+    prompts = [render_prompt(tokenizer, build_messages(r, view, mode, include_history=max_history > 0,
+                                                       max_history=max_history)) for r in rows]
+    completions: list[str] = []
+    tokenizer.padding_side = "left"
+    start = time.perf_counter()
+    n_tokens = 0
+    for i in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
+        batch = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        new = out[:, batch["input_ids"].shape[1]:]
+        n_tokens += int((new != tokenizer.pad_token_id).sum())
+        completions += tokenizer.batch_decode(new, skip_special_tokens=True)
+    parsed = [parse_answer(c).ok for c in completions]
+    hits = []
+    for row, text in zip(rows, completions, strict=True):
+        answered = answer_item_ids(text, row, view)
+        hits.append(bool(answered) and answered[0] in {str(p) for p in row["positives"]})
+    n = max(len(rows), 1)
+    by_type: dict[str, list[bool]] = {}
+    for row, hit in zip(rows, hits, strict=True):
+        by_type.setdefault(str(row.get("type", "all")), []).append(hit)
+    return {
+        "parse_rate": sum(parsed) / n, "acc_at_1": sum(hits) / n, "n": len(rows),
+        "acc_at_1_by_type": {t: sum(h) / len(h) for t, h in sorted(by_type.items())},
+        "generate_s": time.perf_counter() - start, "generated_tokens": n_tokens,
+        "completions": completions, "prompts": prompts,
+    }
+
+
+def peak_memory_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ------------------------------------------------------------------------------------------- stage
+
+def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str | Path,
+               config: SFTWarmupConfig | None = None) -> dict:
+    """Run the warm-up and write the model folder; returns the metrics (also in ``metrics.json``)."""
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from rerec.models.loading import LoraSpec, load_model
+
+    cfg = (config or SFTWarmupConfig()).resolved()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    view, queries = load_view_and_queries(data_dir, graphs_dir)
+    train_rows = query_rows(queries, "train", cfg.n_train, cfg.seed)
+    val_rows = query_rows(queries, "val", 0, cfg.seed)
+    if not train_rows or not val_rows:
+        raise InputError("the queries need both a train and a val split", file=str(Path(data_dir) / "queries.parquet"),
+                         column="split", fix="rerun 'rerec prepare-data' with non-zero train and val fractions")
+    eval_rows = [shrink_candidates(r, cfg.n_candidates, view, seed=cfg.seed)
+                 for r in query_rows(queries, "val", cfg.n_eval, cfg.seed)]
+    model, tokenizer = load_model(cfg.model, lora=LoraSpec(r=cfg.lora_r, alpha=2 * cfg.lora_r) if cfg.use_lora else None,
+                                  trainable=True)
+    gen_kwargs = dict(mode=cfg.context_mode, max_history=cfg.max_history, max_new_tokens=cfg.max_new_tokens,
+                      batch_size=cfg.eval_batch_size)
+    metrics: dict[str, Any] = {"profile": cfg.profile, "model": cfg.model,
+                               "popularity_acc_at_1": popularity_accuracy(eval_rows, view),
+                               "n_train_queries": len(train_rows), "n_eval_queries": len(eval_rows)}
+    with stage_run(STAGE, cfg, tags={"rerec.profile": cfg.profile}) as tracker:
+        if cfg.eval_before:
+            before = evaluate_choice(model, tokenizer, eval_rows, view, desc="before SFT", **gen_kwargs)
+            metrics.update(parse_rate_before=before["parse_rate"], acc_at_1_before=before["acc_at_1"])
+            tracker.log_metrics({"parse_rate_before": before["parse_rate"], "acc_at_1_before": before["acc_at_1"]})
+        train_ds = Dataset.from_list(sft_examples(train_rows, view, tokenizer, cfg))
+        eval_ds = Dataset.from_list(sft_examples(val_rows[:64], view, tokenizer, cfg))
+        history: list[dict] = []
+        deadline = time.perf_counter() + cfg.time_budget_s if cfg.time_budget_s else None
+
+        class _Track(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
+                logs = {k: v for k, v in (logs or {}).items() if isinstance(v, int | float)}
+                history.append({"step": state.global_step, **logs})
+                tracker.log_metrics(logs, step=state.global_step)
+
+            def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+                if deadline is not None and time.perf_counter() > deadline:
+                    control.should_training_stop = True
+
+        with atomic_dir(out_dir) as tmp:
+            args = SFTConfig(
+                output_dir=str(tmp / "_trainer"), max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
+                per_device_eval_batch_size=cfg.batch_size, learning_rate=cfg.lr, lr_scheduler_type="linear",
+                warmup_steps=max(1, cfg.steps // 20), logging_steps=max(1, cfg.steps // 20),
+                eval_strategy="steps", eval_steps=max(1, cfg.steps // 2), save_strategy="no", report_to="none",
+                use_cpu=True, seed=cfg.seed, max_length=cfg.max_new_tokens + 1024,
+                completion_only_loss=True, dataloader_num_workers=0, disable_tqdm=False,
+            )
+            trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                                 processing_class=tokenizer, callbacks=[_Track()])
+            start = time.perf_counter()
+            result = trainer.train()
+            train_s = time.perf_counter() - start
+            final_eval = trainer.evaluate()
+            model = trainer.model
+            after = evaluate_choice(model, tokenizer, eval_rows, view, desc="after SFT", **gen_kwargs)
+            metrics.update(
+                steps=int(result.global_step), train_s=train_s, train_loss=float(result.training_loss),
+                eval_loss=float(final_eval.get("eval_loss", float("nan"))),
+                parse_rate_after=after["parse_rate"], acc_at_1_after=after["acc_at_1"],
+                acc_at_1_by_type_after=after["acc_at_1_by_type"], generate_s_after=after["generate_s"],
+                peak_memory_mb=peak_memory_mb(), n_candidates=cfg.n_candidates, context_mode=cfg.context_mode,
+            )
+            tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
+            import shutil
+
+            shutil.rmtree(tmp / "_trainer", ignore_errors=True)
+            if cfg.use_lora:
+                model.save_pretrained(tmp / "adapter")
+                model = model.merge_and_unload()
+            model.save_pretrained(tmp)
+            tokenizer.padding_side = "left"
+            tokenizer.save_pretrained(tmp)
+            write_json(tmp / "metrics.json", {**metrics, "history": history, "config": asdict(cfg)})
+            with open(tmp / "samples.jsonl", "w", encoding="utf-8") as f:
+                for row, text in list(zip(eval_rows, after["completions"], strict=True))[:50]:
+                    f.write(json.dumps({"query_id": row.get("query_id"), "type": row.get("type"),
+                                        "positives": [str(p) for p in row["positives"]], "completion": text}) + "\n")
+        tracker.log_artifact(Path(out_dir) / "metrics.json")
+        tracker.log_artifact(Path(out_dir) / "samples.jsonl", artifact_path="samples")
+    return metrics
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, type=Path, help="prepare-data output folder (with queries).")
+    parser.add_argument("--graphs", type=Path, default=None, help="build-graphs output folder.")
+    parser.add_argument("--out", required=True, type=Path, help="Output model folder.")
+    add_dataclass_arguments(parser, SFTWarmupConfig)
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    metrics = sft_warmup(args.data, args.graphs, args.out, dataclass_from_args(SFTWarmupConfig, args))
+    keys = ["parse_rate_before", "acc_at_1_before", "parse_rate_after", "acc_at_1_after", "popularity_acc_at_1",
+            "steps", "train_s", "peak_memory_mb"]
+    print(json.dumps({k: metrics.get(k) for k in keys}, indent=2))
+    return 0

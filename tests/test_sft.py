@@ -1,0 +1,109 @@
+"""SFT warm-up: loss falls on a repeated batch, and the stage writes a loadable model folder."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from test_prompt import small_view
+from test_traces import queries
+
+from rerec.data.schema import Catalog
+from rerec.models.loading import load_model, load_tokenizer
+from rerec.models.tiny import build_tiny_model
+from rerec.prompt import build_messages, render_prompt
+from rerec.train.sft import SFTWarmupConfig, popularity_accuracy, sft_examples, sft_warmup
+from rerec.train.traces import synthesize_trace
+
+SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+         "num_key_value_heads": 2}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer("smollm2")
+
+
+@pytest.fixture(scope="module")
+def small_model_dir(tmp_path_factory, tokenizer):
+    folder = tmp_path_factory.mktemp("small_model")
+    build_tiny_model(tokenizer, seed=0, **SMALL).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_two_sft_steps_lower_the_loss_on_a_repeated_batch(tokenizer, tmp_path):
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    torch.manual_seed(0)
+    view = small_view()
+    rows = [{"prompt": render_prompt(tokenizer, build_messages(q, view)),
+             "completion": synthesize_trace(q, view).text} for q in queries()]
+    model = build_tiny_model(tokenizer, seed=0, **SMALL)
+    args = SFTConfig(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=len(rows), learning_rate=3e-3,
+                     lr_scheduler_type="constant", logging_steps=1, save_strategy="no", report_to="none",
+                     use_cpu=True, completion_only_loss=True, disable_tqdm=True, seed=0)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 3
+    assert losses[2] < losses[0], losses
+
+
+def test_training_examples_are_rendered_prompts_with_trace_completions(tokenizer):
+    view = small_view()
+    cfg = SFTWarmupConfig(profile="tiny", n_candidates=3, min_candidates=2, max_history=0).resolved()
+    examples = sft_examples(queries(), view, tokenizer, cfg)
+    assert len(examples) == 4
+    for ex, q in zip(examples, queries(), strict=True):
+        assert ex["prompt"].endswith("<|im_start|>assistant\n")
+        n_shown = sum(line[:2].rstrip(".").isdigit() for line in ex["prompt"].split("Candidates:\n")[1].splitlines())
+        assert 2 <= n_shown <= 3
+        assert ex["completion"].endswith("\\boxed{" + view.title(q["positives"][0]) + "}")
+
+
+def test_popularity_baseline_picks_most_interacted_candidate():
+    view = small_view()  # Heat (3) has the most interactions
+    rows = [{"candidates": ["2", "3"], "positives": ["3"]}, {"candidates": ["2", "4"], "positives": ["2"]}]
+    assert popularity_accuracy(rows, view) == 0.5
+
+
+def write_data_folder(folder):
+    from rerec.data.load import save_catalog
+
+    view = small_view()
+    items = pd.DataFrame({"item_id": list(view.titles), "title": list(view.titles.values()),
+                          "year": pd.array([view.years[i] for i in view.titles], dtype="Int64"),
+                          "genres": [view.genres[i] for i in view.titles]})
+    attrs = pd.DataFrame([(i, r, e) for i, rel in view.attributes.items() for r, ents in rel.items() for e in ents],
+                         columns=["item_id", "relation", "entity"])
+    inter = pd.DataFrame({"user_id": ["u1", "u2", "u3", "u1"], "item_id": ["3", "3", "3", "4"]})
+    rows = []
+    for rep in range(3):
+        for q in queries():
+            rows.append({**q, "query_id": f"{q['query_id']}-{rep}", "user_id": "u1",
+                         "split": "val" if rep == 0 else "train"})
+    save_catalog(Catalog(items=items, interactions=inter, item_attributes=attrs, queries=pd.DataFrame(rows)), folder)
+
+
+@pytest.mark.slow  # trainer set-up, two generations and saving: over a minute on the shared 2-core CPU
+@pytest.mark.parametrize("use_lora", [True, False])
+def test_stage_writes_model_folder_metrics_and_adapter(tmp_path, small_model_dir, use_lora):
+    data = tmp_path / "data"
+    write_data_folder(data)
+    cfg = SFTWarmupConfig(profile="tiny", model=str(small_model_dir), use_lora=use_lora, lora_r=4, steps=2,
+                          batch_size=4, lr=1e-3, n_eval=4, max_new_tokens=6, n_candidates=3, eval_batch_size=4)
+    metrics = sft_warmup(data, None, tmp_path / "out", cfg)
+    out = tmp_path / "out"
+    assert metrics["steps"] == 2 and metrics["n_eval_queries"] == 4
+    for key in ("parse_rate_before", "acc_at_1_after", "popularity_acc_at_1", "eval_loss", "train_s", "peak_memory_mb"):
+        assert key in metrics
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["steps"] == 2 and saved["config"]["use_lora"] is use_lora
+    assert (out / "adapter" / "adapter_config.json").is_file() == use_lora
+    assert not (out / "_trainer").exists()
+    model, tok = load_model(str(out))
+    assert not hasattr(model, "peft_config")  # merged: a plain transformers model
+    assert tok.chat_template and tok.pad_token is not None
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 4
