@@ -96,13 +96,14 @@ def model_dir(tmp_path_factory):
     return build_model_dir(tmp_path_factory.mktemp("tiny"))
 
 
-def make_trainer(model_dir, out, curriculum=None, **kw):
+def make_trainer(model_dir, out, curriculum=None, estimator="raae", **kw):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     return ReRecGRPOTrainer(model=model, args=grpo_args(out, **kw), train_dataset=toy_dataset(), processing_class=tok,
-                            score_fn=toy_score, raae=RAAEOptions(w_penalty=0.5, segment_mode="paragraph"),
+                            score_fn=toy_score,
+                            raae=RAAEOptions(advantage_estimator=estimator, w_penalty=0.5, segment_mode="paragraph"),
                             curriculum=curriculum)
 
 
@@ -176,6 +177,17 @@ def test_advantage_hook_is_per_token_and_drives_the_loss(model_dir, tmp_path):
     # Measured: additive to ~0.2% of the norm (also in float64, while -logp itself is additive to 1e-8);
     # the source of that small deviation inside TRL's loss is not pinned down, hence the tolerance.
     assert ((combo - (2 * ga - 3 * gb)).norm() / combo.norm()) < 1e-2
+
+
+def test_plain_grpo_arm_keeps_trl_advantages(model_dir, tmp_path):
+    trainer = make_trainer(model_dir, tmp_path, estimator="grpo")
+    batch = next(iter(trainer.get_train_dataloader()))
+    out = trainer._generate_and_score_completions(batch)
+    adv = out["advantages"]
+    assert adv.dim() == 1  # TRL's own sequence-level advantages, untouched
+    totals = torch.tensor([s.total for s in trainer._last_scores]).view(-1, 2)
+    expected = (totals - totals.mean(1, keepdim=True)) / (totals.std(1, keepdim=True) + 1e-4)
+    torch.testing.assert_close(adv, expected.flatten(), rtol=1e-4, atol=1e-5)
 
 
 def test_trainer_steps_with_curriculum(model_dir, tmp_path):
