@@ -226,7 +226,7 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
             metrics.update(parse_rate_before=before["parse_rate"], acc_at_1_before=before["acc_at_1"])
             tracker.log_metrics({"parse_rate_before": before["parse_rate"], "acc_at_1_before": before["acc_at_1"]})
         train_ds = Dataset.from_list(sft_examples(train_rows, view, tokenizer, cfg))
-        eval_ds = Dataset.from_list(sft_examples(val_rows[:64], view, tokenizer, cfg))
+        eval_ds = Dataset.from_list(sft_examples(val_rows[:32], view, tokenizer, cfg))
         history: list[dict] = []
         deadline = time.perf_counter() + cfg.time_budget_s if cfg.time_budget_s else None
 
@@ -245,7 +245,7 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
                 output_dir=str(tmp / "_trainer"), max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
                 per_device_eval_batch_size=cfg.batch_size, learning_rate=cfg.lr, lr_scheduler_type="linear",
                 warmup_steps=max(1, cfg.steps // 20), logging_steps=max(1, cfg.steps // 20),
-                eval_strategy="steps", eval_steps=max(1, cfg.steps // 2), save_strategy="no", report_to="none",
+                eval_strategy="steps", eval_steps=max(50, cfg.steps // 4), save_strategy="no", report_to="none",
                 use_cpu=True, seed=cfg.seed, max_length=cfg.max_new_tokens + 1024,
                 completion_only_loss=True, dataloader_num_workers=0, disable_tqdm=False,
             )

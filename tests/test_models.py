@@ -1,0 +1,76 @@
+"""Model loading and profiles: the embedded SmolLM2 (cached conversion), the tiny model, folders, errors."""
+
+import time
+
+import pytest
+
+from rerec.errors import ConfigError, RerecError
+from rerec.models.loading import LoraSpec, load_model, load_tokenizer, resolve_model_dir, smollm2_dir
+from rerec.models.profiles import PROFILES, get_profile
+from rerec.models.tiny import build_tiny_model, count_parameters, tiny_model_dir
+
+
+def test_profiles_cover_the_design_and_fit_a_cpu():
+    assert set(PROFILES) == {"tiny", "smollm2", "paper"}
+    tiny, smol, paper = PROFILES["tiny"], PROFILES["smollm2"], PROFILES["paper"]
+    assert tiny.model == "tiny" and not tiny.use_lora  # trained from scratch: full fine-tuning
+    assert smol.model == "smollm2" and smol.use_lora
+    assert paper.num_generations == 5 and paper.rft_lr == 5e-6 and paper.max_completion_tokens == 768
+    for cpu in (tiny, smol):
+        assert cpu.context_mode == "evidence" and cpu.n_candidates <= 10 and cpu.max_completion_tokens <= 128
+    with pytest.raises(ConfigError, match="tiny, smollm2, paper"):
+        get_profile("huge")
+
+
+def test_missing_folder_or_offline_hub_id_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RerecError, match="neither a built-in model"):
+        resolve_model_dir(str(tmp_path / "nowhere"))
+    with pytest.raises(RerecError, match="hub is offline"):
+        resolve_model_dir("Qwen/Qwen2.5-3B-Instruct")
+    with pytest.raises(RerecError, match="no config.json"):
+        resolve_model_dir(str(tmp_path))
+
+
+def test_tokenizer_has_chat_template_and_pad_token():
+    tok = load_tokenizer("smollm2")
+    assert tok.chat_template and "<|im_start|>" in tok.chat_template
+    assert tok.pad_token is not None and tok.padding_side == "left"
+    assert len(tok) == 49152
+
+
+def test_tiny_model_is_small_seeded_and_cached():
+    tok = load_tokenizer("smollm2")
+    a, b = build_tiny_model(tok, seed=0), build_tiny_model(tok, seed=0)
+    assert 5_000_000 < count_parameters(a) < 20_000_000
+    assert all((p == q).all() for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    folder = tiny_model_dir()
+    assert tiny_model_dir() == folder and (folder / "config.json").is_file()
+    model, tok2 = load_model("tiny")
+    assert model.config.vocab_size == len(tok2) and model.config.hidden_size == 256
+
+
+def test_lora_wraps_only_adapters_as_trainable():
+    model, _ = load_model("tiny", lora=LoraSpec(r=4, alpha=8), trainable=True)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert model.training
+
+
+@pytest.mark.slow  # the first call converts the GGUF (about 35 s); later calls read the cache
+def test_embedded_smollm2_converts_once_loads_fast_and_generates():
+    import torch
+
+    folder = smollm2_dir()
+    assert (folder / "model.safetensors").is_file() and smollm2_dir() == folder
+    start = time.perf_counter()
+    model, tok = load_model("smollm2")
+    assert time.perf_counter() - start < 30  # ~0.7 s on an idle core; generous on a shared CPU
+    assert model.config.num_hidden_layers == 30 and not model.training
+    assert tok.chat_template
+    batch = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                    add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=8, do_sample=False)
+    text = tok.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert "Paris" in text
