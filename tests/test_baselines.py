@@ -106,3 +106,16 @@ def test_text_match_with_minilm():
     ranker = TextMatchRanker(describe_items(ITEMS), embedder.encode)
     assert ranker.rank({**QUERY, "text": "a cartoon for kids"})[0] == "2"
     assert ranker.rank({**QUERY, "text": "astronauts stranded in space"})[0] == "3"
+
+
+def test_text_match_precompute_batches_items_once():
+    calls = []
+
+    def counting(texts):
+        calls.append(len(texts))
+        return bag_of_words(texts)
+
+    ranker = TextMatchRanker(describe_items(ITEMS), counting)
+    ranker.precompute([QUERY, {**QUERY, "candidates": ["4", "1"]}])
+    assert calls == [4]
+    assert ranker.rank(QUERY)[0] == "2" and calls == [4, 1]  # only the request is embedded now

@@ -171,6 +171,10 @@ class TextMatchRanker:
             self._cache.update(zip(missing, vectors, strict=True))
         return torch.stack([self._cache[c] for c in candidates])
 
+    def precompute(self, queries: Sequence[Query]) -> None:
+        """Embed every candidate of ``queries`` in one batched pass (far faster than query by query)."""
+        self._item_vectors(list(dict.fromkeys(c for q in queries for c in _candidates(q))))
+
     def rank(self, query: Query) -> list[str]:
         candidates = _candidates(query)
         request = self.embed([str(query["text"])])[0]

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from rerec.config import add_dataclass_arguments, dataclass_from_args
 from rerec.data.schema import decode_conditions
@@ -294,7 +295,7 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
                          column="split", fix="use --split val or test, or regenerate the queries")
     notes: list[str] = []
     view = CatalogView.from_catalog(catalog)
-    selected = stratified_subset(split, config.max_queries_per_type, config.seed) if models else split
+    selected = stratified_subset(split, config.max_queries_per_type, config.seed)
     queries = _records(selected)
     if config.n_candidates:
         queries = [shrink_candidates(q, config.n_candidates, view, seed=config.seed) for q in queries]
@@ -311,7 +312,10 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
         baselines = build_baselines(list(config.baselines), catalog, Path(graphs_dir),
                                     Path(reward_dir) if reward_dir else None, config.seed, notes)
         for name, ranker in baselines.items():
-            rows += [_row(name, "baseline", q, ranker.rank(q), True, config.ks) for q in queries]
+            if hasattr(ranker, "precompute"):
+                ranker.precompute(queries)
+            rows += [_row(name, "baseline", q, ranker.rank(q), True, config.ks)
+                     for q in tqdm(queries, desc=f"{name}: rank", unit="query")]
         if "lightgcn" in baselines and baselines["lightgcn"].n_fallback:
             n = baselines["lightgcn"].n_fallback
             notes.append(f"LightGCN: {n} {'query' if n == 1 else 'queries'} of users without an embedding "
