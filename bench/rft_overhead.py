@@ -169,6 +169,7 @@ def main(argv=None) -> int:
         "same_tokens_generated": state["trl"]["tokens"] == state["rerec"]["tokens"],
         "peak_rss_mb_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "trl_peak_gpu_mb": round(state["trl"]["peak_gpu_mb"], 1), "rerec_peak_gpu_mb": round(state["rerec"]["peak_gpu_mb"], 1),
+        "rerec_override_s_median": round(statistics.median(rerec._metrics["train"]["rerec/raae_s"]), 5),
         "target_ratio": 1.05,
     }
     print(json.dumps(result))

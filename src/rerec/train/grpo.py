@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -192,6 +193,7 @@ class ReRecGRPOTrainer(GRPOTrainer):
     # -- rewards and advantages ---------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
+        started = time.perf_counter()
         mode = "train" if self.model.training else "eval"
         scores = self._last_scores
         if len(scores) != len(inputs):  # pragma: no cover - TRL contract
@@ -223,6 +225,7 @@ class ReRecGRPOTrainer(GRPOTrainer):
             output["advantages"] = advantages.to(device=completion_ids.device)
 
         metrics = self._metrics[mode]
+        metrics["rerec/raae_s"].append(time.perf_counter() - started)  # this override's own cost per batch
         metrics["rerec/parse_rate"].append(sum(s.parsed for s in scores) / len(scores))
         metrics["rerec/accuracy"].append(sum(s.correct for s in scores) / len(scores))
         metrics["rerec/reward_normalised"].append(sum(s.normalised for s in scores) / len(scores))
