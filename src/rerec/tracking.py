@@ -201,12 +201,14 @@ def bound_mlflow_http_retries() -> None:
 
 def _is_transient(exc: BaseException) -> bool:
     """Connection problems and 5xx/429 answers are worth another try; a 4xx answer is not."""
-    from mlflow.exceptions import MlflowException
+    from mlflow.exceptions import MlflowException, RestException
 
     if isinstance(exc, MlflowException):
         code = getattr(exc, "error_code", "")
-        if code in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"):
+        if code in ("TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"):
             return True
+        if code == "INTERNAL_ERROR" and isinstance(exc, RestException):
+            return True  # the server answered 5xx; a local MlflowException defaults to INTERNAL_ERROR too
         text = str(exc)
         return any(s in text for s in ("Max retries exceeded", "Connection refused", "timed out",
                                        "ConnectionError", "status code 5", "too many 5"))

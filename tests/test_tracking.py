@@ -1,0 +1,86 @@
+"""Tracking helpers: bounded retries with backoff, lineage tags on nested stage runs (real server)."""
+
+import time
+
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
+
+from rerec import tracking
+from rerec.errors import RerecError
+from rerec.tracking import stage_run, use_pipeline_run, with_retries
+
+
+def test_retries_transient_then_succeeds(monkeypatch):
+    sleeps = []
+    monkeypatch.setattr(tracking.time, "sleep", sleeps.append)
+    calls = iter([ConnectionError("refused"), MlflowException("boom", error_code=TEMPORARILY_UNAVAILABLE), 42])
+
+    def flaky():
+        value = next(calls)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    assert with_retries(flaky, "do a thing", attempts=4, base_delay_s=1.0) == 42
+    assert len(sleeps) == 2 and 1.0 <= sleeps[0] <= 1.25 and 2.0 <= sleeps[1] <= 2.5  # doubling backoff
+
+
+def test_retries_are_bounded_with_a_clear_error(monkeypatch):
+    monkeypatch.setattr(tracking.time, "sleep", lambda s: None)
+    count = []
+
+    def down():
+        count.append(1)
+        raise MlflowException("API request failed: Max retries exceeded (Connection refused)")
+
+    with pytest.raises(RerecError, match="did not answer after 3 attempts") as info:
+        with_retries(down, "log the model", attempts=3)
+    assert len(count) == 3 and "Fix:" in str(info.value)
+
+
+def test_client_errors_are_not_retried():
+    count = []
+
+    def bad():
+        count.append(1)
+        raise MlflowException("bad param", error_code=INVALID_PARAMETER_VALUE)
+
+    with pytest.raises(MlflowException):
+        with_retries(bad, "x", attempts=5)
+    assert count == [1]
+    count.clear()
+
+    def local_bug():
+        count.append(1)
+        raise MlflowException("a local error defaults to INTERNAL_ERROR")
+
+    with pytest.raises(MlflowException):
+        with_retries(local_bug, "x", attempts=5)
+    assert count == [1]
+
+
+def test_stage_runs_carry_lineage_and_nest(mlflow_env, monkeypatch, tmp_path):
+    import mlflow
+    from mlflow import MlflowClient
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.json").write_text('{"n": 1}')
+    for var in ("KFP_RUN_ID", "REREC_DATASET_HASH", "REREC_PARENT_MODEL_VERSION", "REREC_PARENT_RUN_ID"):
+        monkeypatch.delenv(var, raising=False)
+    with mlflow.start_run(run_name="pipeline") as parent:
+        pass
+    use_pipeline_run(mlflow_env, parent.info.run_id, "kfp-123", data_dir=data, parent_model_version="7")
+    start = time.monotonic()
+    with stage_run("build-graphs", {"seed": 1}) as tracker:
+        tracker.log_metrics({"ndcg@10": 0.5})
+    assert time.monotonic() - start < 60
+    run = MlflowClient().get_run(tracker.run_id)
+    tags = run.data.tags
+    assert tags["mlflow.parentRunId"] == parent.info.run_id
+    assert tags["rerec.kfp_run_id"] == "kfp-123" and tags["rerec.parent_model_version"] == "7"
+    assert tags["rerec.dataset_hash"] == tracking.dataset_hash(data) and len(tags["rerec.dataset_hash"]) == 16
+    assert run.data.params == {"seed": "1"} and run.data.metrics == {"ndcg_at_10": 0.5}
+    for var in ("KFP_RUN_ID", "REREC_DATASET_HASH", "REREC_PARENT_MODEL_VERSION", "REREC_PARENT_RUN_ID"):
+        monkeypatch.delenv(var, raising=False)
