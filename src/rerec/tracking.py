@@ -233,8 +233,7 @@ def with_retries(action: Callable[[], T], what: str, *, attempts: int | None = N
                 raise RerecError(
                     f"Could not {what}: the MLflow tracking server at {mlflow.get_tracking_uri()} did not "
                     f"answer after {attempts} attempts ({type(exc).__name__}: {str(exc)[:300]}). "
-                    "Fix: check that the server is up and MLFLOW_TRACKING_URI points at it, then rerun; "
-                    "nothing was half-registered."
+                    "Fix: check that the server is up and MLFLOW_TRACKING_URI points at it, then rerun."
                 ) from exc
             sleep = delay * 2 ** (attempt - 1) * (1 + random.random() / 4)
             log.warning("MLflow: could not %s (attempt %d/%d), retrying in %.1f s: %s",
