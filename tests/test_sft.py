@@ -12,7 +12,13 @@ from rerec.data.schema import Catalog
 from rerec.models.loading import load_model, load_tokenizer
 from rerec.models.tiny import build_tiny_model
 from rerec.prompt import build_messages, render_prompt
-from rerec.train.sft import SFTWarmupConfig, popularity_accuracy, sft_examples, sft_warmup
+from rerec.train.sft import (
+    SFTWarmupConfig,
+    answer_only_trainer_class,
+    popularity_accuracy,
+    sft_examples,
+    sft_warmup,
+)
 from rerec.train.traces import synthesize_trace
 
 SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -32,7 +38,8 @@ def small_model_dir(tmp_path_factory, tokenizer):
     return folder
 
 
-def test_two_sft_steps_lower_the_loss_on_a_repeated_batch(tokenizer, tmp_path):
+@pytest.mark.parametrize("answer_only", [False, True])
+def test_sft_steps_lower_the_loss_on_a_repeated_batch(tokenizer, tmp_path, answer_only):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -44,11 +51,27 @@ def test_two_sft_steps_lower_the_loss_on_a_repeated_batch(tokenizer, tmp_path):
     args = SFTConfig(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=len(rows), learning_rate=3e-3,
                      lr_scheduler_type="constant", logging_steps=1, save_strategy="no", report_to="none",
                      use_cpu=True, completion_only_loss=True, disable_tqdm=True, seed=0)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    trainer = (answer_only_trainer_class() if answer_only else SFTTrainer)(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(losses) == 3
     assert losses[2] < losses[0], losses
+
+
+def test_answer_only_loss_equals_full_logits_completion_loss(tokenizer):
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = build_tiny_model(tokenizer, seed=1, **SMALL)
+    ids = torch.randint(0, len(tokenizer), (2, 12))
+    labels = ids.clone()
+    labels[:, :7] = -100  # prompt
+    labels[1, 10:] = -100  # padding of the shorter row
+    trainer = answer_only_trainer_class().__new__(answer_only_trainer_class())
+    loss = trainer.compute_loss(model, {"input_ids": ids, "labels": labels, "attention_mask": torch.ones_like(ids)})
+    logits = model(input_ids=ids).logits[:, :-1]
+    expected = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+    assert torch.allclose(loss, expected, atol=1e-5)
 
 
 def test_training_examples_are_rendered_prompts_with_trace_completions(tokenizer):

@@ -58,6 +58,9 @@ class SFTWarmupConfig:
     steps: int | None = field(default=None, metadata={"help": "Optimiser steps."})
     batch_size: int | None = field(default=None, metadata={"help": "Examples per step."})
     lr: float | None = field(default=None, metadata={"help": "Peak learning rate (linear decay, 5% warm-up)."})
+    answer_logits_only: bool = field(
+        default=True, metadata={"help": "Compute vocabulary logits only at completion positions (same loss, far "
+                                        "less compute for small models whose vocabulary head dominates)."})
     time_budget_s: float = field(default=0.0, metadata={"help": "Stop training after this many seconds (0 = no limit)."})
     n_train: int = field(default=0, metadata={"help": "Training queries used (0 = all of the train split)."})
     # --- evaluation
@@ -129,6 +132,32 @@ def sft_examples(rows: list[dict], view: CatalogView, tokenizer: Any, config: SF
         trace = synthesize_trace(shown, view, seed=config.seed)
         out.append({"prompt": render_prompt(tokenizer, messages), "completion": trace.text})
     return out
+
+
+def answer_only_trainer_class() -> type:
+    """``SFTTrainer`` whose loss applies the vocabulary head only where labels are set.
+
+    The loss equals TRL's completion-only cross-entropy, but logits for prompt tokens are never
+    built: for ``tiny`` the 49k-word head is most of the compute (DESIGN.md measured about 3x faster
+    and 3.4x less memory). Works for any model with ``get_decoder()`` and ``get_output_embeddings()``,
+    wrapped in peft or not.
+    """
+    import torch.nn.functional as F
+    from trl import SFTTrainer
+
+    class AnswerOnlySFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+            labels = inputs["labels"][:, 1:]
+            keep = labels != -100
+            base = model.get_base_model() if hasattr(model, "get_base_model") else model
+            base = getattr(base, "module", base)
+            hidden = base.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                                        position_ids=inputs.get("position_ids"), use_cache=False).last_hidden_state
+            logits = base.get_output_embeddings()(hidden[:, :-1][keep])  # (n_label_tokens, vocab)
+            loss = F.cross_entropy(logits.float(), labels[keep])
+            return (loss, {"loss": loss}) if return_outputs else loss
+
+    return AnswerOnlySFTTrainer
 
 
 # ------------------------------------------------------------------------------------------- evaluation
@@ -247,9 +276,10 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
                 warmup_steps=max(1, cfg.steps // 20), logging_steps=max(1, cfg.steps // 20),
                 eval_strategy="steps", eval_steps=max(50, cfg.steps // 4), save_strategy="no", report_to="none",
                 use_cpu=True, seed=cfg.seed, max_length=cfg.max_new_tokens + 1024,
-                completion_only_loss=True, dataloader_num_workers=0, disable_tqdm=False,
+                completion_only_loss=True, prediction_loss_only=True, dataloader_num_workers=0, disable_tqdm=False,
             )
-            trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+            trainer_class = answer_only_trainer_class() if cfg.answer_logits_only else SFTTrainer
+            trainer = trainer_class(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                                  processing_class=tokenizer, callbacks=[_Track()])
             start = time.perf_counter()
             result = trainer.train()
