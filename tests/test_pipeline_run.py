@@ -117,3 +117,37 @@ def test_rerec_run_smoke_writes_report_and_mlflow(tmp_path):
     assert {"prepare-data", "build-graphs", "register"} <= stages, stages
     versions = client.search_model_versions("name='rerec-recommender'")
     assert versions and client.get_registered_model("rerec-recommender").aliases.get("challenger")
+
+
+def test_rft_component_resumes_on_the_checkpoint_volume(tmp_path, monkeypatch):
+    """The component body with a stand-in stage: on the PVC it works under the KFP run id with resume."""
+    from kfp.dsl import Dataset, Metrics, Model
+
+    import rerec.train.rft as rft_module
+    from components.rft import rft as rft_component
+
+    calls = []
+
+    def fake_stage(data, graphs, reward, base, out, config: rft_module.RFTConfig, resume=False):
+        calls.append((out, resume, type(config).__name__))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text("{}")
+        return {"steps": 2, "reward@mean": 0.5, "profile": "tiny"}
+
+    monkeypatch.setattr(rft_module, "rft", fake_stage)
+    monkeypatch.setenv("REREC_CHECKPOINT_DIR", str(tmp_path / "pvc"))
+    monkeypatch.setenv("REREC_TRACKING", "off")
+
+    def art(cls, name):
+        a = cls(name=name, uri=str(tmp_path / name))
+        a.path = str(tmp_path / name)  # local paths, as the executor gives them
+        return a
+
+    model, metrics = art(Model, "model"), art(Metrics, "metrics")
+    rft_component.python_func(data=art(Dataset, "data"), graphs=art(Dataset, "graphs"), reward=art(Model, "reward"),
+                              base_model=art(Model, "base"), model=model, metrics=metrics,
+                              config_json='{"profile": "tiny"}', kfp_run_id="run-42")
+    out, resume, cfg_name = calls[0]
+    assert out == tmp_path / "pvc" / "run-42" / "rft" / "model" and resume is True and cfg_name == "RFTConfig"
+    assert (tmp_path / "model" / "config.json").exists()
+    assert metrics.metadata == {"steps": 2.0, "reward_at_mean": 0.5}
