@@ -154,6 +154,33 @@ def _disk_full_error(exc: OSError, target: Path, kept: str) -> RerecError:
     )
 
 
+def _unwritable_error(out: Path, exc: OSError) -> RerecError:
+    full = disk_full_cause(exc)
+    if full is not None:
+        return _disk_full_error(full, out, "nothing was written")
+    return RerecError(f"Cannot write the output {out}: {exc.strerror or exc} ({out.parent}). "
+                      "Fix: choose an output path in a folder you can write to (or fix its permissions).")
+
+
+def _check_output_path(out: Path) -> None:
+    """Refuse, before writing, an output path that can never be a folder."""
+    if not out.name or out.name in (".", ".."):
+        raise RerecError(f"'{out}' cannot be an output folder. Fix: name a folder, e.g. out/data.")
+    for parent in [out.parent, *out.parent.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RerecError(f"Cannot create the output {out}: {parent} is a file, not a folder. "
+                                 "Fix: choose another output path.")
+            break
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable_error(out, exc) from exc
+    if out.exists() and not out.is_dir():
+        raise RerecError(f"The output {out} exists and is a file, not a folder, so it was not replaced. "
+                         "Fix: remove it or choose another output path.")
+
+
 @contextlib.contextmanager
 def atomic_dir(out: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary folder that replaces ``out`` on success and vanishes on failure.
@@ -162,9 +189,12 @@ def atomic_dir(out: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path]:
     skips flushing the files to disk before the rename (only for throw-away outputs).
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _check_output_path(out)
     clean_stale(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}@{_HOST}-", dir=out.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}@{_HOST}-", dir=out.parent))
+    except OSError as exc:
+        raise _unwritable_error(out, exc) from exc
     _ACTIVE.add(tmp.resolve())
     os.chmod(tmp, 0o755)  # mkdtemp makes 0700; artifacts are read by other users (KFP, MLflow)
     try:
