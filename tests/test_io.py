@@ -273,3 +273,20 @@ def test_atomic_save_torch_round_trip_and_overwrite(tmp_path):
     assert state["step"] == 7 and torch.equal(state["w"], torch.zeros(3))
     assert oct(path.stat().st_mode & 0o777) == "0o644"
     assert hidden(path.parent) == []
+
+
+def test_opaque_torch_write_error_on_a_full_volume_is_reported_as_disk_full(tmp_path, monkeypatch):
+    """torch.save to a path loses the errno; with the volume full, atomic_dir still says so."""
+    out = tmp_path / "reward"
+    write_folder(out, {"metrics.json": "{}"})
+    usage = type("Usage", (), {"total": 10 << 30, "used": 10 << 30, "free": 1 << 20})
+    monkeypatch.setattr(rio.shutil, "disk_usage", lambda path: usage)
+    with pytest.raises(RerecError, match="No space left.*previous output is unchanged"), atomic_dir(out) as tmp:
+        (tmp / "item_embeddings.pt").write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 768 vs 662")
+    assert (out / "metrics.json").read_text() == "{}"
+    # with room left the same error is not disguised as a full disk
+    usage.free = 50 << 30
+    with pytest.raises(RuntimeError, match="unexpected pos"), atomic_dir(out) as tmp:
+        raise RuntimeError("unexpected pos 768 vs 662")
+    assert hidden(tmp_path) == []

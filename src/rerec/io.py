@@ -145,6 +145,25 @@ def disk_full_cause(exc: BaseException | None) -> OSError | None:
     return None
 
 
+# torch.save(obj, "file.pt") writes through C++ streams that drop the errno: a full disk arrives as
+# RuntimeError("... basic_ios::clear: iostream error") or "PytorchStreamWriter failed writing file".
+_OPAQUE_WRITE_ERRORS = ("iostream error", "PytorchStreamWriter failed", "unexpected pos")
+#: Free space below which an opaque write error is taken for a full volume.
+LOW_SPACE_BYTES = 64 << 20
+
+
+def _volume_full(exc: BaseException, folder: Path) -> OSError | None:
+    """A full-volume ``OSError`` for a write error without an errno, when the volume is (nearly) full.
+    Checked before the partial output is deleted, while the space it took is still used."""
+    if not isinstance(exc, RuntimeError) or not any(s in str(exc) for s in _OPAQUE_WRITE_ERRORS):
+        return None
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) if free < LOW_SPACE_BYTES else None
+
+
 def _disk_full_error(exc: OSError, target: Path, kept: str) -> RerecError:
     return RerecError(
         f"No space left while writing {target} ({os.strerror(exc.errno or errno.ENOSPC)}); "
@@ -203,8 +222,8 @@ def atomic_dir(out: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path]:
             if fsync:
                 _fsync_tree(tmp)
         except BaseException as exc:
+            full = disk_full_cause(exc) or _volume_full(exc, out.parent)
             shutil.rmtree(tmp, ignore_errors=True)
-            full = disk_full_cause(exc)
             if full is not None:  # also a RerecError of atomic_save_torch inside: name the output
                 kept = "the previous output is unchanged" if out.exists() else "no output was written"
                 raise _disk_full_error(full, out, kept) from exc
