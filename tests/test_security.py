@@ -302,3 +302,26 @@ def test_configs_are_dataclasses_without_secret_defaults():
                     if is_secret_key(f.name) and f.default not in (None, "", dataclasses.MISSING):
                         bad.append(f"{module}.{obj.__name__}.{f.name}")
     assert bad == []
+
+
+@pytest.mark.xfail(reason="rerec.tracking.with_retries puts mlflow.get_tracking_uri() (and the exception text) "
+                          "into its error and warning unredacted; it should pass them through "
+                          "rerec.security.redact_value (tracking.py is owned by the pipeline engineer)",
+                   strict=False)
+def test_tracking_errors_do_not_print_the_password_of_the_tracking_uri(monkeypatch, caplog):
+    import mlflow
+
+    from rerec.errors import RerecError
+    from rerec.tracking import with_retries
+
+    password = "pw" + "Zq81xk"
+    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: f"https://rerec:{password}@mlflow.example:5000")
+
+    def down():
+        raise ConnectionError(f"Max retries exceeded with url https://rerec:{password}@mlflow.example:5000/api")
+
+    with pytest.raises(RerecError) as info:
+        with_retries(down, "log the model", attempts=2, base_delay_s=0.0)
+    assert "mlflow.example" in str(info.value)
+    assert password not in str(info.value)
+    assert password not in caplog.text
