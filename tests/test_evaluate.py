@@ -170,3 +170,13 @@ def test_cli_help_lists_flags(capsys):
     text = capsys.readouterr().out
     for flag in ("--data", "--graphs", "--reward", "--model", "--out", "--max-queries-per-type", "--split"):
         assert flag in text
+
+
+def test_retention_ratio_on_common_prefix():
+    from rerec.eval.evaluate import retention_ratio
+
+    base = [True, False, True, True]  # 0.75 overall, 2/3 on the first three
+    assert retention_ratio([True, True, False, True], base) == pytest.approx(1.0)
+    assert retention_ratio([True, False, False], base) == pytest.approx((1 / 3) / (2 / 3))
+    assert retention_ratio([True], [False, True]) is None
+    assert retention_ratio([], base) is None

@@ -76,14 +76,16 @@ class EvalConfig:
         "help": "Stratified subset: at most this many queries per type (0 = the whole split; default 0)."})
     max_new_tokens: int | None = field(default=None, metadata={"help": "Tokens generated per answer (default 128)."})
     batch_size: int = field(default=8, metadata={"help": "Prompts per generation batch."})
+    model_time_budget_s: float = field(default=540.0, metadata={
+        "help": "Seconds per model in all (loading, ranking, MMLU, IFEval); each part also has its own cap."})
     rec_time_budget_s: float = field(default=300.0, metadata={
-        "help": "Seconds of recommendation generation per model; later batches are skipped and reported."})
+        "help": "Seconds of recommendation generation per model; queries not reached are reported."})
     # --- general-ability retention
     retention: bool = field(default=True, metadata={"help": "Measure MMLU and IFEval retention of each LLM."})
     mmlu_max_questions: int = field(default=114, metadata={"help": "MMLU questions (subject-balanced; 0 = 282)."})
     mmlu_time_budget_s: float = field(default=60.0, metadata={"help": "Seconds of MMLU scoring per model."})
     ifeval_max_instructions: int = field(default=144, metadata={"help": "IFEval-style instructions (max 144)."})
-    ifeval_max_new_tokens: int = field(default=96, metadata={"help": "Tokens generated per instruction."})
+    ifeval_max_new_tokens: int = field(default=80, metadata={"help": "Tokens generated per instruction."})
     ifeval_time_budget_s: float = field(default=180.0, metadata={"help": "Seconds of IFEval generation per model."})
     # --- report
     n_traces: int = field(default=3, metadata={"help": "Best and worst reasoning traces shown per LLM."})
@@ -210,12 +212,17 @@ def evaluate_llm(name: str, path: Path, queries: list[dict], view: Any, config: 
     from rerec.models.loading import load_model
 
     start = time.perf_counter()
+
+    def budget(cap: float) -> float:
+        """A part's seconds: its own cap, within what is left of the model's budget."""
+        return max(0.0, min(cap, config.model_time_budget_s - (time.perf_counter() - start)))
+
     torch.manual_seed(config.seed)
     model, tokenizer = load_model(str(path))
     ranker = LLMRanker(name, model, tokenizer, view, mode=config.mode, max_history=config.max_history,
                        max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
                        max_prompt_tokens=config.max_prompt_tokens or None)
-    answers = ranker.rank_all(queries, time_budget_s=config.rec_time_budget_s)
+    answers = ranker.rank_all(queries, time_budget_s=budget(config.rec_time_budget_s))
     gen = ranker.last_generation
     done = [(q, a) for q, a in zip(queries, answers, strict=True) if a.completion is not None]
     rows = [_row(name, "llm", q, a.ranked, a.parsed, config.ks) for q, a in done]
@@ -230,15 +237,18 @@ def evaluate_llm(name: str, path: Path, queries: list[dict], view: Any, config: 
         questions = select_questions(load_mmlu_questions(), config.mmlu_max_questions or None)
         mmlu = score_mmlu(model, tokenizer, questions, batch_size=config.batch_size,
                           max_prompt_tokens=config.max_prompt_tokens or 768, desc=f"{name}: mmlu",
-                          time_budget_s=config.mmlu_time_budget_s)
+                          time_budget_s=budget(config.mmlu_time_budget_s))
         instructions = build_instructions(config.ifeval_max_instructions or None)
         out = generate_chat(model, tokenizer, [i.prompt for i in instructions],
                             max_new_tokens=config.ifeval_max_new_tokens, batch_size=config.batch_size,
-                            time_budget_s=config.ifeval_time_budget_s, desc=f"{name}: ifeval")
+                            time_budget_s=budget(config.ifeval_time_budget_s), desc=f"{name}: ifeval")
         answered = [(i, c) for i, c in zip(instructions, out.completions, strict=True) if c is not None]
         ifeval = score_responses([i for i, _ in answered], [c for _, c in answered])
-        retention = {"mmlu": mmlu["accuracy"], "mmlu_n": mmlu["n"], "mmlu_chance": mmlu["chance"],
-                     "ifeval": ifeval["accuracy"], "ifeval_n": ifeval["n"],
+        retention = {"mmlu": mmlu["accuracy"], "mmlu_n": mmlu["n"], "mmlu_planned": len(questions),
+                     "mmlu_chance": mmlu["chance"], "ifeval": ifeval["accuracy"], "ifeval_n": ifeval["n"],
+                     "ifeval_planned": len(instructions),
+                     "mmlu_correct": [p == q.answer for p, q in zip(mmlu["predictions"], questions, strict=False)],
+                     "ifeval_followed": ifeval["followed"],
                      "ifeval_per_checker": ifeval["per_checker"]}
     stats["seconds"] = round(time.perf_counter() - start, 1)
     traces = _traces(name, [q for q, _ in done], [a for _, a in done], rows, view, config.n_traces)
@@ -259,6 +269,15 @@ def _aggregate(rows: list[dict], config: EvalConfig) -> tuple[list[dict], list[d
     for r in by_type + overall + by_cond:
         r["kind"] = kinds[r["model"]]
     return by_type + overall, by_cond
+
+
+def retention_ratio(model: list[bool], base: list[bool]) -> float | None:
+    """Model score / base score on the questions both answered (a prefix of one fixed order, since a
+    time budget may stop either early); None when the base scores 0 there."""
+    n = min(len(model), len(base))
+    if n == 0 or not any(base[:n]):
+        return None
+    return (sum(model[:n]) / n) / (sum(base[:n]) / n)
 
 
 def flat_metrics(report: dict) -> dict[str, float]:
@@ -335,8 +354,8 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
             ret = dict(result["retention"])
             if ret and base is not None:
                 ref = llm[base]["retention"]
-                for key in ("mmlu", "ifeval"):
-                    ret[f"{key}_ratio"] = ret[key] / ref[key] if ref.get(key) else None
+                for key, items in (("mmlu", "mmlu_correct"), ("ifeval", "ifeval_followed")):
+                    ret[f"{key}_ratio"] = retention_ratio(ret[items], ref[items])
             retention_models[name] = ret
         report = {
             "split": config.split,

@@ -55,7 +55,9 @@ def generate_completions(
 
     Args:
         max_prompt_tokens: keep only the last this many prompt tokens (None: no limit).
-        time_budget_s: no new batch starts once this many seconds have passed.
+        time_budget_s: no new batch starts once this many seconds have passed, and the batch running
+            then is cut short (``generate(max_time=...)``), so the budget holds within a few seconds;
+            rows cut short keep what they generated.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -69,7 +71,8 @@ def generate_completions(
     n_tokens, start, exhausted = 0, time.perf_counter(), False
     bar = tqdm(total=len(prompts), desc=desc, unit="prompt")
     for b in range(0, len(order), batch_size):
-        if time_budget_s is not None and time.perf_counter() - start > time_budget_s:
+        remaining = None if time_budget_s is None else time_budget_s - (time.perf_counter() - start)
+        if remaining is not None and remaining <= 0:
             exhausted = True
             break
         rows = order[b:b + batch_size]
@@ -80,7 +83,8 @@ def generate_completions(
             input_ids[r, width - len(encoded[i]):] = torch.tensor(encoded[i], dtype=torch.long)
             mask[r, width - len(encoded[i]):] = 1
         out = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                             max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=eos_id)
+                             max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=eos_id,
+                             max_time=remaining)
         new = out[:, width:].cpu()
         for r, i in enumerate(rows):
             tokens = new[r].tolist()
@@ -91,7 +95,9 @@ def generate_completions(
         bar.update(len(rows))
         bar.set_postfix(tok_s=f"{n_tokens / max(time.perf_counter() - start, 1e-9):.1f}")
     bar.close()
-    return GenerationResult(completions, n_tokens, time.perf_counter() - start, exhausted)
+    seconds = time.perf_counter() - start
+    exhausted = exhausted or (time_budget_s is not None and seconds >= time_budget_s)
+    return GenerationResult(completions, n_tokens, seconds, exhausted)
 
 
 def generate_chat(model: Any, tokenizer: Any, user_turns: Sequence[str], **kwargs: Any) -> GenerationResult:

@@ -138,7 +138,7 @@ def _kwargs_for(checker: str, task: Task, i: int) -> dict:
     """Arguments that vary with the task index ``i``, so instructions are not all alike."""
     return {
         "max_words": {"n": (20, 40, 60, 80)[i % 4]},
-        "min_words": {"n": (30, 50, 80, 100)[i % 4]},
+        "min_words": {"n": (15, 25, 35, 45)[i % 4]},  # reachable within ~80 new tokens
         "max_sentences": {"n": 2 + i % 3},
         "bullets": {"n": 2 + i % 3},
         "keywords": {"words": list(task.keywords)},
