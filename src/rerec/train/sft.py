@@ -112,8 +112,9 @@ def query_rows(queries: Any, split: str, limit: int = 0, seed: int = 0) -> list[
     part = queries[queries["split"] == split]
     if limit and len(part) > limit:
         per_type = max(1, limit // max(part["type"].nunique(), 1))
-        part = (part.groupby("type", group_keys=False)
-                .apply(lambda g: g.sample(min(len(g), per_type), random_state=seed)))
+        keep = [i for _, g in part.groupby("type", sort=True)
+                for i in g.sample(min(len(g), per_type), random_state=seed).index]
+        part = part.loc[keep]
     return [row._asdict() if hasattr(row, "_asdict") else dict(row) for row in part.to_dict("records")]
 
 
