@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -177,9 +178,26 @@ KNOWN_GAPS = {
     "rft-model-not-a-model": "same as sft: rerec rft ... --model DIR_WITH_EMPTY_CONFIG_JSON prints a traceback",
     "lightgcn-zero-dim": "LightGCNConfig says what is wrong but gives no 'Fix:'",
     "lightgcn-negative-epochs": "LightGCNConfig says what is wrong but gives no 'Fix:'",
+    "schedule-kfp-unreachable": "rerec schedule --host http://127.0.0.1:9 --input-dir D prints a urllib3 "
+                                "MaxRetryError traceback instead of 'could not reach KFP at ... Fix: ...'",
+    "schedule-package-missing": "rerec schedule ... --package MISSING.yaml is not checked before connecting "
+                                "(traceback from the unreachable host instead)",
+    "schedule-bad-cron": "rerec schedule ... --cron bogus is not checked before connecting (traceback)",
+}
+
+KNOWN_OUTPUT_GAPS = {
+    "run-input-missing": "rerec run --profile smoke --input MISSING --out OUT creates an empty OUT before it "
+                         "checks --input (src/rerec/run.py: out.mkdir before the input check)",
 }
 
 CLI_CASES += [
+    ("run-input-missing", ["run", "--profile", "smoke", "--input", "{missing}", "--out", "{out}"], "is not a folder"),
+    ("schedule-kfp-unreachable", ["schedule", "--host", "http://127.0.0.1:9", "--input-dir", "{data}"],
+     "127.0.0.1:9"),
+    ("schedule-package-missing", ["schedule", "--host", "http://127.0.0.1:9", "--input-dir", "{data}",
+                                  "--package", "{missing}"], "does_not_exist"),
+    ("schedule-bad-cron", ["schedule", "--host", "http://127.0.0.1:9", "--input-dir", "{data}",
+                           "--cron", "bogus"], "cron"),
     ("sft-model-not-a-model", ["sft-warmup", "--data", "{data}", "--graphs", "{graphs}", "--out", "{out}",
                                "--model", "{not_a_model}"], "not_a_model"),
     ("rft-model-not-a-model", ["rft", "--data", "{data}", "--graphs", "{graphs}", "--out", "{out}",
@@ -220,7 +238,12 @@ def test_bad_cli_input_is_refused_cleanly(world, capsys, case, argv, expected):
     code, err = run_cli(argv, capsys)
 
     assert code != 0, err
-    assert not out.exists() and list(world["out"].iterdir()) == [], "an output (or partial one) was left"
+    left = sorted(p.name for p in world["out"].iterdir())
+    for p in world["out"].iterdir():  # do not let one case's leftovers fail the next ones
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    if left and case in KNOWN_OUTPUT_GAPS:
+        pytest.xfail(KNOWN_OUTPUT_GAPS[case])
+    assert left == [], f"an output (or partial one) was left: {left}"
     assert sorted(p.name for p in world["root"].iterdir()) == before  # nothing written next to inputs
     if case in KNOWN_GAPS and ("Traceback" in err or "Fix:" not in err):
         pytest.xfail(KNOWN_GAPS[case])
