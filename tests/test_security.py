@@ -325,3 +325,24 @@ def test_tracking_errors_do_not_print_the_password_of_the_tracking_uri(monkeypat
     assert "mlflow.example" in str(info.value)
     assert password not in str(info.value)
     assert password not in caplog.text
+
+
+def test_rbac_is_least_privilege():
+    """Namespaced Roles only, no wildcards, no access to Secrets, no binding to cluster-wide roles."""
+    yaml = pytest.importorskip("yaml")
+    docs = [(p, d) for p in sorted((ROOT / "manifests").rglob("*.yaml")) if (ROOT / "manifests").is_dir()
+            for d in yaml.safe_load_all(p.read_text(encoding="utf-8")) if isinstance(d, dict)]
+    roles = [(p, d) for p, d in docs if d.get("kind") in ("Role", "ClusterRole")]
+    if not roles:
+        pytest.skip("no RBAC roles under manifests/ yet")
+    for path, role in roles:
+        assert role["kind"] == "Role", f"{path.name}: {role['metadata']['name']} is cluster-wide"
+        for rule in role.get("rules", []):
+            for key in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule.get(key, []), f"{path.name}: wildcard in {key}"
+            assert "secrets" not in rule.get("resources", []), f"{path.name}: the role can read Secrets"
+            assert not {"escalate", "bind", "impersonate"} & set(rule.get("verbs", [])), path.name
+    for path, binding in docs:
+        if binding.get("kind") in ("RoleBinding", "ClusterRoleBinding"):
+            assert binding["kind"] == "RoleBinding", f"{path.name}: a ClusterRoleBinding"
+            assert binding["roleRef"]["name"] not in ("cluster-admin", "admin", "edit"), path.name
