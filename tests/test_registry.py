@@ -35,6 +35,7 @@ def _aliases(name):
 def test_gate_by_hand():
     cfg = RegisterConfig(min_general_retention=0.9, min_improvement=0.01)
     assert gate({"metric": 0.5, "retention": 0.95}, None, cfg).promote
+    assert not gate({"metric": 0.0, "retention": 1.0}, None, cfg).promote  # a first model that never hits
     assert gate({"metric": 0.5, "retention": 0.95}, {"metric": 0.4}, cfg).promote
     assert not gate({"metric": 0.405, "retention": 0.95}, {"metric": 0.4}, cfg).promote  # within margin
     assert not gate({"metric": 0.3, "retention": 0.95}, {"metric": 0.4}, cfg).promote

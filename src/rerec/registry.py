@@ -48,6 +48,8 @@ class RegisterConfig:
     higher_is_better: bool = field(default=True, metadata={"help": "Whether a larger metric is better."})
     min_improvement: float = field(default=0.0, metadata={
         "help": "The challenger must beat the champion by more than this."})
+    min_metric: float = field(default=0.0, metadata={
+        "help": "With no champion yet, promote only a model whose metric is above this (higher_is_better)."})
     retention_metric: str = field(default="metrics.rft/retention/mmlu_ratio", metadata={
         "help": "General-ability retention in report.json: the model's score over its reference model's "
                 "(the SFT model in train, the champion in retrain; 1.0 = kept all)."})
@@ -121,6 +123,9 @@ def gate(challenger: dict[str, float | None], champion: dict[str, float | None] 
         return GateDecision(False, f"not promoted: general retention {retention:.4f} < "
                                    f"{config.min_general_retention:.4f}")
     if champion is None:
+        if config.higher_is_better and metric <= config.min_metric:
+            return GateDecision(False, f"not promoted: no champion yet and {config.metric} {metric:.4f} is not "
+                                       f"above min_metric {config.min_metric}")
         return GateDecision(True, f"promoted: no champion yet ({config.metric} = {metric:.4f})")
     best = champion.get("metric")
     if best is None:
