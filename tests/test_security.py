@@ -152,9 +152,6 @@ def test_stage_configs_log_no_secret_params():
     assert checked >= 3
 
 
-@pytest.mark.xfail(reason="rerec.tracking.StageTracker.log_params does not yet call "
-                          "rerec.security.redact_secrets (tracking.py is owned by the pipeline engineer)",
-                   strict=False)
 def test_tracker_redacts_secret_params(monkeypatch):
     import mlflow
 
@@ -304,10 +301,6 @@ def test_configs_are_dataclasses_without_secret_defaults():
     assert bad == []
 
 
-@pytest.mark.xfail(reason="rerec.tracking.with_retries puts mlflow.get_tracking_uri() (and the exception text) "
-                          "into its error and warning unredacted; it should pass them through "
-                          "rerec.security.redact_value (tracking.py is owned by the pipeline engineer)",
-                   strict=False)
 def test_tracking_errors_do_not_print_the_password_of_the_tracking_uri(monkeypatch, caplog):
     import mlflow
 

@@ -90,7 +90,9 @@ class StageTracker:
         if self.enabled:
             import mlflow
 
-            mlflow.log_params(flatten_params(params))
+            from rerec.security import redact_secrets
+
+            mlflow.log_params(redact_secrets(flatten_params(params)))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if not self.enabled:
@@ -215,6 +217,12 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError | OSError)
 
 
+def _redacted(exc: BaseException) -> str:
+    from rerec.security import redact_value
+
+    return redact_value(str(exc))
+
+
 def with_retries(action: Callable[[], T], what: str, *, attempts: int | None = None,
                  base_delay_s: float | None = None) -> T:
     """Run ``action``; retry transient MLflow failures with exponential backoff and jitter, then raise
@@ -230,14 +238,17 @@ def with_retries(action: Callable[[], T], what: str, *, attempts: int | None = N
             if attempt == attempts:
                 import mlflow
 
+                from rerec.security import redact_value
+
                 raise RerecError(
-                    f"Could not {what}: the MLflow tracking server at {mlflow.get_tracking_uri()} did not "
-                    f"answer after {attempts} attempts ({type(exc).__name__}: {str(exc)[:300]}). "
+                    f"Could not {what}: the MLflow tracking server at {redact_value(mlflow.get_tracking_uri())} "
+                    f"did not answer after {attempts} attempts "
+                    f"({type(exc).__name__}: {redact_value(str(exc)[:300])}). "
                     "Fix: check that the server is up and MLFLOW_TRACKING_URI points at it, then rerun."
                 ) from exc
             sleep = delay * 2 ** (attempt - 1) * (1 + random.random() / 4)
             log.warning("MLflow: could not %s (attempt %d/%d), retrying in %.1f s: %s",
-                        what, attempt, attempts, sleep, exc)
+                        what, attempt, attempts, sleep, _redacted(exc))
             time.sleep(sleep)
     raise AssertionError("unreachable")
 
