@@ -19,7 +19,6 @@ def build_graphs(
     from pathlib import Path
 
     from rerec.graphs.build import build_graphs as stage
-
     from rerec.tracking import component_metrics, stage_config, use_pipeline_run
 
     use_pipeline_run(mlflow_tracking_uri, mlflow_parent_run_id, kfp_run_id, data_dir=data.path)

@@ -27,7 +27,6 @@ def evaluate(
     from pathlib import Path
 
     from rerec.eval.evaluate import evaluate as stage
-
     from rerec.tracking import component_metrics, stage_config, use_pipeline_run
 
     use_pipeline_run(mlflow_tracking_uri, mlflow_parent_run_id, kfp_run_id, data_dir=data.path)

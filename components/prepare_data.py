@@ -20,7 +20,6 @@ def prepare_data(
     from pathlib import Path
 
     from rerec.data.prepare import prepare_data as stage
-
     from rerec.tracking import component_metrics, stage_config, use_pipeline_run
 
     use_pipeline_run(mlflow_tracking_uri, mlflow_parent_run_id, kfp_run_id)

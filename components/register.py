@@ -21,7 +21,6 @@ def register(
 
     from rerec.registry import RegisterConfig, decision_markdown
     from rerec.registry import register as stage
-
     from rerec.tracking import component_metrics, stage_config, use_pipeline_run
 
     use_pipeline_run(mlflow_tracking_uri, mlflow_parent_run_id, kfp_run_id,

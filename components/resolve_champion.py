@@ -16,7 +16,6 @@ def resolve_champion(
     from pathlib import Path
 
     from rerec.registry import download_alias
-
     from rerec.tracking import use_pipeline_run
 
     use_pipeline_run(mlflow_tracking_uri, "", "")

@@ -19,9 +19,8 @@ def sft_warmup(
 ) -> None:
     from pathlib import Path
 
-    from rerec.train.sft import sft_warmup as stage
-
     from rerec.tracking import component_metrics, stage_config, use_pipeline_run
+    from rerec.train.sft import sft_warmup as stage
 
     use_pipeline_run(mlflow_tracking_uri, mlflow_parent_run_id, kfp_run_id, data_dir=data.path)
     summary = stage(Path(data.path), Path(graphs.path), Path(model.path), stage_config(stage, config_json))

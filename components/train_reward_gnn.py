@@ -21,7 +21,6 @@ def train_reward_gnn(
     from pathlib import Path
 
     from rerec.reward.lightgcn import train_reward_gnn as stage
-
     from rerec.tracking import component_metrics, stage_config, use_pipeline_run
 
     use_pipeline_run(mlflow_tracking_uri, mlflow_parent_run_id, kfp_run_id, data_dir=data.path)
