@@ -5,8 +5,8 @@ evaluate (champion against the new model) -> register and gate."""
 from kfp import dsl
 
 import components as c
-from pipelines.options import ClusterOptions, on_gpus, with_secrets
-from pipelines.train import rft_task
+from pipelines.options import ClusterOptions, with_secrets
+from pipelines.train import evaluate_and_register, rft_task
 
 
 def make_retrain_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: B008 - frozen dataclass
@@ -36,16 +36,9 @@ def make_retrain_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: 
         champion.set_caching_options(False)  # the alias moves between runs
         rft = rft_task(prep.outputs["data"], graphs.outputs["graphs"], reward.outputs["reward"],
                        champion.outputs["model"], options, rft_config, tracking)
-        evaluation = c.evaluate(data=prep.outputs["data"], graphs=graphs.outputs["graphs"],
-                                reward=reward.outputs["reward"], sft_model=champion.outputs["model"],
-                                rft_model=rft.outputs["model"], config_json=eval_config, **tracking)
-        on_gpus(with_secrets(evaluation, options), options, options.sft_gpus)
-        # The gate decides on validation; retention is measured against the champion (the reference).
-        gate_eval = c.evaluate(data=prep.outputs["data"], graphs=graphs.outputs["graphs"],
-                               reward=reward.outputs["reward"], sft_model=champion.outputs["model"],
-                               rft_model=rft.outputs["model"], config_json=gate_eval_config, **tracking)
-        on_gpus(with_secrets(gate_eval.set_display_name("evaluate-val"), options), options, options.sft_gpus)
-        with_secrets(c.register(model=rft.outputs["model"], report=gate_eval.outputs["report"],
-                                config_json=register_config, **tracking), options)
+        # Retention is measured against the champion (the reference in evaluate's sft slot).
+        evaluate_and_register(prep.outputs["data"], graphs.outputs["graphs"], reward.outputs["reward"],
+                              champion.outputs["model"], rft.outputs["model"], options, eval_config,
+                              gate_eval_config, register_config, tracking)
 
     return retrain

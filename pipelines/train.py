@@ -2,7 +2,7 @@
 
 
 from kfp import dsl
-from kfp.dsl import Dataset
+from kfp.dsl import Dataset, PipelineTask
 
 import components as c
 from pipelines.options import ClusterOptions, on_gpus, with_checkpoints, with_secrets
@@ -20,6 +20,25 @@ def rft_task(data, graphs, reward, base_model, options: ClusterOptions, config: 
         task = c.rft(data=data, graphs=graphs, reward=reward, base_model=base_model, config_json=config, **tracking)
         on_gpus(with_checkpoints(task, options), options, options.rft_gpus)
     return with_secrets(task.set_display_name("rft"), options)
+
+
+def evaluate_and_register(data, graphs, reward, reference_model, rft_model, options: ClusterOptions,
+                          eval_config, gate_eval_config, register_config, tracking: dict) -> PipelineTask:
+    """Evaluate on test (the report), evaluate on validation (what the gate reads), register the RFT model.
+
+    ``reference_model`` fills evaluate's ``sft`` slot: the SFT model in ``train``, the champion in
+    ``retrain``. The gate selects a model, so it decides on validation; the test report is only reported.
+    Returns the test evaluation task.
+    """
+    evaluation = c.evaluate(data=data, graphs=graphs, reward=reward, sft_model=reference_model,
+                            rft_model=rft_model, config_json=eval_config, **tracking)
+    on_gpus(with_secrets(evaluation, options), options, options.sft_gpus)
+    gate_eval = c.evaluate(data=data, graphs=graphs, reward=reward, sft_model=reference_model,
+                           rft_model=rft_model, config_json=gate_eval_config, **tracking)
+    on_gpus(with_secrets(gate_eval.set_display_name("evaluate-val"), options), options, options.sft_gpus)
+    with_secrets(c.register(model=rft_model, report=gate_eval.outputs["report"],
+                            config_json=register_config, **tracking), options)
+    return evaluation
 
 
 def make_train_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: B008 - frozen dataclass
@@ -48,17 +67,9 @@ def make_train_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: B0
         on_gpus(with_secrets(sft, options), options, options.sft_gpus)
         rft = rft_task(prep.outputs["data"], graphs.outputs["graphs"], reward.outputs["reward"],
                        sft.outputs["model"], options, rft_config, tracking)
-        evaluation = c.evaluate(data=prep.outputs["data"], graphs=graphs.outputs["graphs"],
-                                reward=reward.outputs["reward"], sft_model=sft.outputs["model"],
-                                rft_model=rft.outputs["model"], config_json=eval_config, **tracking)
-        on_gpus(with_secrets(evaluation, options), options, options.sft_gpus)
-        # The gate selects a model, so it decides on validation; the test report is only reported.
-        gate_eval = c.evaluate(data=prep.outputs["data"], graphs=graphs.outputs["graphs"],
-                               reward=reward.outputs["reward"], sft_model=sft.outputs["model"],
-                               rft_model=rft.outputs["model"], config_json=gate_eval_config, **tracking)
-        on_gpus(with_secrets(gate_eval.set_display_name("evaluate-val"), options), options, options.sft_gpus)
-        with_secrets(c.register(model=rft.outputs["model"], report=gate_eval.outputs["report"],
-                                config_json=register_config, **tracking), options)
+        evaluation = evaluate_and_register(prep.outputs["data"], graphs.outputs["graphs"], reward.outputs["reward"],
+                                           sft.outputs["model"], rft.outputs["model"], options, eval_config,
+                                           gate_eval_config, register_config, tracking)
         return evaluation.outputs["report"]
 
     return train
