@@ -3,8 +3,8 @@ pipeline parameters). Each must give a non-zero exit, a message that names the p
 it, no traceback, and no output (not even a hidden partial one).
 
 Runs through ``rerec.cli.main`` in-process on tiny hand-made folders. Cases whose stage module does not
-exist in this checkout are skipped. Known gaps in other engineers' modules are ``xfail`` with the
-exact reproduction in the reason."""
+exist in this checkout are skipped. A known gap would be ``xfail`` through KNOWN_GAPS /
+KNOWN_OUTPUT_GAPS with the exact reproduction in the reason; there are none at present."""
 
 from __future__ import annotations
 
@@ -90,6 +90,9 @@ def world(tmp_path_factory) -> dict[str, Path]:
     w["not_a_model"] = root / "not_a_model"
     w["not_a_model"].mkdir()
     (w["not_a_model"] / "config.json").write_text("{}")
+    w["config_not_json"] = root / "config_not_json"
+    w["config_not_json"].mkdir()
+    (w["config_not_json"] / "config.json").write_text("{not json")
     w["garbage_report"] = root / "report.json"
     w["garbage_report"].write_text("{not json")
     w["missing"] = root / "does_not_exist"
@@ -170,25 +173,11 @@ CLI_CASES = [
     ("out-under-a-file", ["build-graphs", "--data", "{data}", "--out", "{file}/graphs"], "is a file"),
 ]
 
-KNOWN_GAPS = {
+KNOWN_GAPS: dict[str, str] = {
     # stage -> reason; the case still must not leave output, only the message/traceback part may fail
-    "sft-model-not-a-model": "rerec.models.loading lets transformers' ValueError through: "
-                             "rerec sft-warmup --data D --graphs G --out O --model DIR_WITH_EMPTY_CONFIG_JSON "
-                             "prints a traceback ('Unrecognized model in DIR')",
-    "rft-model-not-a-model": "same as sft: rerec rft ... --model DIR_WITH_EMPTY_CONFIG_JSON prints a traceback",
-    "lightgcn-zero-dim": "LightGCNConfig says what is wrong but gives no 'Fix:'",
-    "lightgcn-negative-epochs": "LightGCNConfig says what is wrong but gives no 'Fix:'",
-    "schedule-kfp-unreachable": "rerec schedule --host http://127.0.0.1:9 --input-dir D prints a urllib3 "
-                                "MaxRetryError traceback instead of 'could not reach KFP at ... Fix: ...'",
-    "schedule-package-missing": "rerec schedule ... --package MISSING.yaml is not checked before connecting "
-                                "(traceback from the unreachable host instead)",
-    "schedule-bad-cron": "rerec schedule ... --cron bogus is not checked before connecting (traceback)",
 }
 
-KNOWN_OUTPUT_GAPS = {
-    "run-input-missing": "rerec run --profile smoke --input MISSING --out OUT creates an empty OUT before it "
-                         "checks --input (src/rerec/run.py: out.mkdir before the input check)",
-}
+KNOWN_OUTPUT_GAPS: dict[str, str] = {}
 
 CLI_CASES += [
     ("run-input-missing", ["run", "--profile", "smoke", "--input", "{missing}", "--out", "{out}"], "is not a folder"),
@@ -202,6 +191,23 @@ CLI_CASES += [
                                "--model", "{not_a_model}"], "not_a_model"),
     ("rft-model-not-a-model", ["rft", "--data", "{data}", "--graphs", "{graphs}", "--out", "{out}",
                                "--model", "{not_a_model}"], "not_a_model"),
+    ("sft-model-config-not-json", ["sft-warmup", "--data", "{data}", "--graphs", "{graphs}", "--out", "{out}",
+                                   "--model", "{config_not_json}"], "config_not_json"),
+    ("schedule-cron-five-fields", ["schedule", "--host", "http://127.0.0.1:9", "--input-dir", "{data}",
+                                   "--cron", "0 3 * * *"], "seconds field in front"),
+    ("schedule-cron-out-of-range", ["schedule", "--host", "http://127.0.0.1:9", "--input-dir", "{data}",
+                                    "--cron", "0 0 25 * * *"], "hours field '25'"),
+    ("schedule-host-not-a-url", ["schedule", "--host", "http://:x", "--input-dir", "{data}"], "not an http(s) URL"),
+    ("sft-negative-steps", ["sft-warmup", "--data", "{data}", "--graphs", "{graphs}", "--out", "{out}",
+                            "--steps", "-1"], "steps must be >= 1"),
+    ("sft-zero-steps", ["sft-warmup", "--data", "{data}", "--graphs", "{graphs}", "--out", "{out}",
+                        "--steps", "0"], "steps must be >= 1"),
+    ("sft-zero-batch", ["sft-warmup", "--data", "{data}", "--graphs", "{graphs}", "--out", "{out}",
+                        "--batch-size", "0"], "batch_size must be >= 1"),
+    ("rft-negative-steps", ["rft", "--data", "{data}", "--graphs", "{graphs}", "--out", "{out}",
+                            "--steps", "-1"], "steps must be >= 1"),
+    ("rft-zero-lr", ["rft", "--data", "{data}", "--graphs", "{graphs}", "--out", "{out}", "--lr", "0"],
+     "lr must be > 0"),
 ]
 
 

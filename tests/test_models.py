@@ -32,6 +32,31 @@ def test_missing_folder_or_offline_hub_id_is_a_clear_error(tmp_path, monkeypatch
         resolve_model_dir(str(tmp_path))
 
 
+def test_unloadable_model_folder_is_one_clear_error(tmp_path):
+    """transformers' ValueError/OSError/SafetensorError for a broken folder become one RerecError naming it."""
+    import shutil
+
+    cases = {"empty_config": "{}", "config_not_json": "{not json"}
+    for name, text in cases.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(text)
+    no_weights = tmp_path / "no_weights"
+    shutil.copytree(tiny_model_dir(), no_weights)
+    for weights in no_weights.glob("*.safetensors"):
+        weights.unlink()
+    truncated = tmp_path / "truncated_weights"
+    shutil.copytree(tiny_model_dir(), truncated)
+    for weights in truncated.glob("*.safetensors"):
+        weights.write_bytes(weights.read_bytes()[:1000])  # a copy cut short
+    for folder, reason in [(tmp_path / "empty_config", "model_type"), (tmp_path / "config_not_json", "JSON"),
+                           (no_weights, "model.safetensors"), (truncated, "")]:
+        with pytest.raises(RerecError) as info:
+            load_model(str(folder))
+        message = str(info.value)
+        assert message.startswith(f"Model folder {folder} cannot be loaded by transformers: ")
+        assert reason in message and "Fix: pass a folder written by save_pretrained" in message
+
+
 def test_tokenizer_has_chat_template_and_pad_token():
     tok = load_tokenizer("smollm2")
     assert tok.chat_template and "<|im_start|>" in tok.chat_template

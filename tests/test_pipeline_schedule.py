@@ -1,4 +1,5 @@
-"""`rerec schedule` against a fake kfp.Client that records what it is asked (no cluster here)."""
+"""`rerec schedule` against a fake kfp.Client that records what it is asked (no cluster here), and its
+checks before connecting: the cron, the package, an unreachable or wrong endpoint."""
 
 import argparse
 from types import SimpleNamespace as NS
@@ -108,3 +109,137 @@ def test_cli_prints_error_without_traceback(capsys, monkeypatch):
     assert main(["schedule", "--input-dir", "s3://x/"]) == 2
     err = capsys.readouterr().err
     assert "KFP_HOST" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------- checked before connecting
+@pytest.mark.parametrize("cron", ["0 0 3 * * *", "0 */30 * * * MON-FRI", "0 0 9 ? * 2-6", "0 0/10 * * * ?",
+                                  "5/15 * * * * *", "0 0 0 1 jan-mar *", "0 0 1,13 * * SUN", "@daily",
+                                  "@hourly", "@every 1h30m", "@every 90s"])
+def test_cron_accepts_what_kfp_accepts(cron):
+    assert sched.validate_cron(cron) == cron
+
+
+@pytest.mark.parametrize("cron, expected", [
+    ("bogus", "has 1 fields"),
+    ("0 3 * * *", "seconds field in front: '0 0 3 * * *'"),  # a crontab line would run hourly at :03 on KFP
+    ("61 * * * * *", "seconds field '61'"),
+    ("0 0 3 * * 7", "day-of-week field '7'"),
+    ("0 0 3 * 13 *", "month field '13'"),
+    ("0 */0 * * * *", "step '0'"),
+    ("0 0 5-3 * * *", "runs backwards"),
+    ("? * * * * *", "only allowed for day-of-month and day-of-week"),
+    ("0 0 3 * FOO *", "not a number or one of JAN"),
+    ("@every", "unknown descriptor or duration"),
+    ("@every 5 minutes", "unknown descriptor or duration"),
+    ("@fortnightly", "unknown descriptor or duration"),
+])
+def test_cron_refusals_explain_the_format(cron, expected):
+    with pytest.raises(ConfigError) as info:
+        sched.validate_cron(cron)
+    message = str(info.value)
+    assert expected in message and "Fix: write SECONDS MINUTES HOURS DAY-OF-MONTH MONTH DAY-OF-WEEK" in message
+
+
+def test_flags_are_checked_before_any_connection(tmp_path, monkeypatch):
+    def no_network(*a, **k):
+        raise AssertionError("connected before the flags were checked")
+
+    monkeypatch.setattr(sched.socket, "create_connection", no_network)
+    with pytest.raises(ConfigError, match="cron"):
+        sched.cli_main(_args(host="http://127.0.0.1:9", cron="bogus"))
+    with pytest.raises(ConfigError, match="does_not_exist.yaml does not exist"):
+        sched.cli_main(_args(host="http://127.0.0.1:9", package=tmp_path / "does_not_exist.yaml"))
+    with pytest.raises(ConfigError, match="is a folder"):
+        sched.cli_main(_args(host="http://127.0.0.1:9", package=tmp_path))
+
+
+def test_unreachable_host_is_one_clear_error_quickly():
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(sched.RerecError) as info:
+        sched.cli_main(_args(host="http://127.0.0.1:9"))  # the discard port: connection refused
+    assert time.monotonic() - start < 5
+    message = str(info.value)
+    assert message.startswith("could not reach KFP at http://127.0.0.1:9 (") and "Fix:" in message
+    assert "nothing was scheduled" in message
+
+
+def test_a_host_that_never_answers_is_given_up_after_the_timeout(monkeypatch):
+    seen = {}
+
+    def hangs(address, timeout=None):
+        seen["timeout"] = timeout
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(sched.socket, "create_connection", hangs)
+    with pytest.raises(sched.RerecError, match=r"could not reach KFP at https://kfp.example/pipeline "
+                                               r"\(no answer within 5 s\)"):
+        sched.cli_main(_args(host="https://kfp.example/pipeline"))
+    assert seen["timeout"] == sched.CONNECT_TIMEOUT_S <= 10
+
+
+@pytest.fixture
+def http_server():
+    """A local HTTP server answering every GET with the status in ``state['status']``."""
+    import http.server
+    import threading
+
+    state = {"status": 404, "paths": []}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            state["paths"].append(self.path)
+            self.send_response(state["status"])
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state["url"] = f"http://127.0.0.1:{server.server_address[1]}"
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_host_that_is_not_kfp_or_unhealthy_is_refused_without_kfp_retries(http_server, monkeypatch):
+    import kfp
+
+    monkeypatch.setattr(kfp, "Client", lambda **kw: pytest.fail("kfp.Client would retry healthz for 25 s"))
+    with pytest.raises(sched.RerecError, match="not as the KFP API: GET /apis/v2beta1/healthz gave HTTP 404"):
+        sched.cli_main(_args(host=http_server["url"]))
+    http_server["status"] = 503
+    with pytest.raises(sched.RerecError, match="is not healthy: .* HTTP 503"):
+        sched.cli_main(_args(host=http_server["url"] + "/"))
+    assert http_server["paths"] == ["/apis/v2beta1/healthz"] * 2
+
+
+def test_connection_lost_midway_is_one_clear_error():
+    import urllib3
+
+    class GoneAfterUpload(FakeKFP):
+        def list_pipeline_versions(self, *a, **k):
+            raise urllib3.exceptions.MaxRetryError(None, "/apis/v2beta1/pipelines",
+                                                   urllib3.exceptions.NewConnectionError(None, "Connection refused"))
+
+    with pytest.raises(sched.RerecError) as info:
+        sched.cli_main(_args(host="http://kfp:8080"), client=GoneAfterUpload())
+    message = str(info.value)
+    assert message.startswith("could not reach KFP at http://kfp:8080 (NewConnectionError")
+    assert "Fix:" in message and "idempotent" in message
+
+
+def test_server_refusal_midway_names_the_status():
+    from kfp_server_api.exceptions import ApiException
+
+    class Refuses(FakeKFP):
+        def upload_pipeline(self, *a, **k):
+            raise ApiException(status=403, reason="Forbidden")
+
+    with pytest.raises(sched.RerecError, match="refused the request: HTTP 403 Forbidden.*Fix:"):
+        sched.cli_main(_args(host="http://kfp:8080"), client=Refuses())

@@ -79,6 +79,25 @@ def dataclass_from_args(cls: type[T], args: argparse.Namespace) -> T:
     return cls(**values)
 
 
+def check_minimums(cfg: Any, minimums: dict[str, float], *, strict: tuple[str, ...] = ()) -> None:
+    """Refuse numeric options below their minimum (``None`` = the profile decides, skipped), one message
+    for all of them: ``steps=-1`` would otherwise reach the HF Trainer, whose ``max_steps <= 0`` silently
+    means 'train for num_train_epochs' instead. Names in ``strict`` must be above the minimum, not equal."""
+    problems = []
+    for name, low in minimums.items():
+        value = getattr(cfg, name)
+        if value is None:
+            continue
+        if value < low or (name in strict and value == low):
+            bound = f"> {low:g}" if name in strict else f">= {low:g}"
+            problems.append((name, value, bound))
+    if problems:
+        what = "; ".join(f"{name} must be {bound}, got {value}" for name, value, bound in problems)
+        flags = ", ".join(f"{_flag(name)} ({bound})" for name, _, bound in problems)
+        raise ConfigError(f"{type(cfg).__name__}: {what}. Fix: pass {flags}, or leave the option out for its "
+                          "default (the profile's value where the profile sets one).")
+
+
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is None and hasattr(tp, "__name__"):
         return tp.__name__

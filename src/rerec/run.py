@@ -61,11 +61,11 @@ def run_pipeline(profile: str, out: Path, *, input_dir: Path | None = None) -> d
     from pipelines.train import make_train_pipeline
 
     configs = profile_configs(profile)
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    if input_dir is not None and not Path(input_dir).is_dir():
+    if input_dir is not None and not Path(input_dir).is_dir():  # before OUT exists: a refusal leaves nothing
         raise RerecError(f"--input {input_dir} is not a folder. Fix: pass a dataset folder (parquet tables or "
                          "RecBole atomic files), or leave --input out for the embedded MovieLens-100k.")
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
     uri, artifact_location = _local_tracking(out)
     experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
     os.environ.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": experiment, "REREC_TRACKING": "on"})

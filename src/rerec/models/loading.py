@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,10 +134,35 @@ def _ensure_chat_ready(tokenizer: Any) -> Any:
     return tokenizer
 
 
+@contextmanager
+def _unloadable(where: Path | str) -> Iterator[None]:
+    """transformers' errors for a folder or hub id it cannot load -> one :class:`RerecError` naming it.
+
+    A config.json without ``model_type`` or with broken JSON, missing or truncated weights, a missing
+    tokenizer: transformers raises ValueError/OSError (or safetensors' error) with a long traceback.
+    """
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # pragma: no cover - safetensors ships with transformers
+        SafetensorError = OSError  # noqa: N806
+    try:
+        yield
+    except (OSError, ValueError, SafetensorError) as exc:
+        reason = (" ".join(str(exc).split())[:300] or type(exc).__name__).rstrip(".") + "."
+        if isinstance(where, Path):
+            raise RerecError(f"Model folder {where} cannot be loaded by transformers: {reason} Fix: pass a folder "
+                             "written by save_pretrained (config.json with a model_type, the weights and the "
+                             "tokenizer files), e.g. the output of sft-warmup or rft, or 'smollm2' or 'tiny'.") from exc
+        raise RerecError(f"Model '{where}' cannot be loaded from the Hugging Face hub: {reason} Fix: check the "
+                         "model id and the network, or download it and pass its folder.") from exc
+
+
 def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
     from transformers import AutoTokenizer
 
-    return _ensure_chat_ready(AutoTokenizer.from_pretrained(str(resolve_model_dir(name_or_path))))
+    where = resolve_model_dir(name_or_path)
+    with _unloadable(where):
+        return _ensure_chat_ready(AutoTokenizer.from_pretrained(str(where)))
 
 
 def load_model(
@@ -159,14 +186,16 @@ def load_model(
     from transformers import AutoModelForCausalLM
 
     where = resolve_model_dir(name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(str(where), dtype=dtype or torch.float32)
-    tokenizer = load_tokenizer(name_or_path) if isinstance(where, str) else _load_tok_dir(where)
+    with _unloadable(where):
+        model = AutoModelForCausalLM.from_pretrained(str(where), dtype=dtype or torch.float32)
+        tokenizer = load_tokenizer(name_or_path) if isinstance(where, str) else _load_tok_dir(where)
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     if adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
+        with _unloadable(Path(adapter)):
+            model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     elif lora is not None:
         from peft import get_peft_model
 

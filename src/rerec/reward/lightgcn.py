@@ -89,9 +89,13 @@ class LightGCNConfig:
             raise ConfigError("valid_fraction + test_fraction leaves too little to train on. Fix: keep the sum < 0.8.")
         for name in ("embedding_dim", "num_layers", "batch_size", "k", "eval_every", "patience"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
+                default = self.__dataclass_fields__[name].default
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}. "
+                                  f"Fix: set {name} to a positive integer (default {default}).")
         if self.epochs < 0:
-            raise ConfigError(f"epochs must be >= 0, got {self.epochs}.")
+            raise ConfigError(f"epochs must be >= 0, got {self.epochs}. "
+                              f"Fix: set epochs to the number of passes, e.g. the default "
+                              f"{self.__dataclass_fields__['epochs'].default}.")
 
 
 # ---------------------------------------------------------------------------- pure pieces

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rerec.config import add_dataclass_arguments, dataclass_from_args
+from rerec.config import add_dataclass_arguments, check_minimums, dataclass_from_args
 from rerec.errors import ConfigError, InputError, RerecError
 from rerec.io import atomic_dir, write_json
 from rerec.models.profiles import PROFILES, get_profile
@@ -96,6 +96,10 @@ class RFTConfig:
                "no_raae": dict(advantage="grpo"), "no_curriculum": dict(use_curriculum=False),
                "no_qas": dict(use_qas=False), "no_pas": dict(use_pas=False)}.get(self.ablation, {})
         out = replace(out, **arm)
+        check_minimums(out, {"steps": 1, "batch_size": 1, "lr": 0, "lora_r": 1, "beta": 0, "n_candidates": 2,
+                             "max_history": 0, "n_train": 0, "max_completion_tokens": 1, "temperature": 0,
+                             "probe_every": 0, "min_active": 0, "save_steps": 1, "time_budget_s": 0,
+                             "threads": 0}, strict=("lr", "temperature"))
         if out.num_generations < 2:
             raise ConfigError(f"num_generations must be at least 2 (GRPO compares a prompt's completions), got "
                               f"{out.num_generations}. Fix: pass --num-generations 4.")

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rerec.config import add_dataclass_arguments, dataclass_from_args
+from rerec.config import add_dataclass_arguments, check_minimums, dataclass_from_args
 from rerec.errors import ConfigError, InputError
 from rerec.io import atomic_dir, write_json
 from rerec.models.profiles import PROFILES, get_profile
@@ -83,6 +83,9 @@ class SFTWarmupConfig:
             if values[key] is None:
                 values[key] = value
         out = SFTWarmupConfig(**values)
+        check_minimums(out, {"steps": 1, "batch_size": 1, "lr": 0, "lora_r": 1, "n_candidates": 2, "max_history": 0,
+                             "time_budget_s": 0, "n_train": 0, "n_eval": 1, "max_new_tokens": 1,
+                             "eval_batch_size": 1, "threads": 0}, strict=("lr",))
         if out.min_candidates < 2 or out.min_candidates > out.n_candidates:
             raise ConfigError(f"min_candidates={out.min_candidates} must be between 2 and n_candidates="
                               f"{out.n_candidates}. Fix: pass --min-candidates 2.")
