@@ -335,3 +335,51 @@ def test_rft_stage_end_to_end(stage_folders, model_dir, tmp_path):
     (tmp_path / "again.rft-work" / "checkpoints" / "checkpoint-1").mkdir(parents=True)
     with pytest.raises(RerecError, match="--resume"):
         rft(stage_folders / "data", None, None, model_dir, tmp_path / "again", cfg)
+
+
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_and_resumes(stage_folders, model_dir, tmp_path,
+                                                                                 monkeypatch):
+    """ENOSPC inside the HF Trainer's checkpoint save (the optimiser's torch.save of checkpoint-2, after a
+    partial write): one RerecError naming both checkpoints, checkpoint-1 intact, and --resume finishes."""
+    import errno
+
+    from rerec.errors import RerecError
+    from rerec.train.rft import RFTConfig, latest_checkpoint, rft
+
+    real_save = torch.save
+
+    def save_on_a_full_disk(obj, f, *args, **kwargs):
+        if isinstance(f, str | os.PathLike) and "checkpoint-2" in str(f):
+            with open(f, "wb") as partial:
+                partial.write(b"PK\x03\x04 half an optimizer state")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(f))
+        return real_save(obj, f, *args, **kwargs)
+
+    cfg = RFTConfig(profile="tiny", steps=2, batch_size=2, num_generations=2, max_completion_tokens=8, use_lora=True,
+                    lora_r=4, n_candidates=4, max_history=0, save_steps=1, min_active=1)
+    out = tmp_path / "rft"
+    checkpoints = tmp_path / "rft.rft-work" / "checkpoints"
+    folders = (stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir, out, cfg)
+    monkeypatch.setattr(torch, "save", save_on_a_full_disk)
+    with pytest.raises(RerecError) as info:
+        rft(*folders)
+    message = str(info.value)
+    assert message.startswith(f"Disk full while writing checkpoint {checkpoints / 'checkpoint-2'} (No space left")
+    assert f"the previous checkpoint {checkpoints / 'checkpoint-1'} is intact" in message
+    assert "Fix: free space" in message and "--resume" in message
+    assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == ["checkpoint-1"]  # the partial one is gone
+    assert latest_checkpoint(checkpoints) == checkpoints / "checkpoint-1" and not out.exists()
+
+    monkeypatch.setattr(torch, "save", real_save)  # space freed
+    metrics = rft(*folders, resume=True)
+    assert metrics["steps"] == 2 and metrics["resumed_from"] == str(checkpoints / "checkpoint-1")
+    assert (out / "config.json").is_file() and [p.name for p in (out / "checkpoints").iterdir()] == ["checkpoint-2"]
+
+
+def test_a_checkpoint_with_a_truncated_trainer_state_is_not_resumed_from(tmp_path):
+    from rerec.train.rft import latest_checkpoint
+
+    for step, state in ((1, "{}"), (2, '{"global_step": 2, "log_hi')):  # checkpoint-2 cut short by a kill
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    assert latest_checkpoint(tmp_path, need_curriculum=False) == tmp_path / "checkpoint-1"

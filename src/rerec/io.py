@@ -164,6 +164,13 @@ def _volume_full(exc: BaseException, folder: Path) -> OSError | None:
     return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) if free < LOW_SPACE_BYTES else None
 
 
+def write_full_cause(exc: BaseException, folder: str | os.PathLike) -> OSError | None:
+    """The "no room" ``OSError`` behind a failed write into ``folder``: an errno of :data:`DISK_FULL_ERRNOS`
+    anywhere in the chain, or torch's errno-less stream error on a (nearly) full volume. For writers that
+    cannot go through :func:`atomic_dir` (e.g. the HF Trainer's checkpoints)."""
+    return disk_full_cause(exc) or _volume_full(exc, Path(folder))
+
+
 def _disk_full_error(exc: OSError, target: Path, kept: str) -> RerecError:
     return RerecError(
         f"No space left while writing {target} ({os.strerror(exc.errno or errno.ENOSPC)}); "

@@ -24,6 +24,7 @@ per-device batch (checked at start).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -37,6 +38,8 @@ from torch.utils.data import Sampler
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
+from rerec.errors import RerecError
+from rerec.io import write_full_cause
 from rerec.train.curriculum import CurriculumScheduler
 from rerec.train.raae import (
     get_advantage_estimator,
@@ -247,11 +250,37 @@ class ReRecGRPOTrainer(GRPOTrainer):
 
     # -- checkpoints ----------------------------------------------------------------------------------
     def _save_checkpoint(self, model, trial):
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        try:
+            self._save_checkpoint_files(model, trial, folder)
+        except Exception as exc:
+            full = write_full_cause(exc, os.path.dirname(folder))
+            if full is None:
+                raise
+            raise self._checkpoint_disk_full(folder, full) from exc
+
+    def _checkpoint_disk_full(self, folder: str, full: OSError) -> RerecError:
+        """Remove the partial checkpoint (it frees space and can never be resumed from) and say which
+        earlier one is intact. HF rotates old checkpoints only after a save completes, so it is still there."""
+        import shutil
+
+        from rerec.train.rft import latest_checkpoint
+
+        shutil.rmtree(folder, ignore_errors=True)
+        previous = latest_checkpoint(os.path.dirname(folder), need_curriculum=self.curriculum is not None)
+        kept = (f"the previous checkpoint {previous} is intact" if previous is not None
+                else "there is no earlier checkpoint, so a rerun starts from the beginning")
+        return RerecError(
+            f"Disk full while writing checkpoint {folder} ({os.strerror(full.errno or errno.ENOSPC)}); the partial "
+            f"checkpoint was removed and {kept}. Fix: free space on that volume (or raise its quota / PVC size), "
+            "then rerun the same command with --resume (a pipeline run on the checkpoint volume resumes by itself "
+            "when retried).")
+
+    def _save_checkpoint_files(self, model, trial, folder: str) -> None:
         super()._save_checkpoint(model, trial)
         if self.curriculum is not None and self.args.should_save:
-            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
             os.makedirs(folder, exist_ok=True)
             tmp = os.path.join(folder, CURRICULUM_STATE + ".tmp")
             with open(tmp, "w") as f:
