@@ -1,6 +1,7 @@
 """Registry and promotion gate against a real `mlflow server` with a moto S3 artifact store."""
 
 import json
+import os
 import threading
 import time
 
@@ -196,3 +197,155 @@ def test_pyfunc_served_from_registry_and_champion_download(mlflow_env, tiny_hf_m
     assert version == result["version"] and (tmp_path / "champion" / "config.json").exists()
     with pytest.raises(RerecError, match="no 'champion' version"):
         download_alias("never-registered", "champion", tmp_path / "x")
+
+
+# --- S3 faults: artifacts written straight to S3 (an experiment whose artifact location is s3://) ------
+
+class S3Faults:
+    """A botocore ``before-send`` hook on the artifact store's S3 client. Every PutObject/UploadPart
+    request (botocore's own retries included) is numbered from 1; ``fail(n)`` says whether request n is
+    answered with ``error`` instead of reaching the moto server: a dropped connection or an S3 error."""
+
+    EVENTS = ("before-send.s3.PutObject", "before-send.s3.UploadPart")
+
+    def __init__(self):
+        self.fail = lambda n: False
+        self.error = "SlowDown"
+        self.sent, self.failed, self.clients = 0, [], []
+
+    def before_send(self, request, **_):
+        from botocore.awsrequest import AWSResponse
+        from botocore.exceptions import ConnectionClosedError
+
+        self.sent += 1
+        if not self.fail(self.sent):
+            return None
+        self.failed.append(request.url.split("?")[0])
+        if self.error == "connection":
+            raise ConnectionClosedError(endpoint_url=request.url)
+        body = (f"<Error><Code>{self.error}</Code><Message>injected by the test</Message></Error>").encode()
+
+        class Raw:
+            def stream(self, **_):
+                yield body
+
+        return AWSResponse(request.url, 503, {"Content-Type": "application/xml"}, Raw())
+
+
+@pytest.fixture
+def s3_faults(mlflow_env, s3_server, monkeypatch):
+    """The experiment of the test writes its artifacts straight to the moto bucket (the client's boto3),
+    with botocore and rerec retrying quickly; yields the fault switch and the experiment id."""
+    import mlflow
+    from mlflow.store.artifact import s3_artifact_repo
+
+    for key, value in {"MLFLOW_S3_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "2"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(tracking, "RETRY_ATTEMPTS", 2)
+    monkeypatch.setattr(tracking, "RETRY_BASE_DELAY_S", 0.1)
+    name = os.environ["MLFLOW_EXPERIMENT_NAME"]  # one per test (mlflow_env)
+    experiment_id = mlflow.create_experiment(name, artifact_location=f"s3://{S3_BUCKET}/direct/{name}")
+    faults = S3Faults()
+    real = s3_artifact_repo._cached_get_s3_client
+    real.cache_clear()  # a client made before the environment above would not see it
+
+    def client_with_faults(*args, **kwargs):
+        client = real(*args, **kwargs)
+        for event in S3Faults.EVENTS:
+            client.meta.events.register(event, faults.before_send, unique_id=f"rerec-test-{event}")
+        faults.clients.append(client)
+        return client
+
+    monkeypatch.setattr(s3_artifact_repo, "_cached_get_s3_client", client_with_faults)
+    yield faults, experiment_id
+    for client in faults.clients:
+        for event in S3Faults.EVENTS:
+            client.meta.events.unregister(event, unique_id=f"rerec-test-{event}")
+    real.cache_clear()
+
+
+def _s3_keys(s3_server, prefix):
+    s3 = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="testing", aws_secret_access_key="testing",
+                      region_name="us-east-1")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET, Prefix=prefix)
+    return {o["Key"][len(prefix):]: o["Size"] for page in pages for o in page.get("Contents", [])}
+
+
+def _logged_models(experiment_id):
+    import mlflow
+
+    return mlflow.search_logged_models(experiment_ids=[experiment_id], output_format="list")
+
+
+def _model_prefix(model):
+    assert model.artifact_location.startswith(f"s3://{S3_BUCKET}/"), model.artifact_location
+    return model.artifact_location[len(f"s3://{S3_BUCKET}/"):].rstrip("/") + "/"
+
+
+def test_s3_failing_mid_upload_registers_nothing_then_a_retry_registers_a_complete_model(
+        s3_faults, s3_server, tiny_hf_model, tmp_path):
+    """S3 answers 503 SlowDown from the third object on (every retry too): a clear error, no version, only
+    FAILED logged models. Then S3 drops the connection of the third object twice (both of botocore's
+    attempts), so the first log_model fails midway and rerec's retry uploads everything again: one version,
+    pointing at a READY model whose every file is in the bucket with its size."""
+    from mlflow import MlflowClient
+    from mlflow.entities import LoggedModelStatus
+
+    faults, experiment_id = s3_faults
+    report = _report(tmp_path, "r", 0.5)
+    faults.fail = lambda n: n >= 3
+    start = time.monotonic()
+    with pytest.raises(RerecError) as info:
+        register(tiny_hf_model, report, RegisterConfig(model_name="s3-flaky"))
+    assert time.monotonic() - start < 60
+    message = str(info.value)
+    assert message.startswith(f"Could not log the model: the artifact store ({s3_server}) failed 2 times (S3 answered "
+                              "503 SlowDown: injected by the test")
+    assert "Fix: check the S3 endpoint, bucket and credentials" in message
+    assert len(faults.failed) >= 4  # botocore retried each failing object, rerec retried log_model
+    assert MlflowClient().search_model_versions("name='s3-flaky'") == []
+    failed = _logged_models(experiment_id)
+    assert len(failed) == 2 and {m.status for m in failed} == {LoggedModelStatus.FAILED}
+    assert any(_s3_keys(s3_server, _model_prefix(m)) for m in failed)  # partial uploads exist, unregistered
+
+    faults.failed.clear()
+    faults.sent, faults.error = 0, "connection"
+    faults.fail = lambda n: n in (3, 4)
+    result = register(tiny_hf_model, report, RegisterConfig(model_name="s3-flaky"))
+    assert len(faults.failed) == 2 and faults.failed[0] == faults.failed[1]  # one object, both boto attempts
+    versions = MlflowClient().search_model_versions("name='s3-flaky'")
+    assert [v.version for v in versions] == [result["version"]] == ["1"]
+    version = MlflowClient().get_model_version("s3-flaky", "1")
+    model_id = version.model_id or version.source.removeprefix("models:/")
+    model = MlflowClient().get_logged_model(model_id)
+    assert model.status == LoggedModelStatus.READY
+    uploaded = _s3_keys(s3_server, _model_prefix(model))
+    local = {f"artifacts/{tiny_hf_model.name}/{p.relative_to(tiny_hf_model).as_posix()}": p.stat().st_size
+             for p in tiny_hf_model.rglob("*") if p.is_file()}
+    assert local and all(uploaded.get(k) == size for k, size in local.items()), (sorted(local), sorted(uploaded))
+    assert "MLmodel" in uploaded
+    others = [m for m in _logged_models(experiment_id) if m.model_id != model.model_id]
+    assert len(others) == 3 and {m.status for m in others} == {LoggedModelStatus.FAILED}
+
+
+def test_a_file_lost_without_an_error_is_not_registered(s3_faults, tiny_hf_model, tmp_path, monkeypatch):
+    """An upload that silently drops a file (no exception): the check before the version refuses it."""
+    from mlflow import MlflowClient
+    from mlflow.entities import LoggedModelStatus
+    from mlflow.store.artifact.s3_artifact_repo import S3ArtifactRepository
+
+    _, experiment_id = s3_faults
+    real_upload = S3ArtifactRepository._upload_file
+
+    def loses_the_tokenizer(self, s3_client, local_file, bucket, key):
+        if not key.endswith("/tokenizer.json"):
+            real_upload(self, s3_client, local_file, bucket, key)
+
+    monkeypatch.setattr(S3ArtifactRepository, "_upload_file", loses_the_tokenizer)
+    with pytest.raises(RerecError, match=r"upload of .* is incomplete .*tokenizer.json.*no model version was "
+                                         r"created. Fix: rerun register"):
+        register(tiny_hf_model, _report(tmp_path, "r", 0.5), RegisterConfig(model_name="s3-lossy"))
+    assert MlflowClient().search_model_versions("name='s3-lossy'") == []
+    assert [m.status for m in _logged_models(experiment_id)] == [LoggedModelStatus.FAILED]

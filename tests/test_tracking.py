@@ -84,3 +84,53 @@ def test_stage_runs_carry_lineage_and_nest(mlflow_env, monkeypatch, tmp_path):
     assert run.data.params == {"seed": "1"} and run.data.metrics == {"ndcg_at_10": 0.5}
     for var in ("KFP_RUN_ID", "REREC_DATASET_HASH", "REREC_PARENT_MODEL_VERSION", "REREC_PARENT_RUN_ID"):
         monkeypatch.delenv(var, raising=False)
+
+
+def test_s3_errors_of_the_artifact_store_are_classified_and_explained(monkeypatch):
+    """Direct-to-S3 artifact uploads fail with botocore/boto3 errors, not MlflowException: a dropped
+    connection or a 5xx/SlowDown is retried, a 403 is not, and both end in one message about S3."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import ClientError, ConnectionClosedError
+
+    def client_error(status, code):
+        return ClientError({"Error": {"Code": code, "Message": "msg"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                           "PutObject")
+
+    def upload_failed(status, code):  # boto3's upload_file re-raises a ClientError like this
+        try:
+            try:
+                raise client_error(status, code)
+            except ClientError as exc:
+                raise S3UploadFailedError(f"Failed to upload f to b/k: {exc}")  # noqa: B904 - as boto3 does
+        except S3UploadFailedError as exc:
+            return exc
+
+    assert tracking.s3_failure(ConnectionClosedError(endpoint_url="http://s3/b/k"))[0] is True
+    assert tracking.s3_failure(upload_failed(503, "SlowDown"))[0] is True
+    assert tracking.s3_failure(upload_failed(500, "InternalError")) == (True, "S3 answered 500 InternalError: msg")
+    assert tracking.s3_failure(upload_failed(403, "AccessDenied"))[0] is False
+    assert tracking.s3_failure(ValueError("not S3")) is None
+
+    monkeypatch.setattr(tracking.time, "sleep", lambda s: None)
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", "http://minio:9000")
+    count = []
+
+    def slow_down():
+        count.append(1)
+        raise upload_failed(503, "SlowDown")
+
+    with pytest.raises(RerecError, match=r"Could not log the model: the artifact store \(http://minio:9000\) failed "
+                                         r"3 times \(S3 answered 503 SlowDown: msg\)\. Fix: check the S3") as info:
+        with_retries(slow_down, "log the model", attempts=3)
+    assert len(count) == 3 and "Traceback" not in str(info.value)
+
+    count.clear()
+
+    def denied():
+        count.append(1)
+        raise upload_failed(403, "AccessDenied")
+
+    with pytest.raises(RerecError, match=r"the artifact store \(http://minio:9000\) refused the request \(S3 "
+                                         r"answered 403 AccessDenied"):
+        with_retries(denied, "log the model", attempts=3)
+    assert count == [1]

@@ -1,7 +1,9 @@
 """Register a trained model in the MLflow model registry and run the promotion gate.
 
 ``register(model_dir, report_path, config)`` logs the model (a pyfunc recommender around the Hugging
-Face folder, with explicit pip requirements from the project's pins), creates a model version, tags it
+Face folder, with explicit pip requirements from the project's pins), checks that every file of the
+folder reached the artifact store (a version is the only mark of a complete model, so none points at a
+partial upload), creates a model version, tags it
 with its evaluation numbers and lineage, and points the alias ``challenger`` at it. The gate then moves
 ``champion`` to it only if
 
@@ -213,6 +215,41 @@ def _log_model(model_dir: Path, name: str):
     )
 
 
+def _check_uploaded(client, info, model_dir: Path) -> None:
+    """Refuse to register a model whose upload is incomplete: every file of the HF folder must be in the
+    artifact store with its size, next to the MLmodel file. (A failed upload already raises and leaves
+    the logged model FAILED; this also catches one that lost a file without an error.) A version is the
+    only thing that marks a model complete, so it is created only after this check."""
+    from mlflow.entities import LoggedModelStatus
+
+    from rerec.pyfunc import HF_ARTIFACT
+
+    model_id = info.model_id
+    saved = ((info.flavors or {}).get("python_function", {}).get("artifacts", {}).get(HF_ARTIFACT, {}).get("path")
+             or f"artifacts/{model_dir.name}")
+    remote: dict[str, int | None] = {}
+
+    def walk(path: str | None) -> None:
+        for f in with_retries(lambda: client.list_logged_model_artifacts(model_id, path), "list the model's files"):
+            if f.is_dir:
+                walk(f.path)
+            else:
+                remote[f.path] = f.file_size
+
+    walk(None)
+    expected = {f"{saved.rstrip('/')}/{p.relative_to(model_dir).as_posix()}": p.stat().st_size
+                for p in sorted(model_dir.rglob("*")) if p.is_file()}
+    expected["MLmodel"] = None
+    bad = [k for k, size in expected.items()
+           if k not in remote or (size is not None and remote[k] is not None and remote[k] != size)]
+    if bad:
+        with_retries(lambda: client.finalize_logged_model(model_id, LoggedModelStatus.FAILED),
+                     "mark the incomplete model as failed")
+        raise RerecError(f"The upload of {model_dir} to the artifact store is incomplete ({len(bad)} file(s) missing "
+                         f"or of the wrong size, e.g. {bad[0]}), so no model version was created. Fix: rerun "
+                         "register; if it persists, check the artifact store (S3) for errors.")
+
+
 def _promote(client, name: str, version: str, mine: dict, config: RegisterConfig) -> tuple[GateDecision, str | None]:
     """Compare-and-set on the ``champion`` alias; returns the decision and the champion compared with."""
     for _ in range(5):
@@ -264,8 +301,10 @@ def register(model_dir: Path, report_path: Path, config: RegisterConfig) -> dict
         mlflow.set_tags({"rerec.stage": "register", **lineage})
         mlflow.log_params({k: str(v) for k, v in vars(config).items()})
         if report_path.exists():
-            mlflow.log_artifact(str(report_path), artifact_path="evaluation")
+            with_retries(lambda: mlflow.log_artifact(str(report_path), artifact_path="evaluation"),
+                         "upload the evaluation report")
         info = with_retries(lambda: _log_model(model_dir, name), "log the model")
+        _check_uploaded(client, info, model_dir)
         version = with_retries(lambda: _create_version(client, name, info, run.info.run_id),
                                f"create a version of '{name}'").version
         tags = {**lineage, "rerec.run_id": run.info.run_id}
@@ -306,7 +345,7 @@ def register(model_dir: Path, report_path: Path, config: RegisterConfig) -> dict
         }
         mlflow.log_metrics({"promoted": float(decision.promote),
                             **({"challenger_metric": mine["metric"]} if mine["metric"] is not None else {})})
-        mlflow.log_dict(result, "gate_decision.json")
+        with_retries(lambda: mlflow.log_dict(result, "gate_decision.json"), "upload the gate decision")
         mlflow.end_run()
     except BaseException:
         mlflow.end_run(status="FAILED")

@@ -201,10 +201,48 @@ def bound_mlflow_http_retries() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
+#: S3 error codes worth another try (besides any 5xx answer): throttling and timeouts.
+S3_TRANSIENT_CODES = frozenset({"SlowDown", "RequestTimeout", "Throttling", "ThrottlingException",
+                                "RequestLimitExceeded", "InternalError", "ServiceUnavailable"})
+
+
+def s3_failure(exc: BaseException) -> tuple[bool, str] | None:
+    """``(transient, description)`` when ``exc`` is a failed S3 request of the artifact store, else None.
+
+    Artifacts go straight to S3 when an experiment's artifact location is ``s3://`` (the client's boto3,
+    after botocore's own retries): a dropped connection or timeout (botocore ``ConnectionError``
+    family), a 5xx or throttling answer (``ClientError``, which boto3's ``upload_file`` re-raises as
+    ``S3UploadFailedError`` with the ``ClientError`` as context) is transient; 403, NoSuchBucket... are not.
+    """
+    try:
+        from botocore.exceptions import ClientError, HTTPClientError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+    except ImportError:  # pragma: no cover - boto3 is only needed for s3:// artifact locations
+        return None
+    seen: set[int] = set()
+    upload_failed: BaseException | None = None
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, BotoConnectionError | HTTPClientError):
+            return True, f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            code = str(error.get("Code", ""))
+            return status >= 500 or code in S3_TRANSIENT_CODES, f"S3 answered {status} {code}: {error.get('Message', exc)}"
+        if upload_failed is None and type(exc).__name__ == "S3UploadFailedError":
+            upload_failed = exc
+        exc = exc.__cause__ or exc.__context__
+    return (True, f"S3UploadFailedError: {upload_failed}") if upload_failed is not None else None
+
+
 def _is_transient(exc: BaseException) -> bool:
     """Connection problems and 5xx/429 answers are worth another try; a 4xx answer is not."""
     from mlflow.exceptions import MlflowException, RestException
 
+    s3 = s3_failure(exc)
+    if s3 is not None:
+        return s3[0]
     if isinstance(exc, MlflowException):
         code = getattr(exc, "error_code", "")
         if code in ("TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"):
@@ -233,7 +271,11 @@ def with_retries(action: Callable[[], T], what: str, *, attempts: int | None = N
         try:
             return action()
         except Exception as exc:  # noqa: BLE001 - classified below
-            if not _is_transient(exc):
+            transient = _is_transient(exc)
+            s3 = s3_failure(exc)
+            if s3 is not None and (not transient or attempt == attempts):
+                raise _artifact_store_error(what, s3[1], attempt if transient else None) from exc
+            if not transient:
                 raise
             if attempt == attempts:
                 import mlflow
@@ -251,6 +293,19 @@ def with_retries(action: Callable[[], T], what: str, *, attempts: int | None = N
                         what, attempt, attempts, sleep, _redacted(exc))
             time.sleep(sleep)
     raise AssertionError("unreachable")
+
+
+def _artifact_store_error(what: str, description: str, attempts: int | None) -> RerecError:
+    from rerec.security import redact_value
+
+    endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or "AWS S3"
+    how = f"failed {attempts} times" if attempts else "refused the request"
+    return RerecError(
+        f"Could not {what}: the artifact store ({redact_value(endpoint)}) {how} "
+        f"({redact_value(description[:300])}). "
+        "Fix: check the S3 endpoint, bucket and credentials (MLFLOW_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY; in a cluster the rerec-s3 secret) and that S3 is up, then rerun."
+    )
 
 
 # --- The KFP component side: run context, configs and metrics. ------------------------------------
