@@ -9,7 +9,13 @@ import pytest
 
 from rerec.data.load import load_catalog
 from rerec.data.phrasing import display_title, join_words
-from rerec.data.queries import CO_INTERACTION, QueryConfig, co_interaction_neighbours, generate_queries
+from rerec.data.queries import (
+    CO_INTERACTION,
+    QueryConfig,
+    co_interaction_neighbours,
+    generate_queries,
+    popularity_weights,
+)
 from rerec.data.schema import PERSON_RELATIONS, QUERY_COLUMNS, QUERY_TYPES, Catalog, decode_conditions
 from rerec.errors import ConfigError
 
@@ -238,3 +244,26 @@ def test_phrasing_helpers():
     assert join_words(["a"]) == "a"
     assert join_words(["a", "b"]) == "a and b"
     assert join_words(["a", "b", "c"]) == "a, b and c"
+
+
+def test_popularity_weights_hand_computed():
+    popularity = np.array([np.e - 1, np.e**2 - 1, np.e**3 - 1, 0.0])  # log1p: 1, 2, 3, 0
+    w = popularity_weights(popularity, np.array([0, 2, 3]), positive=1, bandwidth=1.0)
+    raw = np.exp(-0.5 * np.array([1.0, 1.0, 4.0])) + 1e-9  # gaps to log1p(pop[1]) = 2: -1, +1, -2
+    np.testing.assert_allclose(w, raw / raw.sum())
+    assert popularity_weights(popularity, np.array([0, 2]), positive=1, bandwidth=0.0) is None  # uniform
+
+
+def test_popularity_alone_does_not_find_the_positive(catalog, queries):
+    """Negatives are drawn near the positive's popularity: "the most popular candidate" is about chance
+    (it answered 31.6% with uniform negatives), while the uniform draw keeps the old shortcut."""
+    counts = catalog.interactions["item_id"].astype(str).value_counts()
+
+    def popularity_acc(frame: pd.DataFrame) -> float:
+        best = [max(c, key=lambda i: counts.get(str(i), 0)) for c in frame["candidates"]]
+        return float(np.mean([b == p[0] for b, p in zip(best, frame["positives"], strict=True)]))
+
+    assert popularity_acc(queries) < 1.6 / N
+    uniform = generate_queries(catalog, QueryConfig(n_explicit=300, n_implicit=0, n_misinformed=0, n_interest=0,
+                                                    popularity_bandwidth=0.0), progress=False)
+    assert popularity_acc(uniform) > 4 / N

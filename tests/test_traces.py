@@ -8,7 +8,7 @@ from test_prompt import small_view
 from rerec.answer import parse_answer
 from rerec.data.schema import encode_conditions
 from rerec.prompt import answer_item_ids
-from rerec.train.traces import STYLES, synthesize_trace
+from rerec.train.traces import PROSE_STYLES, STYLES, synthesize_trace
 
 
 def queries() -> list[dict]:
@@ -75,5 +75,32 @@ def test_interest_queries_make_no_claims_about_unknown_relations():
 def test_styles_vary_and_seeded_choice_is_deterministic():
     view = small_view()
     picked = {synthesize_trace({**queries()[0], "query_id": f"q{i}"}, view, seed=0).style for i in range(30)}
-    assert picked == set(STYLES)
+    assert picked == set(PROSE_STYLES)  # table is opted into, never picked by default
     assert synthesize_trace(queries()[1], view, seed=3).text == synthesize_trace(queries()[1], view, seed=3).text
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_table_checks_every_candidate_in_order_and_only_the_positive_fits(index):
+    view, query = small_view(), queries()[index]
+    trace = synthesize_trace(query, view, style="table")
+    rows = re.findall(r"^(\d+)\. (.+?): (.+) - (fits|not .+)\.$", trace.text, flags=re.M)
+    assert [int(r[0]) for r in rows] == list(range(1, len(query["candidates"]) + 1)), trace.text
+    assert [r[1] for r in rows] == [view.title(c) for c in query["candidates"]]  # titles as listed
+    fits = {query["candidates"][int(r[0]) - 1] for r in rows if r[3] == "fits"}
+    assert query["positives"][0] in fits
+    # "fits" exactly where every condition holds (generated negatives always miss one; this hand-made
+    # misinformed query has a second comedy among its candidates)
+    assert fits == {c for c in query["candidates"] if all(f.holds for f in trace.facts if f.item_id == c)}
+    wanted = re.search(r"^Wanted: (.+)\.$", trace.text, flags=re.M).group(1).split("; ")
+    premise_facts = 1 if "request is wrong" in trace.text else 0
+    assert len(trace.facts) == premise_facts + len(wanted) * len(query["candidates"])  # every check recorded
+
+
+def test_table_falls_back_to_direct_without_decidable_conditions():
+    trace = synthesize_trace(queries()[3], small_view(), style="table")
+    assert trace.style == "direct" and trace.facts == []
+
+
+def test_unknown_style_is_refused():
+    with pytest.raises(ValueError, match="unknown trace style"):
+        synthesize_trace(queries()[0], small_view(), styles=("table", "poem"))

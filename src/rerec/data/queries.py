@@ -62,6 +62,10 @@ class QueryConfig:
     n_candidates: int = field(default=20, metadata={"help": "Candidates per query: 1 positive + N-1 negatives."})
     hard_negative_share: float = field(
         default=0.5, metadata={"help": "Share of negatives that meet some but not all conditions (near misses)."})
+    popularity_bandwidth: float = field(
+        default=0.2, metadata={"help": "Negatives are drawn with weight exp(-d^2/2b^2), d the gap in log(1 + "
+                                       "interactions) to the positive, so popularity alone cannot pick the "
+                                       "positive (0 = draw uniformly)."})
     # --- users
     min_rating: float = field(
         default=4.0, metadata={"help": "A positive and a named history item must be rated at least this."})
@@ -88,6 +92,9 @@ class QueryConfig:
                 raise ConfigError(f"{name} is {getattr(self, name)}. Fix: use a value between 0 and 1.")
         if not 1 <= self.max_conditions <= 4:
             raise ConfigError(f"max_conditions is {self.max_conditions}. Fix: use 1 to 4.")
+        if self.popularity_bandwidth < 0:
+            raise ConfigError(f"popularity_bandwidth is {self.popularity_bandwidth}. Fix: use 0 (off) or a "
+                              "positive width in log-interactions, e.g. 0.5.")
         if self.history_size < 1 or self.max_via_items < 1 or self.interest_neighbours < 1:
             raise ConfigError("history_size, max_via_items and interest_neighbours must be >= 1. Fix: raise them.")
 
@@ -98,6 +105,22 @@ def co_interaction_neighbours(catalog: Catalog, top_m: int, min_rating: float, w
     sets of liking users (ties broken by item order; an item is never its own neighbour; items that
     share no liking user are never neighbours)."""
     return _neighbours_from_ranking(*_co_interaction_ranking(catalog, min_rating), top_m * wide)
+
+
+def popularity_weights(popularity: np.ndarray, pool: np.ndarray, positive: int, bandwidth: float) -> np.ndarray | None:
+    """Sampling weights over ``pool`` (item positions) peaked at the positive's popularity:
+    ``exp(-d^2 / 2b^2)`` with ``d = |log1p(pop[i]) - log1p(pop[positive])|``, floored so every item stays
+    possible, normalised to sum to 1. ``None`` (uniform) when ``bandwidth`` is 0.
+
+    Without it, negatives drawn uniformly from a long-tailed catalog are far less popular than the
+    liked positive, and "pick the most popular candidate" answers a third of the queries.
+    """
+    if bandwidth <= 0 or len(pool) == 0:
+        return None
+    logpop = np.log1p(popularity.astype(np.float64))
+    gap = logpop[pool] - logpop[positive]
+    weights = np.exp(-0.5 * (gap / bandwidth) ** 2) + 1e-9
+    return weights / weights.sum()
 
 
 def _co_interaction_ranking(catalog: Catalog, min_rating: float) -> tuple[np.ndarray, np.ndarray]:
@@ -275,8 +298,8 @@ class _Generator:
         n_hard = min(want_hard, len(hard_pool))
         n_easy = min(self.n_neg - len(forced) - n_hard, len(easy_pool))
         n_hard = self.n_neg - len(forced) - n_easy  # top up from the hard pool when easy ones run out
-        negatives = (forced + list(rng.choice(hard_pool, size=n_hard, replace=False))
-                     + list(rng.choice(easy_pool, size=n_easy, replace=False)))
+        negatives = (forced + self.draw(rng, hard_pool, n_hard, positive)
+                     + self.draw(rng, easy_pool, n_easy, positive))
         candidates = [positive] + [int(x) for x in negatives]
         candidates = [candidates[i] for i in rng.permutation(len(candidates))]
         ids = self.ix.item_ids
@@ -290,6 +313,14 @@ class _Generator:
             "history": [str(ids[i]) for i in history],
             "n_conditions": k,
         }
+
+    def draw(self, rng: np.random.Generator, pool: np.ndarray, size: int, positive: int) -> list[int]:
+        """``size`` items of ``pool`` without replacement, weighted towards the positive's popularity."""
+        if size <= 0:
+            return []
+        return [int(x) for x in rng.choice(pool, size=size, replace=False,
+                                           p=popularity_weights(self.ix.popularity, pool, positive,
+                                                                self.c.popularity_bandwidth))]
 
     def named_condition(self, p: int, relation: str, rng: np.random.Generator) -> tuple[dict, np.ndarray] | None:
         """One of p's named attributes ('genre' or a time relation) as a stored condition."""

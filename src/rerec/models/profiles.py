@@ -27,6 +27,8 @@ class ModelProfile:
     max_history: int = field(default=5, metadata={"help": "History titles shown per prompt (0 = none)."})
     max_prompt_tokens: int = field(default=768, metadata={"help": "Prompt length limit in tokens."})
     max_completion_tokens: int = field(default=768, metadata={"help": "Completion length limit in tokens."})
+    trace_styles: str = field(default="checklist,eliminate,direct",
+                              metadata={"help": "SFT trace styles (rerec.train.traces.STYLES), comma-separated."})
     sft_steps: int = field(default=200, metadata={"help": "SFT warm-up optimiser steps."})
     sft_batch_size: int = field(default=8, metadata={"help": "SFT batch size (per step)."})
     sft_lr: float = field(default=2e-4, metadata={"help": "SFT learning rate."})

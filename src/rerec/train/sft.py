@@ -54,6 +54,9 @@ class SFTWarmupConfig:
         default=2, metadata={"help": "Training prompts show between this many and n_candidates candidates "
                                      "(a cheap curriculum: easy lists teach copying first)."})
     max_history: int | None = field(default=None, metadata={"help": "History titles shown (0 = none)."})
+    trace_styles: str | None = field(
+        default=None, metadata={"help": "Comma-separated trace styles to train on (checklist, eliminate, direct, "
+                                        "table); each query gets one, picked by the seed."})
     # --- optimisation
     steps: int | None = field(default=None, metadata={"help": "Optimiser steps."})
     batch_size: int | None = field(default=None, metadata={"help": "Examples per step."})
@@ -78,11 +81,17 @@ class SFTWarmupConfig:
         fill = {"model": p.model, "use_lora": p.use_lora, "lora_r": p.lora_r, "context_mode": p.context_mode,
                 "n_candidates": p.n_candidates, "max_history": p.max_history, "steps": p.sft_steps,
                 "batch_size": p.sft_batch_size, "lr": p.sft_lr, "n_eval": p.eval_queries or 200,
-                "max_new_tokens": p.max_completion_tokens}
+                "max_new_tokens": p.max_completion_tokens, "trace_styles": p.trace_styles}
         for key, value in fill.items():
             if values[key] is None:
                 values[key] = value
         out = SFTWarmupConfig(**values)
+        from rerec.train.traces import STYLES
+
+        unknown = [s for s in out.styles() if s not in STYLES]
+        if unknown or not out.styles():
+            raise ConfigError(f"trace_styles={out.trace_styles!r} names no known style ({', '.join(unknown)}). "
+                              f"Fix: pass a comma-separated subset of {', '.join(STYLES)}.")
         check_minimums(out, {"steps": 1, "batch_size": 1, "lr": 0, "lora_r": 1, "n_candidates": 2, "max_history": 0,
                              "time_budget_s": 0, "n_train": 0, "n_eval": 1, "max_new_tokens": 1,
                              "eval_batch_size": 1, "threads": 0}, strict=("lr",))
@@ -90,6 +99,9 @@ class SFTWarmupConfig:
             raise ConfigError(f"min_candidates={out.min_candidates} must be between 2 and n_candidates="
                               f"{out.n_candidates}. Fix: pass --min-candidates 2.")
         return out
+
+    def styles(self) -> tuple[str, ...]:
+        return tuple(s.strip() for s in (self.trace_styles or "").split(",") if s.strip())
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -133,7 +145,7 @@ def sft_examples(rows: list[dict], view: CatalogView, tokenizer: Any, config: SF
         shown = shrink_candidates(row, k, view, seed=config.seed)
         messages = build_messages(shown, view, config.context_mode, include_history=config.max_history > 0,
                                   max_history=config.max_history)
-        trace = synthesize_trace(shown, view, seed=config.seed)
+        trace = synthesize_trace(shown, view, seed=config.seed, styles=config.styles())
         out.append({"prompt": render_prompt(tokenizer, messages), "completion": trace.text})
     return out
 

@@ -22,8 +22,12 @@ from rerec.data.phrasing import genre_word
 from rerec.data.schema import decode_conditions
 from rerec.prompt import CatalogView
 
-STYLES = ("checklist", "eliminate", "direct")
+STYLES = ("checklist", "eliminate", "direct", "table")
+#: What ``synthesize_trace`` picks from when no style is given: the styles of free prose. ``table`` (one
+#: line per candidate) is opted into, e.g. by the CPU profiles (``SFTWarmupConfig.trace_styles``).
+PROSE_STYLES = ("checklist", "eliminate", "direct")
 
+_HOP_LABEL = {"actor": "actor from {x}"}
 _HOP = {"director": "by the director of {x}", "writer": "by the writer of {x}",
         "producer": "from a producer of {x}", "actor": "with an actor from {x}"}
 
@@ -62,6 +66,34 @@ def condition_phrase(cond: Mapping, view: CatalogView) -> str:
     return str(cond.get("text") or f"{relation} {entity}")
 
 
+def condition_label(cond: Mapping, view: CatalogView) -> str:
+    """A condition's short name for a table row: "comedy", "1990s", "director of Fargo"."""
+    relation, entity = cond["relation"], str(cond["entity"])
+    if relation == "genre":
+        return genre_word(entity)
+    if relation in ("decade", "year"):
+        return entity
+    via = cond.get("via")
+    if via is not None:
+        return _HOP_LABEL.get(relation, relation + " of {x}").format(x=view.name(via))
+    return str(cond.get("text") or f"{relation} {entity}")
+
+
+def _table_rows(candidates: list[str], conditions: list[dict], view: CatalogView, facts: list[Fact]) -> list[str]:
+    """One row per candidate, in the displayed order: its number and title as listed, the conditions it
+    meets, then "fits" or the first condition it misses. Every label is a recorded fact."""
+    lines = []
+    for number, item in enumerate(candidates, start=1):
+        met, missing = [], []
+        for cond in conditions:
+            holds = view.satisfies(item, cond["relation"], str(cond["entity"]))
+            facts.append(Fact(item, cond["relation"], str(cond["entity"]), holds))
+            (met if holds else missing).append(condition_label(cond, view))
+        verdict = "fits" if not missing else "not " + missing[0]
+        lines.append(f"{number}. {view.title(item)}: {', '.join(met) if met else 'none'} - {verdict}.")
+    return lines
+
+
 def _negated(cond: Mapping, view: CatalogView, item: str) -> str:
     return f"{view.name(item)} is not {condition_phrase(cond, view)}"
 
@@ -88,19 +120,27 @@ def _premise_note(cond: Mapping, view: CatalogView, facts: list[Fact]) -> str | 
 
 
 def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None, seed: int = 0,
-                     max_checks: int = 3) -> Trace:
+                     max_checks: int = 3, styles: tuple[str, ...] = PROSE_STYLES) -> Trace:
     """A reasoning trace for ``query`` ending with the boxed title of its first positive.
 
     Args:
         query: a ``queries.parquet`` row (``conditions``, ``positives``, ``candidates``, ``query_id``).
         view: the catalog index the facts are decided by.
-        style: one of :data:`STYLES`; ``None`` picks one with a seeded RNG (seed and query id).
-        max_checks: at most this many negatives are discussed (traces stay short).
+        style: one of :data:`STYLES`; ``None`` picks one of ``styles`` with a seeded RNG (seed and query id).
+        max_checks: at most this many negatives are discussed in prose styles (traces stay short).
+        styles: the styles a ``None`` style picks from.
+
+    Styles: ``checklist`` (the wanted conditions, then negatives ruled out), ``eliminate`` (one ruling-out
+    sentence), ``direct`` (why the positive fits) and ``table`` (a scratchpad row per candidate in the
+    displayed order: conditions met, "fits" or the first one missed — every candidate is checked, so
+    the choice rests on checks a small model can copy from its prompt). Queries without a condition
+    the graph can decide (interest) fall back to ``direct``.
     """
     rng = np.random.default_rng([seed, zlib.crc32(str(query.get("query_id", "")).encode())])
-    style = style or STYLES[int(rng.integers(len(STYLES)))]
-    if style not in STYLES:
-        raise ValueError(f"unknown trace style {style!r}; use one of {STYLES}")
+    for name in (style, *styles) if style else styles:
+        if name not in STYLES:
+            raise ValueError(f"unknown trace style {name!r}; use one of {STYLES}")
+    style = style or styles[int(rng.integers(len(styles)))]
     positive = str(list(query["positives"])[0])
     candidates = [str(c) for c in query["candidates"]]
     # Conditions the attribute index can decide (interest queries' co-interaction links are not in it).
@@ -124,7 +164,10 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
         if len(ruled_out) >= max_checks:
             break
 
-    if style == "checklist" and conditions:
+    if style == "table" and conditions:
+        lines.append("Wanted: " + "; ".join(condition_label(c, view) for c in conditions) + ".")
+        lines += _table_rows(candidates, conditions, view, facts)
+    elif style == "checklist" and conditions:
         wants = "; ".join(condition_phrase(c, view) for c in conditions)
         lines.append(f"The request asks for a movie that is: {wants}.")
         for item, cond in ruled_out:
