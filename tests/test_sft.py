@@ -9,6 +9,7 @@ from test_prompt import small_view
 from test_traces import queries
 
 from rerec.data.schema import Catalog
+from rerec.errors import ConfigError
 from rerec.models.loading import load_model, load_tokenizer
 from rerec.models.tiny import build_tiny_model
 from rerec.prompt import build_messages, render_prompt
@@ -84,6 +85,21 @@ def test_training_examples_are_rendered_prompts_with_trace_completions(tokenizer
         n_shown = sum(line[:2].rstrip(".").isdigit() for line in ex["prompt"].split("Candidates:\n")[1].splitlines())
         assert 2 <= n_shown <= 3
         assert ex["completion"].endswith("\\boxed{" + view.title(q["positives"][0]) + "}")
+
+
+def test_table_traces_copy_the_candidate_lines_the_prompt_shows(tokenizer):
+    view = small_view()
+    cfg = SFTWarmupConfig(profile="tiny", n_candidates=3, max_history=0, trace_styles="table").resolved()
+    for ex in sft_examples(queries()[:3], view, tokenizer, cfg):  # queries with conditions the graph decides
+        shown = [line for line in ex["prompt"].split("Candidates:\n")[1].split("<|im_end|>")[0].splitlines()]
+        rows = [line for line in ex["completion"].splitlines() if line[:1].isdigit()]
+        assert [r.split(": ")[0] for r in rows] == shown, (ex["prompt"], ex["completion"])
+
+
+@pytest.mark.parametrize("styles", ["", "poem", "table,poem"])
+def test_unknown_trace_styles_are_refused(styles):
+    with pytest.raises(ConfigError, match="trace_styles"):
+        SFTWarmupConfig(profile="tiny", trace_styles=styles).resolved()
 
 
 def test_popularity_baseline_picks_most_interacted_candidate():

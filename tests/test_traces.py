@@ -7,7 +7,7 @@ from test_prompt import small_view
 
 from rerec.answer import parse_answer
 from rerec.data.schema import encode_conditions
-from rerec.prompt import answer_item_ids
+from rerec.prompt import answer_item_ids, candidate_lines
 from rerec.train.traces import PROSE_STYLES, STYLES, synthesize_trace
 
 
@@ -79,19 +79,23 @@ def test_styles_vary_and_seeded_choice_is_deterministic():
     assert synthesize_trace(queries()[1], view, seed=3).text == synthesize_trace(queries()[1], view, seed=3).text
 
 
+@pytest.mark.parametrize("with_lines", [False, True])
 @pytest.mark.parametrize("index", range(3))
-def test_table_checks_every_candidate_in_order_and_only_the_positive_fits(index):
+def test_table_checks_every_candidate_in_order(index, with_lines):
     view, query = small_view(), queries()[index]
-    trace = synthesize_trace(query, view, style="table")
-    rows = re.findall(r"^(\d+)\. (.+?): (.+) - (fits|not .+)\.$", trace.text, flags=re.M)
-    assert [int(r[0]) for r in rows] == list(range(1, len(query["candidates"]) + 1)), trace.text
-    assert [r[1] for r in rows] == [view.title(c) for c in query["candidates"]]  # titles as listed
-    fits = {query["candidates"][int(r[0]) - 1] for r in rows if r[3] == "fits"}
-    assert query["positives"][0] in fits
-    # "fits" exactly where every condition holds (generated negatives always miss one; this hand-made
-    # misinformed query has a second comedy among its candidates)
-    assert fits == {c for c in query["candidates"] if all(f.holds for f in trace.facts if f.item_id == c)}
+    lines = candidate_lines(query, view, "evidence", max_history=0) if with_lines else None
+    trace = synthesize_trace(query, view, style="table", candidate_lines=lines)
     wanted = re.search(r"^Wanted: (.+)\.$", trace.text, flags=re.M).group(1).split("; ")
+    rows = re.findall(r"^(\d+\. .+): (.+) - (fits|no)\.$", trace.text, flags=re.M)
+    shown = lines or [f"{i}. {view.title(c)}" for i, c in enumerate(query["candidates"], start=1)]
+    assert [r[0] for r in rows] == shown, trace.text  # every candidate, as the prompt lists it, in order
+    for (_, checks, verdict), item in zip(rows, query["candidates"], strict=True):
+        said = [c.rsplit(" ", 1) for c in checks.split(", ")]
+        assert [label for label, _ in said] == wanted
+        truth = [f.holds for f in trace.facts if f.item_id == item and f.relation != "premise"][-len(wanted):]
+        assert [answer == "yes" for _, answer in said] == truth  # each yes/no is the graph's
+        assert (verdict == "fits") == all(truth)
+    assert query["positives"][0] in {c for (_, _, v), c in zip(rows, query["candidates"], strict=True) if v == "fits"}
     premise_facts = 1 if "request is wrong" in trace.text else 0
     assert len(trace.facts) == premise_facts + len(wanted) * len(query["candidates"])  # every check recorded
 

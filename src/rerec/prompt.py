@@ -35,7 +35,7 @@ from rerec.data.phrasing import display_title, genre_word
 from rerec.data.schema import PERSON_RELATIONS, Catalog, decode_conditions
 from rerec.errors import ConfigError
 
-__all__ = ["CatalogView", "build_messages", "render_prompt", "answer_item_ids", "shrink_candidates",
+__all__ = ["CatalogView", "build_messages", "candidate_lines", "render_prompt", "answer_item_ids", "shrink_candidates",
            "describe_shared", "format_answer", "parse_answer", "SYSTEM_PROMPT", "MODES"]
 
 MODES = ("evidence", "titles")
@@ -167,6 +167,15 @@ def candidate_line(view: CatalogView, number: int, item_id: str, mode: str, refs
     return parts[0] + (" - " + "; ".join(details) if details else "")
 
 
+def candidate_lines(query: Mapping, view: CatalogView, mode: str = "evidence", include_history: bool = True,
+                    max_history: int = 5) -> list[str]:
+    """The numbered candidate lines exactly as :func:`build_messages` shows them ("3. Heat (1995) - ...")."""
+    if mode not in MODES:
+        raise ConfigError(f"Unknown prompt mode '{mode}'. Fix: use one of {', '.join(MODES)}.")
+    refs = reference_items(query, include_history, max_history) if mode == "evidence" else []
+    return [candidate_line(view, i, str(c), mode, refs) for i, c in enumerate(query["candidates"], start=1)]
+
+
 def build_messages(
     query: Mapping,
     catalog_view: CatalogView,
@@ -183,13 +192,12 @@ def build_messages(
     if mode not in MODES:
         raise ConfigError(f"Unknown prompt mode '{mode}'. Fix: use one of {', '.join(MODES)}.")
     view = catalog_view
-    refs = reference_items(query, include_history, max_history) if mode == "evidence" else []
     lines = [f"Request: {str(query['text']).strip()}"]
     history = list(query.get("history") or [])[-max_history:] if include_history and max_history > 0 else []
     if history:
         lines.append("I watched: " + "; ".join(view.name(h) for h in history))
     lines.append("Candidates:")
-    lines += [candidate_line(view, i, str(c), mode, refs) for i, c in enumerate(query["candidates"], start=1)]
+    lines += candidate_lines(query, view, mode, include_history, max_history)
     return [{"role": "system", "content": system_prompt}, {"role": "user", "content": "\n".join(lines)}]
 
 

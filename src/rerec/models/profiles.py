@@ -43,19 +43,23 @@ class ModelProfile:
 
 
 PROFILES: dict[str, ModelProfile] = {
-    # From scratch on a CPU: full fine-tuning, few candidates, no history, very short prompts.
+    # From scratch on a CPU: full fine-tuning, few candidates, no history, very short prompts, the two
+    # shortest trace styles (traces must fit max_completion_tokens to parse).
     # Measured (shared 2-core CPU, 1 thread, logits at answer positions only): ~8 s per step of 16.
     "tiny": ModelProfile(
         name="tiny", model="tiny", use_lora=False, context_mode="evidence", n_candidates=4, max_history=0,
-        max_prompt_tokens=256, max_completion_tokens=64, sft_steps=600, sft_batch_size=16, sft_lr=1e-3,
+        max_prompt_tokens=256, max_completion_tokens=96, trace_styles="direct,eliminate", sft_steps=600,
+        sft_batch_size=16, sft_lr=1e-3,
         rft_batch_size=8, num_generations=4, rft_lr=1e-4, rft_steps=300, eval_queries=100,
     ),
-    # The embedded pretrained model on a CPU: LoRA, a handful of candidates shown with evidence.
-    # Measured (shared 2-core CPU, load ~10, 1 thread): ~40 s per SFT step of 4 prompts, ~2.9 GB peak;
-    # 8 steps took parse rate 0% -> 100%. 16 steps is about 10 minutes there.
+    # The embedded pretrained model on a CPU: LoRA, a handful of candidates shown with evidence, "table"
+    # traces (a row per candidate). Measured (2 shared cores, 2 threads): 12-17 s per SFT step of 4 prompts,
+    # 3.5 GB peak; 25 steps (420 s) took parse rate 0% -> 84% but Acc@1 only 0.09 at 4 candidates
+    # (popularity 0.25): it learns the format, not the checks, in a CPU budget.
     "smollm2": ModelProfile(
         name="smollm2", model="smollm2", use_lora=True, lora_r=16, context_mode="evidence", n_candidates=4,
-        max_history=0, max_prompt_tokens=320, max_completion_tokens=64, sft_steps=16, sft_batch_size=4,
+        max_history=0, max_prompt_tokens=320, max_completion_tokens=224, trace_styles="table", sft_steps=24,
+        sft_batch_size=4,
         sft_lr=5e-4, rft_batch_size=2, num_generations=4, rft_lr=1e-5, rft_steps=30, eval_queries=60,
     ),
     # ReRec's GPU settings.

@@ -29,7 +29,14 @@ from rerec.config import add_dataclass_arguments, check_minimums, dataclass_from
 from rerec.errors import ConfigError, InputError
 from rerec.io import atomic_dir, write_json
 from rerec.models.profiles import PROFILES, get_profile
-from rerec.prompt import CatalogView, answer_item_ids, build_messages, render_prompt, shrink_candidates
+from rerec.prompt import (
+    CatalogView,
+    answer_item_ids,
+    build_messages,
+    candidate_lines,
+    render_prompt,
+    shrink_candidates,
+)
 from rerec.tracking import stage_run
 from rerec.train.traces import synthesize_trace
 
@@ -145,7 +152,9 @@ def sft_examples(rows: list[dict], view: CatalogView, tokenizer: Any, config: SF
         shown = shrink_candidates(row, k, view, seed=config.seed)
         messages = build_messages(shown, view, config.context_mode, include_history=config.max_history > 0,
                                   max_history=config.max_history)
-        trace = synthesize_trace(shown, view, seed=config.seed, styles=config.styles())
+        lines = candidate_lines(shown, view, config.context_mode, include_history=config.max_history > 0,
+                                max_history=config.max_history)
+        trace = synthesize_trace(shown, view, seed=config.seed, styles=config.styles(), candidate_lines=lines)
         out.append({"prompt": render_prompt(tokenizer, messages), "completion": trace.text})
     return out
 

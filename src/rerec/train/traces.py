@@ -79,18 +79,22 @@ def condition_label(cond: Mapping, view: CatalogView) -> str:
     return str(cond.get("text") or f"{relation} {entity}")
 
 
-def _table_rows(candidates: list[str], conditions: list[dict], view: CatalogView, facts: list[Fact]) -> list[str]:
-    """One row per candidate, in the displayed order: its number and title as listed, the conditions it
-    meets, then "fits" or the first condition it misses. Every label is a recorded fact."""
+def _table_rows(candidates: list[str], conditions: list[dict], view: CatalogView, facts: list[Fact],
+                lines_shown: list[str] | None = None) -> list[str]:
+    """One row per candidate, in the displayed order: the candidate as the prompt lists it (its line
+    copied, or its number and title), then each condition with yes/no, then "fits" or "no". Copying the
+    line first puts the evidence next to the checks, so each check compares nearby text. Every yes/no
+    is a recorded fact."""
     lines = []
     for number, item in enumerate(candidates, start=1):
-        met, missing = [], []
+        checks, fits = [], True
         for cond in conditions:
             holds = view.satisfies(item, cond["relation"], str(cond["entity"]))
             facts.append(Fact(item, cond["relation"], str(cond["entity"]), holds))
-            (met if holds else missing).append(condition_label(cond, view))
-        verdict = "fits" if not missing else "not " + missing[0]
-        lines.append(f"{number}. {view.title(item)}: {', '.join(met) if met else 'none'} - {verdict}.")
+            checks.append(f"{condition_label(cond, view)} {'yes' if holds else 'no'}")
+            fits = fits and holds
+        shown = lines_shown[number - 1] if lines_shown else f"{number}. {view.title(item)}"
+        lines.append(f"{shown}: {', '.join(checks)} - {'fits' if fits else 'no'}.")
     return lines
 
 
@@ -120,7 +124,8 @@ def _premise_note(cond: Mapping, view: CatalogView, facts: list[Fact]) -> str | 
 
 
 def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None, seed: int = 0,
-                     max_checks: int = 3, styles: tuple[str, ...] = PROSE_STYLES) -> Trace:
+                     max_checks: int = 3, styles: tuple[str, ...] = PROSE_STYLES,
+                     candidate_lines: list[str] | None = None) -> Trace:
     """A reasoning trace for ``query`` ending with the boxed title of its first positive.
 
     Args:
@@ -129,10 +134,12 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
         style: one of :data:`STYLES`; ``None`` picks one of ``styles`` with a seeded RNG (seed and query id).
         max_checks: at most this many negatives are discussed in prose styles (traces stay short).
         styles: the styles a ``None`` style picks from.
+        candidate_lines: the numbered candidate lines as the prompt shows them
+            (:func:`rerec.prompt.candidate_lines`); ``table`` rows start by copying them.
 
     Styles: ``checklist`` (the wanted conditions, then negatives ruled out), ``eliminate`` (one ruling-out
     sentence), ``direct`` (why the positive fits) and ``table`` (a scratchpad row per candidate in the
-    displayed order: conditions met, "fits" or the first one missed — every candidate is checked, so
+    displayed order: the candidate's line, a yes/no per condition, "fits" or "no" — every candidate is checked, so
     the choice rests on checks a small model can copy from its prompt). Queries without a condition
     the graph can decide (interest) fall back to ``direct``.
     """
@@ -166,7 +173,7 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
 
     if style == "table" and conditions:
         lines.append("Wanted: " + "; ".join(condition_label(c, view) for c in conditions) + ".")
-        lines += _table_rows(candidates, conditions, view, facts)
+        lines += _table_rows(candidates, conditions, view, facts, candidate_lines)
     elif style == "checklist" and conditions:
         wants = "; ".join(condition_phrase(c, view) for c in conditions)
         lines.append(f"The request asks for a movie that is: {wants}.")
