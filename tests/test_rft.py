@@ -179,6 +179,39 @@ def test_advantage_hook_is_per_token_and_drives_the_loss(model_dir, tmp_path):
     assert ((combo - (2 * ga - 3 * gb)).norm() / combo.norm()) < 1e-2
 
 
+def test_completion_only_logps_equal_trls_scoring_of_every_position(model_dir, tmp_path):
+    """On a CPU (no Triton) TRL scores prompt and completion through its kernel's torch fallback; the
+    override builds logits for the completion only. Same log-probs, entropies and gradients."""
+    from trl import GRPOTrainer
+
+    trainer = make_trainer(model_dir, tmp_path, gradient_checkpointing=False, bf16=False)
+    torch.manual_seed(0)
+    ids = torch.randint(3, 60, (4, 12))
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0  # left padding, as in a batch of prompts
+    model, params = trainer.model, [p for p in trainer.model.parameters() if p.requires_grad]
+
+    def run(fn):
+        model.zero_grad()
+        logps, entropies, _ = fn(trainer, model, ids, mask, 5, batch_size=3, compute_entropy=True)
+        logps.sum().backward()
+        return logps.detach(), entropies, torch.cat([p.grad.flatten() for p in params])
+
+    ours = run(ReRecGRPOTrainer._get_per_token_logps_and_entropies)
+    trl_ = run(GRPOTrainer._get_per_token_logps_and_entropies)
+    assert ours[0].shape == (4, 5)
+    torch.testing.assert_close(ours[0], trl_[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours[1], trl_[1], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ours[2], trl_[2], atol=1e-5, rtol=1e-4)
+
+
+def test_trainers_run_in_float32_on_a_cpu():
+    """TRL defaults to bf16, which a CPU without native bf16 emulates about 55x slower than float32."""
+    from rerec.train.precision import trainer_precision
+
+    assert trainer_precision() == {"bf16": False, "fp16": False}  # the test machines have no CUDA
+
+
 def test_plain_grpo_arm_keeps_trl_advantages(model_dir, tmp_path):
     trainer = make_trainer(model_dir, tmp_path, estimator="grpo")
     batch = next(iter(trainer.get_train_dataloader()))

@@ -49,7 +49,8 @@ class LoraSpec:
 
     r: int = field(default=16, metadata={"help": "LoRA rank."})
     alpha: int = field(default=32, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
-    dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (0: on a CPU, dropout on every adapter input "
+                                                          "costs about a third of the forward pass)."})
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         metadata={"help": "Module names that get adapters."},

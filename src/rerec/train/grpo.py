@@ -13,6 +13,10 @@ What the subclass changes, and where TRL lets it:
   An epoch is a fixed budget of ``prompts_per_epoch`` prompts (the dataset size by default) drawn from
   the active set, easy to hard, cycled when the active set is smaller, so the Trainer's epoch/step
   arithmetic (and resuming) stays exact.
+- ``_get_per_token_logps_and_entropies``: where Triton is missing (the CPU), TRL 1.16 scores *every*
+  position, prompt included, through a torch fallback of its chunked Triton kernel — most of a CPU step.
+  :func:`completion_logps` asks the model for the completion's logits only (``logits_to_keep``), the
+  same numbers (tested against TRL's); with Triton, or for multimodal/MoE inputs, TRL's path runs.
 - ``_save_checkpoint`` / ``_load_optimizer_and_scheduler``: the curriculum state travels with every
   checkpoint (``curriculum_state.json``), next to TRL/HF's model, optimiser, scheduler and RNG states.
 
@@ -139,6 +143,26 @@ def _completion_text(completion) -> str:
     return "".join(m.get("content", "") for m in completion if isinstance(m.get("content", ""), str))
 
 
+def completion_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
+                     temperature: float = 1.0, batch_size: int | None = None,
+                     compute_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probabilities (and entropies) of the last ``logits_to_keep`` tokens of each sequence under
+    ``model`` at ``temperature``, shape (B, logits_to_keep); vocabulary logits are built only for those
+    positions, ``batch_size`` sequences at a time."""
+    batch_size = batch_size or input_ids.size(0)
+    logps, entropies = [], []
+    for start in range(0, input_ids.size(0), batch_size):
+        ids = input_ids[start:start + batch_size]
+        logits = model(input_ids=ids, attention_mask=attention_mask[start:start + batch_size],
+                       logits_to_keep=logits_to_keep + 1).logits[:, :-1].float() / temperature
+        log_softmax = logits.log_softmax(dim=-1)
+        logps.append(log_softmax.gather(-1, ids[:, -logits_to_keep:].unsqueeze(-1)).squeeze(-1))
+        if compute_entropy:
+            with torch.no_grad():
+                entropies.append(-(log_softmax.exp() * log_softmax).sum(-1))
+    return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None)
+
+
 class ReRecGRPOTrainer(GRPOTrainer):
     """GRPO with the dual-graph reward, RAAE (B, T) advantages and the online curriculum.
 
@@ -179,6 +203,22 @@ class ReRecGRPOTrainer(GRPOTrainer):
             if self.args.per_device_train_batch_size % self.num_generations:
                 raise ValueError("RAAE on several processes needs num_generations to divide "
                                  "per_device_train_batch_size, so a prompt's group stays on one process")
+
+    # -- log-probabilities --------------------------------------------------------------------------
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, compute_aux_loss=False, **multimodal):
+        from trl.kernels.chunked_logprob import _use_triton
+
+        if (_use_triton(input_ids.device) or compute_aux_loss
+                or any(value is not None for value in multimodal.values())):
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **multimodal)
+        with self.accelerator.autocast():
+            logps, entropies = completion_logps(model, input_ids, attention_mask, logits_to_keep,
+                                                temperature=self.temperature, batch_size=batch_size,
+                                                compute_entropy=compute_entropy)
+        return logps, entropies, None
 
     # -- sampling -----------------------------------------------------------------------------------
     def _get_train_sampler(self, dataset=None) -> Sampler:

@@ -33,6 +33,7 @@ from rerec.io import atomic_dir, write_json
 from rerec.models.profiles import PROFILES, get_profile
 from rerec.tracking import stage_run
 from rerec.train.curriculum import FALLBACKS, CurriculumConfig
+from rerec.train.precision import trainer_precision
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +293,7 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
 
         per_step = cfg.batch_size * cfg.num_generations
         args = GRPOConfig(
+            **trainer_precision(),
             output_dir=str(ckpt_dir), max_steps=cfg.steps, per_device_train_batch_size=per_step,
             num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_tokens,
             learning_rate=cfg.lr, beta=cfg.beta, temperature=cfg.temperature, logging_steps=1,

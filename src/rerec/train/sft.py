@@ -38,6 +38,7 @@ from rerec.prompt import (
     shrink_candidates,
 )
 from rerec.tracking import stage_run
+from rerec.train.precision import trainer_precision
 from rerec.train.traces import synthesize_trace
 
 log = logging.getLogger(__name__)
@@ -296,6 +297,7 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
 
         with atomic_dir(out_dir) as tmp:
             args = SFTConfig(
+                **trainer_precision(),
                 output_dir=str(tmp / "_trainer"), max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
                 per_device_eval_batch_size=cfg.batch_size, learning_rate=cfg.lr, lr_scheduler_type="linear",
                 warmup_steps=max(1, cfg.steps // 20), logging_steps=max(1, cfg.steps // 20),
