@@ -84,10 +84,7 @@ def main(argv=None) -> int:
     dataset = make_dataset(n_prompts)
 
     def config(name):
-        from rerec.train.precision import trainer_precision
-
-        return GRPOConfig(**trainer_precision(), output_dir=f"/tmp/rerec-bench-{name}",
-                          per_device_train_batch_size=args.prompts * args.generations,
+        return GRPOConfig(output_dir=f"/tmp/rerec-bench-{name}", per_device_train_batch_size=args.prompts * args.generations,
                           num_generations=args.generations, max_completion_length=args.max_new_tokens,
                           learning_rate=args.lr, beta=0.0, report_to=[], use_cpu=not cuda, seed=args.seed,
                           save_strategy="no", logging_steps=1, gradient_checkpointing=False, disable_tqdm=True,
