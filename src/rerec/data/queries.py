@@ -26,7 +26,9 @@ every condition — and ``n_candidates - 1`` negatives that each fail at least o
 Hard negatives (a ``hard_negative_share`` of the negatives, where enough exist) meet some conditions
 but not all; for one-condition queries they are near misses (share another named attribute with the
 positive, another person with X, or sit just outside X's co-interaction neighbourhood). Items in the
-shown history are never candidates. Candidates are shuffled; everything is a function of the seed.
+shown history are never candidates. Negatives are drawn near the positive's popularity
+(:func:`popularity_weights`), so "the most popular candidate" is no shortcut. Candidates are shuffled;
+everything is a function of the seed.
 """
 
 from __future__ import annotations
