@@ -55,7 +55,8 @@ PROFILES: dict[str, ModelProfile] = {
     # The embedded pretrained model on a CPU: LoRA, a handful of candidates shown with evidence, "table"
     # traces (a row per candidate). Measured (2 shared cores, 2 threads): 12-17 s per SFT step of 4 prompts,
     # 3.5 GB peak; 25 steps (420 s) took parse rate 0% -> 84% but Acc@1 only 0.09 at 4 candidates
-    # (popularity 0.25): it learns the format, not the checks, in a CPU budget.
+    # (popularity 0.25). At 95 steps (21 minutes) it checked 65% of conditions right, but the box did not
+    # follow its own 'fits' row yet (Acc@1 0.09).
     "smollm2": ModelProfile(
         name="smollm2", model="smollm2", use_lora=True, lora_r=16, context_mode="evidence", n_candidates=4,
         max_history=0, max_prompt_tokens=320, max_completion_tokens=224, trace_styles="table", sft_steps=24,
