@@ -237,12 +237,10 @@ def s3_failure(exc: BaseException) -> tuple[bool, str] | None:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    """Connection problems and 5xx/429 answers are worth another try; a 4xx answer is not."""
+    """Connection problems and 5xx/429 answers of the tracking server are worth another try; a 4xx answer
+    is not. (S3 failures of the artifact store are classified by :func:`s3_failure`.)"""
     from mlflow.exceptions import MlflowException, RestException
 
-    s3 = s3_failure(exc)
-    if s3 is not None:
-        return s3[0]
     if isinstance(exc, MlflowException):
         code = getattr(exc, "error_code", "")
         if code in ("TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"):
@@ -255,12 +253,6 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError | OSError)
 
 
-def _redacted(exc: BaseException) -> str:
-    from rerec.security import redact_value
-
-    return redact_value(str(exc))
-
-
 def with_retries(action: Callable[[], T], what: str, *, attempts: int | None = None,
                  base_delay_s: float | None = None) -> T:
     """Run ``action``; retry transient MLflow failures with exponential backoff and jitter, then raise
@@ -271,16 +263,16 @@ def with_retries(action: Callable[[], T], what: str, *, attempts: int | None = N
         try:
             return action()
         except Exception as exc:  # noqa: BLE001 - classified below
-            transient = _is_transient(exc)
+            from rerec.security import redact_value
+
             s3 = s3_failure(exc)
+            transient = s3[0] if s3 is not None else _is_transient(exc)
             if s3 is not None and (not transient or attempt == attempts):
                 raise _artifact_store_error(what, s3[1], attempt if transient else None) from exc
             if not transient:
                 raise
             if attempt == attempts:
                 import mlflow
-
-                from rerec.security import redact_value
 
                 raise RerecError(
                     f"Could not {what}: the MLflow tracking server at {redact_value(mlflow.get_tracking_uri())} "
@@ -290,7 +282,7 @@ def with_retries(action: Callable[[], T], what: str, *, attempts: int | None = N
                 ) from exc
             sleep = delay * 2 ** (attempt - 1) * (1 + random.random() / 4)
             log.warning("MLflow: could not %s (attempt %d/%d), retrying in %.1f s: %s",
-                        what, attempt, attempts, sleep, _redacted(exc))
+                        what, attempt, attempts, sleep, redact_value(str(exc)))
             time.sleep(sleep)
     raise AssertionError("unreachable")
 

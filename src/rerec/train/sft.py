@@ -96,8 +96,9 @@ class SFTWarmupConfig:
         out = SFTWarmupConfig(**values)
         from rerec.train.traces import STYLES
 
-        unknown = [s for s in out.styles() if s not in STYLES]
-        if unknown or not out.styles():
+        styles = out.styles()
+        unknown = [s for s in styles if s not in STYLES]
+        if unknown or not styles:
             raise ConfigError(f"trace_styles={out.trace_styles!r} names no known style ({', '.join(unknown)}). "
                               f"Fix: pass a comma-separated subset of {', '.join(STYLES)}.")
         check_minimums(out, {"steps": 1, "batch_size": 1, "lr": 0, "lora_r": 1, "n_candidates": 2, "max_history": 0,
@@ -147,6 +148,7 @@ def sft_examples(rows: list[dict], view: CatalogView, tokenizer: Any, config: SF
     import numpy as np
 
     rng = np.random.default_rng(config.seed)
+    styles = config.styles()
     out = []
     for row in rows:
         k = int(rng.integers(config.min_candidates, config.n_candidates + 1))
@@ -155,7 +157,7 @@ def sft_examples(rows: list[dict], view: CatalogView, tokenizer: Any, config: SF
                                   max_history=config.max_history)
         lines = candidate_lines(shown, view, config.context_mode, include_history=config.max_history > 0,
                                 max_history=config.max_history)
-        trace = synthesize_trace(shown, view, seed=config.seed, styles=config.styles(), candidate_lines=lines)
+        trace = synthesize_trace(shown, view, seed=config.seed, styles=styles, candidate_lines=lines)
         out.append({"prompt": render_prompt(tokenizer, messages), "completion": trace.text})
     return out
 
