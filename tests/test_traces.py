@@ -5,8 +5,8 @@ import re
 import pytest
 from test_prompt import small_view
 
-from rerec.answer import parse_answer
-from rerec.data.schema import encode_conditions
+from rerec.answer import format_answer, parse_answer
+from rerec.data.schema import decode_conditions, encode_conditions
 from rerec.prompt import answer_item_ids, candidate_lines
 from rerec.train.traces import PROSE_STYLES, STYLES, synthesize_trace
 
@@ -98,6 +98,27 @@ def test_table_checks_every_candidate_in_order(index, with_lines):
     assert query["positives"][0] in {c for (_, _, v), c in zip(rows, query["candidates"], strict=True) if v == "fits"}
     premise_facts = 1 if "request is wrong" in trace.text else 0
     assert len(trace.facts) == premise_facts + len(wanted) * len(query["candidates"])  # every check recorded
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_scan_stops_at_the_positive_and_boxes_the_row_above(index):
+    view, query = small_view(), queries()[index]
+    lines = candidate_lines(query, view, "evidence", max_history=0)
+    table = synthesize_trace(query, view, style="table", candidate_lines=lines).text.splitlines()
+    scan = synthesize_trace(query, view, style="scan", candidate_lines=lines)
+    at = list(query["candidates"]).index(query["positives"][0])
+    body = scan.text.splitlines()
+    head = len(table) - 1 - len(query["candidates"])  # notes and the "Wanted" line
+    assert body[:-1] == table[:head + at + 1]  # the table's rows, cut after the positive's
+    assert body[-2].startswith(lines[at]) and body[-2].endswith(" - fits.")
+    # (generated queries have one fitting candidate, the positive; this fixture may have more)
+    assert all(row.endswith(" - no.") for row, c in zip(body[head:-2], query["candidates"], strict=False)
+               if not all(view.satisfies(c, k["relation"], str(k["entity"]))
+                          for k in decode_conditions(query["conditions"])))
+    assert body[-1] == table[-1] == format_answer([view.title(query["positives"][0])])
+    wanted = re.search(r"^Wanted: (.+)\.$", scan.text, flags=re.M).group(1).split("; ")
+    premise_facts = 1 if "request is wrong" in scan.text else 0
+    assert scan.style == "scan" and len(scan.facts) == premise_facts + (at + 1) * len(wanted)  # rows checked
 
 
 def test_table_falls_back_to_direct_without_decidable_conditions():

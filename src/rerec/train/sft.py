@@ -27,6 +27,7 @@ from typing import Any
 
 from rerec.config import add_dataclass_arguments, check_minimums, dataclass_from_args
 from rerec.errors import ConfigError, InputError
+from rerec.eval.decisions import decision_accuracy
 from rerec.io import atomic_dir, write_json
 from rerec.models.profiles import PROFILES, get_profile
 from rerec.prompt import (
@@ -64,7 +65,7 @@ class SFTWarmupConfig:
     max_history: int | None = field(default=None, metadata={"help": "History titles shown (0 = none)."})
     trace_styles: str | None = field(
         default=None, metadata={"help": "Comma-separated trace styles to train on (checklist, eliminate, direct, "
-                                        "table); each query gets one, picked by the seed."})
+                                        "table, scan); each query gets one, picked by the seed."})
     # --- optimisation
     steps: int | None = field(default=None, metadata={"help": "Optimiser steps."})
     batch_size: int | None = field(default=None, metadata={"help": "Examples per step."})
@@ -283,8 +284,20 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
             metrics.update(parse_rate_before=before["parse_rate"], acc_at_1_before=before["acc_at_1"])
             tracker.log_metrics({"parse_rate_before": before["parse_rate"], "acc_at_1_before": before["acc_at_1"]})
         train_ds = Dataset.from_list(sft_examples(train_rows, view, tokenizer, cfg))
-        eval_ds = Dataset.from_list(sft_examples(val_rows[:32], view, tokenizer, cfg))
+        eval_examples = sft_examples(val_rows[:32], view, tokenizer, cfg)
+        eval_ds = Dataset.from_list(eval_examples)
         history: list[dict] = []
+
+        def log_decisions(model: Any, step: int, suffix: str = "") -> dict[str, float]:
+            """Teacher-forced accuracy of checks, verdicts and the boxed answer (rerec.eval.decisions)."""
+            acc = decision_accuracy(model, tokenizer, eval_examples)
+            named = {f"decision_{k}_acc{suffix}": v for k, v in acc.items() if k in ("check", "verdict", "answer")}
+            tracker.log_metrics(named, step=step)
+            history.append({"step": step, **named})
+            return named
+
+        if cfg.eval_before:
+            metrics.update(log_decisions(model, 0, "_before"))
         deadline = time.perf_counter() + cfg.time_budget_s if cfg.time_budget_s else None
 
         class _Track(TrainerCallback):
@@ -292,6 +305,10 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
                 logs = {k: v for k, v in (logs or {}).items() if isinstance(v, int | float)}
                 history.append({"step": state.global_step, **logs})
                 tracker.log_metrics(logs, step=state.global_step)
+
+            def on_evaluate(self, args, state, control, model=None, **kw):  # noqa: ANN001
+                if model is not None:
+                    log_decisions(model, state.global_step)
 
             def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
                 if deadline is not None and time.perf_counter() > deadline:
@@ -315,6 +332,7 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
             train_s = time.perf_counter() - start
             final_eval = trainer.evaluate()
             model = trainer.model
+            metrics.update(log_decisions(model, int(result.global_step)))
             after = evaluate_choice(model, tokenizer, eval_rows, view, desc="after SFT", **gen_kwargs)
             metrics.update(
                 steps=int(result.global_step), train_s=train_s, train_loss=float(result.training_loss),

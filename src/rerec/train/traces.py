@@ -22,9 +22,10 @@ from rerec.data.phrasing import genre_word
 from rerec.data.schema import decode_conditions
 from rerec.prompt import CatalogView
 
-STYLES = ("checklist", "eliminate", "direct", "table")
+STYLES = ("checklist", "eliminate", "direct", "table", "scan")
 #: What ``synthesize_trace`` picks from when no style is given: the styles of free prose. ``table`` (one
-#: line per candidate) is opted into, e.g. by the CPU profiles (``SFTWarmupConfig.trace_styles``).
+#: line per candidate) and ``scan`` (table rows up to the first that fits) are opted into, e.g. by the CPU
+#: profiles (``SFTWarmupConfig.trace_styles``).
 PROSE_STYLES = ("checklist", "eliminate", "direct")
 
 _HOP_LABEL = {"actor": "actor from {x}"}
@@ -80,11 +81,11 @@ def condition_label(cond: Mapping, view: CatalogView) -> str:
 
 
 def _table_rows(candidates: list[str], conditions: list[dict], view: CatalogView, facts: list[Fact],
-                lines_shown: list[str] | None = None) -> list[str]:
+                lines_shown: list[str] | None = None, stop_at: str | None = None) -> list[str]:
     """One row per candidate, in the displayed order: the candidate as the prompt lists it (its line
     copied, or its number and title), then each condition with yes/no, then "fits" or "no". Copying the
     line first puts the evidence next to the checks, so each check compares nearby text. Every yes/no
-    is a recorded fact."""
+    is a recorded fact. ``stop_at`` ends the rows at that candidate's row."""
     lines = []
     for number, item in enumerate(candidates, start=1):
         checks, fits = [], True
@@ -95,6 +96,8 @@ def _table_rows(candidates: list[str], conditions: list[dict], view: CatalogView
             fits = fits and holds
         shown = lines_shown[number - 1] if lines_shown else f"{number}. {view.title(item)}"
         lines.append(f"{shown}: {', '.join(checks)} - {'fits' if fits else 'no'}.")
+        if item == stop_at:
+            break
     return lines
 
 
@@ -140,7 +143,10 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
     Styles: ``checklist`` (the wanted conditions, then negatives ruled out), ``eliminate`` (one ruling-out
     sentence), ``direct`` (why the positive fits) and ``table`` (a scratchpad row per candidate in the
     displayed order: the candidate's line, a yes/no per condition, "fits" or "no" — every candidate is checked, so
-    the choice rests on checks a small model can copy from its prompt). Queries without a condition
+    the choice rests on checks a small model can copy from its prompt) and ``scan`` (the table's rows up to
+    the positive's, then the box: the answer copies the row just above it, and the trace is shorter. Queries
+    from :mod:`rerec.data.queries` have one candidate that fits every condition, the positive, so the scan
+    stops at the first row that fits). Queries without a condition
     the graph can decide (interest) fall back to ``direct``.
     """
     rng = np.random.default_rng([seed, zlib.crc32(str(query.get("query_id", "")).encode())])
@@ -171,9 +177,10 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
         if len(ruled_out) >= max_checks:
             break
 
-    if style == "table" and conditions:
+    if style in ("table", "scan") and conditions:
         lines.append("Wanted: " + "; ".join(condition_label(c, view) for c in conditions) + ".")
-        lines += _table_rows(candidates, conditions, view, facts, candidate_lines)
+        lines += _table_rows(candidates, conditions, view, facts, candidate_lines,
+                            stop_at=positive if style == "scan" else None)
     elif style == "checklist" and conditions:
         wants = "; ".join(condition_phrase(c, view) for c in conditions)
         lines.append(f"The request asks for a movie that is: {wants}.")
