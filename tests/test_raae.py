@@ -8,6 +8,7 @@ import torch
 from rerec.train.raae import (
     ADVANTAGE_ESTIMATORS,
     Segment,
+    anchor_uniform_groups,
     get_advantage_estimator,
     group_normalise,
     mentions_item,
@@ -113,6 +114,28 @@ def test_hand_computed_advantages():
     expected = torch.tensor([[-0.5 / std, -0.5 / std, 0.0], [1.0 / std, 0.0, 0.0]])
     torch.testing.assert_close(adv, expected)
     torch.testing.assert_close(ADVANTAGE_ESTIMATORS["raae"](tok, mask, 2, eps=0.0), expected)
+
+
+def test_uniform_group_anchored_by_hand():
+    # Group 0: both completions box the same wrong item, r = -0.5; A's first token names it (w=0.3 ->
+    # -0.65). Paper: valid tokens -0.65, -0.5, -0.5, -0.5: mean -0.5375, population std sqrt(0.00421875),
+    # so the unpenalised tokens of these wrong answers get +0.0375/std = +0.577 (reinforced).
+    # Anchored: those get 0, the penalised token -0.15/std = -2.309. Group 1 (rewards differ) is unchanged.
+    tok = torch.tensor([[-0.65, -0.5], [-0.5, -0.5], [1.0, 1.0], [0.0, 0.0]])
+    mask = torch.ones(4, 2, dtype=torch.long)
+    seq = torch.tensor([-0.5, -0.5, 1.0, 0.0])
+    paper = group_normalise(tok, mask, group_size=2, eps=0.0)
+    std = math.sqrt(0.00421875)
+    torch.testing.assert_close(paper[:2], torch.tensor([[-0.1125 / std, 0.0375 / std], [0.0375 / std] * 2]))
+    anchored = anchor_uniform_groups(paper, seq, mask, group_size=2)
+    torch.testing.assert_close(anchored[:2], torch.tensor([[-0.15 / std, 0.0], [0.0, 0.0]]))
+    assert anchored[0, 0].item() == pytest.approx(-2.309, abs=1e-3)
+    torch.testing.assert_close(anchored[2:], paper[2:])
+    # padding stays 0, and a batch with no uniform group comes back as it was
+    mask[1, 1] = 0
+    assert anchor_uniform_groups(group_normalise(tok * mask, mask, group_size=2), seq, mask, group_size=2)[1, 1] == 0
+    other = group_normalise(tok, mask, group_size=2)
+    assert anchor_uniform_groups(other, torch.tensor([-0.5, -0.4, 1.0, 0.0]), mask, group_size=2) is other
 
 
 def _loop_group_normalise(r, m, groups, eps):

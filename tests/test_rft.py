@@ -18,6 +18,7 @@ torch.set_num_threads(1)
 from rerec.train.curriculum import CurriculumConfig, CurriculumScheduler  # noqa: E402
 from rerec.train.grpo import CurriculumRepeatSampler, RAAEOptions, ReRecGRPOTrainer, ScoredCompletion  # noqa: E402
 from rerec.train.raae import (  # noqa: E402
+    anchor_uniform_groups,
     group_normalise,
     segment_completion,
     segment_rewards,
@@ -141,6 +142,7 @@ def test_advantage_hook_is_per_token_and_drives_the_loss(model_dir, tmp_path):
         rews.append(segment_rewards(s.total, seg, [] if s.correct else ["Heat"], 0.5))
         spans.append(sp)
     expected = group_normalise(token_rewards(rews, segs, spans, mask), mask, group_size=2)
+    expected = anchor_uniform_groups(expected, torch.tensor([s.total for s in scores]), mask, group_size=2)
     torch.testing.assert_close(adv, expected)
     assert (adv * (1 - mask)).abs().sum() == 0
 
@@ -233,7 +235,7 @@ def test_trainer_steps_with_curriculum(model_dir, tmp_path):
     # 4 prompts x 2 generations per step; an epoch is 4 prompts = 2 steps -> epoch 1 began
     assert cur.epoch == 1 and cur.history[1]["n_rollouts"] == 8 and cur.history[1]["epoch"] == 0
     logged = {k for entry in trainer.state.log_history for k in entry}
-    assert {"rerec/parse_rate", "rerec/segment_penalty_rate", "rerec/hit"} <= logged
+    assert {"rerec/parse_rate", "rerec/segment_penalty_rate", "rerec/hit", "rerec/uniform_group_rate"} <= logged
     assert len(trainer.sample_completions) == 12
 
 

@@ -46,6 +46,7 @@ from rerec.errors import RerecError
 from rerec.io import write_full_cause
 from rerec.train.curriculum import CurriculumScheduler
 from rerec.train.raae import (
+    anchor_uniform_groups,
     get_advantage_estimator,
     segment_completion,
     segment_rewards,
@@ -84,6 +85,11 @@ class RAAEOptions:
     w_penalty: float = field(default=0.3, metadata={"help": "RAAE penalty: a wrong answer's segments that name "
                                                             "the wrong item get r - w_penalty*|r| (paper: 0.3)."})
     eps: float = field(default=1e-4, metadata={"help": "Added to the group std of the advantages."})
+    uniform_groups: str = field(
+        default="anchor", metadata={"help": "A group whose completions share one reward: 'anchor' (unpenalised "
+                                            "tokens get advantage 0, penalised ones below; ours) or 'paper' (token "
+                                            "normalisation as is, which reinforces the unpenalised tokens of a "
+                                            "wrong answer).", "choices": ("anchor", "paper")})
 
 
 class CurriculumRepeatSampler(Sampler):
@@ -244,7 +250,7 @@ class ReRecGRPOTrainer(GRPOTrainer):
         completion_ids, mask = output["completion_ids"], output["completion_mask"]
         n_tokens = mask.sum(1).tolist()
         texts, spans, segments, seg_rewards = [], [], [], []
-        penalised_any, penalised_tokens = 0, 0.0
+        penalised_any, penalised_tokens, uniform_rate = 0, 0.0, 0.0
         use_raae = self.raae.advantage_estimator == "raae"
         for i, score in enumerate(scores):
             text, token_spans = token_char_spans(self.processing_class, completion_ids[i, : int(n_tokens[i])].tolist())
@@ -265,6 +271,10 @@ class ReRecGRPOTrainer(GRPOTrainer):
             penalised_tokens = float(((tok != totals) & mask.cpu().bool()).sum()) / max(float(mask.sum()), 1.0)
             estimator = get_advantage_estimator("raae")
             advantages = estimator(tok, mask.cpu(), self.num_generations, eps=self.raae.eps)
+            seq = totals.squeeze(1).view(-1, self.num_generations)
+            uniform_rate = float(((seq.max(1).values - seq.min(1).values) <= 1e-8).float().mean())
+            if self.raae.uniform_groups == "anchor":
+                advantages = anchor_uniform_groups(advantages, totals.squeeze(1), mask.cpu(), self.num_generations)
             output["advantages"] = advantages.to(device=completion_ids.device)
 
         metrics = self._metrics[mode]
@@ -274,6 +284,7 @@ class ReRecGRPOTrainer(GRPOTrainer):
         metrics["rerec/reward_normalised"].append(sum(s.normalised for s in scores) / len(scores))
         metrics["rerec/segment_penalty_rate"].append(penalised_any / len(scores))
         metrics["rerec/penalised_token_fraction"].append(penalised_tokens)
+        metrics["rerec/uniform_group_rate"].append(uniform_rate)  # groups with one shared reward (no GRPO signal)
         for name in sorted({k for s in scores for k in s.components}):
             values = [float(s.components[name]) for s in scores if s.components.get(name) is not None]
             if values:

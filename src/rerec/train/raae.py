@@ -33,6 +33,7 @@ __all__ = [
     "token_rewards",
     "group_normalise",
     "sequence_group_normalise",
+    "anchor_uniform_groups",
     "register_advantage_estimator",
     "get_advantage_estimator",
     "ADVANTAGE_ESTIMATORS",
@@ -245,6 +246,44 @@ def sequence_group_normalise(
     std = (torch.zeros_like(count).index_add_(0, group, centred**2) / (count - correction).clamp(min=1)).sqrt()
     adv = centred / (std[group] + eps)
     return adv.unsqueeze(1) * mask.to(adv.dtype)
+
+
+def anchor_uniform_groups(
+    advantages: torch.Tensor,
+    sequence_rewards: torch.Tensor,
+    mask: torch.Tensor,
+    group_size: int | None = None,
+    group_ids: torch.Tensor | None = None,
+    tol: float = 1e-8,
+) -> torch.Tensor:
+    """Where all completions of a group share one reward, shift its token advantages so that the
+    unpenalised tokens get 0 and the penalised ones stay below (a guard of ours, not in the paper).
+
+    In such a group GRPO has no signal, but token-level normalisation turns RAAE's penalty into a
+    *positive* advantage for every unpenalised token: when G completions all box the same wrong item,
+    their answer lines would be reinforced. Anchoring keeps the penalty's push down on segments that
+    name the wrong item and nothing else. Groups whose rewards differ are returned unchanged.
+
+    Args:
+        advantages: (B, T) from :func:`group_normalise`.
+        sequence_rewards: (B,) each completion's scalar reward r.
+        mask: (B, T), 1 for valid tokens.
+    Returns:
+        (B, T) advantages.
+    """
+    group = _group_index(advantages.shape[0], group_size, group_ids).to(advantages.device)
+    n_groups = int(group.max()) + 1
+    seq = sequence_rewards.to(advantages.dtype)
+    hi = torch.full((n_groups,), -torch.inf, dtype=seq.dtype).scatter_reduce(0, group, seq, "amax")
+    lo = torch.full((n_groups,), torch.inf, dtype=seq.dtype).scatter_reduce(0, group, seq, "amin")
+    uniform = (hi - lo) <= tol
+    if not bool(uniform.any()):
+        return advantages
+    valid = mask.bool()
+    row_top = advantages.masked_fill(~valid, -torch.inf).amax(1)
+    top = torch.full((n_groups,), -torch.inf, dtype=advantages.dtype).scatter_reduce(0, group, row_top, "amax")
+    shift = torch.where(uniform & torch.isfinite(top), top, torch.zeros_like(top))
+    return (advantages - shift[group].unsqueeze(1)) * mask.to(advantages.dtype)
 
 
 AdvantageEstimator = Callable[..., torch.Tensor]

@@ -70,6 +70,10 @@ class RFTConfig:
     segment_mode: str = field(default="step", metadata={"help": "RAAE segments: paragraph, line or step.",
                                                         "choices": ("paragraph", "line", "step")})
     w_penalty: float = field(default=0.3, metadata={"help": "RAAE penalty weight (paper: 0.3)."})
+    uniform_groups: str = field(default="anchor", metadata={
+        "help": "RAAE in a group whose completions share one reward: anchor (unpenalised tokens get 0; ours) or "
+                "paper (plain token normalisation, which reinforces a shared wrong answer).",
+        "choices": ("anchor", "paper")})
     use_curriculum: bool = field(default=True, metadata={"help": "Online curriculum over prompts."})
     tau: float = field(default=0.2, metadata={"help": "Curriculum mastery threshold on difficulty."})
     probe_every: int = field(default=2, metadata={"help": "Probe mastered prompts every this many epochs."})
@@ -304,7 +308,7 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
         trainer = ReRecGRPOTrainer(
             model=model, args=args, train_dataset=train_ds, processing_class=tokenizer, score_fn=score_fn,
             raae=RAAEOptions(advantage_estimator=cfg.advantage, segment_mode=cfg.segment_mode,
-                             w_penalty=cfg.w_penalty),
+                             w_penalty=cfg.w_penalty, uniform_groups=cfg.uniform_groups),
             curriculum=curriculum, on_new_epoch=on_new_epoch, callbacks=[_Track()],
         )
         trainer_ref["trainer"] = trainer
