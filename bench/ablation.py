@@ -86,6 +86,8 @@ def main(argv=None) -> int:
     ap.add_argument("--arms", default="default", help="'default' (plain_grpo, rerec), 'all', or a comma list of "
                                                       "ablation names (none = ReRec).")
     ap.add_argument("--steps", type=int, default=None, help="RFT steps per arm (equal budget).")
+    ap.add_argument("--lr", type=float, default=None, help="RFT learning rate (default: the profile's).")
+    ap.add_argument("--max-completion-tokens", type=int, default=None, help="Rollout length (default: the profile's).")
     ap.add_argument("--n-train", type=int, default=0, help="Training queries (0 = all).")
     ap.add_argument("--n-eval", type=int, default=200, help="Validation queries (stratified by type).")
     ap.add_argument("--seed", type=int, default=0)
@@ -103,7 +105,10 @@ def main(argv=None) -> int:
     arms = {"default": ARMS_DEFAULT, "all": ARMS_ALL}.get(args.arms) or args.arms.split(",")
     extra = PAPER if args.profile == "paper" else {}
     base_cfg = RFTConfig(profile="paper" if args.profile == "paper" else args.model_profile, steps=args.steps,
-                         n_train=args.n_train, seed=args.seed, save_steps=10**9, **extra)
+                         n_train=args.n_train, seed=args.seed, save_steps=10**9, threads=args.threads,
+                         **{**extra, **{k: v for k, v in (("lr", args.lr),
+                                                          ("max_completion_tokens", args.max_completion_tokens))
+                                        if v is not None}})
     view, queries = load_view_and_queries(args.data, args.graphs)
     resolved = base_cfg.resolved()
     rows = [shrink_candidates(r, resolved.n_candidates, view, seed=args.seed)

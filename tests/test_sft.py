@@ -98,6 +98,12 @@ def test_table_traces_copy_the_candidate_lines_the_prompt_shows(tokenizer, style
         assert rows and (style == "scan" or len(rows) == len(shown))
 
 
+def test_profile_sft_lora_choice_is_overridable():
+    assert SFTWarmupConfig(profile="smollm2").resolved().use_lora is False  # the profile's sft_use_lora
+    assert SFTWarmupConfig(profile="smollm2", use_lora=True).resolved().use_lora is True
+    assert SFTWarmupConfig(profile="paper").resolved().use_lora is True  # falls back to use_lora
+
+
 @pytest.mark.parametrize("styles", ["", "poem", "table,poem"])
 def test_unknown_trace_styles_are_refused(styles):
     with pytest.raises(ConfigError, match="trace_styles"):

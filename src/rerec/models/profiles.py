@@ -21,6 +21,7 @@ class ModelProfile:
     name: str = field(metadata={"help": "Profile name."})
     model: str = field(metadata={"help": "Model: 'smollm2', 'tiny', a model folder or a hub id."})
     use_lora: bool = field(default=True, metadata={"help": "LoRA adapters (peft) instead of full fine-tuning."})
+    sft_use_lora: bool | None = field(default=None, metadata={"help": "LoRA for the SFT warm-up (None: use_lora)."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     context_mode: str = field(default="evidence", metadata={"help": "Prompt context: 'evidence' or 'titles'."})
     n_candidates: int = field(default=20, metadata={"help": "Candidates shown per prompt."})
@@ -52,16 +53,16 @@ PROFILES: dict[str, ModelProfile] = {
         sft_batch_size=16, sft_lr=1e-3,
         rft_batch_size=8, num_generations=4, rft_lr=1e-4, rft_steps=300, eval_queries=100,
     ),
-    # The embedded pretrained model on a CPU: LoRA, a handful of candidates shown with evidence, "table"
-    # traces (a row per candidate). Measured (2 shared cores, 2 threads): 12-17 s per SFT step of 4 prompts,
-    # 3.5 GB peak; 25 steps (420 s) took parse rate 0% -> 84% but Acc@1 only 0.09 at 4 candidates
-    # (popularity 0.25). At 95 steps (21 minutes) it checked 65% of conditions right, but the box did not
-    # follow its own 'fits' row yet (Acc@1 0.09).
+    # The embedded pretrained model on a CPU: a handful of candidates shown with evidence, "scan" traces (a row
+    # per candidate up to the one that fits, then the box). SFT fine-tunes every weight (it learned the checks
+    # faster than LoRA here), RFT uses LoRA. Measured (2 shared cores): ~10-12 s per SFT step of 4 prompts at
+    # 2 threads, 3.9 GB peak. Val Acc@1 at 4 candidates (popularity 0.225-0.29): full FT 40 steps 0.29 (100
+    # queries), 70 steps 0.525 (40 queries); LoRA 75 steps 0.45. Greedy generation of 100 answers ~190 s.
     "smollm2": ModelProfile(
-        name="smollm2", model="smollm2", use_lora=True, lora_r=16, context_mode="evidence", n_candidates=4,
-        max_history=0, max_prompt_tokens=320, max_completion_tokens=224, trace_styles="table", sft_steps=24,
-        sft_batch_size=4,
-        sft_lr=5e-4, rft_batch_size=2, num_generations=4, rft_lr=1e-5, rft_steps=30, eval_queries=60,
+        name="smollm2", model="smollm2", use_lora=True, sft_use_lora=False, lora_r=16, context_mode="evidence",
+        n_candidates=4, max_history=0, max_prompt_tokens=320, max_completion_tokens=160, trace_styles="scan",
+        sft_steps=80, sft_batch_size=4, sft_lr=1e-4, rft_batch_size=2, num_generations=4, rft_lr=5e-5,
+        rft_steps=30, eval_queries=60,
     ),
     # ReRec's GPU settings.
     "paper": ModelProfile(

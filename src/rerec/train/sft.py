@@ -87,7 +87,7 @@ class SFTWarmupConfig:
         """A copy with every ``None`` filled from the profile."""
         p = get_profile(self.profile)
         values = asdict(self)
-        fill = {"model": p.model, "use_lora": p.use_lora, "lora_r": p.lora_r, "context_mode": p.context_mode,
+        fill = {"model": p.model, "use_lora": p.use_lora if p.sft_use_lora is None else p.sft_use_lora, "lora_r": p.lora_r, "context_mode": p.context_mode,
                 "n_candidates": p.n_candidates, "max_history": p.max_history, "steps": p.sft_steps,
                 "batch_size": p.sft_batch_size, "lr": p.sft_lr, "n_eval": p.eval_queries or 200,
                 "max_new_tokens": p.max_completion_tokens, "trace_styles": p.trace_styles}
