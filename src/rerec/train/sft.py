@@ -87,7 +87,8 @@ class SFTWarmupConfig:
         """A copy with every ``None`` filled from the profile."""
         p = get_profile(self.profile)
         values = asdict(self)
-        fill = {"model": p.model, "use_lora": p.use_lora if p.sft_use_lora is None else p.sft_use_lora, "lora_r": p.lora_r, "context_mode": p.context_mode,
+        sft_lora = p.use_lora if p.sft_use_lora is None else p.sft_use_lora
+        fill = {"model": p.model, "use_lora": sft_lora, "lora_r": p.lora_r, "context_mode": p.context_mode,
                 "n_candidates": p.n_candidates, "max_history": p.max_history, "steps": p.sft_steps,
                 "batch_size": p.sft_batch_size, "lr": p.sft_lr, "n_eval": p.eval_queries or 200,
                 "max_new_tokens": p.max_completion_tokens, "trace_styles": p.trace_styles}
@@ -287,6 +288,7 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
         eval_examples = sft_examples(val_rows[:32], view, tokenizer, cfg)
         eval_ds = Dataset.from_list(eval_examples)
         history: list[dict] = []
+        latest_decisions: dict[str, float] = {}
 
         def log_decisions(model: Any, step: int, suffix: str = "") -> dict[str, float]:
             """Teacher-forced accuracy of checks, verdicts and the boxed answer (rerec.eval.decisions)."""
@@ -294,6 +296,7 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
             named = {f"decision_{k}_acc{suffix}": v for k, v in acc.items() if k in ("check", "verdict", "answer")}
             tracker.log_metrics(named, step=step)
             history.append({"step": step, **named})
+            latest_decisions.update(named)
             return named
 
         if cfg.eval_before:
@@ -330,9 +333,9 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
             start = time.perf_counter()
             result = trainer.train()
             train_s = time.perf_counter() - start
-            final_eval = trainer.evaluate()
+            final_eval = trainer.evaluate()  # its on_evaluate logs the final decision accuracies
             model = trainer.model
-            metrics.update(log_decisions(model, int(result.global_step)))
+            metrics.update(latest_decisions)
             after = evaluate_choice(model, tokenizer, eval_rows, view, desc="after SFT", **gen_kwargs)
             metrics.update(
                 steps=int(result.global_step), train_s=train_s, train_loss=float(result.training_loss),
