@@ -52,6 +52,7 @@ from rerec.train.raae import (
     segment_rewards,
     token_char_spans,
     token_rewards,
+    uniform_groups,
 )
 
 log = logging.getLogger(__name__)
@@ -271,8 +272,7 @@ class ReRecGRPOTrainer(GRPOTrainer):
             penalised_tokens = float(((tok != totals) & mask.cpu().bool()).sum()) / max(float(mask.sum()), 1.0)
             estimator = get_advantage_estimator("raae")
             advantages = estimator(tok, mask.cpu(), self.num_generations, eps=self.raae.eps)
-            seq = totals.squeeze(1).view(-1, self.num_generations)
-            uniform_rate = float(((seq.max(1).values - seq.min(1).values) <= 1e-8).float().mean())
+            uniform_rate = float(uniform_groups(totals.squeeze(1), self.num_generations)[1].float().mean())
             if self.raae.uniform_groups == "anchor":
                 advantages = anchor_uniform_groups(advantages, totals.squeeze(1), mask.cpu(), self.num_generations)
             output["advantages"] = advantages.to(device=completion_ids.device)

@@ -33,6 +33,7 @@ __all__ = [
     "token_rewards",
     "group_normalise",
     "sequence_group_normalise",
+    "uniform_groups",
     "anchor_uniform_groups",
     "register_advantage_estimator",
     "get_advantage_estimator",
@@ -248,6 +249,19 @@ def sequence_group_normalise(
     return adv.unsqueeze(1) * mask.to(adv.dtype)
 
 
+def uniform_groups(sequence_rewards: torch.Tensor, group_size: int | None = None,
+                   group_ids: torch.Tensor | None = None, tol: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(group index per completion (B,), whether each group's completions share one reward (n_groups,))``:
+    the groups where GRPO has no signal."""
+    group = _group_index(sequence_rewards.shape[0], group_size, group_ids).to(sequence_rewards.device)
+    n_groups = int(group.max()) + 1
+    hi = torch.full((n_groups,), -torch.inf, dtype=sequence_rewards.dtype).scatter_reduce(
+        0, group, sequence_rewards, "amax")
+    lo = torch.full((n_groups,), torch.inf, dtype=sequence_rewards.dtype).scatter_reduce(
+        0, group, sequence_rewards, "amin")
+    return group, (hi - lo) <= tol
+
+
 def anchor_uniform_groups(
     advantages: torch.Tensor,
     sequence_rewards: torch.Tensor,
@@ -271,17 +285,11 @@ def anchor_uniform_groups(
     Returns:
         (B, T) advantages.
     """
-    group = _group_index(advantages.shape[0], group_size, group_ids).to(advantages.device)
-    n_groups = int(group.max()) + 1
-    seq = sequence_rewards.to(advantages.dtype)
-    hi = torch.full((n_groups,), -torch.inf, dtype=seq.dtype).scatter_reduce(0, group, seq, "amax")
-    lo = torch.full((n_groups,), torch.inf, dtype=seq.dtype).scatter_reduce(0, group, seq, "amin")
-    uniform = (hi - lo) <= tol
+    group, uniform = uniform_groups(sequence_rewards.to(advantages.dtype), group_size, group_ids, tol)
     if not bool(uniform.any()):
         return advantages
-    valid = mask.bool()
-    row_top = advantages.masked_fill(~valid, -torch.inf).amax(1)
-    top = torch.full((n_groups,), -torch.inf, dtype=advantages.dtype).scatter_reduce(0, group, row_top, "amax")
+    row_top = advantages.masked_fill(~mask.bool(), -torch.inf).amax(1)
+    top = torch.full_like(uniform, -torch.inf, dtype=advantages.dtype).scatter_reduce(0, group, row_top, "amax")
     shift = torch.where(uniform & torch.isfinite(top), top, torch.zeros_like(top))
     return (advantages - shift[group].unsqueeze(1)) * mask.to(advantages.dtype)
 
