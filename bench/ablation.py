@@ -42,11 +42,13 @@ def evaluate_arm(model_dir: Path, rows, view, cfg) -> list[dict]:
     from rerec.prompt import answer_item_ids
     from rerec.train.sft import evaluate_choice
 
-    model, tokenizer = load_model(model_dir, dtype=torch.bfloat16 if torch.cuda.is_available() else None)
-    if torch.cuda.is_available():
+    cuda = torch.cuda.is_available()
+    model, tokenizer = load_model(model_dir, dtype=torch.bfloat16 if cuda else None)
+    if cuda:
         model = model.cuda()
     result = evaluate_choice(model, tokenizer, rows, view, mode=cfg.context_mode, max_history=cfg.max_history,
-                             max_new_tokens=cfg.max_completion_tokens, batch_size=16, desc=f"eval {model_dir.name}")
+                             max_new_tokens=cfg.max_completion_tokens, batch_size=64 if cuda else 16,
+                             desc=f"eval {model_dir.name}")
     out = []
     for row, text in zip(rows, result["completions"], strict=True):
         answered = answer_item_ids(text, row, view)
@@ -88,6 +90,13 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="RFT steps per arm (equal budget).")
     ap.add_argument("--lr", type=float, default=None, help="RFT learning rate (default: the profile's).")
     ap.add_argument("--max-completion-tokens", type=int, default=None, help="Rollout length (default: the profile's).")
+    ap.add_argument("--batch-size", type=int, default=None, help="Prompts per RFT step (default: the profile's).")
+    ap.add_argument("--num-generations", type=int, default=None, help="Completions per prompt, G (default: the "
+                                                                       "profile's).")
+    ap.add_argument("--arm-budget-s", type=float, default=0.0,
+                    help="Bound the time instead of fixing --steps: the FIRST arm trains until this many seconds "
+                         "(or --steps), and every later arm gets exactly the steps the first one reached, so the "
+                         "budget stays equal in steps.")
     ap.add_argument("--n-train", type=int, default=0, help="Training queries (0 = all).")
     ap.add_argument("--n-eval", type=int, default=200, help="Validation queries (stratified by type).")
     ap.add_argument("--seed", type=int, default=0)
@@ -107,7 +116,9 @@ def main(argv=None) -> int:
     base_cfg = RFTConfig(profile="paper" if args.profile == "paper" else args.model_profile, steps=args.steps,
                          n_train=args.n_train, seed=args.seed, save_steps=10**9, threads=args.threads,
                          **{**extra, **{k: v for k, v in (("lr", args.lr),
-                                                          ("max_completion_tokens", args.max_completion_tokens))
+                                                          ("max_completion_tokens", args.max_completion_tokens),
+                                                          ("batch_size", args.batch_size),
+                                                          ("num_generations", args.num_generations))
                                         if v is not None}})
     view, queries = load_view_and_queries(args.data, args.graphs)
     resolved = base_cfg.resolved()
@@ -119,14 +130,23 @@ def main(argv=None) -> int:
     records: dict[str, list[dict]] = {}
     # the starting point itself (only for a folder; 'tiny' / 'smollm2' resolve inside load_model)
     start_records = evaluate_arm(Path(args.sft), rows, view, resolved) if Path(args.sft).is_dir() else None
+    first_steps = None
     for arm in arms:
         name = arm_name(arm)
         cfg = RFTConfig(**{**base_cfg.__dict__, "ablation": arm})
+        if args.arm_budget_s and first_steps is None:
+            cfg = RFTConfig(**{**cfg.__dict__, "time_budget_s": args.arm_budget_s})
+        elif first_steps is not None:
+            cfg = RFTConfig(**{**cfg.__dict__, "stop_after_steps": first_steps})  # same LR schedule, same steps
         t0 = time.perf_counter()
         metrics = rft(args.data, args.graphs, args.reward, args.sft, args.out / name, cfg)
         records[name] = evaluate_arm(args.out / name, rows, view, resolved)
         results[name] = {"train_s": time.perf_counter() - t0, "steps": metrics["steps"],
                          "final_train_reward": metrics.get("final_reward")}
+        if args.arm_budget_s and first_steps is None:
+            first_steps = int(metrics["steps"])
+            print(f"[ablation] {name} reached {first_steps} steps in its {args.arm_budget_s:.0f} s budget; "
+                  "later arms get the same steps", flush=True)
     baseline = records.get("plain_grpo")
     for name, recs in records.items():
         results[name]["val"] = summarise(recs, None if name == "plain_grpo" else baseline)
@@ -139,7 +159,8 @@ def main(argv=None) -> int:
             diff = f"{e['diff_vs_plain']:+.3f}" if "diff_vs_plain" in e else ""
             print(f"{name:16s} {t:12s} {e['n']:4d} {e['acc_at_1']:7.3f} [{e['ci95'][0]:.3f}, {e['ci95'][1]:.3f}] {diff:>9s}")
     summary = {"bench": "ablation", "profile": args.profile, "model_profile": args.model_profile,
-               "steps_per_arm": resolved.steps, "n_eval": len(rows), "device": "cuda" if torch.cuda.is_available()
+               "steps_per_arm": first_steps or resolved.steps,
+               "batch_size": resolved.batch_size, "num_generations": resolved.num_generations, "n_eval": len(rows), "device": "cuda" if torch.cuda.is_available()
                else "cpu", "arms": results}
     (args.out / "ablation.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))

@@ -211,7 +211,18 @@ def test_trainers_run_in_float32_on_a_cpu():
     """TRL defaults to bf16, which a CPU without native bf16 emulates about 55x slower than float32."""
     from rerec.train.precision import trainer_precision
 
-    assert trainer_precision() == {"bf16": False, "fp16": False}  # the test machines have no CUDA
+    assert trainer_precision() == {"use_cpu": True, "bf16": False, "fp16": False}  # the test machines have no CUDA
+
+
+def test_trainers_use_the_gpu_when_there_is_one(monkeypatch):
+    """SFT once hard-coded use_cpu=True: on an H200 its steps ran on the host CPU (6 s a step)."""
+    import torch
+
+    from rerec.train.precision import trainer_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert trainer_precision() == {"use_cpu": False, "bf16": True, "fp16": False}
 
 
 def test_plain_grpo_arm_keeps_trl_advantages(model_dir, tmp_path):
@@ -370,6 +381,22 @@ def test_rft_stage_end_to_end(stage_folders, model_dir, tmp_path):
     (tmp_path / "again.rft-work" / "checkpoints" / "checkpoint-1").mkdir(parents=True)
     with pytest.raises(RerecError, match="--resume"):
         rft(stage_folders / "data", None, None, model_dir, tmp_path / "again", cfg)
+
+
+def test_stop_after_steps_keeps_the_learning_rate_schedule_of_steps(stage_folders, model_dir, tmp_path):
+    """The ablation's equal budget: a later arm stops at the first arm's step count, on the first arm's
+    schedule (linear decay over --steps), not on a schedule squeezed into fewer steps."""
+    from rerec.train.rft import RFTConfig, rft
+
+    cfg = RFTConfig(profile="tiny", steps=3, stop_after_steps=1, batch_size=2, num_generations=2, lr=3e-4,
+                    max_completion_tokens=8, use_lora=True, lora_r=4, n_candidates=4, max_history=0,
+                    save_steps=10, min_active=1)
+    metrics = rft(stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir,
+                  tmp_path / "rft", cfg)
+    assert metrics["steps"] == 1
+    history = json.loads((tmp_path / "rft" / "metrics.json").read_text())["history"]
+    lrs = [e["learning_rate"] for e in history if "learning_rate" in e]
+    assert lrs and lrs[0] > 0  # a 1-step schedule would have decayed to 0 at step 1
 
 
 def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_and_resumes(stage_folders, model_dir, tmp_path,

@@ -82,8 +82,9 @@ def decision_accuracy(model: Any, tokenizer: Any, examples: Sequence[dict], batc
             for row, (seq, _) in enumerate(batch):
                 ids[row, :len(seq)] = torch.tensor(seq)
                 mask[row, :len(seq)] = 1
+            device = next(model.parameters()).device
             with torch.no_grad():
-                logits = model(input_ids=ids, attention_mask=mask).logits
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
             for row, (seq, places) in enumerate(batch):
                 for kind, i in places:
                     total[kind] += 1

@@ -1,4 +1,4 @@
-"""Mixed precision for the HF/TRL trainers.
+"""Device and mixed precision for the HF/TRL trainers.
 
 TRL 1.16's ``SFTConfig`` and ``GRPOConfig`` default to ``bf16=True`` on every device. On a CPU without
 native bf16 (AVX2, like the machines rerec's CPU profiles are sized on) autocast runs every matmul in
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 
 def trainer_precision() -> dict[str, bool]:
-    """``bf16``/``fp16`` keyword arguments for ``SFTConfig``/``GRPOConfig``: bf16 on a CUDA device that
-    supports it, float32 everywhere else."""
+    """``use_cpu``/``bf16``/``fp16`` keyword arguments for ``SFTConfig``/``GRPOConfig``: the CUDA device
+    when there is one (bf16 where it supports it), else the CPU in float32."""
     import torch
 
-    bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    return {"bf16": bf16, "fp16": False}
+    cuda = torch.cuda.is_available()
+    bf16 = bool(cuda and torch.cuda.is_bf16_supported())
+    return {"use_cpu": not cuda, "bf16": bf16, "fp16": False}

@@ -85,6 +85,9 @@ class RFTConfig:
     # --- run
     save_steps: int = field(default=10, metadata={"help": "Checkpoint every this many steps."})
     time_budget_s: float = field(default=0.0, metadata={"help": "Stop after this many seconds (0 = no limit)."})
+    stop_after_steps: int = field(default=0, metadata={"help": "Stop after this many steps while keeping the learning-"
+                                                               "rate schedule of --steps (0 = run all --steps); "
+                                                               "the ablation gives every arm the steps of the first."})
     n_samples_logged: int = field(default=16, metadata={"help": "Sample completions in each epoch's table."})
     seed: int = field(default=0, metadata={"help": "Random seed."})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)."})
@@ -104,6 +107,7 @@ class RFTConfig:
         check_minimums(out, {"steps": 1, "batch_size": 1, "lr": 0, "lora_r": 1, "beta": 0, "n_candidates": 2,
                              "max_history": 0, "n_train": 0, "max_completion_tokens": 1, "temperature": 0,
                              "probe_every": 0, "min_active": 0, "save_steps": 1, "time_budget_s": 0,
+                             "stop_after_steps": 0,
                              "threads": 0}, strict=("lr", "temperature"))
         if out.num_generations < 2:
             raise ConfigError(f"num_generations must be at least 2 (GRPO compares a prompt's completions), got "
@@ -294,6 +298,8 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
             def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
                 if deadline is not None and time.perf_counter() > deadline:
                     control.should_training_stop = True
+                if cfg.stop_after_steps and state.global_step >= cfg.stop_after_steps:
+                    control.should_training_stop = True
 
         per_step = cfg.batch_size * cfg.num_generations
         args = GRPOConfig(
@@ -301,9 +307,8 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
             output_dir=str(ckpt_dir), max_steps=cfg.steps, per_device_train_batch_size=per_step,
             num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_tokens,
             learning_rate=cfg.lr, beta=cfg.beta, temperature=cfg.temperature, logging_steps=1,
-            save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, report_to=[], use_cpu=not
-            torch.cuda.is_available(), seed=cfg.seed, gradient_checkpointing=False, disable_tqdm=False,
-            dataloader_num_workers=0,
+            save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, report_to=[], seed=cfg.seed,
+            gradient_checkpointing=False, disable_tqdm=False, dataloader_num_workers=0,
         )
         trainer = ReRecGRPOTrainer(
             model=model, args=args, train_dataset=train_ds, processing_class=tokenizer, score_fn=score_fn,

@@ -221,6 +221,7 @@ def evaluate_choice(model: Any, tokenizer: Any, rows: list[dict], view: CatalogV
     n_tokens = 0
     for i in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
         batch = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = batch.to(next(model.parameters()).device)
         with torch.no_grad():
             out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=tokenizer.pad_token_id)
@@ -324,7 +325,7 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
                 per_device_eval_batch_size=cfg.batch_size, learning_rate=cfg.lr, lr_scheduler_type="linear",
                 warmup_steps=max(1, cfg.steps // 20), logging_steps=max(1, cfg.steps // 20),
                 eval_strategy="steps", eval_steps=max(50, cfg.steps // 4), save_strategy="no", report_to="none",
-                use_cpu=True, seed=cfg.seed, max_length=cfg.max_new_tokens + 1024,
+                seed=cfg.seed, max_length=cfg.max_new_tokens + 1024,
                 completion_only_loss=True, prediction_loss_only=True, dataloader_num_workers=0, disable_tqdm=False,
             )
             trainer_class = answer_only_trainer_class() if cfg.answer_logits_only else SFTTrainer
