@@ -98,6 +98,25 @@ def test_table_traces_copy_the_candidate_lines_the_prompt_shows(tokenizer, style
         assert rows and (style == "scan" or len(rows) == len(shown))
 
 
+def test_no_fit_examples_are_mixed_into_training_only(tokenizer):
+    view = small_view()
+    cfg = SFTWarmupConfig(profile="tiny", n_candidates=5, min_candidates=5, max_history=0, trace_styles="scan",
+                          no_fit_rate=0.99).resolved()
+    train = sft_examples(queries()[:2], view, tokenizer, cfg)
+    assert all("None fits every condition" in ex["completion"] for ex in train)  # both have a closest
+    assert train[0]["completion"].endswith("\\boxed{" + view.title("4") + "}")
+    assert "Raising Arizona" not in train[0]["prompt"]  # the match is not shown
+    held_out = sft_examples(queries()[:2], view, tokenizer, cfg, augment=False)
+    assert not any("None fits" in ex["completion"] for ex in held_out)
+    assert SFTWarmupConfig(profile="smollm2").resolved().no_fit_rate == 0.1  # the profile's share
+
+
+@pytest.mark.parametrize("bad", [{"no_fit_rate": 1.0}, {"no_fit_rate": 0.1, "trace_styles": "scan,checklist"}])
+def test_no_fit_rate_is_checked(bad):
+    with pytest.raises(ConfigError, match="no_fit_rate"):
+        SFTWarmupConfig(profile="tiny", **{"trace_styles": "scan", **bad}).resolved()
+
+
 def test_profile_sft_lora_choice_is_overridable():
     assert SFTWarmupConfig(profile="smollm2").resolved().use_lora is False  # the profile's sft_use_lora
     assert SFTWarmupConfig(profile="smollm2", use_lora=True).resolved().use_lora is True

@@ -8,7 +8,7 @@ from test_prompt import small_view
 from rerec.answer import format_answer, parse_answer
 from rerec.data.schema import decode_conditions, encode_conditions
 from rerec.prompt import answer_item_ids, candidate_lines
-from rerec.train.traces import PROSE_STYLES, STYLES, synthesize_trace
+from rerec.train.traces import PROSE_STYLES, STYLES, no_fit_query, synthesize_trace
 
 
 def queries() -> list[dict]:
@@ -119,6 +119,33 @@ def test_scan_stops_at_the_positive_and_boxes_the_row_above(index):
     wanted = re.search(r"^Wanted: (.+)\.$", scan.text, flags=re.M).group(1).split("; ")
     premise_facts = 1 if "request is wrong" in scan.text else 0
     assert scan.style == "scan" and len(scan.facts) == premise_facts + (at + 1) * len(wanted)  # rows checked
+
+
+def test_no_fit_query_drops_the_match_and_answers_the_closest():
+    view, query = small_view(), queries()[0]  # comedy from the 1980s; the match is 2 (Raising Arizona)
+    nf = no_fit_query(query, view)
+    # left: Heat (action, 1990s) 0 met, Usual Suspects (1990s) 0, Toy Story (comedy, 1990s) 1, Casino 0
+    assert nf["candidates"] == ["3", "5", "4", "6"] and nf["positives"] == ["4"] and nf["no_fit"]
+    assert no_fit_query(queries()[1], view)["positives"] == ["3"]  # nobody by the Coens left: the first shown
+    assert no_fit_query(queries()[2], view) is None  # Raising Arizona is a comedy too: the list still has a match
+    assert no_fit_query(queries()[3], view) is None  # nothing the graph decides
+    assert no_fit_query({**query, "candidates": ["2", "4"]}, view) is None  # one candidate would be left
+
+
+@pytest.mark.parametrize("style", ["table", "scan"])
+def test_a_list_without_a_match_is_checked_row_by_row_and_the_closest_boxed(style):
+    view = small_view()
+    nf = no_fit_query(queries()[0], view)
+    lines = candidate_lines(nf, view, "evidence", max_history=0)
+    trace = synthesize_trace(nf, view, style=style, candidate_lines=lines)
+    body = trace.text.splitlines()
+    assert body[0] == "Wanted: comedy; 1980s."
+    assert [row.split(": ")[0] for row in body[1:5]] == lines  # every candidate, none skipped
+    assert all(row.endswith(" - no.") for row in body[1:5])
+    assert body[5] == f"None fits every condition; the closest is {view.name('4')}."
+    assert body[6] == format_answer([view.title("4")]) and len(body) == 7
+    for fact in trace.facts:
+        assert view.satisfies(fact.item_id, fact.relation, fact.entity) == fact.holds, fact
 
 
 def test_table_falls_back_to_direct_without_decidable_conditions():

@@ -33,6 +33,9 @@ class ModelProfile:
     sft_steps: int = field(default=200, metadata={"help": "SFT warm-up optimiser steps."})
     sft_batch_size: int = field(default=8, metadata={"help": "SFT batch size (per step)."})
     sft_lr: float = field(default=2e-4, metadata={"help": "SFT learning rate."})
+    sft_no_fit_rate: float = field(default=0.0, metadata={
+        "help": "Share of SFT examples shown without their match (table/scan traces only; "
+                "rerec.train.traces.no_fit_query)."})
     rft_batch_size: int = field(default=8, metadata={"help": "RFT prompts per step."})
     num_generations: int = field(default=5, metadata={"help": "RFT completions per prompt (GRPO's G)."})
     rft_lr: float = field(default=5e-6, metadata={"help": "RFT learning rate."})
@@ -61,7 +64,7 @@ PROFILES: dict[str, ModelProfile] = {
     "smollm2": ModelProfile(
         name="smollm2", model="smollm2", use_lora=True, sft_use_lora=False, lora_r=16, context_mode="evidence",
         n_candidates=4, max_history=0, max_prompt_tokens=320, max_completion_tokens=160, trace_styles="scan",
-        sft_steps=80, sft_batch_size=4, sft_lr=1e-4, rft_batch_size=2, num_generations=4, rft_lr=5e-5,
+        sft_steps=80, sft_batch_size=4, sft_lr=1e-4, sft_no_fit_rate=0.1, rft_batch_size=2, num_generations=4, rft_lr=5e-5,
         rft_steps=30, eval_queries=60,
     ),
     # ReRec's GPU settings.

@@ -66,6 +66,10 @@ class SFTWarmupConfig:
     trace_styles: str | None = field(
         default=None, metadata={"help": "Comma-separated trace styles to train on (checklist, eliminate, direct, "
                                         "table, scan); each query gets one, picked by the seed."})
+    no_fit_rate: float | None = field(
+        default=None, metadata={"help": "Share of training examples shown without their match: the trace checks "
+                                        "every row and boxes the closest, so a model that misjudges every row still "
+                                        "ends its scan (table/scan styles only; 0 = off)."})
     # --- optimisation
     steps: int | None = field(default=None, metadata={"help": "Optimiser steps."})
     batch_size: int | None = field(default=None, metadata={"help": "Examples per step."})
@@ -91,7 +95,8 @@ class SFTWarmupConfig:
         fill = {"model": p.model, "use_lora": sft_lora, "lora_r": p.lora_r, "context_mode": p.context_mode,
                 "n_candidates": p.n_candidates, "max_history": p.max_history, "steps": p.sft_steps,
                 "batch_size": p.sft_batch_size, "lr": p.sft_lr, "n_eval": p.eval_queries or 200,
-                "max_new_tokens": p.max_completion_tokens, "trace_styles": p.trace_styles}
+                "max_new_tokens": p.max_completion_tokens, "trace_styles": p.trace_styles,
+                "no_fit_rate": p.sft_no_fit_rate}
         for key, value in fill.items():
             if values[key] is None:
                 values[key] = value
@@ -106,6 +111,12 @@ class SFTWarmupConfig:
         check_minimums(out, {"steps": 1, "batch_size": 1, "lr": 0, "lora_r": 1, "n_candidates": 2, "max_history": 0,
                              "time_budget_s": 0, "n_train": 0, "n_eval": 1, "max_new_tokens": 1,
                              "eval_batch_size": 1, "threads": 0}, strict=("lr",))
+        if not 0.0 <= out.no_fit_rate < 1.0:
+            raise ConfigError(f"no_fit_rate={out.no_fit_rate} must be a share in [0, 1). Fix: pass --no-fit-rate 0.1.")
+        if out.no_fit_rate and set(styles) - {"table", "scan"}:
+            raise ConfigError(f"no_fit_rate={out.no_fit_rate} needs table/scan traces (the others would call the "
+                              f"closest candidate a fit), got trace_styles={out.trace_styles!r}. Fix: pass "
+                              "--trace-styles scan or --no-fit-rate 0.")
         if out.min_candidates < 2 or out.min_candidates > out.n_candidates:
             raise ConfigError(f"min_candidates={out.min_candidates} must be between 2 and n_candidates="
                               f"{out.n_candidates}. Fix: pass --min-candidates 2.")
@@ -144,17 +155,24 @@ def query_rows(queries: Any, split: str, limit: int = 0, seed: int = 0) -> list[
     return [row._asdict() if hasattr(row, "_asdict") else dict(row) for row in part.to_dict("records")]
 
 
-def sft_examples(rows: list[dict], view: CatalogView, tokenizer: Any, config: SFTWarmupConfig) -> list[dict]:
+def sft_examples(rows: list[dict], view: CatalogView, tokenizer: Any, config: SFTWarmupConfig,
+                 augment: bool = True) -> list[dict]:
     """``{"prompt": chat-rendered prompt, "completion": trace}`` per query; each query shows a seeded
-    number of candidates between ``min_candidates`` and ``n_candidates``."""
+    number of candidates between ``min_candidates`` and ``n_candidates``. With ``augment``, a seeded
+    ``no_fit_rate`` share shows the list without its match (:func:`rerec.train.traces.no_fit_query`)."""
     import numpy as np
 
+    from rerec.train.traces import no_fit_query
+
     rng = np.random.default_rng(config.seed)
+    no_fit_rng = np.random.default_rng([config.seed, 1])
     styles = config.styles()
     out = []
     for row in rows:
         k = int(rng.integers(config.min_candidates, config.n_candidates + 1))
         shown = shrink_candidates(row, k, view, seed=config.seed)
+        if augment and config.no_fit_rate and no_fit_rng.random() < config.no_fit_rate:
+            shown = no_fit_query(shown, view) or shown
         messages = build_messages(shown, view, config.context_mode, include_history=config.max_history > 0,
                                   max_history=config.max_history)
         lines = candidate_lines(shown, view, config.context_mode, include_history=config.max_history > 0,
@@ -286,7 +304,7 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
             metrics.update(parse_rate_before=before["parse_rate"], acc_at_1_before=before["acc_at_1"])
             tracker.log_metrics({"parse_rate_before": before["parse_rate"], "acc_at_1_before": before["acc_at_1"]})
         train_ds = Dataset.from_list(sft_examples(train_rows, view, tokenizer, cfg))
-        eval_examples = sft_examples(val_rows[:32], view, tokenizer, cfg)
+        eval_examples = sft_examples(val_rows[:32], view, tokenizer, cfg, augment=False)
         eval_ds = Dataset.from_list(eval_examples)
         history: list[dict] = []
         latest_decisions: dict[str, float] = {}

@@ -101,6 +101,32 @@ def _table_rows(candidates: list[str], conditions: list[dict], view: CatalogView
     return lines
 
 
+def _fits(item: str, conditions: list[dict], view: CatalogView) -> bool:
+    return all(view.satisfies(item, c["relation"], str(c["entity"])) for c in conditions)
+
+
+def no_fit_query(query: Mapping, view: CatalogView) -> dict | None:
+    """The same request over a list WITHOUT its match: the positives are removed and the answer becomes
+    the closest remaining candidate (most conditions met; ties: the first shown). None when fewer than
+    two candidates would remain or no condition can be decided.
+
+    A ``table``/``scan`` trace of it checks every row, finds none that fits and names the closest. SFT
+    mixes a few in (``no_fit_rate``) so that a model which misjudges every row still ends its scan after
+    the last candidate with a boxed answer, instead of inventing rows 5, 6, ... until the token limit
+    (what SmolLM2 did on a third of the unparsed answers measured here).
+    """
+    conditions = [c for c in decode_conditions(query.get("conditions") or []) if c["relation"] in view.relations]
+    positives = {str(p) for p in query["positives"]}
+    rest = [str(c) for c in query["candidates"] if str(c) not in positives]
+    if not conditions or len(rest) < 2:
+        return None
+    met = [sum(view.satisfies(c, k["relation"], str(k["entity"])) for k in conditions) for c in rest]
+    closest = rest[max(range(len(rest)), key=lambda i: (met[i], -i))]
+    if _fits(closest, conditions, view):  # another candidate fits after all: not a list without a match
+        return None
+    return {**query, "candidates": rest, "positives": [closest], "no_fit": True}
+
+
 def _negated(cond: Mapping, view: CatalogView, item: str) -> str:
     return f"{view.name(item)} is not {condition_phrase(cond, view)}"
 
@@ -146,7 +172,8 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
     the choice rests on checks a small model can copy from its prompt) and ``scan`` (the table's rows up to
     the positive's, then the box: the answer copies the row just above it, and the trace is shorter. Queries
     from :mod:`rerec.data.queries` have one candidate that fits every condition, the positive, so the scan
-    stops at the first row that fits). Queries without a condition
+    stops at the first row that fits; when none fits, as in :func:`no_fit_query`, every row is checked and
+    the closest, the query's positive, is named). Queries without a condition
     the graph can decide (interest) fall back to ``direct``.
     """
     rng = np.random.default_rng([seed, zlib.crc32(str(query.get("query_id", "")).encode())])
@@ -179,8 +206,11 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
 
     if style in ("table", "scan") and conditions:
         lines.append("Wanted: " + "; ".join(condition_label(c, view) for c in conditions) + ".")
+        fitting = [c for c in candidates if _fits(c, conditions, view)]
         lines += _table_rows(candidates, conditions, view, facts, candidate_lines,
-                            stop_at=positive if style == "scan" else None)
+                            stop_at=positive if style == "scan" and fitting else None)
+        if not fitting:  # a list without a match (see no_fit_query): every row checked, the closest named
+            lines.append(f"None fits every condition; the closest is {view.name(positive)}.")
     elif style == "checklist" and conditions:
         wants = "; ".join(condition_phrase(c, view) for c in conditions)
         lines.append(f"The request asks for a movie that is: {wants}.")
