@@ -149,6 +149,23 @@ def test_evaluate_end_to_end(folders):
     assert "data:image/png;base64," in (out / "report.html").read_text()
 
 
+def test_base_model_for_retention_only(folders):
+    """The validation gate needs the base model's MMLU/IFEval (for the ratio) but not its ranking."""
+    from rerec.eval.evaluate import EvalConfig, evaluate
+
+    torch.set_num_threads(1)
+    config = EvalConfig(baselines=["popularity"], max_queries_per_type=1, max_new_tokens=4, batch_size=4,
+                        mmlu_max_questions=2, ifeval_max_instructions=2, ifeval_max_new_tokens=4, n_boot=20,
+                        n_traces=1, benchmark_base=False)
+    report = evaluate(folders / "data", folders / "graphs", folders / "reward",
+                      {"sft": folders / "tiny", "rft": folders / "tiny"}, folders / "out_gate", config)
+    assert {r["model"] for r in report["table"]} == {"popularity", "rft"}  # no ranking rows for the base
+    assert report["llm"]["sft"]["n_selected"] == 0 and report["llm"]["rft"]["n_selected"] == 4
+    assert report["retention"]["models"]["rft"]["mmlu_n"] == 2  # the ratio still has its reference
+    assert "mmlu_ratio" in report["retention"]["models"]["rft"]
+    assert any("retention only" in n for n in report["notes"])
+
+
 def test_config_errors():
     from rerec.eval.evaluate import EvalConfig, _parse_model
 

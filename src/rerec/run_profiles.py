@@ -51,20 +51,21 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "gate_eval": {"profile": "tiny", "split": "val"},
         "register": {},
     },
-    # make run: SmolLM2 with scan traces and cut budgets (measured 1418 s on 2 cores)
+    # make run: SmolLM2 with scan traces and cut budgets (measured on 2 cores: see the module docstring)
     "default": {
         "prepare": {"seed": 0},
         "graph": {},
         "reward": {"seed": 0, "max_seconds": 45.0},
-        "sft": {"profile": "smollm2", "seed": 0, "steps": 50, "time_budget_s": 540.0, "n_eval": 16,
-                "eval_before": False},
+        "sft": {"profile": "smollm2", "seed": 0, "steps": 50, "time_budget_s": 480.0, "n_eval": 8,
+                "eval_before": False, "n_train": 1000},
         "rft": {"profile": "smollm2", "seed": 0, "steps": 3, "time_budget_s": 120.0},
         "eval": {"profile": "smollm2", "split": "test", "max_queries_per_type": 15, "rec_time_budget_s": 150.0,
-                 "mmlu_max_questions": 40, "mmlu_time_budget_s": 15.0, "ifeval_max_instructions": 16,
-                 "ifeval_max_new_tokens": 48, "ifeval_time_budget_s": 20.0},
+                 "batch_size": 64, "mmlu_max_questions": 40, "mmlu_time_budget_s": 15.0,
+                 "ifeval_max_instructions": 16, "ifeval_max_new_tokens": 48, "ifeval_time_budget_s": 20.0},
         "gate_eval": {"profile": "smollm2", "split": "val", "max_queries_per_type": 5, "rec_time_budget_s": 60.0,
-                      "mmlu_max_questions": 20, "mmlu_time_budget_s": 10.0, "ifeval_max_instructions": 8,
-                      "ifeval_max_new_tokens": 48, "ifeval_time_budget_s": 15.0},
+                      "batch_size": 64, "benchmark_base": False, "mmlu_max_questions": 16,
+                      "mmlu_time_budget_s": 10.0, "ifeval_max_instructions": 8, "ifeval_max_new_tokens": 48,
+                      "ifeval_time_budget_s": 15.0},
         "register": {},
     },
     "smollm2": {

@@ -82,6 +82,9 @@ class EvalConfig:
     rec_time_budget_s: float = field(default=300.0, metadata={
         "help": "Seconds of recommendation generation per model; queries not reached are reported."})
     # --- general-ability retention
+    benchmark_base: bool = field(default=True, metadata={
+        "help": "Rank the queries with the base model too (false: the base model is measured for retention only, "
+                "as the validation gate needs; it compares the challenger with the champion's recorded metric)."})
     retention: bool = field(default=True, metadata={"help": "Measure MMLU and IFEval retention of each LLM."})
     mmlu_max_questions: int = field(default=114, metadata={"help": "MMLU questions (subject-balanced; 0 = 282)."})
     mmlu_time_budget_s: float = field(default=60.0, metadata={"help": "Seconds of MMLU scoring per model."})
@@ -205,8 +208,10 @@ def _traces(model: str, queries: list[dict], answers: list, rows: list[dict], vi
     return {"best": best, "worst": worst}
 
 
-def evaluate_llm(name: str, path: Path, queries: list[dict], view: Any, config: EvalConfig) -> dict:
-    """Rank ``queries`` with one model and measure its retention. Returns rows, traces and stats."""
+def evaluate_llm(name: str, path: Path, queries: list[dict], view: Any, config: EvalConfig,
+                 rank: bool = True) -> dict:
+    """Rank ``queries`` with one model (unless ``rank`` is false) and measure its retention. Returns rows,
+    traces and stats."""
     import torch
 
     from rerec.eval.generate import LLMRanker, generate_chat
@@ -223,13 +228,17 @@ def evaluate_llm(name: str, path: Path, queries: list[dict], view: Any, config: 
     ranker = LLMRanker(name, model, tokenizer, view, mode=config.mode, max_history=config.max_history,
                        max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
                        max_prompt_tokens=config.max_prompt_tokens or None)
-    answers = ranker.rank_all(queries, time_budget_s=budget(config.rec_time_budget_s))
-    gen = ranker.last_generation
+    queries = queries if rank else []
+    answers = ranker.rank_all(queries, time_budget_s=budget(config.rec_time_budget_s)) if queries else []
     done = [(q, a) for q, a in zip(queries, answers, strict=True) if a.completion is not None]
     rows = [_row(name, "llm", q, a.ranked, a.parsed, config.ks) for q, a in done]
-    stats = {"n_selected": len(queries), "n_generated": gen.n_generated, "new_tokens": gen.n_new_tokens,
-             "tokens_per_second": round(gen.tokens_per_second, 2), "generation_s": round(gen.seconds, 1),
-             "budget_exhausted": gen.budget_exhausted}
+    stats = {"n_selected": len(queries), "n_generated": 0, "new_tokens": 0, "tokens_per_second": 0.0,
+             "generation_s": 0.0, "budget_exhausted": False}
+    if queries:
+        gen = ranker.last_generation
+        stats.update(n_generated=gen.n_generated, new_tokens=gen.n_new_tokens,
+                     tokens_per_second=round(gen.tokens_per_second, 2), generation_s=round(gen.seconds, 1),
+                     budget_exhausted=gen.budget_exhausted)
     retention: dict[str, Any] = {}
     if config.retention:
         from rerec.eval.ifeval import build_instructions, score_responses
@@ -341,15 +350,18 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
             notes.append(f"LightGCN: {n} {'query' if n == 1 else 'queries'} of users without an embedding "
                          "ranked by popularity.")
         llm: dict[str, dict] = {}
+        base = _pick_base(list(models), config.base_model)
         for name, path in models.items():
-            result = evaluate_llm(name, Path(path), queries, view, config)
+            rank = config.benchmark_base or name != base or len(models) == 1
+            result = evaluate_llm(name, Path(path), queries, view, config, rank=rank)
+            if not rank:
+                notes.append(f"{name}: measured for retention only (benchmark_base=false).")
             rows += result["rows"]
             llm[name] = result
             if result["stats"]["budget_exhausted"]:
                 notes.append(f"{name}: the time budget ran out after {result['stats']['n_generated']} of "
                              f"{len(queries)} queries; its rows cover those only.")
         table, by_conditions = _aggregate(rows, config)
-        base = _pick_base(list(models), config.base_model)
         retention_models = {}
         for name, result in llm.items():
             ret = dict(result["retention"])
