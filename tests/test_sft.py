@@ -108,7 +108,7 @@ def test_no_fit_examples_are_mixed_into_training_only(tokenizer):
     assert "Raising Arizona" not in train[0]["prompt"]  # the match is not shown
     held_out = sft_examples(queries()[:2], view, tokenizer, cfg, augment=False)
     assert not any("None fits" in ex["completion"] for ex in held_out)
-    assert SFTWarmupConfig(profile="smollm2").resolved().no_fit_rate == 0.1  # the profile's share
+    assert SFTWarmupConfig(profile="smollm2").resolved().no_fit_rate == 0.0  # off: it hurt at CPU budgets
 
 
 @pytest.mark.parametrize("bad", [{"no_fit_rate": 1.0}, {"no_fit_rate": 0.1, "trace_styles": "scan,checklist"}])

@@ -41,8 +41,9 @@ __all__ = ["CatalogView", "build_messages", "candidate_lines", "render_prompt", 
 MODES = ("evidence", "titles")
 
 SYSTEM_PROMPT = (
-    "You recommend one movie from the numbered candidates. Check the request against them in short steps, "
-    "then box the chosen title, like \\boxed{Title} (or its number, like \\boxed{3})."
+    "You recommend one movie from a numbered list of candidates. Think in a few short steps: check the "
+    "request against the candidates and rule out the ones that do not fit. Then give the chosen title "
+    "in a box, like \\boxed{Title}. A candidate number, like \\boxed{3}, is also accepted."
 )
 
 # Relations whose shared entities are shown as evidence (people: the multi-hop relations).
