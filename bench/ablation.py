@@ -159,9 +159,9 @@ def main(argv=None) -> int:
             diff = f"{e['diff_vs_plain']:+.3f}" if "diff_vs_plain" in e else ""
             print(f"{name:16s} {t:12s} {e['n']:4d} {e['acc_at_1']:7.3f} [{e['ci95'][0]:.3f}, {e['ci95'][1]:.3f}] {diff:>9s}")
     summary = {"bench": "ablation", "profile": args.profile, "model_profile": args.model_profile,
-               "steps_per_arm": first_steps or resolved.steps,
-               "batch_size": resolved.batch_size, "num_generations": resolved.num_generations, "n_eval": len(rows), "device": "cuda" if torch.cuda.is_available()
-               else "cpu", "arms": results}
+               "steps_per_arm": first_steps or resolved.steps, "batch_size": resolved.batch_size,
+               "num_generations": resolved.num_generations, "n_eval": len(rows),
+               "device": "cuda" if torch.cuda.is_available() else "cpu", "arms": results}
     (args.out / "ablation.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))
     return 0

@@ -69,6 +69,7 @@ def main(argv=None) -> int:
     from rerec.models.loading import load_tokenizer, resolve_model_dir
     from rerec.train.curriculum import CurriculumConfig, CurriculumScheduler
     from rerec.train.grpo import RAAEOptions, ReRecGRPOTrainer
+    from rerec.train.precision import trainer_precision
 
     torch.set_num_threads(args.threads)
     cuda = torch.cuda.is_available()
@@ -86,9 +87,9 @@ def main(argv=None) -> int:
     def config(name):
         return GRPOConfig(output_dir=f"/tmp/rerec-bench-{name}", per_device_train_batch_size=args.prompts * args.generations,
                           num_generations=args.generations, max_completion_length=args.max_new_tokens,
-                          learning_rate=args.lr, beta=0.0, report_to=[], use_cpu=not cuda, seed=args.seed,
-                          save_strategy="no", logging_steps=1, gradient_checkpointing=False, disable_tqdm=True,
-                          bf16=cuda, shuffle_dataset=False)
+                          learning_rate=args.lr, beta=0.0, report_to=[], seed=args.seed, save_strategy="no",
+                          logging_steps=1, gradient_checkpointing=False, disable_tqdm=True, shuffle_dataset=False,
+                          **trainer_precision())
 
     def load():
         return AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16 if cuda else torch.float32)

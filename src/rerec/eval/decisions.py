@@ -14,6 +14,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from rerec.models.loading import model_device
+
 KINDS = ("check", "verdict", "answer")
 _BOX = "\\boxed{"
 
@@ -82,8 +84,7 @@ def decision_accuracy(model: Any, tokenizer: Any, examples: Sequence[dict], batc
             for row, (seq, _) in enumerate(batch):
                 ids[row, :len(seq)] = torch.tensor(seq)
                 mask[row, :len(seq)] = 1
-            weight = next(model.parameters(), None)  # None: a module without weights (the tests' oracle)
-            device = weight.device if weight is not None else ids.device
+            device = model_device(model)
             with torch.no_grad():
                 logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
             for row, (seq, places) in enumerate(batch):

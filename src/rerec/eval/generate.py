@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from rerec.models.loading import model_device
+
 
 @dataclass
 class GenerationResult:
@@ -60,7 +62,7 @@ def generate_completions(
             rows cut short keep what they generated.
     """
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     eos_id = tokenizer.eos_token_id
     encoded = [tokenizer.encode(p, add_special_tokens=False) for p in prompts]

@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rerec.errors import RerecError
+from rerec.models.loading import model_device
 from rerec.paths import lm_eval_dir
 
 COT_PROMPTS = Path("tasks") / "mmlu" / "flan_cot_fewshot" / "_cot_prompts.json"
@@ -124,7 +125,7 @@ def score_mmlu(model, tokenizer, questions: list[MMLUQuestion], batch_size: int 
     ``time_budget_s`` has passed no new batch starts, and only the questions scored count.
     """
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     all_letters = sorted({letter for q in questions for letter in q.choices})
     letter_ids = dict(zip(all_letters, _letter_token_ids(tokenizer, all_letters), strict=True))

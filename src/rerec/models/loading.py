@@ -158,6 +158,15 @@ def _unloadable(where: Path | str) -> Iterator[None]:
                          "model id and the network, or download it and pass its folder.") from exc
 
 
+def model_device(model: Any) -> Any:
+    """The ``torch.device`` a model's weights are on (the CPU for a module without weights), where its
+    inputs must go."""
+    import torch
+
+    weight = next(model.parameters(), None)
+    return weight.device if weight is not None else torch.device("cpu")
+
+
 def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
     from transformers import AutoTokenizer
 

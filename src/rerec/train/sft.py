@@ -29,6 +29,7 @@ from rerec.config import add_dataclass_arguments, check_minimums, dataclass_from
 from rerec.errors import ConfigError, InputError
 from rerec.eval.decisions import decision_accuracy
 from rerec.io import atomic_dir, write_json
+from rerec.models.loading import model_device
 from rerec.models.profiles import PROFILES, get_profile
 from rerec.prompt import (
     CatalogView,
@@ -239,7 +240,7 @@ def evaluate_choice(model: Any, tokenizer: Any, rows: list[dict], view: CatalogV
     n_tokens = 0
     for i in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
         batch = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-        batch = batch.to(next(model.parameters()).device)
+        batch = batch.to(model_device(model))
         with torch.no_grad():
             out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=tokenizer.pad_token_id)
