@@ -6,6 +6,9 @@ os.environ.setdefault("REREC_TRACKING", "off")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# MLflow's telemetry client sets _MLFLOW_TELEMETRY_SESSION_ID from a background thread; a request
+# iterating os.environ at that moment (requests' proxy lookup) raised KeyError in a registry test on CI.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 try:
     import torch
