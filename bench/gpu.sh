@@ -20,14 +20,14 @@ deadline=${DEADLINE_S:-540}
 echo "== sft $(date +%T)"
 $PY -m rerec sft-warmup --data "$DATA" --graphs "$GRAPHS" --out "$OUT/sft" --profile smollm2 \
     --steps "${SFT_STEPS:-600}" --batch-size "${SFT_BATCH:-16}" --time-budget-s "${SFT_BUDGET_S:-90}" \
-    --n-eval "${N_EVAL:-160}" --eval-before false --max-new-tokens "${MAX_TOKENS:-160}" --eval-batch-size 64 \
+    --n-eval "${N_EVAL:-160}" --eval-before false --max-new-tokens "${MAX_TOKENS:-224}" --eval-batch-size 64 \
     2>&1 | tee "$OUT/sft.log" | grep -v "it/s\]$\|s/it\]$"
 [ -f "$OUT/sft/metrics.json" ] && cp "$OUT/sft/metrics.json" "$OUT/sft_metrics.json"
 
 echo "== ablation $(date +%T) (elapsed $((SECONDS - start)) s)"
 $PY "$HERE/bench/ablation.py" --data "$DATA" --graphs "$GRAPHS" --reward "$REWARD" --sft "$OUT/sft" \
     --out "$OUT/ablation" --steps 1000 --arm-budget-s "${ARM_BUDGET_S:-120}" --batch-size "${RFT_BATCH:-8}" \
-    --max-completion-tokens "${MAX_TOKENS:-160}" --n-eval "${N_EVAL:-160}" \
+    --max-completion-tokens "${MAX_TOKENS:-224}" --n-eval "${N_EVAL:-160}" \
     2>&1 | tee "$OUT/ablation.log" | grep -v "it/s\]$\|s/it\]$"
 [ -f "$OUT/ablation/ablation.json" ] && cp "$OUT/ablation/ablation.json" "$OUT/ablation.json"
 
@@ -35,6 +35,6 @@ left=$((deadline - (SECONDS - start)))
 echo "== overhead $(date +%T) ($left s left)"
 if [ "$left" -gt 60 ]; then
     timeout "$((left - 10))" $PY "$HERE/bench/rft_overhead.py" --model smollm2 --steps 3 --prompts 8 \
-        --max-new-tokens "${MAX_TOKENS:-160}" 2>&1 | tee "$OUT/overhead.log" | grep -v "it/s\]$\|s/it\]$"
+        --max-new-tokens "${MAX_TOKENS:-224}" 2>&1 | tee "$OUT/overhead.log" | grep -v "it/s\]$\|s/it\]$"
 fi
 echo "== done $(date +%T) (elapsed $((SECONDS - start)) s)"

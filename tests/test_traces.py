@@ -8,7 +8,7 @@ from test_prompt import small_view
 from rerec.answer import format_answer, parse_answer
 from rerec.data.schema import decode_conditions, encode_conditions
 from rerec.prompt import answer_item_ids, candidate_lines
-from rerec.train.traces import PROSE_STYLES, STYLES, no_fit_query, synthesize_trace
+from rerec.train.traces import PROSE_STYLES, STYLES, check_label, condition_label, no_fit_query, synthesize_trace
 
 
 def queries() -> list[dict]:
@@ -87,17 +87,30 @@ def test_table_checks_every_candidate_in_order(index, with_lines):
     trace = synthesize_trace(query, view, style="table", candidate_lines=lines)
     wanted = re.search(r"^Wanted: (.+)\.$", trace.text, flags=re.M).group(1).split("; ")
     rows = re.findall(r"^(\d+\. .+): (.+) - (fits|no)\.$", trace.text, flags=re.M)
+    conditions = decode_conditions(query["conditions"])
+    assert wanted == [condition_label(c, view) for c in conditions]
     shown = lines or [f"{i}. {view.title(c)}" for i, c in enumerate(query["candidates"], start=1)]
     assert [r[0] for r in rows] == shown, trace.text  # every candidate, as the prompt lists it, in order
     for (_, checks, verdict), item in zip(rows, query["candidates"], strict=True):
         said = [c.rsplit(" ", 1) for c in checks.split(", ")]
-        assert [label for label, _ in said] == wanted
+        assert [label for label, _ in said] == [check_label(c, view) for c in conditions]
         truth = [f.holds for f in trace.facts if f.item_id == item and f.relation != "premise"][-len(wanted):]
         assert [answer == "yes" for _, answer in said] == truth  # each yes/no is the graph's
         assert (verdict == "fits") == all(truth)
     assert query["positives"][0] in {c for (_, _, v), c in zip(rows, query["candidates"], strict=True) if v == "fits"}
     premise_facts = 1 if "request is wrong" in trace.text else 0
     assert len(trace.facts) == premise_facts + len(wanted) * len(query["candidates"])  # every check recorded
+
+
+def test_a_multi_hop_condition_is_wanted_in_the_prompts_words_and_checked_by_its_relation():
+    view, query = small_view(), queries()[1]  # by the director of Fargo; Raising Arizona (2) shares him
+    lines = candidate_lines(query, view, "evidence", max_history=0)
+    body = synthesize_trace(query, view, style="table", candidate_lines=lines).text.splitlines()
+    assert body[0] == "Wanted: same director as Fargo."
+    assert "same director as Fargo" in lines[1]  # what the Wanted line names is the evidence the prompt shows
+    assert body[2] == lines[1] + ": director yes - fits."
+    assert body[1] == lines[0] + ": director no - no."
+    assert "director" not in lines[0]
 
 
 @pytest.mark.parametrize("index", range(3))

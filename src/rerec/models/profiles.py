@@ -63,7 +63,7 @@ PROFILES: dict[str, ModelProfile] = {
     # queries), 70 steps 0.525 (40 queries); LoRA 75 steps 0.45. Greedy generation of 100 answers ~190 s.
     "smollm2": ModelProfile(
         name="smollm2", model="smollm2", use_lora=True, sft_use_lora=False, lora_r=16, context_mode="evidence",
-        n_candidates=4, max_history=0, max_prompt_tokens=320, max_completion_tokens=160, trace_styles="scan",
+        n_candidates=4, max_history=0, max_prompt_tokens=320, max_completion_tokens=224, trace_styles="scan",
         sft_steps=80, sft_batch_size=4, sft_lr=1e-4, rft_batch_size=2, num_generations=4, rft_lr=5e-5,
         rft_steps=30, eval_queries=60,
     ),
