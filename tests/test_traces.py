@@ -8,7 +8,14 @@ from test_prompt import small_view
 from rerec.answer import format_answer, parse_answer
 from rerec.data.schema import decode_conditions, encode_conditions
 from rerec.prompt import answer_item_ids, candidate_lines
-from rerec.train.traces import PROSE_STYLES, STYLES, check_label, condition_label, no_fit_query, synthesize_trace
+from rerec.train.traces import (
+    PROSE_STYLES,
+    STYLES,
+    check_label,
+    condition_label,
+    no_fit_query,
+    synthesize_trace,
+)
 
 
 def queries() -> list[dict]:

@@ -58,8 +58,8 @@ PROFILES: dict[str, ModelProfile] = {
     ),
     # The embedded pretrained model on a CPU: a handful of candidates shown with evidence, "scan" traces (a row
     # per candidate up to the one that fits, then the box). SFT fine-tunes every weight (it learned the checks
-    # faster than LoRA here), RFT uses LoRA. Measured (2 shared cores): ~10-12 s per SFT step of 4 prompts at
-    # 2 threads, 3.9 GB peak. Val Acc@1 at 4 candidates (popularity 0.225-0.29): full FT 40 steps 0.29 (100
+    # faster than LoRA here), RFT uses LoRA. 224 completion tokens: the longest scan traces take 206-218.
+    # Measured (2 shared cores): ~10-12 s per SFT step of 4 prompts at 2 threads, 3.9 GB peak. Val Acc@1 at 4 candidates (popularity 0.225-0.29): full FT 40 steps 0.29 (100
     # queries), 70 steps 0.525 (40 queries); LoRA 75 steps 0.45. Greedy generation of 100 answers ~190 s.
     "smollm2": ModelProfile(
         name="smollm2", model="smollm2", use_lora=True, sft_use_lora=False, lora_r=16, context_mode="evidence",
