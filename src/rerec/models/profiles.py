@@ -59,8 +59,10 @@ PROFILES: dict[str, ModelProfile] = {
     # The embedded pretrained model on a CPU: a handful of candidates shown with evidence, "scan" traces (a row
     # per candidate up to the one that fits, then the box). SFT fine-tunes every weight (it learned the checks
     # faster than LoRA here), RFT uses LoRA. 224 completion tokens: the longest scan traces take 206-218.
-    # Measured (2 shared cores): ~10-12 s per SFT step of 4 prompts at 2 threads, 3.9 GB peak. Val Acc@1 at 4 candidates (popularity 0.225-0.29): full FT 40 steps 0.29 (100
-    # queries), 70 steps 0.525 (40 queries); LoRA 75 steps 0.45. Greedy generation of 100 answers ~190 s.
+    # Measured (2 shared cores): ~10-12 s per SFT step of 4 prompts at 2 threads, 3.9 GB peak. Val Acc@1 at
+    # 4 candidates (popularity 0.225-0.29): full FT 40 steps 0.29 (100 queries), 70 steps 0.525 (40 queries);
+    # LoRA 75 steps 0.45; with rows that check a multi-hop condition by its relation, 41 steps 0.44, parse
+    # 0.95 (100 queries). Greedy generation of 100 answers ~190-260 s.
     "smollm2": ModelProfile(
         name="smollm2", model="smollm2", use_lora=True, sft_use_lora=False, lora_r=16, context_mode="evidence",
         n_candidates=4, max_history=0, max_prompt_tokens=320, max_completion_tokens=224, trace_styles="scan",
