@@ -102,12 +102,13 @@ def _table_rows(candidates: list[str], conditions: list[dict], view: CatalogView
     line first puts the evidence next to the checks, so each check compares nearby text. Every yes/no
     is a recorded fact. ``stop_at`` ends the rows at that candidate's row."""
     lines = []
+    labels = [check_label(cond, view) for cond in conditions]  # the same in every row
     for number, item in enumerate(candidates, start=1):
         checks, fits = [], True
-        for cond in conditions:
+        for cond, label in zip(conditions, labels, strict=True):
             holds = view.satisfies(item, cond["relation"], str(cond["entity"]))
             facts.append(Fact(item, cond["relation"], str(cond["entity"]), holds))
-            checks.append(f"{check_label(cond, view)} {'yes' if holds else 'no'}")
+            checks.append(f"{label} {'yes' if holds else 'no'}")
             fits = fits and holds
         shown = lines_shown[number - 1] if lines_shown else f"{number}. {view.title(item)}"
         lines.append(f"{shown}: {', '.join(checks)} - {'fits' if fits else 'no'}.")
