@@ -58,7 +58,7 @@ def evaluate_arm(model_dir: Path, rows, view, cfg) -> list[dict]:
 
 
 def summarise(records: list[dict], baseline: list[dict] | None) -> dict:
-    from rerec.eval.metrics import bootstrap_ci
+    from rerec.eval.metrics import bootstrap_ci, paired_difference
 
     types = sorted({r["type"] for r in records}) + ["all"]
     summary = {}
@@ -69,11 +69,82 @@ def summarise(records: list[dict], baseline: list[dict] | None) -> dict:
         low, high = bootstrap_ci(hits)
         entry = {"n": len(hits), "acc_at_1": sum(hits) / max(len(hits), 1), "ci95": [low, high]}
         if base is not None:
-            diffs = [r["hit"] - base[r["query_id"]] for r in part]
-            d_low, d_high = bootstrap_ci(diffs, seed=1)
-            entry.update(diff_vs_plain=sum(diffs) / max(len(diffs), 1), diff_ci95=[d_low, d_high])
+            paired = paired_difference(hits, [base[r["query_id"]] for r in part])
+            entry.update(diff_vs_plain=paired["diff"], diff_ci95=[paired["low"], paired["high"]],
+                         separated=paired["separated"])
         summary[t] = entry
     return summary
+
+
+def setup(args):
+    """The arms' shared RFT config (before the ablation switch), the item view and the validation rows."""
+    from rerec.prompt import shrink_candidates
+    from rerec.train.rft import RFTConfig
+    from rerec.train.sft import load_view_and_queries, query_rows
+
+    extra = PAPER if args.profile == "paper" else {}
+    overrides = {k: v for k, v in (("lr", args.lr), ("max_completion_tokens", args.max_completion_tokens),
+                                   ("batch_size", args.batch_size), ("num_generations", args.num_generations))
+                 if v is not None}
+    base_cfg = RFTConfig(profile="paper" if args.profile == "paper" else args.model_profile, steps=args.steps,
+                         n_train=args.n_train, seed=args.seed, save_steps=10**9, threads=args.threads,
+                         **{**extra, **overrides})
+    view, queries = load_view_and_queries(args.data, args.graphs)
+    resolved = base_cfg.resolved()
+    rows = [shrink_candidates(r, resolved.n_candidates, view, seed=args.seed)
+            for r in query_rows(queries, "val", args.n_eval, args.seed)]
+    return base_cfg, view, rows
+
+
+def train_and_evaluate(args, arm: str, cfg, view, rows) -> tuple[str, dict, list[dict]]:
+    """Train one arm from the SFT checkpoint, then score it on the validation rows."""
+    from rerec.train.rft import RFTConfig, rft
+
+    name = arm_name(arm)
+    cfg = RFTConfig(**{**cfg.__dict__, "ablation": arm})
+    t0 = time.perf_counter()
+    metrics = rft(args.data, args.graphs, args.reward, args.sft, args.out / name, cfg)
+    train_s = time.perf_counter() - t0
+    recs = evaluate_arm(args.out / name, rows, view, cfg.resolved())
+    return name, {"train_s": train_s, "eval_s": time.perf_counter() - t0 - train_s, "steps": metrics["steps"],
+                  "final_train_reward": metrics.get("final_reward"),
+                  "peak_memory_mb": metrics.get("peak_memory_mb")}, recs
+
+
+def _arm_worker(args, arm: str, threads: int) -> tuple[str, dict, list[dict]]:
+    """One arm in its own process (``--parallel``): its own threads, its output in ``<out>/<arm>.log``."""
+    import os
+
+    import torch
+
+    log = open(args.out / f"{arm_name(arm)}.log", "w")  # noqa: SIM115 - lives as long as the process
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    torch.set_num_threads(threads)
+    args.threads = threads
+    base_cfg, view, rows = setup(args)
+    return train_and_evaluate(args, arm, base_cfg, view, rows)
+
+
+def train_in_parallel(args, arms: list[str]) -> tuple[dict, dict]:
+    """Every arm at once, one process each, the cores split between them. Decoding a small model on a CPU is
+    bound by memory bandwidth, not arithmetic: two 1-thread processes generate 1.5x the tokens per second of
+    one 2-thread process here, and the arms share the machine's state (load, thermal) while they run."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    total = args.threads or os.cpu_count() or 1
+    threads = max(1, total // len(arms))
+    print(f"[ablation] training {len(arms)} arms in parallel, {threads} thread(s) each; logs in {args.out}/<arm>.log",
+          flush=True)
+    results, records = {}, {}
+    with ProcessPoolExecutor(len(arms), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_arm_worker, args, arm, threads) for arm in arms]
+        for future in futures:
+            name, results[name], records[name] = future.result()
+            print(f"[ablation] {name}: {results[name]['steps']} steps in {results[name]['train_s']:.0f} s", flush=True)
+    return results, records
 
 
 def main(argv=None) -> int:
@@ -100,53 +171,45 @@ def main(argv=None) -> int:
     ap.add_argument("--n-train", type=int, default=0, help="Training queries (0 = all).")
     ap.add_argument("--n-eval", type=int, default=200, help="Validation queries (stratified by type).")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads in all (0 = every core).")
+    ap.add_argument("--parallel", action="store_true",
+                    help="Train the arms at the same time, one process each, the threads split between them "
+                         "(each arm's output goes to <out>/<arm>.log; not with --arm-budget-s).")
     args = ap.parse_args(argv)
 
     import torch
 
-    from rerec.prompt import shrink_candidates
-    from rerec.train.rft import RFTConfig, rft
-    from rerec.train.sft import load_view_and_queries, query_rows
+    from rerec.train.rft import RFTConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
     arms = {"default": ARMS_DEFAULT, "all": ARMS_ALL}.get(args.arms) or args.arms.split(",")
-    extra = PAPER if args.profile == "paper" else {}
-    base_cfg = RFTConfig(profile="paper" if args.profile == "paper" else args.model_profile, steps=args.steps,
-                         n_train=args.n_train, seed=args.seed, save_steps=10**9, threads=args.threads,
-                         **{**extra, **{k: v for k, v in (("lr", args.lr),
-                                                          ("max_completion_tokens", args.max_completion_tokens),
-                                                          ("batch_size", args.batch_size),
-                                                          ("num_generations", args.num_generations))
-                                        if v is not None}})
-    view, queries = load_view_and_queries(args.data, args.graphs)
+    if args.parallel and args.arm_budget_s:
+        raise SystemExit("--parallel trains the arms at the same time, so none can set the step count of the others "
+                         "(--arm-budget-s). Fix: give --steps instead.")
+    base_cfg, view, rows = setup(args)
     resolved = base_cfg.resolved()
-    rows = [shrink_candidates(r, resolved.n_candidates, view, seed=args.seed)
-            for r in query_rows(queries, "val", args.n_eval, args.seed)]
     args.out.mkdir(parents=True, exist_ok=True)
 
     results: dict[str, dict] = {}
     records: dict[str, list[dict]] = {}
     # the starting point itself (only for a folder; 'tiny' / 'smollm2' resolve inside load_model)
     start_records = evaluate_arm(Path(args.sft), rows, view, resolved) if Path(args.sft).is_dir() else None
-    first_steps = None
-    for arm in arms:
-        name = arm_name(arm)
-        cfg = RFTConfig(**{**base_cfg.__dict__, "ablation": arm})
-        if args.arm_budget_s and first_steps is None:
-            cfg = RFTConfig(**{**cfg.__dict__, "time_budget_s": args.arm_budget_s})
-        elif first_steps is not None:
-            cfg = RFTConfig(**{**cfg.__dict__, "stop_after_steps": first_steps})  # same LR schedule, same steps
-        t0 = time.perf_counter()
-        metrics = rft(args.data, args.graphs, args.reward, args.sft, args.out / name, cfg)
-        records[name] = evaluate_arm(args.out / name, rows, view, resolved)
-        results[name] = {"train_s": time.perf_counter() - t0, "steps": metrics["steps"],
-                         "final_train_reward": metrics.get("final_reward")}
-        if args.arm_budget_s and first_steps is None:
-            first_steps = int(metrics["steps"])
-            print(f"[ablation] {name} reached {first_steps} steps in its {args.arm_budget_s:.0f} s budget; "
-                  "later arms get the same steps", flush=True)
+    if args.parallel:
+        results, records = train_in_parallel(args, arms)
+    else:
+        first_steps = None
+        for arm in arms:
+            cfg = base_cfg
+            if args.arm_budget_s and first_steps is None:
+                cfg = RFTConfig(**{**cfg.__dict__, "time_budget_s": args.arm_budget_s})
+            elif first_steps is not None:
+                cfg = RFTConfig(**{**cfg.__dict__, "stop_after_steps": first_steps})  # same LR schedule, same steps
+            name, results[name], records[name] = train_and_evaluate(args, arm, cfg, view, rows)
+            if args.arm_budget_s and first_steps is None:
+                first_steps = int(results[name]["steps"])
+                print(f"[ablation] {name} reached {first_steps} steps in its {args.arm_budget_s:.0f} s budget; "
+                      "later arms get the same steps", flush=True)
     baseline = records.get("plain_grpo")
     for name, recs in records.items():
         results[name]["val"] = summarise(recs, None if name == "plain_grpo" else baseline)
@@ -158,8 +221,15 @@ def main(argv=None) -> int:
         for t, e in res["val"].items():
             diff = f"{e['diff_vs_plain']:+.3f}" if "diff_vs_plain" in e else ""
             print(f"{name:16s} {t:12s} {e['n']:4d} {e['acc_at_1']:7.3f} [{e['ci95'][0]:.3f}, {e['ci95'][1]:.3f}] {diff:>9s}")
+    for name, res in results.items():
+        e = res["val"]["all"]
+        if "diff_vs_plain" in e:
+            verdict = "separated" if e["separated"] else "NOT separated (the interval holds 0)"
+            print(f"[ablation] {name} - plain_grpo: {e['diff_vs_plain']:+.3f}, paired 95% CI "
+                  f"[{e['diff_ci95'][0]:+.3f}, {e['diff_ci95'][1]:+.3f}]: {verdict}")
     summary = {"bench": "ablation", "profile": args.profile, "model_profile": args.model_profile,
-               "steps_per_arm": first_steps or resolved.steps, "batch_size": resolved.batch_size,
+               "steps_per_arm": sorted({r["steps"] for r in results.values() if "steps" in r}),
+               "parallel": args.parallel, "lr": resolved.lr, "n_train": args.n_train, "batch_size": resolved.batch_size,
                "num_generations": resolved.num_generations, "n_eval": len(rows),
                "device": "cuda" if torch.cuda.is_available() else "cpu", "arms": results}
     (args.out / "ablation.json").write_text(json.dumps(summary, indent=2))

@@ -12,6 +12,7 @@ from rerec.eval.metrics import (
     bootstrap_ci,
     metric_names,
     ndcg_at_k,
+    paired_difference,
     query_metrics,
     recall_at_k,
 )
@@ -66,6 +67,23 @@ def test_bootstrap_ci_constant_and_seeded():
     assert 0.35 < low and high < 0.65  # sd of the mean is 0.05
     assert bootstrap_ci([0, 1, 1, 0, 1], seed=7) == bootstrap_ci([0, 1, 1, 0, 1], seed=7)
     assert all(math.isnan(v) for v in bootstrap_ci([]))
+
+
+def test_paired_difference_separates_only_when_the_interval_excludes_zero():
+    """Two models on the same 100 queries: the verdict follows the per-query differences."""
+    same = paired_difference([1, 0] * 50, [1, 0] * 50)
+    assert same == {"diff": 0.0, "low": 0.0, "high": 0.0, "separated": False}
+    # a wins 20 queries and loses none: +0.2, and every resample is >= 0 with most > 0
+    wins = paired_difference([1] * 20 + [0] * 80, [0] * 100)
+    assert wins["diff"] == pytest.approx(0.2) and wins["low"] > 0.1 and wins["separated"]
+    # 3 wins and 2 losses: +0.01, an interval around 0
+    close = paired_difference([1, 1, 1, 0, 0] + [0] * 95, [0, 0, 0, 1, 1] + [0] * 95)
+    assert close["diff"] == pytest.approx(0.01) and close["low"] < 0 < close["high"] and not close["separated"]
+    # worse on every differing query: separated below 0
+    assert paired_difference([0] * 30 + [1] * 70, [1] * 100)["high"] < 0
+    assert paired_difference([1, 0], [0, 0])["diff"] == 0.5
+    with pytest.raises(ValueError, match="same queries"):
+        paired_difference([1, 0, 1], [1, 0])
 
 
 def test_aggregate_groups():

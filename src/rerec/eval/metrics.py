@@ -60,6 +60,22 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, n_boot: int = 1000, alpha
     return (float(low), float(high))
 
 
+def paired_difference(a: Sequence[float], b: Sequence[float], n_boot: int = 1000, alpha: float = 0.05,
+                      seed: int = 1) -> dict:
+    """Mean of ``a - b`` over the same queries, its bootstrap interval, and whether the interval excludes 0.
+
+    ``a`` and ``b`` are per-query scores of two models on the same queries, in the same order. Resampling the
+    per-query differences (not each model on its own) keeps what the two share out of the interval.
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"paired_difference needs scores of the same queries: got {x.size} and {y.size}")
+    diffs = x - y
+    low, high = bootstrap_ci(diffs, n_boot=n_boot, alpha=alpha, seed=seed)
+    return {"diff": float(diffs.mean()) if diffs.size else math.nan, "low": low, "high": high,
+            "separated": bool(low > 0 or high < 0)}
+
+
 def metric_names(ks: Sequence[int] = (5, 10)) -> list[str]:
     return ["acc@1", *[f"{m}@{k}" for k in ks for m in ("ndcg", "recall")], "parsed"]
 
