@@ -87,6 +87,7 @@ def summarise(records: list[dict], baseline: list[dict] | None) -> dict:
 
 def setup(args):
     """The arms' shared RFT config (before the ablation switch), the item view and the validation rows."""
+    from rerec.config import dataclass_from_dict
     from rerec.prompt import shrink_candidates
     from rerec.train.rft import RFTConfig
     from rerec.train.sft import load_view_and_queries, query_rows
@@ -95,9 +96,10 @@ def setup(args):
     overrides = {k: v for k, v in (("lr", args.lr), ("max_completion_tokens", args.max_completion_tokens),
                                    ("batch_size", args.batch_size), ("num_generations", args.num_generations))
                  if v is not None}
-    base_cfg = RFTConfig(profile=args.model_profile if args.profile != "paper" else "paper", steps=args.steps,
-                         n_train=args.n_train, seed=args.seed, save_steps=10**9, threads=args.threads,
-                         **{**extra, **overrides})
+    base_cfg = dataclass_from_dict(RFTConfig, {
+        "profile": args.model_profile if args.profile != "paper" else "paper", "steps": args.steps,
+        "n_train": args.n_train, "seed": args.seed, "save_steps": 10**9, "threads": args.threads,
+        **extra, **overrides, **args.rft_config}, where="--rft-config")
     view, queries = load_view_and_queries(args.data, args.graphs)
     resolved = base_cfg.resolved()
     rows = [shrink_candidates(r, resolved.n_candidates, view, seed=args.seed)
@@ -181,6 +183,9 @@ def main(argv=None) -> int:
     ap.add_argument("--n-eval", type=int, default=None, help="Validation queries, stratified by type (default 200).")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads in all (0 = every core).")
+    ap.add_argument("--rft-config", type=json.loads, default={},
+                    help='More RFTConfig fields for every arm, as a JSON object: e.g. \'{"probe_every": 1, '
+                         '"probe_fraction": 0.5}\' (the arm still sets its ablation switches).')
     ap.add_argument("--eval-start", action=argparse.BooleanOptionalAction, default=True,
                     help="Also score the SFT checkpoint itself (the arms' common start).")
     ap.add_argument("--parallel", action=argparse.BooleanOptionalAction, default=None,
@@ -257,4 +262,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from rerec.errors import RerecError
+
+    try:
+        sys.exit(main())
+    except RerecError as err:
+        sys.exit(f"ablation: {err}")
