@@ -7,6 +7,9 @@ plus the paired difference of each arm against plain GRPO on the same validation
     .venv/bin/python bench/ablation.py ... --arms all                 # + no_raae no_curriculum no_qas no_pas
     .venv/bin/python bench/ablation.py ... --profile cpu-hour         # 2 CPU cores: about 45 minutes
     .venv/bin/python bench/ablation.py ... --profile paper            # GPU: G=5, lr 5e-6, 768/768, w 0.3
+    .venv/bin/python bench/ablation.py ... --arms rerec_p1,no_curriculum \
+        --variants '{"rerec_p1": {"probe_every": 1, "probe_fraction": 0.5}}'   # a named ReRec variant as an arm
+    .venv/bin/python bench/pool_ablation.py RUN_DIR ...               # pair arms across runs, pool over --seed
 
 Profiles:
 - ``cpu``: the model profile's (``--model-profile``, default smollm2) CPU budgets, ``--steps`` RFT steps
@@ -18,13 +21,15 @@ Profiles:
 
 Every arm starts from the same weights, gets the same steps, seed and prompts. Any flag given overrides
 the profile. Prints a table and ONE JSON line at the end; writes ``ablation.json`` and the per-query hits
-(``records.json``) under --out.
+(``records.json``) under --out. The seed also picks the validation queries and their candidates, so runs of
+one seed pair query by query, and ``bench/pool_ablation.py`` pools such pairs over seeds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -39,8 +44,45 @@ PAPER = dict(num_generations=5, lr=5e-6, max_completion_tokens=768, w_penalty=0.
              n_candidates=20, batch_size=16)
 
 
+RESERVED = {"rerec", "sft_start"}  # result names that are not ablation switches
+
+
 def arm_name(arm: str) -> str:
     return "rerec" if arm == "none" else arm
+
+
+def arm_fields(arm: str, variants: dict[str, dict]) -> tuple[str, dict]:
+    """An arm's name in the results and the RFTConfig fields it sets on top of the shared ones: an ablation
+    switch (``none`` = ReRec, named ``rerec``), or a variant named in ``--variants`` (ReRec unless the variant
+    sets ``ablation``)."""
+    from rerec.errors import ConfigError
+    from rerec.train.rft import ABLATIONS
+
+    if arm in variants:
+        return arm, {"ablation": "none", **variants[arm]}
+    if arm in ABLATIONS:
+        return arm_name(arm), {"ablation": arm}
+    raise ConfigError(f"--arms: unknown arm {arm!r}. Fix: use an ablation switch ({', '.join(ABLATIONS)}) or the "
+                      "name of a variant defined with --variants.")
+
+
+def check_variants(variants) -> dict[str, dict]:
+    """``--variants``: a JSON object of named arms, each an object of RFTConfig fields."""
+    from rerec.errors import ConfigError
+    from rerec.train.rft import ABLATIONS
+
+    if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
+        raise ConfigError('--variants: expected an object of named arms, each an object of RFTConfig fields, e.g. '
+                          '\'{"rerec_probe1": {"probe_every": 1}}\'.')
+    bad = [name for name in variants if not re.fullmatch(r"[A-Za-z0-9_.-]+", name)]
+    if bad:
+        raise ConfigError(f"--variants: {bad[0]!r} cannot name an arm (it names the arm's output folder). Fix: use "
+                          "letters, digits, '_', '.' and '-'.")
+    clash = sorted(set(variants) & (set(ABLATIONS) | RESERVED))
+    if clash:
+        raise ConfigError(f"--variants: {', '.join(clash)} already name(s) an arm. Fix: give the variant another "
+                          "name, such as rerec_probe1.")
+    return variants
 
 
 def evaluate_arm(model_dir: Path, rows, view, cfg) -> list[dict]:
@@ -109,10 +151,11 @@ def setup(args):
 
 def train_and_evaluate(args, arm: str, cfg, view, rows) -> tuple[str, dict, list[dict]]:
     """Train one arm from the SFT checkpoint, then score it on the validation rows."""
+    from rerec.config import dataclass_from_dict
     from rerec.train.rft import RFTConfig, rft
 
-    name = arm_name(arm)
-    cfg = RFTConfig(**{**cfg.__dict__, "ablation": arm})
+    name, fields = arm_fields(arm, args.variants)
+    cfg = dataclass_from_dict(RFTConfig, {**cfg.__dict__, **fields}, where=f"arm {name}")
     t0 = time.perf_counter()
     metrics = rft(args.data, args.graphs, args.reward, args.sft, args.out / name, cfg)
     train_s = time.perf_counter() - t0
@@ -128,7 +171,8 @@ def _arm_worker(args, arm: str, threads: int) -> tuple[str, dict, list[dict]]:
 
     import torch
 
-    log = open(args.out / f"{arm_name(arm)}.log", "w")  # noqa: SIM115 - lives as long as the process
+    name = arm_fields(arm, args.variants)[0]
+    log = open(args.out / f"{name}.log", "w")  # noqa: SIM115 - lives as long as the process
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     torch.set_num_threads(threads)
@@ -168,7 +212,10 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", choices=("cpu", "cpu-hour", "paper"), default="cpu")
     ap.add_argument("--model-profile", default="smollm2", help="Model profile giving the CPU budgets.")
     ap.add_argument("--arms", default="default", help="'default' (plain_grpo, rerec), 'all', or a comma list of "
-                                                      "ablation names (none = ReRec).")
+                                                      "ablation names (none = ReRec) and --variants names.")
+    ap.add_argument("--variants", type=json.loads, default={},
+                    help='Named arms with their own RFTConfig fields, as a JSON object, e.g. \'{"rerec_tau01": '
+                         '{"tau": 0.1}}\' (ReRec unless a variant sets "ablation"); list them in --arms.')
     ap.add_argument("--steps", type=int, default=None, help="RFT steps per arm (equal budget).")
     ap.add_argument("--lr", type=float, default=None, help="RFT learning rate (default: the profile's).")
     ap.add_argument("--max-completion-tokens", type=int, default=None, help="Rollout length (default: the profile's).")
@@ -199,15 +246,23 @@ def main(argv=None) -> int:
 
     import torch
 
+    from rerec.config import dataclass_from_dict
     from rerec.train.rft import RFTConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
     arms = {"default": ARMS_DEFAULT, "all": ARMS_ALL}.get(args.arms) or args.arms.split(",")
+    args.variants = check_variants(args.variants)
+    names = [arm_fields(arm, args.variants)[0] for arm in arms]  # unknown arms fail here, before any work
+    if len(set(names)) != len(names):
+        raise SystemExit(f"--arms names an arm twice: {','.join(arms)}")
     if args.parallel and args.arm_budget_s:
         raise SystemExit("--parallel trains the arms at the same time, so none can set the step count of the others "
                          "(--arm-budget-s). Fix: give --steps instead.")
     base_cfg, view, rows = setup(args)
+    for arm in arms:  # a variant's mistyped field fails here, before any arm trains
+        name, fields = arm_fields(arm, args.variants)
+        dataclass_from_dict(RFTConfig, {**base_cfg.__dict__, **fields}, where=f"--variants {name}")
     resolved = base_cfg.resolved()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -251,7 +306,8 @@ def main(argv=None) -> int:
     summary = {"bench": "ablation", "profile": args.profile, "model_profile": args.model_profile,
                "steps_per_arm": sorted({r["steps"] for r in results.values() if "steps" in r}),
                "parallel": args.parallel, "lr": resolved.lr, "n_train": args.n_train, "batch_size": resolved.batch_size,
-               "num_generations": resolved.num_generations, "n_eval": len(rows),
+               "num_generations": resolved.num_generations, "n_eval": len(rows), "seed": args.seed,
+               "rft_config": args.rft_config, "variants": {v: args.variants[v] for v in arms if v in args.variants},
                "device": "cuda" if torch.cuda.is_available() else "cpu", "arms": results}
     (args.out / "ablation.json").write_text(json.dumps(summary, indent=2))
     # per-query hits, so that arms of separate runs (same --n-eval and --seed) can be paired later

@@ -13,6 +13,7 @@ from rerec.eval.metrics import (
     metric_names,
     ndcg_at_k,
     paired_difference,
+    pooled_paired_difference,
     query_metrics,
     recall_at_k,
 )
@@ -85,6 +86,34 @@ def test_paired_difference_separates_only_when_the_interval_excludes_zero():
     with pytest.raises(ValueError, match="same queries"):
         paired_difference([1, 0, 1], [1, 0])
 
+
+
+def test_pooled_paired_difference_resamples_within_each_run():
+    """Two seeds: a wins both queries of one run and ties both of the other. Pooled, +0.5; resampled within
+    each run, every draw keeps one run's +2 and the other's 0, so the interval is the point. Resampling the
+    four differences together would not (a draw of [1, 1, 1, 1] or [0, 0, 0, 0] is possible)."""
+    pooled = pooled_paired_difference([([1, 1], [0, 0]), ([0, 1], [0, 1])])
+    assert pooled == {"diff": 0.5, "low": 0.5, "high": 0.5, "separated": True, "n": 4, "per_stratum": [1.0, 0.0]}
+    together = paired_difference([1, 1, 0, 1], [0, 0, 0, 1])
+    assert together["low"] < 0.5 < together["high"]
+    # unequal runs weigh by their queries: (3 * 1 + 1 * 0) / 4
+    assert pooled_paired_difference([([1, 1, 1], [0, 0, 0]), ([0], [0])])["diff"] == 0.75
+
+
+def test_pooled_paired_difference_of_one_run_is_the_paired_difference():
+    a, b = [1, 1, 1, 0, 0] + [0] * 95, [0, 0, 0, 1, 1] + [0] * 95
+    one, plain = pooled_paired_difference([(a, b)]), paired_difference(a, b)
+    assert one["diff"] == pytest.approx(plain["diff"]) and one["n"] == 100
+    assert one["low"] == pytest.approx(plain["low"]) and one["high"] == pytest.approx(plain["high"])
+    # two runs that each lose 3 of 100 queries: separated together, not alone
+    worse = [0, 0, 0] + [1] * 97
+    alone = pooled_paired_difference([(worse, [1] * 100)])
+    both = pooled_paired_difference([(worse, [1] * 100), (worse, [1] * 100)])
+    assert both["diff"] == pytest.approx(-0.03) and both["separated"] and not alone["separated"]
+    assert both["high"] - both["low"] < alone["high"] - alone["low"]
+    with pytest.raises(ValueError, match="stratum 1 pairs 2 scores with 1"):
+        pooled_paired_difference([([1], [0]), ([1, 0], [0])])
+    assert math.isnan(pooled_paired_difference([])["diff"])
 
 def test_aggregate_groups():
     df = pd.DataFrame({

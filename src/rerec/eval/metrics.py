@@ -76,6 +76,37 @@ def paired_difference(a: Sequence[float], b: Sequence[float], n_boot: int = 1000
             "separated": bool(low > 0 or high < 0)}
 
 
+
+def pooled_paired_difference(strata: Sequence[tuple[Sequence[float], Sequence[float]]], n_boot: int = 1000,
+                             alpha: float = 0.05, seed: int = 1) -> dict:
+    """:func:`paired_difference` over several independent runs (seeds), each scored on its own queries.
+
+    ``strata`` holds one ``(a, b)`` pair of per-query score lists per run. The estimate is the mean of every
+    ``a - b``; the bootstrap resamples each run's differences within that run (a stratified bootstrap), so each
+    run keeps its size in every draw and the spread between runs is not mistaken for noise between queries.
+    With one stratum it is :func:`paired_difference`. Returns ``diff``, ``low``, ``high``, ``separated``,
+    ``n`` (all queries) and ``per_stratum`` (each run's mean difference).
+    """
+    diffs = []
+    for i, (a, b) in enumerate(strata):
+        x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        if x.shape != y.shape:
+            raise ValueError(f"pooled_paired_difference: stratum {i} pairs {x.size} scores with {y.size}; "
+                             "each stratum needs both models' scores of the same queries")
+        diffs.append(x - y)
+    n = sum(d.size for d in diffs)
+    if n == 0:
+        return {"diff": math.nan, "low": math.nan, "high": math.nan, "separated": False, "n": 0, "per_stratum": []}
+    rng = np.random.default_rng(seed)
+    totals = np.zeros(n_boot)
+    for d in diffs:
+        if d.size:
+            totals += d[rng.integers(0, d.size, size=(n_boot, d.size))].sum(axis=1)
+    low, high = np.quantile(totals / n, [alpha / 2, 1 - alpha / 2])
+    return {"diff": float(sum(d.sum() for d in diffs) / n), "low": float(low), "high": float(high),
+            "separated": bool(low > 0 or high < 0), "n": int(n),
+            "per_stratum": [float(d.mean()) if d.size else math.nan for d in diffs]}
+
 def metric_names(ks: Sequence[int] = (5, 10)) -> list[str]:
     return ["acc@1", *[f"{m}@{k}" for k in ks for m in ("ndcg", "recall")], "parsed"]
 

@@ -1,0 +1,135 @@
+"""Pool ablation runs of several seeds: every arm against a reference arm (plain GRPO by default), paired per
+validation query within a seed and pooled over the seeds.
+
+    .venv/bin/python bench/pool_ablation.py RUN_DIR [RUN_DIR ...] [--reference plain_grpo] [--out pooled.json]
+
+Each RUN_DIR is a ``bench/ablation.py --out`` folder (``ablation.json`` with the run's seed, and the per-query hits
+in ``records.json``). The seed picks the validation queries and their candidates, so the runs of one seed form one
+stratum: arms trained in separate runs of one seed pair query by query (the default arms in one run, the
+ablations in another). A seed whose runs lack the arm or the reference drops out of that arm's comparison.
+
+Per arm it prints the pooled difference in Acc@1 (arm - reference) with a stratified paired bootstrap interval
+(:func:`rerec.eval.metrics.pooled_paired_difference`: each seed's queries resampled within the seed), the interval
+again at a Bonferroni-corrected level for the number of arms compared, and each seed's own difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from rerec.errors import InputError  # noqa: E402
+from rerec.eval.metrics import pooled_paired_difference  # noqa: E402
+
+
+def load_run(run: Path) -> tuple[int, dict[str, list[dict]]]:
+    """A run folder's seed and per-arm records (``[{"query_id", "type", "hit"}, ...]``)."""
+    summary_path, records_path = run / "ablation.json", run / "records.json"
+    for path in (summary_path, records_path):
+        if not path.is_file():
+            raise InputError(f"{run}: no {path.name}. Fix: give the --out folder of a finished bench/ablation.py run "
+                             "(records.json appeared with per-query hits; older runs lack it).")
+    summary, records = json.loads(summary_path.read_text()), json.loads(records_path.read_text())
+    if not isinstance(summary.get("seed"), int):
+        raise InputError(f"{summary_path} records no seed (runs before the seed was recorded). Fix: add the run's "
+                         '--seed to it, as "seed": 0 for a run without --seed.')
+    if not isinstance(records, dict) or not all(isinstance(v, list) for v in records.values()):
+        raise InputError(f"{records_path}: expected an object of arm name to per-query records")
+    return summary["seed"], records
+
+
+def group_by_seed(runs: list[tuple[str, int, dict[str, list[dict]]]]) -> dict[int, dict[str, list[dict]]]:
+    """Merge the arms of the runs that share a seed. An arm twice in one seed, or arms of one seed scored on
+    different queries, is an error that names the runs."""
+    groups: dict[int, dict[str, list[dict]]] = {}
+    origin: dict[tuple[int, str], str] = {}
+    for run, seed, records in runs:
+        group = groups.setdefault(seed, {})
+        for arm, recs in records.items():
+            if arm in group:
+                raise InputError(f"arm {arm!r} of seed {seed} is in both {origin[seed, arm]} and {run}. Fix: leave "
+                                 "one run out, or train the second as a named variant (bench/ablation.py --variants).")
+            queries = {r["query_id"] for r in recs}
+            for other, other_recs in group.items():
+                if {r["query_id"] for r in other_recs} != queries:
+                    raise InputError(f"seed {seed}: {arm!r} ({run}) and {other!r} ({origin[seed, other]}) were scored "
+                                     "on different validation queries. Fix: pool only runs made with the same --data, "
+                                     "--n-eval and --seed.")
+            group[arm] = recs
+            origin[seed, arm] = run
+    return groups
+
+
+def pool(groups: dict[int, dict[str, list[dict]]], reference: str, alpha: float = 0.05,
+         n_boot: int = 10000) -> dict[str, dict]:
+    """Each arm against ``reference``: all query types and each type, pooled over the seeds that have both."""
+    arms = [a for a in dict.fromkeys(a for g in groups.values() for a in g) if a != reference]
+    if not any(reference in g for g in groups.values()):
+        raise InputError(f"no run holds the reference arm {reference!r}. Fix: pass --reference with one of "
+                         f"{', '.join(sorted({a for g in groups.values() for a in g}))}.")
+    out = {}
+    for arm in arms:
+        seeds = sorted(s for s, g in groups.items() if arm in g and reference in g)
+        if not seeds:
+            continue
+        pairs = []  # (seed, type, hit of arm, hit of reference)
+        for s in seeds:
+            ref = {r["query_id"]: r["hit"] for r in groups[s][reference]}
+            pairs += [(s, r["type"], r["hit"], ref[r["query_id"]]) for r in groups[s][arm]]
+        entry = {"seeds": seeds}
+        for t in ["all", *sorted({p[1] for p in pairs})]:
+            strata = [([p[2] for p in pairs if p[0] == s and t in ("all", p[1])],
+                       [p[3] for p in pairs if p[0] == s and t in ("all", p[1])]) for s in seeds]
+            res = pooled_paired_difference(strata, n_boot=n_boot, alpha=alpha)
+            n = res["n"]
+            entry[t] = {"n": n, "acc_at_1": sum(sum(a) for a, _ in strata) / n,
+                        "reference_acc_at_1": sum(sum(b) for _, b in strata) / n, **res}
+        strata = [([p[2] for p in pairs if p[0] == s], [p[3] for p in pairs if p[0] == s]) for s in seeds]
+        corrected = pooled_paired_difference(strata, n_boot=n_boot, alpha=alpha / len(arms))
+        entry["all"]["bonferroni"] = {"alpha": alpha / len(arms), "low": corrected["low"], "high": corrected["high"],
+                                      "separated": corrected["separated"]}
+        out[arm] = entry
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", type=Path, help="bench/ablation.py --out folders")
+    ap.add_argument("--reference", default="plain_grpo", help="The arm every other arm is compared with.")
+    ap.add_argument("--alpha", type=float, default=0.05)
+    ap.add_argument("--out", type=Path, default=None, help="Also write the pooled comparison here as JSON.")
+    args = ap.parse_args(argv)
+    runs = [(str(run), *load_run(run)) for run in args.runs]
+    pooled = pool(group_by_seed(runs), args.reference, alpha=args.alpha)
+    level = round(100 * (1 - args.alpha))
+    print(f"{'arm':18s} {'seeds':>6s} {'n':>4s} {'acc@1':>6s} {'ref':>6s} {'diff':>7s} {f'{level}% CI':>17s} "
+          f"{'Bonferroni CI':>17s}  per seed")
+    for arm, e in pooled.items():
+        a, b = e["all"], e["all"]["bonferroni"]
+        per_seed = " ".join(f"{s}:{d:+.2f}" for s, d in zip(e["seeds"], a["per_stratum"], strict=True))
+        print(f"{arm:18s} {len(e['seeds']):6d} {a['n']:4d} {a['acc_at_1']:6.3f} {a['reference_acc_at_1']:6.3f} "
+              f"{a['diff']:+7.3f} [{a['low']:+.3f}, {a['high']:+.3f}] [{b['low']:+.3f}, {b['high']:+.3f}]  {per_seed}")
+    for arm, e in pooled.items():
+        a = e["all"]
+        verdict = ("separated" if a["bonferroni"]["separated"] else
+                   "separated uncorrected only" if a["separated"] else "NOT separated (the interval holds 0)")
+        print(f"[pool] {arm} - {args.reference}: {a['diff']:+.3f} over {a['n']} queries of {len(e['seeds'])} "
+              f"seed(s): {verdict}")
+    result = {"reference": args.reference, "alpha": args.alpha, "runs": [r[0] for r in runs], "arms": pooled}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    from rerec.errors import RerecError
+
+    try:
+        sys.exit(main())
+    except RerecError as err:
+        sys.exit(f"pool_ablation: {err}")

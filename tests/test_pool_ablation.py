@@ -1,0 +1,64 @@
+"""bench/pool_ablation.py: arms of separate runs pair within a seed and pool over seeds; bad runs name the fix."""
+
+import json
+
+import pytest
+
+from bench.pool_ablation import group_by_seed, load_run, main, pool
+from rerec.errors import InputError
+
+
+def recs(hits, types=None, prefix="q"):
+    types = types or ["explicit"] * len(hits)
+    return [{"query_id": f"{prefix}{i}", "type": t, "hit": float(h)} for i, (h, t) in enumerate(zip(hits, types, strict=True))]
+
+
+def write_run(path, seed, records):
+    path.mkdir(parents=True)
+    summary = {"bench": "ablation"} if seed is None else {"bench": "ablation", "seed": seed}
+    (path / "ablation.json").write_text(json.dumps(summary))
+    (path / "records.json").write_text(json.dumps(records))
+    return path
+
+
+def test_arms_of_separate_runs_pair_within_a_seed_and_pool_over_seeds(tmp_path, capsys):
+    types = ["explicit", "explicit", "interest", "interest"]
+    # seed 0: the default arms in one run, an ablation in another; seed 1: one run with all three
+    a = write_run(tmp_path / "s0a", 0, {"plain_grpo": recs([1, 1, 0, 0], types), "rerec": recs([1, 0, 0, 0], types)})
+    b = write_run(tmp_path / "s0b", 0, {"no_raae": recs([1, 1, 1, 0], types)})
+    c = write_run(tmp_path / "s1", 1, {"plain_grpo": recs([1, 0, 1, 0], types, "r"),
+                                        "rerec": recs([0, 0, 1, 0], types, "r"),
+                                        "no_raae": recs([1, 0, 1, 0], types, "r")})
+    # a seed without the reference drops out of the comparison instead of failing
+    d = write_run(tmp_path / "s2", 2, {"rerec": recs([1, 1], prefix="t")})
+    pooled = pool(group_by_seed([(str(r), *load_run(r)) for r in (a, b, c, d)]), "plain_grpo")
+    assert list(pooled) == ["rerec", "no_raae"]
+    rerec = pooled["rerec"]
+    assert rerec["seeds"] == [0, 1] and rerec["all"]["n"] == 8
+    assert rerec["all"]["diff"] == -0.25 and rerec["all"]["per_stratum"] == [-0.25, -0.25]
+    assert rerec["all"]["acc_at_1"] == 2 / 8 and rerec["all"]["reference_acc_at_1"] == 4 / 8
+    assert rerec["explicit"]["diff"] == -0.5 and rerec["interest"]["diff"] == 0.0
+    assert pooled["no_raae"]["all"]["per_stratum"] == [0.25, 0.0]
+    # Bonferroni over the two arms compared: alpha / 2, an interval at least as wide
+    bon = rerec["all"]["bonferroni"]
+    assert bon["alpha"] == 0.025 and bon["low"] <= rerec["all"]["low"] and bon["high"] >= rerec["all"]["high"]
+
+    out = tmp_path / "pooled.json"
+    assert main([str(a), str(b), str(c), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "[pool] rerec - plain_grpo: -0.250 over 8 queries of 2 seed(s)" in printed
+    assert json.loads(out.read_text())["arms"]["no_raae"]["seeds"] == [0, 1]
+
+
+def test_bad_runs_say_what_is_wrong(tmp_path):
+    with pytest.raises(InputError, match="no ablation.json"):
+        load_run(tmp_path)
+    with pytest.raises(InputError, match='records no seed.*"seed": 0'):
+        load_run(write_run(tmp_path / "old", None, {"plain_grpo": recs([1])}))
+    one = (str(tmp_path / "x"), 0, {"plain_grpo": recs([1, 0]), "rerec": recs([0, 0])})
+    with pytest.raises(InputError, match="'rerec' of seed 0 is in both .*x and .*y.*--variants"):
+        group_by_seed([one, (str(tmp_path / "y"), 0, {"rerec": recs([1, 1])})])
+    with pytest.raises(InputError, match="different validation queries"):
+        group_by_seed([one, (str(tmp_path / "z"), 0, {"no_pas": recs([1, 1, 1])})])
+    with pytest.raises(InputError, match="no run holds the reference arm 'plain'.*plain_grpo, rerec"):
+        pool(group_by_seed([one]), "plain")
