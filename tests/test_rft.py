@@ -383,6 +383,18 @@ def test_rft_stage_end_to_end(stage_folders, model_dir, tmp_path):
         rft(stage_folders / "data", None, None, model_dir, tmp_path / "again", cfg)
 
 
+def test_fewer_prompts_than_a_step_takes_is_refused_before_training(stage_folders, model_dir, tmp_path):
+    """TRL's sampler drops an incomplete batch: 8 prompts at 9 a step would have trained 0 steps silently."""
+    from rerec.errors import ConfigError
+    from rerec.train.rft import RFTConfig, rft
+
+    cfg = RFTConfig(profile="tiny", ablation="plain_grpo", steps=1, batch_size=9, num_generations=2,
+                    max_completion_tokens=8, n_candidates=4, max_history=0)
+    with pytest.raises(ConfigError, match=r"gives 8 prompt\(s\) \(n_train=0\) but one RFT step takes batch_size=9"):
+        rft(stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir, tmp_path / "r", cfg)
+    assert not (tmp_path / "r").exists()
+
+
 def test_stop_after_steps_keeps_the_learning_rate_schedule_of_steps(stage_folders, model_dir, tmp_path):
     """The ablation's equal budget: a later arm stops at the first arm's step count, on the first arm's
     schedule (linear decay over --steps), not on a schedule squeezed into fewer steps."""

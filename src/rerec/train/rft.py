@@ -192,6 +192,12 @@ def build_dataset(view, queries, tokenizer, cfg: RFTConfig):
     if not rows:
         raise InputError("the queries have no train split", column="split",
                          fix="rerun 'rerec prepare-data' with a non-zero train fraction")
+    if len(rows) < cfg.batch_size:
+        # TRL's RepeatSampler drops an incomplete batch of prompts: fewer prompts than a step takes would train
+        # nothing at all (0 steps, no error) in the arms without the curriculum
+        raise ConfigError(f"the train split gives {len(rows)} prompt(s) (n_train={cfg.n_train}) but one RFT step takes "
+                          f"batch_size={cfg.batch_size} prompts, so no step could run. Fix: raise n_train to at least "
+                          f"{cfg.batch_size} (0 = the whole split) or lower batch_size.")
     records = []
     for row in rows:
         shown = shrink_candidates(row, cfg.n_candidates, view, seed=cfg.seed)
