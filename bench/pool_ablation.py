@@ -71,11 +71,11 @@ def pool(groups: dict[int, dict[str, list[dict]]], reference: str, alpha: float 
     if not any(reference in g for g in groups.values()):
         raise InputError(f"no run holds the reference arm {reference!r}. Fix: pass --reference with one of "
                          f"{', '.join(sorted({a for g in groups.values() for a in g}))}.")
+    seeds_of = {arm: sorted(s for s, g in groups.items() if arm in g and reference in g) for arm in arms}
+    arms = [arm for arm in arms if seeds_of[arm]]  # the comparisons made, which the correction counts
     out = {}
     for arm in arms:
-        seeds = sorted(s for s, g in groups.items() if arm in g and reference in g)
-        if not seeds:
-            continue
+        seeds = seeds_of[arm]
         pairs = []  # (seed, type, hit of arm, hit of reference)
         for s in seeds:
             ref = {r["query_id"]: r["hit"] for r in groups[s][reference]}

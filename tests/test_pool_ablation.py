@@ -30,7 +30,7 @@ def test_arms_of_separate_runs_pair_within_a_seed_and_pool_over_seeds(tmp_path, 
                                         "rerec": recs([0, 0, 1, 0], types, "r"),
                                         "no_raae": recs([1, 0, 1, 0], types, "r")})
     # a seed without the reference drops out of the comparison instead of failing
-    d = write_run(tmp_path / "s2", 2, {"rerec": recs([1, 1], prefix="t")})
+    d = write_run(tmp_path / "s2", 2, {"rerec": recs([1, 1], prefix="t"), "no_pas": recs([0, 1], prefix="t")})
     pooled = pool(group_by_seed([(str(r), *load_run(r)) for r in (a, b, c, d)]), "plain_grpo")
     assert list(pooled) == ["rerec", "no_raae"]
     rerec = pooled["rerec"]
@@ -39,7 +39,7 @@ def test_arms_of_separate_runs_pair_within_a_seed_and_pool_over_seeds(tmp_path, 
     assert rerec["all"]["acc_at_1"] == 2 / 8 and rerec["all"]["reference_acc_at_1"] == 4 / 8
     assert rerec["explicit"]["diff"] == -0.5 and rerec["interest"]["diff"] == 0.0
     assert pooled["no_raae"]["all"]["per_stratum"] == [0.25, 0.0]
-    # Bonferroni over the two arms compared: alpha / 2, an interval at least as wide
+    # Bonferroni over the two arms compared (no_pas, never beside the reference, is not one): alpha / 2
     bon = rerec["all"]["bonferroni"]
     assert bon["alpha"] == 0.025 and bon["low"] <= rerec["all"]["low"] and bon["high"] >= rerec["all"]["high"]
 
