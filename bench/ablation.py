@@ -47,10 +47,6 @@ PAPER = dict(num_generations=5, lr=5e-6, max_completion_tokens=768, w_penalty=0.
 RESERVED = {"rerec", "sft_start"}  # result names that are not ablation switches
 
 
-def arm_name(arm: str) -> str:
-    return "rerec" if arm == "none" else arm
-
-
 def arm_fields(arm: str, variants: dict[str, dict]) -> tuple[str, dict]:
     """An arm's name in the results and the RFTConfig fields it sets on top of the shared ones: an ablation
     switch (``none`` = ReRec, named ``rerec``), or a variant named in ``--variants`` (ReRec unless the variant
@@ -61,7 +57,7 @@ def arm_fields(arm: str, variants: dict[str, dict]) -> tuple[str, dict]:
     if arm in variants:
         return arm, {"ablation": "none", **variants[arm]}
     if arm in ABLATIONS:
-        return arm_name(arm), {"ablation": arm}
+        return ("rerec" if arm == "none" else arm), {"ablation": arm}
     raise ConfigError(f"--arms: unknown arm {arm!r}. Fix: use an ablation switch ({', '.join(ABLATIONS)}) or the "
                       "name of a variant defined with --variants.")
 

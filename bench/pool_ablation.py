@@ -80,16 +80,16 @@ def pool(groups: dict[int, dict[str, list[dict]]], reference: str, alpha: float 
         for s in seeds:
             ref = {r["query_id"]: r["hit"] for r in groups[s][reference]}
             pairs += [(s, r["type"], r["hit"], ref[r["query_id"]]) for r in groups[s][arm]]
-        entry = {"seeds": seeds}
-        for t in ["all", *sorted({p[1] for p in pairs})]:
-            strata = [([p[2] for p in pairs if p[0] == s and t in ("all", p[1])],
+        strata = {t: [([p[2] for p in pairs if p[0] == s and t in ("all", p[1])],
                        [p[3] for p in pairs if p[0] == s and t in ("all", p[1])]) for s in seeds]
-            res = pooled_paired_difference(strata, n_boot=n_boot, alpha=alpha)
+                  for t in ["all", *sorted({p[1] for p in pairs})]}
+        entry = {"seeds": seeds}
+        for t, part in strata.items():
+            res = pooled_paired_difference(part, n_boot=n_boot, alpha=alpha)
             n = res["n"]
-            entry[t] = {"n": n, "acc_at_1": sum(sum(a) for a, _ in strata) / n,
-                        "reference_acc_at_1": sum(sum(b) for _, b in strata) / n, **res}
-        strata = [([p[2] for p in pairs if p[0] == s], [p[3] for p in pairs if p[0] == s]) for s in seeds]
-        corrected = pooled_paired_difference(strata, n_boot=n_boot, alpha=alpha / len(arms))
+            entry[t] = {"n": n, "acc_at_1": sum(sum(a) for a, _ in part) / n,
+                        "reference_acc_at_1": sum(sum(b) for _, b in part) / n, **res}
+        corrected = pooled_paired_difference(strata["all"], n_boot=n_boot, alpha=alpha / len(arms))
         entry["all"]["bonferroni"] = {"alpha": alpha / len(arms), "low": corrected["low"], "high": corrected["high"],
                                       "separated": corrected["separated"]}
         out[arm] = entry

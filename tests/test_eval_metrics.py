@@ -87,7 +87,6 @@ def test_paired_difference_separates_only_when_the_interval_excludes_zero():
         paired_difference([1, 0, 1], [1, 0])
 
 
-
 def test_pooled_paired_difference_resamples_within_each_run():
     """Two seeds: a wins both queries of one run and ties both of the other. Pooled, +0.5; resampled within
     each run, every draw keeps one run's +2 and the other's 0, so the interval is the point. Resampling the
@@ -114,6 +113,7 @@ def test_pooled_paired_difference_of_one_run_is_the_paired_difference():
     with pytest.raises(ValueError, match="stratum 1 pairs 2 scores with 1"):
         pooled_paired_difference([([1], [0]), ([1, 0], [0])])
     assert math.isnan(pooled_paired_difference([])["diff"])
+
 
 def test_aggregate_groups():
     df = pd.DataFrame({

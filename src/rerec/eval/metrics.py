@@ -67,14 +67,10 @@ def paired_difference(a: Sequence[float], b: Sequence[float], n_boot: int = 1000
     ``a`` and ``b`` are per-query scores of two models on the same queries, in the same order. Resampling the
     per-query differences (not each model on its own) keeps what the two share out of the interval.
     """
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if x.shape != y.shape:
-        raise ValueError(f"paired_difference needs scores of the same queries: got {x.size} and {y.size}")
-    diffs = x - y
-    low, high = bootstrap_ci(diffs, n_boot=n_boot, alpha=alpha, seed=seed)
-    return {"diff": float(diffs.mean()) if diffs.size else math.nan, "low": low, "high": high,
-            "separated": bool(low > 0 or high < 0)}
-
+    if np.shape(a) != np.shape(b):
+        raise ValueError(f"paired_difference needs scores of the same queries: got {np.size(a)} and {np.size(b)}")
+    res = pooled_paired_difference([(a, b)], n_boot=n_boot, alpha=alpha, seed=seed)
+    return {k: res[k] for k in ("diff", "low", "high", "separated")}
 
 
 def pooled_paired_difference(strata: Sequence[tuple[Sequence[float], Sequence[float]]], n_boot: int = 1000,
@@ -106,6 +102,7 @@ def pooled_paired_difference(strata: Sequence[tuple[Sequence[float], Sequence[fl
     return {"diff": float(sum(d.sum() for d in diffs) / n), "low": float(low), "high": float(high),
             "separated": bool(low > 0 or high < 0), "n": int(n),
             "per_stratum": [float(d.mean()) if d.size else math.nan for d in diffs]}
+
 
 def metric_names(ks: Sequence[int] = (5, 10)) -> list[str]:
     return ["acc@1", *[f"{m}@{k}" for k in ks for m in ("ndcg", "recall")], "parsed"]
