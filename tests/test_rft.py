@@ -207,22 +207,61 @@ def test_completion_only_logps_equal_trls_scoring_of_every_position(model_dir, t
     torch.testing.assert_close(ours[2], trl_[2], atol=1e-5, rtol=1e-4)
 
 
-def test_trainers_run_in_float32_on_a_cpu():
-    """TRL defaults to bf16, which a CPU without native bf16 emulates about 55x slower than float32."""
-    from rerec.train.precision import trainer_precision
+def test_rollouts_come_from_rerecs_generator_in_trls_format(model_dir, tmp_path):
+    """``_generate_single_turn`` returns what TRL's own returns: per completion its token ids, cut after the first
+    EOS (kept), at most max_completion_length; no log-probabilities. The weight copy is timed in the step."""
+    trainer = make_trainer(model_dir, tmp_path, temperature=0.7, top_k=20)
+    trainer.model.train()  # as in the training loop
+    assert trainer.rollout_fallback_reason() is None
+    prompt_ids = [trainer.processing_class.encode(t) for t in ("Recommend a comedy 1", "Recommend a comedy 2")] * 2
+    torch.manual_seed(0)
+    ids, logprobs = trainer._generate_single_turn(prompt_ids, None, {}, 2)
+    assert logprobs is None and len(ids) == 4
+    eos = trainer.eos_token_ids
+    for row in ids:
+        assert row and all(isinstance(t, int) for t in row) and len(row) <= 10
+        assert all(t not in eos for t in row[:-1])
+    assert trainer._metrics["train"]["rerec/rollout_weight_copy_s"][-1] > 0
+    torch.manual_seed(0)
+    assert trainer._generate_single_turn(prompt_ids, None, {}, 2)[0] == ids  # seeded from torch's global RNG
 
-    assert trainer_precision() == {"use_cpu": True, "bf16": False, "fp16": False}  # the test machines have no CUDA
+
+def test_rollouts_fall_back_to_trl_where_the_generator_lacks_an_option(model_dir, tmp_path, monkeypatch):
+    from trl import GRPOTrainer
+
+    trainer = make_trainer(model_dir, tmp_path, min_p=0.1)
+    assert trainer.rollout_fallback_reason() == "min_p sampling"
+    assert trainer.rollout_fallback_reason(images=[None]) == "the prompts carry images or multimodal inputs"
+    called = []
+    monkeypatch.setattr(GRPOTrainer, "_generate_single_turn", lambda self, *a, **k: called.append(a) or ([[1]], None))
+    assert trainer._generate_single_turn([[5, 6]], None, {}, 2) == ([[1]], None)
+    assert called
 
 
-def test_trainers_use_the_gpu_when_there_is_one(monkeypatch):
-    """SFT once hard-coded use_cpu=True: on an H200 its steps ran on the host CPU (6 s a step)."""
-    import torch
+@pytest.mark.parametrize("requested, cuda, vllm, engine, why", [
+    ("vllm", True, True, "vllm", "colocated"),
+    ("vllm", True, False, "rerec", "not installed"),
+    ("vllm", False, True, "rerec", "needs a CUDA device"),
+    ("rerec", True, True, "rerec", "requested"),
+])
+def test_rollout_engine_choice(requested, cuda, vllm, engine, why):
+    from rerec.train.grpo import choose_rollout_engine, rollout_config
 
-    from rerec.train.precision import trainer_precision
+    chosen, reason = choose_rollout_engine(requested, cuda, vllm)
+    assert chosen == engine and why in reason
+    assert rollout_config(chosen) == ({"use_vllm": True, "vllm_mode": "colocate"} if engine == "vllm"
+                                      else {"use_vllm": False})
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert trainer_precision() == {"use_cpu": False, "bf16": True, "fp16": False}
+
+def test_the_paper_profile_asks_for_vllm_and_the_cpu_profiles_do_not():
+    from rerec.errors import ConfigError
+    from rerec.models.profiles import PROFILES
+    from rerec.train.grpo import choose_rollout_engine
+
+    assert PROFILES["paper"].rollout_engine == "vllm"
+    assert {PROFILES[p].rollout_engine for p in ("tiny", "smollm2")} == {"rerec"}
+    with pytest.raises(ConfigError, match="rerec or vllm"):
+        choose_rollout_engine("sglang", True, True)
 
 
 def test_plain_grpo_arm_keeps_trl_advantages(model_dir, tmp_path):

@@ -93,6 +93,9 @@ class EvalConfig:
     ifeval_time_budget_s: float = field(default=180.0, metadata={"help": "Seconds of IFEval generation per model."})
     # --- report
     n_traces: int = field(default=3, metadata={"help": "Best and worst reasoning traces shown per LLM."})
+    precision: str = field(default="auto", metadata={
+        "help": "Weights while generating and scoring: bf16, fp32, or auto (bf16 where the processor computes it "
+                "natively; env REREC_PRECISION applies when this is auto).", "choices": ["auto", "bf16", "fp32"]})
 
     def resolved(self) -> EvalConfig:
         """A copy with every ``None`` filled from the profile or the built-in default."""
@@ -312,8 +315,10 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
     from rerec.data.load import load_catalog
     from rerec.eval.report import write_report
     from rerec.prompt import CatalogView, shrink_candidates
+    from rerec.train.precision import resolve_precision
 
     config = (config or EvalConfig()).resolved()
+    precision = resolve_precision(config.precision)
     catalog = load_catalog(Path(data_dir))
     if catalog.queries is None or not len(catalog.queries):
         raise InputError("the data folder has no queries", file=str(Path(data_dir) / "queries.parquet"),
@@ -337,6 +342,7 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
                      "negatives), as in training.")
 
     with stage_run(STAGE, config, tags={"rerec.models": ",".join(models)}) as tracker:
+        tracker.log_params(precision.params())
         rows: list[dict] = []
         baselines = build_baselines(list(config.baselines), catalog, Path(graphs_dir),
                                     Path(reward_dir) if reward_dir else None, config.seed, notes)

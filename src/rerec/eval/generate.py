@@ -1,9 +1,21 @@
-"""Batched greedy generation for evaluation, and the LLM as a ranker.
+"""The one generation path: evaluation (LLM ranking, IFEval-style checks), SFT validation, RFT rollouts
+and serving all call :func:`generate_completions`.
 
-:func:`generate_completions` sorts prompts by length (less padding), pads on the left so every row's
-next token comes right after its prompt, decodes greedily, and stops starting new batches when the
-time budget is spent: prompts it never reached come back as ``None`` (counted, never scored as
-wrong answers silently — the report states how many were generated).
+It runs in the process's precision (:func:`rerec.train.precision.resolve_precision`: bfloat16 weights
+where the processor computes bf16 natively, float32 elsewhere) with one of two engines:
+
+- ``lean`` (Llama-family models, :mod:`rerec.eval.decoder`): a bf16/fp32 snapshot of the weights (LoRA
+  merged; taking it is part of the call's time), a preallocated KV cache of ``batch_size`` slots, each
+  prompt prefilled on its own (no padding), and continuous batching: a row that ends (EOS or
+  ``max_new_tokens``) hands its slot to the next waiting prompt at once; when none waits, the last
+  row moves into the hole so every step computes only live rows. Tokens are picked in place from the
+  last position's logits (greedy, or sampled at ``temperature`` with optional top-k / top-p).
+- ``hf``: transformers' ``generate`` on the model (a copy in the chosen dtype when its weights differ),
+  batches of ``batch_size`` prompts of similar length, left-padded; used for other architectures.
+
+Prompts are served shortest first (sorted by token count). Once ``time_budget_s`` has passed no new
+prompt starts and the rows running stop, keeping what they generated; prompts never reached come back as
+``None`` (counted, never scored as wrong answers silently: the report states how many were generated).
 
 :class:`LLMRanker` turns a model into a ranker: the prompt from :func:`rerec.prompt.build_messages`
 (the same prompt training sees), the answer parsed with :func:`rerec.answer.parse_answer` and matched
@@ -13,6 +25,8 @@ to the query's candidates with :class:`rerec.reward.matching.TitleMatcher`
 
 from __future__ import annotations
 
+import copy
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,17 +35,27 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from rerec.errors import RerecError
 from rerec.models.loading import model_device
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("auto", "lean", "hf")
 
 
 @dataclass
 class GenerationResult:
-    """``completions[i]`` answers ``prompts[i]``; ``None`` where the budget ran out first."""
+    """``completions[i]`` answers ``prompts[i]`` (``token_ids[i]`` its new tokens, the EOS included when one
+    ended it); ``None`` where the budget ran out first."""
 
     completions: list[str | None]
     n_new_tokens: int = 0
     seconds: float = 0.0
     budget_exhausted: bool = False
+    token_ids: list[list[int] | None] = field(default_factory=list)
+    engine: str = ""
+    dtype: str = ""
+    setup_s: float = 0.0  # taking the weight snapshot (included in ``seconds``)
 
     @property
     def n_generated(self) -> int:
@@ -42,38 +66,241 @@ class GenerationResult:
         return self.n_new_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
+def pick_tokens(logits: torch.Tensor, do_sample: bool = False, temperature: float = 1.0, top_k: int = 0,
+                top_p: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Next tokens (n,) from float32 logits (n, vocab), which are modified in place.
+
+    Greedy: ``argmax``. Sampling: logits divided by ``temperature``, all but the ``top_k`` largest set
+    to -inf (0: no limit), then all but the smallest set of tokens whose probability reaches ``top_p``
+    (1.0: no limit; the most likely token always stays), then one draw from the softmax.
+    """
+    if not do_sample or temperature <= 0:
+        return logits.argmax(dim=-1)
+    logits.div_(temperature)
+    if top_k and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]
+        logits.masked_fill_(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        drop_sorted = probs.cumsum(dim=-1) - probs >= top_p  # mass before this token already reaches top_p
+        logits.masked_fill_(drop_sorted.scatter(-1, order, drop_sorted), float("-inf"))
+    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)
+
+
+def _encode(tokenizer: Any, prompts: Sequence[str | Sequence[int]], max_prompt_tokens: int | None) -> list[list[int]]:
+    encoded = [list(p) if not isinstance(p, str) else tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+    if max_prompt_tokens:
+        encoded = [ids[-max_prompt_tokens:] for ids in encoded]
+    empty = [i for i, ids in enumerate(encoded) if not ids]
+    if empty:
+        raise RerecError(f"prompt {empty[0]} has no tokens. Fix: pass non-empty prompts (render them with the chat "
+                         "template first).")
+    return encoded
+
+
+def _eos_ids(model: Any, tokenizer: Any, eos_token_ids: Sequence[int] | int | None) -> set[int]:
+    if eos_token_ids is None:
+        eos_token_ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        if eos_token_ids is None:
+            eos_token_ids = tokenizer.eos_token_id
+    if eos_token_ids is None:
+        return set()
+    return {int(eos_token_ids)} if isinstance(eos_token_ids, int) else {int(i) for i in eos_token_ids}
+
+
+def choose_engine(model: Any, engine: str = "auto") -> str:
+    """``lean`` for a model :mod:`rerec.eval.decoder` runs, else ``hf``; an explicit engine is checked."""
+    from rerec.eval.decoder import unsupported_reason
+
+    if engine not in ENGINES:
+        raise RerecError(f"generation engine {engine!r} is not one of {', '.join(ENGINES)}.")
+    reason = unsupported_reason(model)
+    if engine == "lean" and reason is not None:
+        raise RerecError(f"the lean generation engine cannot run this model: {reason}. Fix: use engine='auto'.")
+    if engine == "auto":
+        if reason is not None:
+            log.info("generation: transformers' generate (the lean decoder cannot run this model: %s)", reason)
+        return "hf" if reason is not None else "lean"
+    return engine
+
+
 @torch.no_grad()
 def generate_completions(
     model: Any,
     tokenizer: Any,
-    prompts: Sequence[str],
+    prompts: Sequence[str | Sequence[int]],
     max_new_tokens: int = 128,
     batch_size: int = 8,
     time_budget_s: float | None = None,
     max_prompt_tokens: int | None = None,
     desc: str = "generate",
+    *,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    dtype: torch.dtype | None = None,
+    engine: str = "auto",
+    eos_token_ids: Sequence[int] | int | None = None,
+    sort_by_length: bool = True,
+    progress: bool = True,
 ) -> GenerationResult:
-    """Greedy completions of already-rendered prompts (chat template applied, special tokens in text).
+    """Completions of already-rendered prompts (chat template applied, special tokens in the text) or of
+    token-id lists.
 
     Args:
+        max_new_tokens: tokens generated per prompt at most (an EOS ends a row earlier).
+        batch_size: rows decoded together (``lean``: KV-cache slots; ``hf``: prompts per ``generate``).
+        time_budget_s: seconds for the whole call (module docstring); None: no limit.
         max_prompt_tokens: keep only the last this many prompt tokens (None: no limit).
-        time_budget_s: no new batch starts once this many seconds have passed, and the batch running
-            then is cut short (``generate(max_time=...)``), so the budget holds within a few seconds;
-            rows cut short keep what they generated.
+        do_sample, temperature, top_k, top_p: greedy by default; see :func:`pick_tokens`.
+        seed: seeds the sampler (same seed, prompts and settings: same completions).
+        dtype: the weights' dtype while generating (None: the process's precision).
+        engine: ``auto`` (``lean`` where it applies), ``lean`` or ``hf``.
+        eos_token_ids: tokens that end a row (None: the model's generation config, else the tokenizer's EOS).
+        sort_by_length: serve prompts shortest first (less padding for ``hf``, similar widths for ``lean``).
     """
+    from rerec.train.precision import resolve_precision
+
+    start = time.perf_counter()
+    dtype = dtype or resolve_precision().torch_dtype
+    encoded = _encode(tokenizer, prompts, max_prompt_tokens)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i])) if sort_by_length else list(range(len(encoded)))
+    eos = _eos_ids(model, tokenizer, eos_token_ids)
+    deadline = None if time_budget_s is None else start + time_budget_s
+    chosen = choose_engine(model, engine)
+    bar = tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress)
+    run = _generate_lean if chosen == "lean" else _generate_hf
+    was_training = model.training
     model.eval()
+    try:
+        token_ids, setup_s, exhausted = run(model, tokenizer, encoded, order, eos, dtype, bar, deadline,
+                                            max_new_tokens=max_new_tokens, batch_size=max(1, batch_size),
+                                            do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
+                                            seed=seed)
+    finally:
+        model.train(was_training)
+        bar.close()
+    completions = [None if ids is None else tokenizer.decode(ids, skip_special_tokens=True) for ids in token_ids]
+    seconds = time.perf_counter() - start
+    n_tokens = sum(len(ids) for ids in token_ids if ids is not None)
+    exhausted = exhausted or any(ids is None for ids in token_ids) or (deadline is not None and seconds >= time_budget_s)
+    return GenerationResult(completions, n_tokens, seconds, exhausted, token_ids, chosen,
+                            str(dtype).replace("torch.", ""), setup_s)
+
+
+def _generate_lean(model, tokenizer, encoded, order, eos, dtype, bar, deadline, *, max_new_tokens, batch_size,
+                   do_sample, temperature, top_k, top_p, seed):
+    """Continuous batching over the lean decoder's KV-cache slots (module docstring)."""
+    from collections import Counter, deque
+
+    from rerec.eval.decoder import LeanDecoder
+
+    t0 = time.perf_counter()
+    decoder = LeanDecoder(model, dtype=dtype, device=model_device(model))
+    setup_s = time.perf_counter() - t0
+    out: list[list[int] | None] = [None] * len(encoded)
+    if not encoded:
+        return out, setup_s, False
+    generator = torch.Generator(device=decoder.device).manual_seed(seed)
+    slots = min(batch_size, len(encoded))
+    cache = decoder.new_cache(slots, max(len(ids) for ids in encoded) + max_new_tokens)
+    waiting = deque(order)
+    rows: list[int] = []  # prompt index in each live slot
+    made: list[list[int]] = []  # its new tokens
+
+    def out_of_time() -> bool:
+        return deadline is not None and time.perf_counter() >= deadline
+
+    def ended(tokens: list[int]) -> bool:
+        return tokens[-1] in eos or len(tokens) >= max_new_tokens
+
+    keys = [tuple(ids) for ids in encoded]
+    repeats = Counter(keys)  # copies of each prompt not admitted yet
+    first_logits: dict[tuple, torch.Tensor] = {}  # last-position logits of prompts that come again
+
+    def prefill(slot: int, i: int) -> torch.Tensor:
+        """Encode prompt ``i`` into ``slot``: copied from a slot holding the same prompt (GRPO's groups repeat
+        each prompt), else computed."""
+        key = keys[i]
+        repeats[key] -= 1
+        logits = first_logits.get(key)
+        source = next((other for other, j in enumerate(rows) if other != slot and j >= 0 and keys[j] == key), None)
+        if logits is not None and source is not None:
+            cache.copy_prefix(source, slot, len(encoded[i]))
+            logits = logits.clone()
+        else:
+            logits = decoder.prefill(cache, slot, torch.tensor(encoded[i]))[None]
+            if repeats[key]:
+                first_logits[key] = logits.clone()
+        if not repeats[key]:
+            first_logits.pop(key, None)
+        return logits
+
+    def admit(slot: int) -> bool:
+        """Prefill the next waiting prompt into ``slot``; False when none is left (or time is up)."""
+        while waiting and not out_of_time():
+            i = waiting.popleft()
+            logits = prefill(slot, i)
+            rows[slot], made[slot] = i, [int(pick_tokens(logits, do_sample, temperature, top_k, top_p, generator)[0])]
+            if not ended(made[slot]):
+                return True
+            out[i] = made[slot]
+            bar.update(1)
+        return False
+
+    def release(slot: int) -> None:
+        """Free ``slot``: the last row moves into it, so live rows stay in slots ``0..n-1``."""
+        last = len(rows) - 1
+        if slot != last:
+            cache.move(last, slot)
+            rows[slot], made[slot] = rows[last], made[last]
+        rows.pop()
+        made.pop()
+
+    while len(rows) < slots:
+        rows.append(-1)
+        made.append([])
+        if not admit(len(rows) - 1):
+            rows.pop()
+            made.pop()
+            break
+    while rows and not out_of_time():
+        last_tokens = torch.tensor([tokens[-1] for tokens in made])
+        picked = pick_tokens(decoder.step(cache, last_tokens, len(rows)), do_sample, temperature, top_k, top_p,
+                             generator).tolist()
+        for slot, token in enumerate(picked):
+            made[slot].append(int(token))
+        for slot in sorted((s for s in range(len(rows)) if ended(made[s])), reverse=True):
+            out[rows[slot]] = made[slot]
+            bar.update(1)
+            if not admit(slot):
+                release(slot)
+    exhausted = bool(rows) or bool(waiting)
+    for slot, i in enumerate(rows):  # cut short by the budget: keep what they generated
+        out[i] = made[slot]
+    return out, setup_s, exhausted
+
+
+def _generate_hf(model, tokenizer, encoded, order, eos, dtype, bar, deadline, *, max_new_tokens, batch_size,
+                 do_sample, temperature, top_k, top_p, seed):
+    """transformers' ``generate`` over left-padded batches of similar-length prompts."""
+    t0 = time.perf_counter()
+    weight = next(model.parameters(), None)
+    if weight is not None and weight.dtype != dtype:
+        model = copy.deepcopy(model).to(dtype)
+    setup_s = time.perf_counter() - t0
     device = model_device(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    eos_id = tokenizer.eos_token_id
-    encoded = [tokenizer.encode(p, add_special_tokens=False) for p in prompts]
-    if max_prompt_tokens:
-        encoded = [ids[-max_prompt_tokens:] for ids in encoded]
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
-    completions: list[str | None] = [None] * len(prompts)
-    n_tokens, start, exhausted = 0, time.perf_counter(), False
-    bar = tqdm(total=len(prompts), desc=desc, unit="prompt")
+    sampling = dict(do_sample=True, temperature=temperature, top_k=top_k or None, top_p=top_p) if do_sample \
+        else dict(do_sample=False)
+    out: list[list[int] | None] = [None] * len(encoded)
+    torch.manual_seed(seed)
+    exhausted = False
     for b in range(0, len(order), batch_size):
-        remaining = None if time_budget_s is None else time_budget_s - (time.perf_counter() - start)
+        remaining = None if deadline is None else deadline - time.perf_counter()
         if remaining is not None and remaining <= 0:
             exhausted = True
             break
@@ -84,22 +311,15 @@ def generate_completions(
         for r, i in enumerate(rows):
             input_ids[r, width - len(encoded[i]):] = torch.tensor(encoded[i], dtype=torch.long)
             mask[r, width - len(encoded[i]):] = 1
-        out = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                             max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=eos_id,
-                             max_time=remaining)
-        new = out[:, width:].cpu()
+        new = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                             max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=sorted(eos) or None,
+                             max_time=remaining, **sampling)[:, width:].cpu()
         for r, i in enumerate(rows):
             tokens = new[r].tolist()
-            if eos_id is not None and eos_id in tokens:
-                tokens = tokens[: tokens.index(eos_id) + 1]
-            n_tokens += len(tokens)
-            completions[i] = tokenizer.decode(tokens, skip_special_tokens=True)
+            ends = [k for k, t in enumerate(tokens) if t in eos]
+            out[i] = tokens[: ends[0] + 1] if ends else tokens
         bar.update(len(rows))
-        bar.set_postfix(tok_s=f"{n_tokens / max(time.perf_counter() - start, 1e-9):.1f}")
-    bar.close()
-    seconds = time.perf_counter() - start
-    exhausted = exhausted or (time_budget_s is not None and seconds >= time_budget_s)
-    return GenerationResult(completions, n_tokens, seconds, exhausted)
+    return out, setup_s, exhausted
 
 
 def generate_chat(model: Any, tokenizer: Any, user_turns: Sequence[str], **kwargs: Any) -> GenerationResult:

@@ -187,7 +187,10 @@ def load_model(
 
     Args:
         name_or_path: ``smollm2``, ``tiny``, a model folder, or a hub id (online only).
-        dtype: torch dtype of the weights (default float32: the CPU path).
+        dtype: torch dtype of the weights. Default: float32 for training (the trainers keep float32 master
+            weights and compute under bf16 autocast where chosen); for inference (``trainable=False``) the
+            process's precision (:func:`rerec.train.precision.resolve_precision`), bfloat16 where the
+            processor computes it natively.
         lora: wrap the model in a fresh peft LoRA adapter (trainable). ``None`` = full weights.
         adapter: a saved peft adapter folder to load on top (for resuming or evaluation).
         trainable: leave the model in train mode (default: eval mode).
@@ -195,6 +198,10 @@ def load_model(
     import torch
     from transformers import AutoModelForCausalLM
 
+    if dtype is None and not trainable:
+        from rerec.train.precision import resolve_precision
+
+        dtype = resolve_precision().torch_dtype
     where = resolve_model_dir(name_or_path)
     with _unloadable(where):
         model = AutoModelForCausalLM.from_pretrained(str(where), dtype=dtype or torch.float32)

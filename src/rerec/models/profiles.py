@@ -41,6 +41,9 @@ class ModelProfile:
     rft_lr: float = field(default=5e-6, metadata={"help": "RFT learning rate."})
     rft_steps: int = field(default=500, metadata={"help": "RFT optimiser steps."})
     eval_queries: int = field(default=0, metadata={"help": "Evaluation subset size (stratified; 0 = all)."})
+    rollout_engine: str = field(default="rerec", metadata={
+        "help": "Who generates RFT rollouts: 'rerec' (the project's generator) or 'vllm' (TRL's vLLM integration, "
+                "colocated; GPU with vllm installed, else rerec's generator, logged)."})
 
     def replace(self, **changes: object) -> ModelProfile:
         return dataclasses.replace(self, **changes)
@@ -74,7 +77,7 @@ PROFILES: dict[str, ModelProfile] = {
         name="paper", model="Qwen/Qwen2.5-3B-Instruct", use_lora=True, lora_r=64, context_mode="titles",
         n_candidates=20, max_history=10, max_prompt_tokens=768, max_completion_tokens=768, sft_steps=200,
         sft_batch_size=16, sft_lr=1e-5, rft_batch_size=16, num_generations=5, rft_lr=5e-6, rft_steps=1000,
-        eval_queries=0,
+        eval_queries=0, rollout_engine="vllm",
     ),
 }
 

@@ -17,6 +17,14 @@ What the subclass changes, and where TRL lets it:
   position, prompt included, through a torch fallback of its chunked Triton kernel — most of a CPU step.
   :func:`completion_logps` asks the model for the completion's logits only (``logits_to_keep``), the
   same numbers (tested against TRL's); with Triton, or for multimodal/MoE inputs, TRL's path runs.
+- ``_generate_single_turn`` (rollouts): :func:`rerec.eval.generate.generate_completions`, the project's one
+  generation path, sampling at the rollout temperature (top-k / top-p as configured) in the stage's
+  precision. The weight snapshot it takes of the policy (LoRA merged, cast to bf16 where chosen) is part of
+  every step's time. It returns what TRL's own path returns (completion token ids cut after the first EOS,
+  no log-probabilities). TRL's generation runs instead with vLLM, TRL's continuous batching, images or
+  other multimodal inputs, sharded weights (DeepSpeed/FSDP), sampling options the generator lacks
+  (``min_p``, ``repetition_penalty``, ``generation_kwargs``) or a model architecture the lean decoder does
+  not run; :meth:`ReRecGRPOTrainer.rollout_fallback_reason` says which.
 - ``_save_checkpoint`` / ``_load_optimizer_and_scheduler``: the curriculum state travels with every
   checkpoint (``curriculum_state.json``), next to TRL/HF's model, optimiser, scheduler and RNG states.
 
@@ -42,7 +50,7 @@ from torch.utils.data import Sampler
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
-from rerec.errors import RerecError
+from rerec.errors import ConfigError, RerecError
 from rerec.io import write_full_cause
 from rerec.train.curriculum import CurriculumScheduler
 from rerec.train.raae import (
@@ -74,6 +82,35 @@ class ScoredCompletion:
 
 # (completion texts, dataset rows) -> one ScoredCompletion per completion
 ScoreFn = Callable[[list[str], list[dict]], list[ScoredCompletion]]
+
+
+ROLLOUT_ENGINES = ("rerec", "vllm")
+
+
+def choose_rollout_engine(requested: str, cuda_available: bool, vllm_available: bool) -> tuple[str, str]:
+    """``(engine, reason)``: who generates the RFT rollouts.
+
+    ``rerec``: :func:`rerec.eval.generate.generate_completions` inside the trainer (any device). ``vllm``:
+    TRL's vLLM integration, colocated with the trainer on its GPU; it needs a CUDA device and the ``vllm``
+    package, and falls back to ``rerec`` (with the reason) where either is missing.
+    """
+    if requested not in ROLLOUT_ENGINES:
+        raise ConfigError(f"rollout engine {requested!r} is not one of {', '.join(ROLLOUT_ENGINES)}. Fix: pass "
+                          "--rollout-engine rerec or vllm.")
+    if requested == "rerec":
+        return "rerec", "rerec's generator requested"
+    if not cuda_available:
+        return "rerec", "vLLM requested, but it needs a CUDA device and none is visible"
+    if not vllm_available:
+        return "rerec", "vLLM requested, but the vllm package is not installed (pip install vllm)"
+    return "vllm", "vLLM colocated with the trainer"
+
+
+def rollout_config(engine: str) -> dict:
+    """``GRPOConfig`` keyword arguments of a rollout engine from :func:`choose_rollout_engine`."""
+    if engine == "vllm":
+        return {"use_vllm": True, "vllm_mode": "colocate"}
+    return {"use_vllm": False}
 
 
 @dataclass
@@ -226,6 +263,51 @@ class ReRecGRPOTrainer(GRPOTrainer):
                                                 temperature=self.temperature, batch_size=batch_size,
                                                 compute_entropy=compute_entropy)
         return logps, entropies, None
+
+    # -- rollouts -----------------------------------------------------------------------------------
+    def rollout_fallback_reason(self, images=None, multimodal_fields=None) -> str | None:
+        """Why this batch's rollouts use TRL's own generation instead of rerec's generator (None: they do not)."""
+        from rerec.eval.decoder import unsupported_reason
+
+        args = self.args
+        reasons = [
+            (self.use_vllm, "vLLM generates the rollouts"),
+            (self.use_transformers_continuous_batching, "TRL's continuous batching is enabled"),
+            (images is not None or bool(multimodal_fields), "the prompts carry images or multimodal inputs"),
+            (self.is_deepspeed_enabled or self.is_fsdp_enabled, "the weights are sharded (DeepSpeed/FSDP)"),
+            (self.min_p is not None, "min_p sampling"),
+            (self.repetition_penalty != 1.0, "a repetition penalty"),
+            (args.generation_kwargs is not None, "extra generation_kwargs"),
+        ]
+        for applies, reason in reasons:
+            if applies:
+                return reason
+        return unsupported_reason(self.accelerator.unwrap_model(self.model_wrapped))
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        reason = self.rollout_fallback_reason(images, multimodal_fields)
+        if reason is not None:
+            if reason != getattr(self, "_rollout_fallback_logged", None):
+                log.info("RFT rollouts: TRL's generation (%s)", reason)
+                self._rollout_fallback_logged = reason
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
+                                                 has_tool_images=has_tool_images)
+        from trl.extras.profiling import profiling_context
+
+        from rerec.eval.generate import generate_completions
+
+        # the seed comes from torch's global generator, which TRL seeds per process and checkpoints save
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+        model = self.accelerator.unwrap_model(self.model_wrapped)
+        with profiling_context(self, "rerec.generate"):
+            result = generate_completions(model, self._tokenizer, prompt_ids, max_new_tokens=self.max_completion_length,
+                                          batch_size=len(prompt_ids), do_sample=True, temperature=self.temperature,
+                                          top_k=self.top_k or 0, top_p=self.top_p, seed=seed,
+                                          eos_token_ids=self.eos_token_ids, progress=False)
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["rerec/rollout_weight_copy_s"].append(result.setup_s)
+        self._metrics[mode]["rerec/rollout_tokens_per_s"].append(result.tokens_per_second)
+        return result.token_ids, None
 
     # -- sampling -----------------------------------------------------------------------------------
     def _get_train_sampler(self, dataset=None) -> Sampler:

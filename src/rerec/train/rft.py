@@ -33,7 +33,7 @@ from rerec.io import atomic_dir, write_json
 from rerec.models.profiles import PROFILES, get_profile
 from rerec.tracking import stage_run
 from rerec.train.curriculum import FALLBACKS, CurriculumConfig
-from rerec.train.precision import trainer_precision
+from rerec.train.precision import PRECISIONS, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,12 @@ class RFTConfig:
     n_samples_logged: int = field(default=16, metadata={"help": "Sample completions in each epoch's table."})
     seed: int = field(default=0, metadata={"help": "Random seed."})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)."})
+    precision: str = field(default="auto", metadata={
+        "help": "bf16 (autocast training, bf16 rollouts), fp32, or auto: bf16 where the processor computes it "
+                "natively (env REREC_PRECISION applies when this is auto).", "choices": list(PRECISIONS)})
+    rollout_engine: str | None = field(default=None, metadata={
+        "help": "Who generates the rollouts: rerec (the project's generator) or vllm (TRL's vLLM, colocated; needs a "
+                "GPU and vllm, else rerec's generator). Default: the profile's.", "choices": ["rerec", "vllm"]})
 
     def resolved(self) -> RFTConfig:
         """A copy with the profile's values filled in and the ablation's switches applied."""
@@ -98,7 +104,7 @@ class RFTConfig:
         fill = {"use_lora": p.use_lora, "lora_r": p.lora_r, "context_mode": p.context_mode,
                 "n_candidates": p.n_candidates, "max_history": p.max_history, "steps": p.rft_steps,
                 "batch_size": p.rft_batch_size, "num_generations": p.num_generations, "lr": p.rft_lr,
-                "max_completion_tokens": p.max_completion_tokens}
+                "max_completion_tokens": p.max_completion_tokens, "rollout_engine": p.rollout_engine}
         out = replace(self, **{k: v for k, v in fill.items() if getattr(self, k) is None})
         arm = {"plain_grpo": dict(advantage="grpo", use_curriculum=False, use_qas=False, use_pas=False),
                "no_raae": dict(advantage="grpo"), "no_curriculum": dict(use_curriculum=False),
@@ -115,6 +121,13 @@ class RFTConfig:
         if not 0.0 <= out.w_penalty <= 1.0:
             raise ConfigError(f"w_penalty must be in [0, 1], got {out.w_penalty}. Fix: use the paper's 0.3.")
         return out
+
+
+def vllm_available() -> bool:
+    """The ``vllm`` package is installed (TRL's check, which reads package metadata without importing it)."""
+    from trl.import_utils import is_vllm_available
+
+    return is_vllm_available()
 
 
 def checkpoint_is_complete(folder: str | Path, need_curriculum: bool) -> bool:
@@ -237,10 +250,11 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
 
     from rerec.models.loading import LoraSpec, load_model
     from rerec.train.curriculum import CurriculumScheduler
-    from rerec.train.grpo import RAAEOptions, ReRecGRPOTrainer
+    from rerec.train.grpo import RAAEOptions, ReRecGRPOTrainer, choose_rollout_engine, rollout_config
     from rerec.train.sft import load_view_and_queries
 
     cfg = (config or RFTConfig()).resolved()
+    precision = resolve_precision(cfg.precision)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -275,7 +289,12 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
     history: list[dict] = []
     deadline = time.perf_counter() + cfg.time_budget_s if cfg.time_budget_s else None
 
+    engine, engine_reason = choose_rollout_engine(cfg.rollout_engine, precision.device == "cuda", vllm_available())
+    log.info("RFT rollouts: %s (%s)", engine, engine_reason)
+    metrics.update(precision.params(), rollout_engine=engine, rollout_engine_reason=engine_reason)
+
     with stage_run(STAGE, cfg, tags={"rerec.profile": cfg.profile, "rerec.ablation": cfg.ablation}) as tracker:
+        tracker.log_params({**precision.params(), "rollout_engine_used": engine, "rollout_engine_reason": engine_reason})
         trainer_ref: dict[str, Any] = {}
 
         def on_new_epoch(cur):
@@ -309,7 +328,7 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
 
         per_step = cfg.batch_size * cfg.num_generations
         args = GRPOConfig(
-            **trainer_precision(),
+            **precision.trainer_kwargs(), **rollout_config(engine),
             output_dir=str(ckpt_dir), max_steps=cfg.steps, per_device_train_batch_size=per_step,
             num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_tokens,
             learning_rate=cfg.lr, beta=cfg.beta, temperature=cfg.temperature, logging_steps=1,

@@ -29,7 +29,6 @@ from rerec.config import add_dataclass_arguments, check_minimums, dataclass_from
 from rerec.errors import ConfigError, InputError
 from rerec.eval.decisions import decision_accuracy
 from rerec.io import atomic_dir, write_json
-from rerec.models.loading import model_device
 from rerec.models.profiles import PROFILES, get_profile
 from rerec.prompt import (
     CatalogView,
@@ -40,7 +39,7 @@ from rerec.prompt import (
     shrink_candidates,
 )
 from rerec.tracking import stage_run
-from rerec.train.precision import trainer_precision
+from rerec.train.precision import PRECISIONS, resolve_precision
 from rerec.train.traces import synthesize_trace
 
 log = logging.getLogger(__name__)
@@ -87,6 +86,9 @@ class SFTWarmupConfig:
     eval_batch_size: int = field(default=16, metadata={"help": "Prompts generated together."})
     seed: int = field(default=0, metadata={"help": "Random seed."})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)."})
+    precision: str = field(default="auto", metadata={
+        "help": "bf16 (autocast training, bf16 generation), fp32, or auto: bf16 where the processor computes it "
+                "natively (env REREC_PRECISION applies when this is auto).", "choices": list(PRECISIONS)})
 
     def resolved(self) -> SFTWarmupConfig:
         """A copy with every ``None`` filled from the profile."""
@@ -225,28 +227,16 @@ def popularity_accuracy(rows: list[dict], view: CatalogView) -> float:
 def evaluate_choice(model: Any, tokenizer: Any, rows: list[dict], view: CatalogView, *, mode: str = "evidence",
                     max_history: int = 0, max_new_tokens: int = 64, batch_size: int = 16,
                     desc: str = "generate") -> dict:
-    """Greedy generation on ``rows`` (already shrunk): parse rate, Acc@1 and the completions."""
-    import torch
-    from tqdm.auto import tqdm
-
+    """Greedy generation on ``rows`` (already shrunk) with :func:`rerec.eval.generate.generate_completions`:
+    parse rate, Acc@1 and the completions."""
     from rerec.answer import parse_answer
+    from rerec.eval.generate import generate_completions
 
-    model.eval()
     prompts = [render_prompt(tokenizer, build_messages(r, view, mode, include_history=max_history > 0,
                                                        max_history=max_history)) for r in rows]
-    completions: list[str] = []
-    tokenizer.padding_side = "left"
-    start = time.perf_counter()
-    n_tokens = 0
-    for i in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
-        batch = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-        batch = batch.to(model_device(model))
-        with torch.no_grad():
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
-        new = out[:, batch["input_ids"].shape[1]:]
-        n_tokens += int((new != tokenizer.pad_token_id).sum())
-        completions += tokenizer.batch_decode(new, skip_special_tokens=True)
+    result = generate_completions(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                  desc=desc)
+    completions = [c or "" for c in result.completions]
     parsed = [parse_answer(c).ok for c in completions]
     hits = []
     for row, text in zip(rows, completions, strict=True):
@@ -258,8 +248,8 @@ def evaluate_choice(model: Any, tokenizer: Any, rows: list[dict], view: CatalogV
         by_type.setdefault(str(row.get("type", "all")), []).append(hit)
     return {
         "parse_rate": sum(parsed) / n, "acc_at_1": sum(hits) / n, "n": len(rows),
-        "acc_at_1_by_type": {t: sum(h) / len(h) for t, h in sorted(by_type.items())},
-        "generate_s": time.perf_counter() - start, "generated_tokens": n_tokens,
+        "acc_at_1_by_type": {t: sum(h) / len(h) for t, h in sorted(by_type.items())}, "hits": hits,
+        "generate_s": result.seconds, "generated_tokens": result.n_new_tokens,
         "completions": completions, "prompts": prompts,
     }
 
@@ -281,6 +271,7 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
     from rerec.models.loading import LoraSpec, load_model
 
     cfg = (config or SFTWarmupConfig()).resolved()
+    precision = resolve_precision(cfg.precision)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -300,6 +291,8 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
                                "popularity_acc_at_1": popularity_accuracy(eval_rows, view),
                                "n_train_queries": len(train_rows), "n_eval_queries": len(eval_rows)}
     with stage_run(STAGE, cfg, tags={"rerec.profile": cfg.profile}) as tracker:
+        tracker.log_params(precision.params())
+        metrics.update(precision.params())
         if cfg.eval_before:
             before = evaluate_choice(model, tokenizer, eval_rows, view, desc="before SFT", **gen_kwargs)
             metrics.update(parse_rate_before=before["parse_rate"], acc_at_1_before=before["acc_at_1"])
@@ -339,7 +332,7 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
 
         with atomic_dir(out_dir) as tmp:
             args = SFTConfig(
-                **trainer_precision(),
+                **precision.trainer_kwargs(),
                 output_dir=str(tmp / "_trainer"), max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
                 per_device_eval_batch_size=cfg.batch_size, learning_rate=cfg.lr, lr_scheduler_type="linear",
                 warmup_steps=max(1, cfg.steps // 20), logging_steps=max(1, cfg.steps // 20),
