@@ -1,25 +1,36 @@
-"""Step time of ReRecGRPOTrainer (RAAE + curriculum + per-completion breakdowns) against plain TRL
-GRPOTrainer: same model weights, batch, generation length, reward function and seeds, the two arms
-alternating step by step in one process. Prints one JSON line at the end.
+"""RFT step time before and after: today's path against the project's, and the trainer's own overhead.
 
-    .venv/bin/python bench/rft_overhead.py                 # the tiny profile's model, CPU
-    .venv/bin/python bench/rft_overhead.py --model smollm2 --steps 4
+    .venv/bin/python bench/rft_overhead.py                  # SmolLM2, CPU, 1 thread; one JSON line
+    .venv/bin/python bench/rft_overhead.py --model tiny --steps 2
 
-Learning rate 0 by default, so both arms keep identical weights and generate the same tokens (the
-comparison then measures the trainer, not what it learned); each step reseeds torch identically.
+Three arms on the same model weights, prompts, generation length, reward function and seeds, taking steps
+in turn (order rotated every step) in one process, so load on the machine hits them alike:
+
+- ``trl``: plain TRL ``GRPOTrainer`` in float32, TRL's generation (``transformers`` generate);
+- ``before``: ``ReRecGRPOTrainer`` (RAAE + curriculum + per-completion breakdowns) in float32 with TRL's
+  generation: today's RFT step;
+- ``after``: ``ReRecGRPOTrainer`` in the stage's precision (bf16 autocast where the processor has it) with
+  rerec's generator for the rollouts (its weight snapshot of the policy, LoRA merged, taken in every step).
+
+Reported as medians of per-step paired ratios: ``speedup`` = before / after (what the generator and the
+precision buy an RFT step) and ``overhead_ratio`` = before / trl (what ReRec's trainer costs over TRL's).
+Learning rate 0 by default, so the weights never change and every step measures the same work.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
 
 
 def toy_score_fn(texts, rows):
@@ -52,14 +63,15 @@ def make_dataset(n_prompts: int):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="tiny", help="'tiny', 'smollm2' or a model folder.")
-    ap.add_argument("--steps", type=int, default=6, help="Measured steps per arm (after one warm-up step each).")
+    ap.add_argument("--model", default="smollm2", help="'smollm2', 'tiny' or a model folder.")
+    ap.add_argument("--steps", type=int, default=4, help="Measured steps per arm (after one warm-up step each).")
     ap.add_argument("--prompts", type=int, default=2, help="Prompts per step.")
     ap.add_argument("--generations", type=int, default=4, help="Completions per prompt (G).")
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--lr", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=None, help="Also write the full results (per-step records) here.")
     args = ap.parse_args(argv)
 
     import torch
@@ -69,10 +81,13 @@ def main(argv=None) -> int:
     from rerec.models.loading import load_tokenizer, resolve_model_dir
     from rerec.train.curriculum import CurriculumConfig, CurriculumScheduler
     from rerec.train.grpo import RAAEOptions, ReRecGRPOTrainer
-    from rerec.train.precision import trainer_precision
+    from rerec.train.precision import Precision, resolve_precision
 
     torch.set_num_threads(args.threads)
-    cuda = torch.cuda.is_available()
+    started = time.time()
+    chosen = resolve_precision()
+    before_precision = Precision(chosen.device, "float32", "today's path")
+    cuda = chosen.device == "cuda"
     if args.model == "tiny":
         from rerec.models.tiny import tiny_model_dir
 
@@ -81,32 +96,41 @@ def main(argv=None) -> int:
         model_path = resolve_model_dir(args.model)
     tokenizer = load_tokenizer(model_path)
     tokenizer.padding_side = "left"
-    n_prompts = args.prompts * (args.steps + 1)
-    dataset = make_dataset(n_prompts)
+    dataset = make_dataset(args.prompts * (args.steps + 1))
 
-    def config(name):
+    def config(name, precision):
         return GRPOConfig(output_dir=f"/tmp/rerec-bench-{name}", per_device_train_batch_size=args.prompts * args.generations,
                           num_generations=args.generations, max_completion_length=args.max_new_tokens,
                           learning_rate=args.lr, beta=0.0, report_to=[], seed=args.seed, save_strategy="no",
                           logging_steps=1, gradient_checkpointing=False, disable_tqdm=True, shuffle_dataset=False,
-                          **trainer_precision())
+                          **precision.trainer_kwargs())
 
     def load():
-        return AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16 if cuda else torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        return model.cuda() if cuda else model
 
     def plain_reward(prompts, completions, **columns):
         texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
         rows = [{"answer": a} for a in columns["answer"]]
         return [s.total for s in toy_score_fn(texts, rows)]
 
-    plain = GRPOTrainer(model=load(), args=config("trl"), train_dataset=dataset, processing_class=tokenizer,
-                        reward_funcs=[plain_reward])
-    curriculum = CurriculumScheduler(dataset["prompt_id"], CurriculumConfig(probe_every=1, min_active=1), seed=args.seed)
-    rerec = ReRecGRPOTrainer(model=load(), args=config("rerec"), train_dataset=dataset, processing_class=tokenizer,
-                             score_fn=toy_score_fn, raae=RAAEOptions(advantage_estimator="raae", segment_mode="step"),
-                             curriculum=curriculum, prompts_per_epoch=args.prompts * 2)
+    def rerec_trainer(name, precision):
+        curriculum = CurriculumScheduler(dataset["prompt_id"], CurriculumConfig(probe_every=1, min_active=1),
+                                         seed=args.seed)
+        return ReRecGRPOTrainer(model=load(), args=config(name, precision), train_dataset=dataset,
+                                processing_class=tokenizer, score_fn=toy_score_fn,
+                                raae=RAAEOptions(advantage_estimator="raae", segment_mode="step"),
+                                curriculum=curriculum, prompts_per_epoch=args.prompts * 2)
 
-    arms = {"trl": plain, "rerec": rerec}
+    arms = {
+        "trl": GRPOTrainer(model=load(), args=config("trl", before_precision), train_dataset=dataset,
+                           processing_class=tokenizer, reward_funcs=[plain_reward]),
+        "before": rerec_trainer("before", before_precision),
+        "after": rerec_trainer("after", chosen),
+    }
+    # today's rollouts: TRL's own generation in the ReRec trainer
+    before = arms["before"]
+    before._generate_single_turn = lambda *a, **k: GRPOTrainer._generate_single_turn(before, *a, **k)
     state = {}
     for name, trainer in arms.items():
         trainer.create_optimizer_and_scheduler(num_training_steps=args.steps + 1)
@@ -144,36 +168,55 @@ def main(argv=None) -> int:
         tokens = int(trainer._buffered_inputs[0]["completion_mask"].sum())
         return elapsed, tokens
 
+    names = list(arms)
+    records = []
     for step in range(args.steps + 1):  # step 0 is the warm-up, not measured
-        order = ["trl", "rerec"] if step % 2 == 0 else ["rerec", "trl"]
+        order = names[step % len(names):] + names[:step % len(names)]
         for name in order:
             elapsed, tokens = one_step(name, step)
+            records.append({"step": step, "arm": name, "seconds": round(elapsed, 3), "completion_tokens": tokens,
+                            "warm_up": step == 0})
             if step > 0:
                 state[name]["times"].append(elapsed)
                 state[name]["tokens"].append(tokens)
-        print(f"step {step}: " + ", ".join(f"{n} {state[n]['times'][-1]:.2f}s" for n in order if state[n]["times"]),
+        print(f"step {step}: " + ", ".join(f"{r['arm']} {r['seconds']:.2f}s" for r in records[-len(names):]),
               file=sys.stderr)
 
     def med(name):
         return statistics.median(state[name]["times"])
 
-    ratios = [r / t for r, t in zip(state["rerec"]["times"], state["trl"]["times"], strict=True)]
+    def paired(a, b):
+        return round(statistics.median([x / y for x, y in zip(state[a]["times"], state[b]["times"], strict=True)]), 3)
+
+    def tok_s(name):
+        return round(sum(state[name]["tokens"]) / sum(state[name]["times"]), 2)
+
+    after_metrics = arms["after"]._metrics["train"]
     result = {
-        "bench": "rft_overhead", "model": str(args.model), "device": "cuda" if cuda else "cpu",
-        "threads": args.threads, "steps": args.steps, "prompts": args.prompts, "generations": args.generations,
-        "max_new_tokens": args.max_new_tokens,
-        "step_time_ratio": round(med("rerec") / med("trl"), 4),
-        "step_time_ratio_paired_median": round(statistics.median(ratios), 4),
-        "trl_step_s": round(med("trl"), 4), "rerec_step_s": round(med("rerec"), 4),
-        "trl_tokens_per_s": round(sum(state["trl"]["tokens"]) / sum(state["trl"]["times"]), 2),
-        "rerec_tokens_per_s": round(sum(state["rerec"]["tokens"]) / sum(state["rerec"]["times"]), 2),
-        "same_tokens_generated": state["trl"]["tokens"] == state["rerec"]["tokens"],
+        "bench": "rft_overhead", "model": str(args.model), "device": chosen.device,
+        "precision_after": chosen.params()["precision_used"], "threads": args.threads, "steps": args.steps,
+        "prompts": args.prompts, "generations": args.generations, "max_new_tokens": args.max_new_tokens,
+        "speedup": paired("before", "after"), "overhead_ratio": paired("before", "trl"),
+        "trl_step_s": round(med("trl"), 3), "before_step_s": round(med("before"), 3), "after_step_s": round(med("after"), 3),
+        "trl_tokens_per_s": tok_s("trl"), "before_tokens_per_s": tok_s("before"), "after_tokens_per_s": tok_s("after"),
+        "after_weight_copy_s_median": round(statistics.median(after_metrics["rerec/rollout_weight_copy_s"]), 4),
+        "rerec_override_s_median": round(statistics.median(arms["before"]._metrics["train"]["rerec/raae_s"]), 5),
+        "same_tokens_trl_before": state["trl"]["tokens"] == state["before"]["tokens"],
         "peak_rss_mb_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "trl_peak_gpu_mb": round(state["trl"]["peak_gpu_mb"], 1), "rerec_peak_gpu_mb": round(state["rerec"]["peak_gpu_mb"], 1),
-        "rerec_override_s_median": round(statistics.median(rerec._metrics["train"]["rerec/raae_s"]), 5),
-        "target_ratio": 1.05,
+        "peak_gpu_mb": {n: round(state[n]["peak_gpu_mb"], 1) for n in names} if cuda else None,
+        "wall_s": round(time.time() - started),
     }
     print(json.dumps(result))
+    if args.out is not None:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "src", "bench"], capture_output=True, text=True,
+                                    cwd=ROOT).stdout.strip())
+        full = {"command": " ".join([sys.executable, *sys.argv]), "commit": commit, "uncommitted_changes": dirty,
+                "machine": {"cores_visible": len(os.sched_getaffinity(0)), "load_average_at_start_of_write":
+                            [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__},
+                "seed": args.seed, "summary": result, "steps": records}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(full, indent=1) + "\n")
     return 0
 
 

@@ -84,6 +84,24 @@ def test_lean_logits_equal_the_model_forward(tokenizer, kind):
     assert cache.lengths == [len(s) for s in seqs]
 
 
+def test_a_prompt_continuing_a_cached_prefix_gets_the_same_logits(tokenizer):
+    model = qwen2(tokenizer)
+    decoder = LeanDecoder(model, dtype=torch.float32)
+    shared = tokenizer.encode(PROMPTS[0], add_special_tokens=False)
+    ids = torch.tensor(shared + tokenizer.encode("Fargo or Heat?", add_special_tokens=False))
+    cache = decoder.new_cache(2, 64)
+    full = decoder.prefill(cache, 0, ids)
+    decoder.prefill(cache, 1, torch.tensor(shared + [7, 8, 9]))  # the same beginning, then other tokens
+    cache.copy_prefix(1, 0, len(shared))
+    torch.testing.assert_close(decoder.prefill(cache, 0, ids, start=len(shared)), full, atol=2e-5, rtol=1e-4)
+    steps = [decoder.step(cache, torch.tensor([5, 6]), 2) for _ in range(2)]
+    with torch.no_grad():
+        ref = model(input_ids=torch.cat([ids, torch.tensor([5, 5])])[None]).logits[0, -1]
+    torch.testing.assert_close(steps[1][0], ref, atol=2e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="at least one"):
+        decoder.prefill(cache, 0, ids, start=len(ids))
+
+
 def test_the_snapshot_leaves_the_model_alone(tokenizer):
     model = with_lora(llama(tokenizer))
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -116,22 +134,39 @@ def test_continuous_batching_does_not_change_what_a_row_generates(tokenizer):
                   eos_token_ids=[tokenizer.eos_token_id, 300, 301, 302])  # a few rows end early
     outs = [generate_completions(model, tokenizer, PROMPTS, batch_size=b, **kwargs).token_ids for b in (1, 2, 5, 8)]
     assert outs[0] == outs[1] == outs[2] == outs[3]
-    unsorted = generate_completions(model, tokenizer, PROMPTS, batch_size=2, sort_by_length=False, **kwargs)
-    assert unsorted.token_ids == outs[0]
+    for switch in ("sort_by_length", "continuous_batching", "prepack_weights"):
+        assert generate_completions(model, tokenizer, PROMPTS, batch_size=2, **{switch: False}, **kwargs).token_ids \
+            == outs[0]
 
 
 def test_repeated_prompts_are_prefilled_once(tokenizer, monkeypatch):
     model = llama(tokenizer, init=0.5)
     calls = []
     original = LeanDecoder.prefill
-    monkeypatch.setattr(LeanDecoder, "prefill", lambda self, cache, slot, ids: calls.append(len(ids)) or
-                        original(self, cache, slot, ids))
+    monkeypatch.setattr(LeanDecoder, "prefill", lambda self, cache, slot, ids, start=0: calls.append(len(ids)) or
+                        original(self, cache, slot, ids, start))
     prompts = [PROMPTS[0], PROMPTS[0], PROMPTS[3], PROMPTS[0]]
     kwargs = dict(max_new_tokens=8, dtype=torch.float32, engine="lean", progress=False)
     shared = generate_completions(model, tokenizer, prompts, batch_size=4, **kwargs)
-    assert len(calls) == 2
+    assert calls == sorted(len(tokenizer.encode(PROMPTS[i], add_special_tokens=False)) for i in (0, 3))
     alone = generate_completions(model, tokenizer, [PROMPTS[0], PROMPTS[3]], batch_size=1, **kwargs)
     assert shared.token_ids == [alone.token_ids[0]] * 2 + [alone.token_ids[1], alone.token_ids[0]]
+
+
+def test_prompts_sharing_a_system_prompt_compute_only_the_rest(tokenizer, monkeypatch):
+    model = llama(tokenizer, init=0.5)
+    starts = []
+    original = LeanDecoder.prefill
+    monkeypatch.setattr(LeanDecoder, "prefill", lambda self, cache, slot, ids, start=0: starts.append(start) or
+                        original(self, cache, slot, ids, start))
+    system = "<|im_start|>system\nYou recommend one movie from a numbered list of candidates.<|im_end|>\n"
+    prompts = [system + p for p in PROMPTS]
+    n_system = len(tokenizer.encode(system, add_special_tokens=False))
+    kwargs = dict(max_new_tokens=6, dtype=torch.float32, engine="lean", progress=False)
+    together = generate_completions(model, tokenizer, prompts, batch_size=5, **kwargs)
+    assert starts[0] == 0 and all(s >= n_system for s in starts[1:])
+    alone = generate_completions(model, tokenizer, prompts, batch_size=1, **kwargs)
+    assert together.token_ids == alone.token_ids
 
 
 def test_sampling_is_seeded(tokenizer):

@@ -7,7 +7,9 @@ merged in, q/k/v and gate/up projections fused into one matrix each) and runs th
   values ``(layers, slots, kv_heads, max_len, head_dim)``, so both attention products read the cache in
   place; each row starts at position 0 (no left padding, so positions are plain offsets);
 - :meth:`prefill` encodes one prompt into one cache slot (one matrix product per projection over
-  the whole prompt, causal attention) and returns the logits of its last position only;
+  the whole prompt, causal attention) and returns the logits of its last position only; a prompt whose
+  beginning another slot already holds (the shared system prompt, GRPO's repeated prompts) copies those
+  keys and values and computes only the rest;
 - :meth:`step` decodes one token for each of the first ``n`` slots, each at its own position, with
   attention over its own prefix (a boolean mask where rows differ in length).
 
@@ -89,10 +91,10 @@ class Linear:
     (``torch.ops.mkldnn._reorder_linear_weight``), so a product with few rows (a decode step) no longer
     reorders the whole matrix on every call; elsewhere, or where that op is missing, ``F.linear``."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, prepack: bool = True) -> None:
         self.weight, self.bias, self.packed = weight, bias, None
         self.out_features = weight.shape[0]
-        if weight.device.type == "cpu" and torch.backends.mkldnn.is_available():
+        if prepack and weight.device.type == "cpu" and torch.backends.mkldnn.is_available():
             try:
                 packed = torch.ops.mkldnn._reorder_linear_weight(weight, 1)
                 probe = torch.ops.mkldnn._linear_pointwise(torch.zeros(1, weight.shape[1], dtype=weight.dtype), packed,
@@ -148,10 +150,12 @@ class LeanDecoder:
     """A weight snapshot of a Llama-family model in ``dtype`` on ``device`` (see the module docstring).
 
     Building it copies the weights once (and merges LoRA): for a policy that changes every RFT step,
-    build a new one per step. The model itself is not modified.
+    build a new one per step. The model itself is not modified. ``prepack=False`` keeps plain ``F.linear``
+    (for measuring what the oneDNN layout buys).
     """
 
-    def __init__(self, model: Any, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> None:
+    def __init__(self, model: Any, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
+                 prepack: bool = True) -> None:
         reason = unsupported_reason(model)
         if reason is not None:
             raise ValueError(f"LeanDecoder cannot run this model: {reason}")
@@ -166,6 +170,9 @@ class LeanDecoder:
         def cast(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device=self.device, dtype=dtype).contiguous()
 
+        def linear(weight: torch.Tensor, bias: torch.Tensor | None = None) -> Linear:
+            return Linear(cast(weight), cast(bias), prepack=prepack)
+
         first = inner.layers[0].self_attn
         self.n_heads = cfg.num_attention_heads
         self.n_kv_heads = getattr(cfg, "num_key_value_heads", None) or self.n_heads
@@ -177,7 +184,7 @@ class LeanDecoder:
             self.embed = cast(effective_weight(inner.embed_tokens))
             self.norm = cast(inner.norm.weight.detach())
             lm_head = base.get_output_embeddings()
-            self.lm_head = Linear(cast(effective_weight(lm_head)))
+            self.lm_head = linear(effective_weight(lm_head))
             self.layers = []
             for layer in inner.layers:
                 att, mlp = layer.self_attn, layer.mlp
@@ -188,11 +195,11 @@ class LeanDecoder:
                      for b, p in zip(biases, projections, strict=True)])
                 self.layers.append(_Layer(
                     ln_attn=cast(layer.input_layernorm.weight.detach()),
-                    qkv=Linear(cast(torch.cat([effective_weight(p) for p in projections])), cast(b_qkv)),
-                    o=Linear(cast(effective_weight(att.o_proj))),
+                    qkv=linear(torch.cat([effective_weight(p) for p in projections]), b_qkv),
+                    o=linear(effective_weight(att.o_proj)),
                     ln_mlp=cast(layer.post_attention_layernorm.weight.detach()),
-                    gate_up=Linear(cast(torch.cat([effective_weight(mlp.gate_proj), effective_weight(mlp.up_proj)]))),
-                    down=Linear(cast(effective_weight(mlp.down_proj))),
+                    gate_up=linear(torch.cat([effective_weight(mlp.gate_proj), effective_weight(mlp.up_proj)])),
+                    down=linear(effective_weight(mlp.down_proj)),
                 ))
             rotary = inner.rotary_emb
             self.inv_freq = rotary.inv_freq.detach().to(device=self.device, dtype=torch.float32)
@@ -232,42 +239,53 @@ class LeanDecoder:
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.lm_head(self._rms_norm(x, self.norm)).float()
 
-    def _causal_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """softmax(q k^T * scaling + causal mask) v for one sequence: q (H, L, D), k and v (Hkv, L, D).
+    def _prompt_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -> torch.Tensor:
+        """Causal attention of the prompt positions ``start..n-1``: q (H, m, D) over all n keys and values
+        k, v (Hkv, n, D) (the first ``start`` of them cached earlier); (H, m, D).
 
         On CUDA, PyTorch's fused SDPA; on a CPU, two batched products over grouped heads (PyTorch's CPU
         flash kernel is slower at these sizes). The softmax keeps the scores' dtype: PyTorch's CPU softmax
         accumulates bf16 in float32 and rounds once, as a float32 softmax followed by a cast would."""
+        m, n, group = q.shape[1], k.shape[1], self.n_heads // self.n_kv_heads
+        # query r sits at position start + r and sees keys 0..start + r
+        future = torch.arange(n, device=q.device)[None, :] > torch.arange(start, n, device=q.device)[:, None]
         if q.device.type == "cuda":
-            return F.scaled_dot_product_attention(q[None], k[None], v[None], is_causal=True, scale=self.scaling,
-                                                  enable_gqa=self.n_heads != self.n_kv_heads)[0]
-        n, group = q.shape[1], self.n_heads // self.n_kv_heads
-        scores = torch.matmul((q * self.scaling).reshape(self.n_kv_heads, group * n, self.head_dim),
-                              k.transpose(-1, -2)).view(self.n_kv_heads, group, n, n)
-        scores.masked_fill_(torch.ones(n, n, dtype=torch.bool, device=q.device).triu_(1), float("-inf"))
-        probs = scores.softmax(dim=-1).view(self.n_kv_heads, group * n, n)
-        return torch.matmul(probs, v).view(self.n_heads, n, self.head_dim)
+            return F.scaled_dot_product_attention(q[None], k[None], v[None], attn_mask=None if start == 0 else ~future,
+                                                  is_causal=start == 0, scale=self.scaling, enable_gqa=group > 1)[0]
+        scores = torch.matmul((q * self.scaling).reshape(self.n_kv_heads, group * m, self.head_dim),
+                              k.transpose(-1, -2)).view(self.n_kv_heads, group, m, n)
+        probs = scores.masked_fill_(future, float("-inf")).softmax(dim=-1).view(self.n_kv_heads, group * m, n)
+        return torch.matmul(probs, v).view(self.n_heads, m, self.head_dim)
 
     # -- prompt and step ---------------------------------------------------------------------------
     @torch.no_grad()
-    def prefill(self, cache: KVCache, slot: int, ids: torch.Tensor) -> torch.Tensor:
-        """Encode prompt ``ids`` (L,) into ``slot`` (from position 0); the logits after its last token (vocab,)."""
+    def prefill(self, cache: KVCache, slot: int, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Encode prompt ``ids`` (L,) into ``slot``; the logits after its last token (vocab,).
+
+        ``start > 0``: the slot already holds the keys and values of ``ids[:start]`` (copied from a slot with
+        the same prompt prefix, :meth:`KVCache.copy_prefix`); only the rest is computed."""
         n = ids.shape[0]
         if n > cache.max_len:
             raise ValueError(f"prompt of {n} tokens does not fit a cache of {cache.max_len} positions")
+        if not 0 <= start < n:
+            raise ValueError(f"start={start} must leave at least one of the prompt's {n} tokens to compute")
+        m = n - start
         ids = ids.to(self.device)
-        cos, sin = self._rope(torch.arange(n, device=self.device))
-        cos, sin = cos[None], sin[None]  # (1, L, D): broadcast over heads
-        x = self.embed[ids]  # (L, hidden)
+        cos, sin = self._rope(torch.arange(start, n, device=self.device))
+        cos, sin = cos[None], sin[None]  # (1, m, D): broadcast over heads
+        x = self.embed[ids[start:]]  # (m, hidden)
         for i, layer in enumerate(self.layers):
             q, k, v = self._qkv(layer, x)
-            q = self._rotate(q.view(n, self.n_heads, self.head_dim).transpose(0, 1), cos, sin)  # (H, L, D)
-            k = self._rotate(k.view(n, self.n_kv_heads, self.head_dim).transpose(0, 1), cos, sin)  # (Hkv, L, D)
-            v = v.view(n, self.n_kv_heads, self.head_dim).transpose(0, 1)
-            cache.k[i, slot, :, :, :n] = k.transpose(-1, -2)
-            cache.v[i, slot, :, :n] = v
-            out = self._causal_attention(q, k, v)  # (H, L, D)
-            x = x + layer.o(out.transpose(0, 1).reshape(n, self.q_size))
+            q = self._rotate(q.view(m, self.n_heads, self.head_dim).transpose(0, 1), cos, sin)  # (H, m, D)
+            k = self._rotate(k.view(m, self.n_kv_heads, self.head_dim).transpose(0, 1), cos, sin)  # (Hkv, m, D)
+            v = v.view(m, self.n_kv_heads, self.head_dim).transpose(0, 1)
+            cache.k[i, slot, :, :, start:n] = k.transpose(-1, -2)
+            cache.v[i, slot, :, start:n] = v
+            if start:
+                k = cache.k[i, slot, :, :, :n].transpose(-1, -2)
+                v = cache.v[i, slot, :, :n]
+            out = self._prompt_attention(q, k, v, start)  # (H, m, D)
+            x = x + layer.o(out.transpose(0, 1).reshape(m, self.q_size))
             x = x + self._mlp(layer, x)
         cache.lengths[slot] = n
         return self._logits(x[-1:])[0]
@@ -283,7 +301,10 @@ class LeanDecoder:
         cos, sin = self._rope(lengths)
         cos, sin = cos[:, None], sin[:, None]  # (n, 1, D)
         # (n, 1, 1, T): a row attends to its own prefix and the new token
-        hidden = (torch.arange(width, device=self.device)[None, :] > lengths[:, None])[:, None, None, :]
+        # attention spans the whole cache once the longest row fills half of it: the slots' blocks are then
+        # contiguous and bmm reads them in place, where a shorter slice would be copied first
+        span = cache.max_len if 2 * width > cache.max_len else width
+        hidden = (torch.arange(span, device=self.device)[None, :] > lengths[:, None])[:, None, None, :]
         group = self.n_heads // self.n_kv_heads
         x = self.embed[tokens.to(self.device)]  # (n, hidden)
         for i, layer in enumerate(self.layers):
@@ -292,11 +313,11 @@ class LeanDecoder:
             k = self._rotate(k.view(n, self.n_kv_heads, self.head_dim), cos, sin)
             cache.k[i, rows, :, :, lengths] = k
             cache.v[i, rows, :, lengths] = v.view(n, self.n_kv_heads, self.head_dim)
-            keys = cache.k[i, :n, :, :, :width]  # (n, Hkv, D, T), a view
-            values = cache.v[i, :n, :, :width]  # (n, Hkv, T, D), a view
-            scores = torch.matmul((q * self.scaling).view(n, self.n_kv_heads, group, self.head_dim), keys)
-            probs = scores.masked_fill_(hidden, float("-inf")).softmax(dim=-1)  # (n, Hkv, G, T)
-            out = torch.matmul(probs, values).reshape(n, self.q_size)
+            keys = cache.k[i, :n, :, :, :span].reshape(n * self.n_kv_heads, self.head_dim, span)
+            values = cache.v[i, :n, :, :span].reshape(n * self.n_kv_heads, span, self.head_dim)
+            scores = torch.bmm((q * self.scaling).reshape(n * self.n_kv_heads, group, self.head_dim), keys)
+            probs = scores.view(n, self.n_kv_heads, group, span).masked_fill_(hidden, float("-inf")).softmax(dim=-1)
+            out = torch.bmm(probs.view(n * self.n_kv_heads, group, span), values).reshape(n, self.q_size)
             x = x + layer.o(out)
             x = x + self._mlp(layer, x)
         for s in range(n):

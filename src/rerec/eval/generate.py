@@ -6,7 +6,8 @@ where the processor computes bf16 natively, float32 elsewhere) with one of two e
 
 - ``lean`` (Llama-family models, :mod:`rerec.eval.decoder`): a bf16/fp32 snapshot of the weights (LoRA
   merged; taking it is part of the call's time), a preallocated KV cache of ``batch_size`` slots, each
-  prompt prefilled on its own (no padding), and continuous batching: a row that ends (EOS or
+  prompt prefilled on its own (no padding; the longest prefix it shares with a prompt in another slot,
+  such as the system prompt, is copied rather than computed), and continuous batching: a row that ends (EOS or
   ``max_new_tokens``) hands its slot to the next waiting prompt at once; when none waits, the last
   row moves into the hole so every step computes only live rows. Tokens are picked in place from the
   last position's logits (greedy, or sampled at ``temperature`` with optional top-k / top-p).
@@ -109,6 +110,17 @@ def _eos_ids(model: Any, tokenizer: Any, eos_token_ids: Sequence[int] | int | No
     return {int(eos_token_ids)} if isinstance(eos_token_ids, int) else {int(i) for i in eos_token_ids}
 
 
+MIN_SHARED_PREFIX = 8  # tokens: a shorter common prompt prefix is computed again rather than copied
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
 def choose_engine(model: Any, engine: str = "auto") -> str:
     """``lean`` for a model :mod:`rerec.eval.decoder` runs, else ``hf``; an explicit engine is checked."""
     from rerec.eval.decoder import unsupported_reason
@@ -145,6 +157,8 @@ def generate_completions(
     engine: str = "auto",
     eos_token_ids: Sequence[int] | int | None = None,
     sort_by_length: bool = True,
+    continuous_batching: bool = True,
+    prepack_weights: bool = True,
     progress: bool = True,
 ) -> GenerationResult:
     """Completions of already-rendered prompts (chat template applied, special tokens in the text) or of
@@ -161,6 +175,9 @@ def generate_completions(
         engine: ``auto`` (``lean`` where it applies), ``lean`` or ``hf``.
         eos_token_ids: tokens that end a row (None: the model's generation config, else the tokenizer's EOS).
         sort_by_length: serve prompts shortest first (less padding for ``hf``, similar widths for ``lean``).
+        continuous_batching, prepack_weights: ``lean`` engine switches, on by default; off, a finished row's
+            slot waits until the whole batch is done, and weights are not put in oneDNN's layout (they exist
+            to measure what each buys: ``bench/generate.py``).
     """
     from rerec.train.precision import resolve_precision
 
@@ -179,7 +196,8 @@ def generate_completions(
         token_ids, setup_s, exhausted = run(model, tokenizer, encoded, order, eos, dtype, bar, deadline,
                                             max_new_tokens=max_new_tokens, batch_size=max(1, batch_size),
                                             do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
-                                            seed=seed)
+                                            seed=seed, **({"refill": continuous_batching, "prepack": prepack_weights}
+                                                          if chosen == "lean" else {}))
     finally:
         model.train(was_training)
         bar.close()
@@ -192,14 +210,14 @@ def generate_completions(
 
 
 def _generate_lean(model, tokenizer, encoded, order, eos, dtype, bar, deadline, *, max_new_tokens, batch_size,
-                   do_sample, temperature, top_k, top_p, seed):
+                   do_sample, temperature, top_k, top_p, seed, refill=True, prepack=True):
     """Continuous batching over the lean decoder's KV-cache slots (module docstring)."""
     from collections import Counter, deque
 
     from rerec.eval.decoder import LeanDecoder
 
     t0 = time.perf_counter()
-    decoder = LeanDecoder(model, dtype=dtype, device=model_device(model))
+    decoder = LeanDecoder(model, dtype=dtype, device=model_device(model), prepack=prepack)
     setup_s = time.perf_counter() - t0
     out: list[list[int] | None] = [None] * len(encoded)
     if not encoded:
@@ -222,17 +240,24 @@ def _generate_lean(model, tokenizer, encoded, order, eos, dtype, bar, deadline, 
     first_logits: dict[tuple, torch.Tensor] = {}  # last-position logits of prompts that come again
 
     def prefill(slot: int, i: int) -> torch.Tensor:
-        """Encode prompt ``i`` into ``slot``: copied from a slot holding the same prompt (GRPO's groups repeat
-        each prompt), else computed."""
-        key = keys[i]
+        """Encode prompt ``i`` into ``slot``, copying the longest prompt prefix another slot holds (the system
+        prompt; all of a prompt GRPO repeats) and computing the rest; (1, vocab) logits."""
+        key, ids = keys[i], encoded[i]
         repeats[key] -= 1
-        logits = first_logits.get(key)
-        source = next((other for other, j in enumerate(rows) if other != slot and j >= 0 and keys[j] == key), None)
-        if logits is not None and source is not None:
-            cache.copy_prefix(source, slot, len(encoded[i]))
-            logits = logits.clone()
+        source, shared = None, 0
+        for other, j in enumerate(rows):
+            if other != slot and j >= 0:
+                common = len(ids) if keys[j] == key else _common_prefix(encoded[j], ids)
+                if common > shared:
+                    source, shared = other, common
+        if shared == len(ids) and key in first_logits:
+            cache.copy_prefix(source, slot, shared)
+            logits = first_logits[key].clone()
         else:
-            logits = decoder.prefill(cache, slot, torch.tensor(encoded[i]))[None]
+            start = min(shared, len(ids) - 1) if shared >= MIN_SHARED_PREFIX else 0
+            if start:
+                cache.copy_prefix(source, slot, start)
+            logits = decoder.prefill(cache, slot, torch.tensor(ids), start)[None]
             if repeats[key]:
                 first_logits[key] = logits.clone()
         if not repeats[key]:
@@ -260,13 +285,16 @@ def _generate_lean(model, tokenizer, encoded, order, eos, dtype, bar, deadline, 
         rows.pop()
         made.pop()
 
-    while len(rows) < slots:
-        rows.append(-1)
-        made.append([])
-        if not admit(len(rows) - 1):
-            rows.pop()
-            made.pop()
-            break
+    def fill() -> None:
+        while len(rows) < slots:
+            rows.append(-1)
+            made.append([])
+            if not admit(len(rows) - 1):
+                rows.pop()
+                made.pop()
+                return
+
+    fill()
     while rows and not out_of_time():
         last_tokens = torch.tensor([tokens[-1] for tokens in made])
         picked = pick_tokens(decoder.step(cache, last_tokens, len(rows)), do_sample, temperature, top_k, top_p,
@@ -276,8 +304,10 @@ def _generate_lean(model, tokenizer, encoded, order, eos, dtype, bar, deadline, 
         for slot in sorted((s for s in range(len(rows)) if ended(made[s])), reverse=True):
             out[rows[slot]] = made[slot]
             bar.update(1)
-            if not admit(slot):
+            if not (refill and admit(slot)):
                 release(slot)
+        if not rows:
+            fill()
     exhausted = bool(rows) or bool(waiting)
     for slot, i in enumerate(rows):  # cut short by the budget: keep what they generated
         out[i] = made[slot]
