@@ -12,12 +12,13 @@ ratios to the float32 baseline:
 - ``hf_fp32``: ``generate_completions(engine="hf", dtype=float32)`` = today's path (transformers' generate,
   float32, batches of ``batch`` left-padded prompts);
 - ``rerec``: ``generate_completions`` as the project runs it (engine and precision chosen as in a stage);
-- at ``--ablation-batches`` (default 8), what each part buys: ``hf_bf16`` (bf16 alone), ``lean_fp32`` (the decode loop alone),
+- in the ``--ablation`` settings (default ``8x2``: batch 8, 16 prompts, so finished rows have queued
+  prompts to take their slot), what each part buys: ``hf_bf16`` (bf16 alone), ``lean_fp32`` (the decode loop alone),
   and the generator with one part switched off: ``no_prepack`` (plain ``F.linear``), ``no_refill`` (no
-  continuous batching), ``unsorted`` (prompts in their given order).
+  continuous batching), ``unsorted`` (prompts in their given order), ``no_prefix_sharing`` (every prompt
+  computed whole, the shared system prompt included).
 
-Each batch size generates ``batch * --waves`` prompts (with ``--waves 2``, finished rows have queued
-prompts to hand their slot to). The JSON line also gives the machine's matmul rate on a decode-shaped
+Each batch size of ``--batches`` generates ``batch`` prompts (batch 1: two). The JSON line also gives the machine's matmul rate on a decode-shaped
 product (``32 x hidden`` times ``hidden x vocab``, bf16 and float32, in the layout the generator uses and as
 plain ``F.linear``) and the fraction of it each arm reaches: ``tokens/s * 2 * (weights per token) /
 rate`` (prefill and attention not counted, so the fraction understates the work done).
@@ -29,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -60,7 +62,9 @@ def prompts_for(n: int, n_candidates: int, tokenizer) -> tuple[list[str], list[d
 
     data, graphs = bench_data()
     view, queries = load_view_and_queries(data, graphs)
-    rows = [shrink_candidates(r, n_candidates, view, seed=0) for r in query_rows(queries, "val", 400, 0)][:n]
+    rows = query_rows(queries, "val", 400, 0)  # 100 of each type, grouped by type
+    random.Random(0).shuffle(rows)
+    rows = [shrink_candidates(r, n_candidates, view, seed=0) for r in rows[:n]]
     return [render_prompt(tokenizer, build_messages(r, view, "evidence", include_history=False, max_history=0))
             for r in rows], rows
 
@@ -111,14 +115,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--batches", default="1,8,32", help="Batch sizes (comma-separated).")
-    ap.add_argument("--waves", type=int, default=1, help="Prompts per batch size = batch * waves (batch 1: 2 prompts).")
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--candidates", type=int, default=18, help="Candidates per prompt (18: about 460 tokens).")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps the comparison stable on a shared "
                                                             "machine).")
-    ap.add_argument("--ablation-batches", default="8", help="Batch sizes that also run the arms measuring what each "
-                                                          "part buys (comma-separated; empty: none).")
+    ap.add_argument("--ablation", default="8x2", help="BATCHxWAVES settings (comma-separated; empty: none) that run "
+                                                      "every arm on BATCH*WAVES prompts, measuring what each part buys.")
     ap.add_argument("--out", type=Path, default=None, help="Also write the full results (per-run records) here.")
     args = ap.parse_args(argv)
 
@@ -134,23 +137,24 @@ def main(argv=None) -> int:
     model, tokenizer = load_model(args.model, dtype=torch.float32)
     if precision.device == "cuda":
         model = model.cuda()
-    batches = [int(b) for b in args.batches.split(",")]
-    ablation_batches = {int(b) for b in args.ablation_batches.split(",") if b.strip()}
-    n_max = max(max(2, b * args.waves) for b in batches)
-    prompts, _ = prompts_for(n_max, args.candidates, tokenizer)
+    main_arms = ["hf_fp32", "rerec"]
+    all_arms = main_arms + ["hf_bf16", "lean_fp32", "no_prepack", "no_refill", "unsorted", "no_prefix_sharing"]
+    settings = [(f"batch{b}", b, max(2, b), main_arms) for b in (int(x) for x in args.batches.split(","))]
+    for spec in filter(None, (x.strip() for x in args.ablation.split(","))):
+        b, w = (int(v) for v in spec.split("x"))
+        settings.append((f"batch{b}_queue{w}", b, b * w, all_arms))
+    prompts, _ = prompts_for(max(n for _, _, n, _ in settings), args.candidates, tokenizer)
     lengths = [len(tokenizer.encode(p, add_special_tokens=False)) for p in prompts]
     cfg = {"hf_fp32": dict(engine="hf", dtype=torch.float32), "rerec": {}, "hf_bf16": dict(engine="hf", dtype=torch.bfloat16),
            "lean_fp32": dict(engine="lean", dtype=torch.float32), "no_prepack": dict(prepack_weights=False),
-           "no_refill": dict(continuous_batching=False), "unsorted": dict(sort_by_length=False)}
+           "no_refill": dict(continuous_batching=False), "unsorted": dict(sort_by_length=False),
+           "no_prefix_sharing": dict(share_prefixes=False)}
     # one multiply-add per weight of every matrix product a new token goes through, the output head included
     flops_per_token = 2 * sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
     rates = matmul_rates(model.config.hidden_size, model.config.vocab_size)
 
     runs, summary, per_prompt = [], {}, []
-    for batch in batches:
-        n = max(2, batch * args.waves)
-        arms = ["hf_fp32", "rerec"] + (["hf_bf16", "lean_fp32", "no_prepack", "no_refill", "unsorted"]
-                                       if batch in ablation_batches else [])
+    for setting, batch, n, arms in settings:
         tps: dict[str, list[float]] = {a: [] for a in arms}
         last: dict = {}
         for rep in range(args.reps):
@@ -160,13 +164,13 @@ def main(argv=None) -> int:
                                               batch_size=batch, progress=False, **cfg[arm])
                 tps[arm].append(result.tokens_per_second)
                 last[arm] = result
-                runs.append({"batch": batch, "rep": rep, "arm": arm, "engine": result.engine, "dtype": result.dtype,
+                runs.append({"setting": setting, "batch": batch, "rep": rep, "arm": arm, "engine": result.engine, "dtype": result.dtype,
                              "prompts": n, "new_tokens": result.n_new_tokens, "seconds": round(result.seconds, 3),
                              "setup_s": round(result.setup_s, 3), "tokens_per_s": round(result.tokens_per_second, 2)})
                 print(json.dumps(runs[-1]), file=sys.stderr)
         base = last["hf_fp32"].token_ids
-        entry = {"prompts": n}
-        per_prompt.append({"batch": batch, "arms": {arm: [{"n_tokens": len(ids), "identical_to_hf_fp32": ids == ref}
+        entry = {"batch": batch, "prompts": n}
+        per_prompt.append({"setting": setting, "arms": {arm: [{"n_tokens": len(ids), "identical_to_hf_fp32": ids == ref}
                                                           for ids, ref in zip(last[arm].token_ids, base, strict=True)]
                                                     for arm in arms}})
         for arm in arms:
@@ -178,16 +182,16 @@ def main(argv=None) -> int:
                 "fraction_of_matmul_rate": round(statistics.median(tps[arm]) * flops_per_token / 1e9 / rate, 3),
                 "greedy_identical_to_hf_fp32": sum(a == b for a, b in zip(last[arm].token_ids, base, strict=True)),
             }
-        summary[str(batch)] = entry
+        summary[setting] = entry
 
     line = {
         "bench": "generate", "model": args.model, "precision": precision.params()["precision_used"],
         "device": precision.device, "threads": args.threads, "new_tokens": args.new_tokens, "reps": args.reps,
         "prompt_tokens_mean": round(statistics.mean(lengths), 1), "prompt_tokens_range": [min(lengths), max(lengths)],
-        "ratio_rerec_to_hf_fp32": {b: summary[b]["rerec"]["ratio_to_hf_fp32"] for b in summary},
-        "rerec_tokens_per_s": {b: summary[b]["rerec"]["tokens_per_s_median"] for b in summary},
-        "hf_fp32_tokens_per_s": {b: summary[b]["hf_fp32"]["tokens_per_s_median"] for b in summary},
-        "matmul": rates, "gflop_per_token": round(flops_per_token / 1e9, 4), "batches": summary,
+        "ratio_rerec_to_hf_fp32": {k: summary[k]["rerec"]["ratio_to_hf_fp32"] for k in summary},
+        "rerec_tokens_per_s": {k: summary[k]["rerec"]["tokens_per_s_median"] for k in summary},
+        "hf_fp32_tokens_per_s": {k: summary[k]["hf_fp32"]["tokens_per_s_median"] for k in summary},
+        "matmul": rates, "gflop_per_token": round(flops_per_token / 1e9, 4), "settings": summary,
         "target_ratio": 3.0, "wall_s": round(time.time() - started),
     }
     print(json.dumps(line))

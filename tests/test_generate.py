@@ -134,7 +134,7 @@ def test_continuous_batching_does_not_change_what_a_row_generates(tokenizer):
                   eos_token_ids=[tokenizer.eos_token_id, 300, 301, 302])  # a few rows end early
     outs = [generate_completions(model, tokenizer, PROMPTS, batch_size=b, **kwargs).token_ids for b in (1, 2, 5, 8)]
     assert outs[0] == outs[1] == outs[2] == outs[3]
-    for switch in ("sort_by_length", "continuous_batching", "prepack_weights"):
+    for switch in ("sort_by_length", "continuous_batching", "prepack_weights", "share_prefixes"):
         assert generate_completions(model, tokenizer, PROMPTS, batch_size=2, **{switch: False}, **kwargs).token_ids \
             == outs[0]
 

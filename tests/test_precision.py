@@ -184,3 +184,18 @@ def test_rft_passes_the_choice_to_its_trainer(tmp_path, monkeypatch, chosen, eng
         rft.rft(tmp_path / "data", None, None, tmp_path / "m", tmp_path / "out", cfg)
     assert {k: seen[k] for k in ("use_cpu", "bf16", "fp16")} == chosen.trainer_kwargs()
     assert {k: seen[k] for k in trl_rollouts} == trl_rollouts
+
+
+def test_models_load_for_inference_in_the_chosen_precision(fresh_choice, tmp_path):
+    from rerec.models.loading import load_model, load_tokenizer
+    from rerec.models.tiny import build_tiny_model
+
+    tok = load_tokenizer("smollm2")
+    build_tiny_model(tok, seed=0, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     num_key_value_heads=2).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    resolve_precision("bf16")
+    assert next(load_model(str(tmp_path))[0].parameters()).dtype == torch.bfloat16
+    assert next(load_model(str(tmp_path), trainable=True)[0].parameters()).dtype == torch.float32  # master weights
+    resolve_precision("fp32")
+    assert next(load_model(str(tmp_path))[0].parameters()).dtype == torch.float32

@@ -159,6 +159,7 @@ def generate_completions(
     sort_by_length: bool = True,
     continuous_batching: bool = True,
     prepack_weights: bool = True,
+    share_prefixes: bool = True,
     progress: bool = True,
 ) -> GenerationResult:
     """Completions of already-rendered prompts (chat template applied, special tokens in the text) or of
@@ -175,9 +176,9 @@ def generate_completions(
         engine: ``auto`` (``lean`` where it applies), ``lean`` or ``hf``.
         eos_token_ids: tokens that end a row (None: the model's generation config, else the tokenizer's EOS).
         sort_by_length: serve prompts shortest first (less padding for ``hf``, similar widths for ``lean``).
-        continuous_batching, prepack_weights: ``lean`` engine switches, on by default; off, a finished row's
-            slot waits until the whole batch is done, and weights are not put in oneDNN's layout (they exist
-            to measure what each buys: ``bench/generate.py``).
+        continuous_batching, prepack_weights, share_prefixes: ``lean`` engine switches, on by default; off,
+            a finished row's slot waits until the whole batch is done, weights are not put in oneDNN's layout,
+            and every prompt is computed whole (they exist to measure what each buys: ``bench/generate.py``).
     """
     from rerec.train.precision import resolve_precision
 
@@ -196,8 +197,8 @@ def generate_completions(
         token_ids, setup_s, exhausted = run(model, tokenizer, encoded, order, eos, dtype, bar, deadline,
                                             max_new_tokens=max_new_tokens, batch_size=max(1, batch_size),
                                             do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
-                                            seed=seed, **({"refill": continuous_batching, "prepack": prepack_weights}
-                                                          if chosen == "lean" else {}))
+                                            seed=seed, **({"refill": continuous_batching, "prepack": prepack_weights,
+                                                             "share": share_prefixes} if chosen == "lean" else {}))
     finally:
         model.train(was_training)
         bar.close()
@@ -210,7 +211,7 @@ def generate_completions(
 
 
 def _generate_lean(model, tokenizer, encoded, order, eos, dtype, bar, deadline, *, max_new_tokens, batch_size,
-                   do_sample, temperature, top_k, top_p, seed, refill=True, prepack=True):
+                   do_sample, temperature, top_k, top_p, seed, refill=True, prepack=True, share=True):
     """Continuous batching over the lean decoder's KV-cache slots (module docstring)."""
     from collections import Counter, deque
 
@@ -245,7 +246,7 @@ def _generate_lean(model, tokenizer, encoded, order, eos, dtype, bar, deadline, 
         key, ids = keys[i], encoded[i]
         repeats[key] -= 1
         source, shared = None, 0
-        for other, j in enumerate(rows):
+        for other, j in enumerate(rows if share else []):
             if other != slot and j >= 0:
                 common = len(ids) if keys[j] == key else _common_prefix(encoded[j], ids)
                 if common > shared:
