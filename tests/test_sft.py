@@ -1,6 +1,8 @@
 """SFT warm-up: loss falls on a repeated batch, and the stage writes a loadable model folder."""
 
+import contextlib
 import json
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -69,10 +71,33 @@ def test_answer_only_loss_equals_full_logits_completion_loss(tokenizer):
     labels[:, :7] = -100  # prompt
     labels[1, 10:] = -100  # padding of the shorter row
     trainer = answer_only_trainer_class().__new__(answer_only_trainer_class())
+    trainer.accelerator = SimpleNamespace(autocast=contextlib.nullcontext)  # float32, as without mixed precision
     loss = trainer.compute_loss(model, {"input_ids": ids, "labels": labels, "attention_mask": torch.ones_like(ids)})
     logits = model(input_ids=ids).logits[:, :-1]
     expected = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
     assert torch.allclose(loss, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("bf16", [True, False])
+def test_answer_only_loss_computes_in_the_trainers_precision(tokenizer, tmp_path, bf16):
+    """The answer-only loss calls the decoder directly, past the autocast accelerate puts around forward: it
+    must open the trainer's autocast itself, or bf16=True trains in float32."""
+    from datasets import Dataset
+    from trl import SFTConfig
+
+    view = small_view()
+    rows = [{"prompt": render_prompt(tokenizer, build_messages(q, view)),
+             "completion": synthesize_trace(q, view).text} for q in queries()][:2]
+    model = build_tiny_model(tokenizer, seed=0, **SMALL)
+    args = SFTConfig(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=2, report_to="none",
+                     save_strategy="no", use_cpu=True, bf16=bf16, completion_only_loss=True, disable_tqdm=True)
+    trainer = answer_only_trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                                          processing_class=tokenizer)
+    seen = []
+    model.model.layers[0].mlp.down_proj.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    trainer.train()
+    assert seen and set(seen) == {torch.bfloat16 if bf16 else torch.float32}
+    assert next(model.parameters()).dtype == torch.float32  # master weights stay float32
 
 
 def test_training_examples_are_rendered_prompts_with_trace_completions(tokenizer):

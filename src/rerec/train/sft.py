@@ -202,9 +202,11 @@ def answer_only_trainer_class() -> type:
             keep = labels != -100
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
             base = getattr(base, "module", base)
-            hidden = base.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                                        position_ids=inputs.get("position_ids"), use_cache=False).last_hidden_state
-            logits = base.get_output_embeddings()(hidden[:, :-1][keep])  # (n_label_tokens, vocab)
+            # the Trainer's mixed precision is accelerate's autocast around model.forward, which this bypasses
+            with self.accelerator.autocast():
+                hidden = base.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                                            position_ids=inputs.get("position_ids"), use_cache=False).last_hidden_state
+                logits = base.get_output_embeddings()(hidden[:, :-1][keep])  # (n_label_tokens, vocab)
             loss = F.cross_entropy(logits.float(), labels[keep])
             return (loss, {"loss": loss}) if return_outputs else loss
 
