@@ -222,8 +222,21 @@ def test_rollouts_come_from_rerecs_generator_in_trls_format(model_dir, tmp_path)
         assert row and all(isinstance(t, int) for t in row) and len(row) <= 10
         assert all(t not in eos for t in row[:-1])
     assert trainer._metrics["train"]["rerec/rollout_weight_copy_s"][-1] > 0
+
     torch.manual_seed(0)
     assert trainer._generate_single_turn(prompt_ids, None, {}, 2)[0] == ids  # seeded from torch's global RNG
+
+
+@pytest.mark.parametrize("bf16", [True, False])
+def test_rollouts_run_in_the_trainers_precision(model_dir, tmp_path, monkeypatch, bf16):
+    import rerec.eval.generate as G
+
+    seen = []
+    real = G.generate_completions
+    monkeypatch.setattr(G, "generate_completions", lambda *a, **k: seen.append(k["dtype"]) or real(*a, **k))
+    trainer = make_trainer(model_dir, tmp_path, bf16=bf16)
+    trainer._generate_single_turn([trainer.processing_class.encode("Recommend a comedy")] * 2, None, {}, 2)
+    assert seen == [torch.bfloat16 if bf16 else torch.float32]
 
 
 def test_rollouts_fall_back_to_trl_where_the_generator_lacks_an_option(model_dir, tmp_path, monkeypatch):

@@ -18,8 +18,8 @@ What the subclass changes, and where TRL lets it:
   :func:`completion_logps` asks the model for the completion's logits only (``logits_to_keep``), the
   same numbers (tested against TRL's); with Triton, or for multimodal/MoE inputs, TRL's path runs.
 - ``_generate_single_turn`` (rollouts): :func:`rerec.eval.generate.generate_completions`, the project's one
-  generation path, sampling at the rollout temperature (top-k / top-p as configured) in the stage's
-  precision. The weight snapshot it takes of the policy (LoRA merged, cast to bf16 where chosen) is part of
+  generation path, sampling at the rollout temperature (top-k / top-p as configured) in the trainer's
+  precision (bf16 weights when ``bf16=True``). The weight snapshot it takes of the policy (LoRA merged, cast to bf16 where chosen) is part of
   every step's time. It returns what TRL's own path returns (completion token ids cut after the first EOS,
   no log-probabilities). TRL's generation runs instead with vLLM, TRL's continuous batching, images or
   other multimodal inputs, sharded weights (DeepSpeed/FSDP), sampling options the generator lacks
@@ -299,10 +299,12 @@ class ReRecGRPOTrainer(GRPOTrainer):
         # the seed comes from torch's global generator, which TRL seeds per process and checkpoints save
         seed = int(torch.randint(0, 2**62, (1,)).item())
         model = self.accelerator.unwrap_model(self.model_wrapped)
+        # the trainer's own mixed precision (the stage builds it from resolve_precision) decides the rollouts'
+        dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else torch.float32
         with profiling_context(self, "rerec.generate"):
             result = generate_completions(model, self._tokenizer, prompt_ids, max_new_tokens=self.max_completion_length,
                                           batch_size=len(prompt_ids), do_sample=True, temperature=self.temperature,
-                                          top_k=self.top_k or 0, top_p=self.top_p, seed=seed,
+                                          top_k=self.top_k or 0, top_p=self.top_p, seed=seed, dtype=dtype,
                                           eos_token_ids=self.eos_token_ids, progress=False)
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["rerec/rollout_weight_copy_s"].append(result.setup_s)
