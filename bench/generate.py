@@ -111,6 +111,13 @@ def machine(threads: int) -> dict:
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
+def provenance() -> tuple[str, bool]:
+    """The commit this run starts from, and whether src/ or bench/ differ from it."""
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "src", "bench"], capture_output=True, text=True, cwd=ROOT)
+    return commit, bool(dirty.stdout.strip())
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2")
@@ -124,6 +131,7 @@ def main(argv=None) -> int:
                                                       "every arm on BATCH*WAVES prompts, measuring what each part buys.")
     ap.add_argument("--out", type=Path, default=None, help="Also write the full results (per-run records) here.")
     args = ap.parse_args(argv)
+    commit, dirty = provenance()
 
     import torch
 
@@ -196,9 +204,6 @@ def main(argv=None) -> int:
     }
     print(json.dumps(line))
     if args.out is not None:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "src", "bench"], capture_output=True, text=True,
-                                    cwd=ROOT).stdout.strip())
         full = {"command": " ".join([sys.executable, *sys.argv]), "commit": commit, "uncommitted_changes": dirty,
                 "machine": machine(args.threads), "seed": "greedy (no sampling)", "summary": line, "runs": runs,
                 "prompt_tokens": lengths, "per_prompt_last_rep": per_prompt}

@@ -61,6 +61,13 @@ def make_dataset(n_prompts: int):
     return Dataset.from_list(rows)
 
 
+def provenance() -> tuple[str, bool]:
+    """The commit this run starts from, and whether src/ or bench/ differ from it."""
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "src", "bench"], capture_output=True, text=True, cwd=ROOT)
+    return commit, bool(dirty.stdout.strip())
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2", help="'smollm2', 'tiny' or a model folder.")
@@ -73,6 +80,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="Also write the full results (per-step records) here.")
     args = ap.parse_args(argv)
+    commit, dirty = provenance()
 
     import torch
     from transformers import AutoModelForCausalLM
@@ -208,9 +216,6 @@ def main(argv=None) -> int:
     }
     print(json.dumps(result))
     if args.out is not None:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "src", "bench"], capture_output=True, text=True,
-                                    cwd=ROOT).stdout.strip())
         full = {"command": " ".join([sys.executable, *sys.argv]), "commit": commit, "uncommitted_changes": dirty,
                 "machine": {"cores_visible": len(os.sched_getaffinity(0)), "load_average_at_start_of_write":
                             [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__},

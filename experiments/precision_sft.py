@@ -136,7 +136,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     started = time.time()
     result: dict = {"experiment": "precision_sft", "command": " ".join([sys.executable, *sys.argv]),
-                    "commit": commit(), "machine": machine(), "seed": args.seed, "args": {k: str(v) for k, v in vars(args).items()}}
+                    "commit": commit(), "uncommitted_changes": bool(subprocess.run(
+                        ["git", "status", "--porcelain", "src", "experiments"], capture_output=True, text=True,
+                        cwd=ROOT).stdout.strip()), "machine": machine(), "seed": args.seed, "args": {k: str(v) for k, v in vars(args).items()}}
     runs = {}
     for precision in ("fp32", "bf16"):
         cfg = SFTWarmupConfig(profile=args.profile, steps=args.steps, n_train=args.n_train, n_eval=1, eval_before=False,
@@ -189,6 +191,8 @@ def main(argv=None) -> int:
     examples = sft_examples(query_rows(queries, "train", 16, args.seed), view, tokenizer, cfg)
     result["sft_step_time"] = step_times(Path(runs["fp32"]["model_dir"]), examples, tokenizer, cfg.batch_size,
                                          args.step_pairs)
+    result["data"] = ("--data/--graphs: 'rerec prepare-data --seed 0' (the embedded MovieLens-100k) and "
+                      "'rerec build-graphs' on it")
     result["wall_s"] = round(time.time() - started)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -59,10 +59,15 @@ def with_lora(model):
     return wrapped.eval()
 
 
-@pytest.mark.parametrize("kind", ["llama_gqa", "qwen2_bias", "llama_lora"])
-def test_lean_logits_equal_the_model_forward(tokenizer, kind):
+@pytest.mark.parametrize("kind, block", [("llama_gqa", 128), ("qwen2_bias", 128), ("llama_lora", 128),
+                                         ("llama_gqa", 5)])
+def test_lean_logits_equal_the_model_forward(tokenizer, kind, block, monkeypatch):
     """Prefill three prompts of different lengths into three slots, then decode three steps where every row
-    sits at its own position: each step's logits equal the model's logits for the whole sequence."""
+    sits at its own position: each step's logits equal the model's logits for the whole sequence. Block 5:
+    the prompts' causal attention in several blocks of queries."""
+    import rerec.eval.decoder
+
+    monkeypatch.setattr(rerec.eval.decoder, "PREFILL_BLOCK", block)
     model = {"llama_gqa": lambda: llama(tokenizer), "qwen2_bias": lambda: qwen2(tokenizer),
              "llama_lora": lambda: with_lora(llama(tokenizer))}[kind]()
     decoder = LeanDecoder(model, dtype=torch.float32)
@@ -84,7 +89,11 @@ def test_lean_logits_equal_the_model_forward(tokenizer, kind):
     assert cache.lengths == [len(s) for s in seqs]
 
 
-def test_a_prompt_continuing_a_cached_prefix_gets_the_same_logits(tokenizer):
+@pytest.mark.parametrize("block", [128, 3])
+def test_a_prompt_continuing_a_cached_prefix_gets_the_same_logits(tokenizer, block, monkeypatch):
+    import rerec.eval.decoder
+
+    monkeypatch.setattr(rerec.eval.decoder, "PREFILL_BLOCK", block)
     model = qwen2(tokenizer)
     decoder = LeanDecoder(model, dtype=torch.float32)
     shared = tokenizer.encode(PROMPTS[0], add_special_tokens=False)

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "mistral")
 STATIC_ROPE_TYPES = ("default", "linear", "llama3", "yarn")
+PREFILL_BLOCK = 128  # prompt positions per block of causal attention on a CPU
 
 
 def _base_model(model: Any) -> Any:
@@ -243,19 +244,28 @@ class LeanDecoder:
         """Causal attention of the prompt positions ``start..n-1``: q (H, m, D) over all n keys and values
         k, v (Hkv, n, D) (the first ``start`` of them cached earlier); (H, m, D).
 
-        On CUDA, PyTorch's fused SDPA; on a CPU, two batched products over grouped heads (PyTorch's CPU
-        flash kernel is slower at these sizes). The softmax keeps the scores' dtype: PyTorch's CPU softmax
-        accumulates bf16 in float32 and rounds once, as a float32 softmax followed by a cast would."""
+        On CUDA, PyTorch's fused SDPA. On a CPU, blocks of :data:`PREFILL_BLOCK` queries, each with two
+        batched products over grouped heads and only the keys it can see, so the masked upper triangle is
+        mostly never computed (PyTorch's CPU flash kernel is slower at these sizes). The softmax keeps the
+        scores' dtype: PyTorch's CPU softmax accumulates bf16 in float32 and rounds once, as a float32
+        softmax followed by a cast would."""
         m, n, group = q.shape[1], k.shape[1], self.n_heads // self.n_kv_heads
-        # query r sits at position start + r and sees keys 0..start + r
-        future = torch.arange(n, device=q.device)[None, :] > torch.arange(start, n, device=q.device)[:, None]
         if q.device.type == "cuda":
+            # query r sits at position start + r and sees keys 0..start + r
+            future = torch.arange(n, device=q.device)[None, :] > torch.arange(start, n, device=q.device)[:, None]
             return F.scaled_dot_product_attention(q[None], k[None], v[None], attn_mask=None if start == 0 else ~future,
                                                   is_causal=start == 0, scale=self.scaling, enable_gqa=group > 1)[0]
-        scores = torch.matmul((q * self.scaling).reshape(self.n_kv_heads, group * m, self.head_dim),
-                              k.transpose(-1, -2)).view(self.n_kv_heads, group, m, n)
-        probs = scores.masked_fill_(future, float("-inf")).softmax(dim=-1).view(self.n_kv_heads, group * m, n)
-        return torch.matmul(probs, v).view(self.n_heads, m, self.head_dim)
+        blocks = []
+        for a in range(0, m, PREFILL_BLOCK):
+            b = min(a + PREFILL_BLOCK, m)
+            seen = start + b  # keys the block's last query sees
+            future = torch.arange(seen, device=q.device)[None, :] > torch.arange(start + a, seen, device=q.device)[:, None]
+            scores = torch.matmul((q[:, a:b] * self.scaling).reshape(self.n_kv_heads, group * (b - a), self.head_dim),
+                                  k[:, :seen].transpose(-1, -2)).view(self.n_kv_heads, group, b - a, seen)
+            probs = scores.masked_fill_(future, float("-inf")).softmax(dim=-1)
+            blocks.append(torch.matmul(probs.view(self.n_kv_heads, group * (b - a), seen), v[:, :seen])
+                          .view(self.n_heads, b - a, self.head_dim))
+        return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
 
     # -- prompt and step ---------------------------------------------------------------------------
     @torch.no_grad()
