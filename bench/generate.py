@@ -147,7 +147,7 @@ def main(argv=None) -> int:
         model = model.cuda()
     main_arms = ["hf_fp32", "rerec"]
     all_arms = main_arms + ["hf_bf16", "lean_fp32", "no_prepack", "no_refill", "unsorted", "no_prefix_sharing"]
-    settings = [(f"batch{b}", b, max(2, b), main_arms) for b in (int(x) for x in args.batches.split(","))]
+    settings = [(f"batch{b}", b, max(2, b), main_arms) for b in (int(x) for x in args.batches.split(",") if x.strip())]
     for spec in filter(None, (x.strip() for x in args.ablation.split(","))):
         b, w = (int(v) for v in spec.split("x"))
         settings.append((f"batch{b}_queue{w}", b, b * w, all_arms))
