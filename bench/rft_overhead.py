@@ -14,7 +14,9 @@ in turn (order rotated every step) in one process, so load on the machine hits t
 
 Reported as medians of per-step paired ratios: ``speedup`` = before / after (what the generator and the
 precision buy an RFT step) and ``overhead_ratio`` = before / trl (what ReRec's trainer costs over TRL's).
-Learning rate 0 by default, so the weights never change and every step measures the same work.
+Learning rate 0 by default, so the weights never change. The arms sample with different random streams, so
+their completions (and token counts) differ step by step; ``tokens_per_s_ratio_after_before`` compares
+completion tokens per second of step time instead.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def provenance() -> tuple[str, bool]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2", help="'smollm2', 'tiny' or a model folder.")
-    ap.add_argument("--steps", type=int, default=4, help="Measured steps per arm (after one warm-up step each).")
+    ap.add_argument("--steps", type=int, default=6, help="Measured steps per arm (after one warm-up step each).")
     ap.add_argument("--prompts", type=int, default=2, help="Prompts per step.")
     ap.add_argument("--generations", type=int, default=4, help="Completions per prompt (G).")
     ap.add_argument("--max-new-tokens", type=int, default=64)
@@ -209,7 +211,8 @@ def main(argv=None) -> int:
         "trl_tokens_per_s": tok_s("trl"), "before_tokens_per_s": tok_s("before"), "after_tokens_per_s": tok_s("after"),
         "after_weight_copy_s_median": round(statistics.median(after_metrics["rerec/rollout_weight_copy_s"]), 4),
         "rerec_override_s_median": round(statistics.median(arms["before"]._metrics["train"]["rerec/raae_s"]), 5),
-        "same_tokens_trl_before": state["trl"]["tokens"] == state["before"]["tokens"],
+        "completion_tokens": {n: sum(state[n]["tokens"]) for n in names},
+        "tokens_per_s_ratio_after_before": round(tok_s("after") / tok_s("before"), 3),
         "peak_rss_mb_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_gpu_mb": {n: round(state[n]["peak_gpu_mb"], 1) for n in names} if cuda else None,
         "wall_s": round(time.time() - started),
