@@ -86,7 +86,6 @@ def evaluate_arm(model_dir: Path, rows, view, cfg) -> list[dict]:
     import torch
 
     from rerec.models.loading import load_model
-    from rerec.prompt import answer_item_ids
     from rerec.train.sft import evaluate_choice
 
     cuda = torch.cuda.is_available()
@@ -96,12 +95,8 @@ def evaluate_arm(model_dir: Path, rows, view, cfg) -> list[dict]:
     result = evaluate_choice(model, tokenizer, rows, view, mode=cfg.context_mode, max_history=cfg.max_history,
                              max_new_tokens=cfg.max_completion_tokens, batch_size=64 if cuda else 16,
                              desc=f"eval {model_dir.name}")
-    out = []
-    for row, text in zip(rows, result["completions"], strict=True):
-        answered = answer_item_ids(text, row, view)
-        out.append({"query_id": row["query_id"], "type": str(row.get("type")),
-                    "hit": float(bool(answered) and answered[0] in {str(p) for p in row["positives"]})})
-    return out
+    return [{"query_id": row["query_id"], "type": str(row.get("type")), "hit": float(hit)}
+            for row, hit in zip(rows, result["hits"], strict=True)]
 
 
 def summarise(records: list[dict], baseline: list[dict] | None) -> dict:

@@ -6,7 +6,7 @@ import pytest
 from rerec.answer import format_answer, parse_answer
 from rerec.data.schema import encode_conditions
 from rerec.errors import ConfigError
-from rerec.prompt import CatalogView, answer_item_ids, build_messages, shrink_candidates
+from rerec.prompt import CatalogView, answer_ranking, build_messages, shrink_candidates
 
 
 def small_view() -> CatalogView:
@@ -66,13 +66,13 @@ def test_round_trip_formatted_answer_parses_to_positive(answer):
     build_messages(query, view)
     completion = "Raising Arizona is by the director of Fargo.\n" + format_answer([answer])
     assert parse_answer(completion).items == [answer]
-    assert answer_item_ids(completion, query, view) == ["2"]
+    assert answer_ranking(completion, query, view).ranked == ["2"]
 
 
 def test_unparseable_or_unknown_answers_match_nothing():
     view, query = small_view(), implicit_query()
-    assert answer_item_ids("I think Raising Arizona", query, view) == []
-    assert answer_item_ids(format_answer(["Jaws"]), query, view) == []
+    assert answer_ranking("I think Raising Arizona", query, view).ranked == []
+    assert answer_ranking(format_answer(["Jaws"]), query, view).ranked == [None]  # a boxed miss keeps its place
 
 
 def test_shrink_candidates_keeps_positive_and_hardest_negatives_in_order():

@@ -7,6 +7,8 @@ import torch
 
 from rerec.train.raae import (
     ADVANTAGE_ESTIMATORS,
+    SEGMENT_MODES,
+    ItemName,
     Segment,
     anchor_uniform_groups,
     get_advantage_estimator,
@@ -59,10 +61,66 @@ def test_mentions_titles_and_numbers():
     assert not mentions_item("the heater is on", "Heat (1995)")
     assert mentions_item("so the matrix it is", "Matrix, The (1999)")
     assert mentions_item("Candidate #7 is a comedy", 7)
-    assert mentions_item("7. Fargo", "7")
+    assert mentions_item("option 7 fits", "7")
     assert mentions_item("pick [7]", 7)
     assert not mentions_item("17. Fargo and 1997", 7)
     assert not mentions_item("7.5 stars", 7)
+
+
+@pytest.mark.parametrize("text", ["1. The request asks for a comedy.", "Step 1: check the genre.", "1) first",
+                                  "(1) first", "1 thing to check", "Checked 1 condition."])
+def test_a_numbered_reasoning_step_never_names_a_candidate(text):
+    assert not mentions_item(text, 1)
+    assert not mentions_item(text, ItemName(title="Heat", number=1, year=1995))
+
+
+def test_remake_named_only_with_its_year():
+    wrong = ItemName(title="Cape Fear", number=2, year=1991, year_required=True)
+    assert not mentions_item("1. Cape Fear (1962) - crime: fits.", wrong)
+    assert mentions_item("2. Cape Fear (1991) - crime: 1960s no - no.", wrong)
+    assert mentions_item("candidate 2 is the remake", wrong)
+    assert mentions_item("Cape Fear is great", ItemName(title="Cape Fear", number=2, year=1991))
+
+
+def test_segments_that_name_the_wrong_item_in_every_trace_style():
+    """Synthesised traces of every style plus free-form output: only segments with the wrong title (or an
+    explicit reference to its number) are penalised, never a step because of its step number."""
+    from test_prompt import small_view
+    from test_traces import queries
+
+    from rerec.prompt import candidate_lines
+    from rerec.train.traces import STYLES, synthesize_trace
+
+    view = small_view()
+    for query in queries():
+        lines = candidate_lines(query, view)
+        for style in STYLES:
+            text = synthesize_trace(query, view, style=style, candidate_lines=lines).text
+            # pretend the model boxed candidate 1 wrongly: which segments name it?
+            wrong_id = query["candidates"][0]
+            if wrong_id in query["positives"]:
+                continue
+            wrong = ItemName(title=view.title(wrong_id), number=1, year=view.years.get(wrong_id))
+            for mode in SEGMENT_MODES:
+                segs = segment_completion(text, mode)
+                rewards = segment_rewards(1.0, segs, [wrong], 0.3)
+                for seg, r in zip(segs, rewards, strict=True):
+                    names = view.title(wrong_id).lower() in seg.text.lower()
+                    assert (r < 1.0) == (names and not seg.is_answer), (style, mode, seg.text)
+    free_form = ("1. The user wants a crime film.\n2. Option 1 is Heat, a crime film.\n"
+                 "3. Fargo is also crime.\n\\boxed{Fargo}")
+    segs = segment_completion(free_form, "step")
+    rewards = segment_rewards(1.0, segs, [ItemName(title="Fargo", number=3)], 0.5)
+    assert rewards == [1.0, 1.0, 0.5, 1.0]
+
+
+def test_truncated_final_box_is_not_the_answer_segment():
+    text = "I pick \\boxed{Heat}.\n\nWait, maybe Fargo.\n\n\\boxed{Far"
+    segs = segment_completion(text, "paragraph")
+    assert [s.is_answer for s in segs] == [True, False, False]  # the parser answers from the first box
+    steps = segment_completion("1. Heat fits.\n\\boxed{Heat}\n2. Fargo?\n\\boxed{Far", "step")
+    assert [s.is_answer for s in steps] == [False, True, False]
+    assert [s.text for s in steps][1] == "\\boxed{Heat}\n"
 
 
 def test_segment_penalty_only_on_wrong_non_answer_segments():

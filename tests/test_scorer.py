@@ -301,3 +301,45 @@ def test_embedding_fallback_in_the_scorer_batches_once():
     out = s.score(texts, [QUERY] * 3)
     assert [b.recommended for b in out] == ["2", "2", "2"] and out[0].match_kinds == ["embedding"]
     assert embedder.calls[0] == ["Fargo-ish film"]  # one batch of the distinct unmatched items
+
+
+# ---------------------------------------------------------------- reward and evaluation agree
+def test_an_unknown_first_item_is_a_miss_in_the_reward_and_in_evaluation():
+    import pandas as pd
+
+    from rerec.prompt import CatalogView, answer_ranking
+
+    view = CatalogView.from_tables(pd.DataFrame({"item_id": list(TITLES), "title": list(TITLES.values())}))
+    text = "\\boxed{Casablanca; Fargo}"
+    breakdown = score_one(text, config=RewardConfig(top_k=2))
+    assert breakdown.matched_items == [None, "2"] and breakdown.recommended is None
+    assert breakdown.hit == 1.0 and breakdown.ndcg == pytest.approx(1 / math.log2(3))  # Fargo at rank 2
+    assert score_one(text).ndcg == 0.0 and not score_one(text).valid  # top-1 mode: NDCG@1 reads the first item
+    assert answer_ranking(text, QUERY, view).top1 is None  # evaluation's Acc@1 reads the same first item
+
+
+def test_boxing_every_candidate_earns_nothing_extra():
+    every = score_one("\\boxed{Heat; Fargo; Toy Story; Casino}")
+    right = score_one("\\boxed{Fargo}")
+    assert every.ndcg == 0.0 and not every.valid and every.total < right.total
+
+
+def test_reward_and_evaluation_read_the_same_recommendation_on_random_completions():
+    import random
+
+    import pandas as pd
+
+    from rerec.answer import format_answer
+    from rerec.prompt import CatalogView, answer_ranking
+
+    view = CatalogView.from_tables(pd.DataFrame({"item_id": list(TITLES), "title": list(TITLES.values())}))
+    rng = random.Random(0)
+    pieces = ["Heat", "fargo", "The Fargo", "2", "#3", "4. Casino", "Die Hard", "Casablanca", "", "1. Fargo"]
+    texts = []
+    for _ in range(300):
+        items = [rng.choice(pieces) for _ in range(rng.randint(0, 3))]
+        texts.append(rng.choice(["", "Step 1. fine\n"]) + (format_answer(items) if items else "no box"))
+    breakdowns = scorer().score(texts, [QUERY] * len(texts))
+    for text, b in zip(texts, breakdowns, strict=True):
+        answer = answer_ranking(text, QUERY, view)
+        assert b.matched_items == answer.ranked and b.recommended == answer.top1, text

@@ -200,7 +200,7 @@ def _traces(model: str, queries: list[dict], answers: list, rows: list[dict], vi
     def show(r: dict, q: dict, a: Any) -> dict:
         return {"query_id": r["query_id"], "type": r["type"], "request": str(q["text"]),
                 "positives": [view.title(p) for p in q["positives"]],
-                "answered": [view.title(i) for i in a.ranked], "acc@1": r["acc@1"], "parsed": a.parsed,
+                "answered": [view.title(i) if i is not None else "(no candidate)" for i in a.ranked], "acc@1": r["acc@1"], "parsed": a.parsed,
                 "completion": a.completion}
 
     best = [show(*t) for t in scored[:n]]

@@ -9,8 +9,11 @@ arXiv 2604.07851, Sec. 3.2):
 - QAS and PAS (:mod:`rerec.reward.alignment`) score the recommended item, the top-1 of the answer
   (None when the first answer item matches no candidate), against each positive, keeping the best.
 - format is ``+format_bonus`` for a *valid* answer and ``-format_penalty`` otherwise. Valid: a
-  ``\\boxed{}`` answer whose items all match candidates, with no item repeated and no more than
-  ``top_k`` items.
+  ``\\boxed{}`` answer whose items each name one candidate, with no item repeated and no more than
+  ``top_k`` items (:meth:`rerec.reward.matching.RankedAnswer.valid`).
+
+The completion's ranked answer comes from :func:`rerec.reward.matching.rank_answers`, the function
+evaluation and serving use too: an answer item that names no candidate keeps its place as a miss.
 
 Malformed completions (no box, empty box, several boxes, non-candidates, repeats, a 10,000-character
 ramble, an echoed prompt) get a defined reward and never raise. The batch path caches one
@@ -26,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from rerec.answer import ParsedAnswer, parse_answer
+from rerec.answer import ParsedAnswer
 from rerec.errors import ConfigError, InputError
 from rerec.reward.alignment import (
     AttributeGraph,
@@ -36,7 +39,7 @@ from rerec.reward.alignment import (
     paper_query_alignment,
     preference_alignment_score,
 )
-from rerec.reward.matching import Embedder, MatchResult, TitleMatcher
+from rerec.reward.matching import Embedder, RankedAnswer, TitleMatcher, rank_answers
 from rerec.reward.metrics import hit_at_k, ndcg_at_k, recall_at_k
 
 
@@ -159,6 +162,7 @@ class RewardScorer:
     Args:
         config: weights and switches.
         titles: item_id -> title for every item that can be a candidate.
+        years: item_id -> release year (optional): tells apart candidates that share a title.
         attribute_graph: anything with ``satisfies``/``attributes_of``
             (:class:`rerec.graphs.attributes.ItemAttributeGraph`); None turns QAS off.
         embeddings: LightGCN item embeddings (:class:`ItemEmbeddingTable` or the saved dict);
@@ -174,12 +178,14 @@ class RewardScorer:
         self,
         config: RewardConfig | None = None,
         titles: Mapping[str, str] | None = None,
+        years: Mapping[str, int | None] | None = None,
         attribute_graph: AttributeGraph | None = None,
         embeddings: ItemEmbeddingTable | Mapping | None = None,
         embedder: Embedder | None = None,
     ) -> None:
         self.config = config or RewardConfig()
         self.titles = {str(k): str(v) for k, v in (titles or {}).items()}
+        self.years = {str(k): v for k, v in (years or {}).items() if v is not None}
         self.attribute_graph = attribute_graph
         if embeddings is not None and not isinstance(embeddings, ItemEmbeddingTable):
             embeddings = ItemEmbeddingTable.from_saved(embeddings)
@@ -227,8 +233,8 @@ class RewardScorer:
             self._contexts.move_to_end(key)
             return context
         candidate_ids = _id_list(candidates, "candidates")
-        matcher = TitleMatcher([(i, self.titles.get(i, "")) for i in candidate_ids], embedder=self.embedder,
-                               threshold=self.config.embedding_threshold)
+        matcher = TitleMatcher([(i, self.titles.get(i, ""), self.years.get(i)) for i in candidate_ids],
+                               embedder=self.embedder, threshold=self.config.embedding_threshold)
         context = _QueryContext(matcher, _id_list(positives, "positives"), condition_pairs(conditions))
         if key is not None:
             self._contexts[key] = context
@@ -272,40 +278,25 @@ class RewardScorer:
             raise InputError(f"{len(completions)} completions but {len(queries)} queries",
                              fix="pass one query per completion (repeat a prompt's query for each rollout)")
         contexts = [self._context(q) for q in queries]
-        parsed = [parse_answer(_completion_text(c)) for c in completions]
-        matches: list[list[MatchResult]] = [
-            [ctx.matcher.match_lexical(item) for item in p.items] for ctx, p in zip(contexts, parsed, strict=True)
-        ]
-        if self.embedder is not None:
-            self._embedding_fallback(contexts, parsed, matches)
-        return [self._breakdown(ctx, p, m) for ctx, p, m in zip(contexts, parsed, matches, strict=True)]
+        answers = rank_answers([_completion_text(c) for c in completions], [ctx.matcher for ctx in contexts])
+        return [self._breakdown(ctx, a) for ctx, a in zip(contexts, answers, strict=True)]
 
-    def _embedding_fallback(self, contexts: list[_QueryContext], parsed: list[ParsedAnswer],
-                            matches: list[list[MatchResult]]) -> None:
-        pending = [(i, j) for i, row in enumerate(matches) for j, m in enumerate(row) if m.item_id is None]
-        if not pending:
-            return
-        # one forward pass for the whole batch; each matcher then reads the embedder's cache
-        self.embedder.encode(list(dict.fromkeys(parsed[i].items[j] for i, j in pending)))
-        for i, j in pending:
-            matches[i][j] = contexts[i].matcher.match_embedding([parsed[i].items[j]])[0]
-
-    def _breakdown(self, context: _QueryContext, parsed: ParsedAnswer, matches: list[MatchResult]) -> RewardBreakdown:
+    def _breakdown(self, context: _QueryContext, answer: RankedAnswer) -> RewardBreakdown:
         c = self.config
-        ranked = [m.item_id for m in matches]
+        ranked = answer.ranked
         k, positives = c.k, context.positives
         ndcg = ndcg_at_k(ranked, positives, k)
         recall = recall_at_k(ranked, positives, k)
         hit = hit_at_k(ranked, positives, k)
-        recommended = ranked[0] if ranked else None
-        valid = (parsed.ok and len(ranked) <= c.top_k and None not in ranked and len(set(ranked)) == len(ranked))
+        recommended = answer.top1
+        valid = answer.valid(c.top_k)
         fmt = c.format_bonus if valid else -c.format_penalty
         qas = self._qas(context, recommended)
         pas = self._pas(context, recommended)
         total = ndcg + c.w_query * qas + c.w_pref * pas + c.w_format * fmt
         return RewardBreakdown(total=total, ndcg=ndcg, recall=recall, hit=hit, qas=qas, pas=pas, format=fmt,
-                               parsed=parsed, matched_items=ranked, recommended=recommended, valid=valid,
-                               match_kinds=[m.how for m in matches])
+                               parsed=answer.parsed, matched_items=ranked, recommended=recommended, valid=valid,
+                               match_kinds=answer.kinds)
 
     def __call__(self, prompts: Sequence | None = None, completions: Sequence | None = None,
                  **columns: Sequence) -> list[float]:

@@ -24,8 +24,11 @@ from dataclasses import dataclass
 
 import torch
 
+from rerec.answer import parse_answer
+
 __all__ = [
     "Segment",
+    "ItemName",
     "segment_completion",
     "mentions_item",
     "segment_rewards",
@@ -42,7 +45,6 @@ __all__ = [
 
 SEGMENT_MODES = ("paragraph", "line", "step")
 
-_BOXED = re.compile(r"\\boxed\{")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 _STEP_START = re.compile(r"^[ \t]*(?:step[ \t]*\d+[ \t]*[:.)-]|\d+[.)])", re.IGNORECASE | re.MULTILINE)
 
@@ -58,6 +60,13 @@ class Segment:
     is_answer: bool = False
 
 
+def _answer_start(text: str) -> int | None:
+    """Where the box the answer is read from starts (:func:`rerec.answer.parse_answer`'s ``span``): the
+    last *complete* box, so a final box cut off by the token limit is not the answer segment."""
+    span = parse_answer(text).span
+    return span[0] if span is not None else None
+
+
 def _starts(text: str, mode: str) -> list[int]:
     if mode == "paragraph":
         return [0] + [m.end() for m in _PARAGRAPH_BREAK.finditer(text) if m.end() < len(text)]
@@ -65,9 +74,9 @@ def _starts(text: str, mode: str) -> list[int]:
         return [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n" and i + 1 < len(text)]
     if mode == "step":
         starts = [0] + [m.start() for m in _STEP_START.finditer(text)]
-        boxed = list(_BOXED.finditer(text))
-        if boxed:  # the line holding the final answer is a segment of its own, not part of the last step
-            starts.append(text.rfind("\n", 0, boxed[-1].start()) + 1)
+        answer_at = _answer_start(text)
+        if answer_at is not None:  # the line holding the answer is a segment of its own, not part of the last step
+            starts.append(text.rfind("\n", 0, answer_at) + 1)
         return starts
     raise ValueError(f"unknown segment mode {mode!r}; use one of {', '.join(SEGMENT_MODES)}")
 
@@ -78,12 +87,12 @@ def segment_completion(text: str, mode: str = "paragraph") -> list[Segment]:
     ``paragraph``: blank-line separated blocks; ``line``: lines; ``step``: numbered steps ("1." / "2)" /
     "Step 3:") with any preamble as its own segment and the line holding the final ``\\boxed{}`` split
     off. Separators stay with the segment before them, so every character (and so every token) belongs
-    to exactly one segment. The segment holding the last ``\\boxed{`` is the answer segment.
+    to exactly one segment. The answer segment is the one holding the box the parser answers from (the
+    last complete ``\\boxed{...}``); a completion without a complete box has none.
     """
     starts = sorted(set(_starts(text, mode)))
     ends = starts[1:] + [len(text)]
-    boxed = list(_BOXED.finditer(text))
-    answer_at = boxed[-1].start() if boxed else None
+    answer_at = _answer_start(text)
     segments = []
     for start, end in zip(starts, ends, strict=True):
         is_answer = answer_at is not None and start <= answer_at < end
@@ -91,44 +100,73 @@ def segment_completion(text: str, mode: str = "paragraph") -> list[Segment]:
     return segments
 
 
-def _title_variants(title: str) -> set[str]:
-    """"Matrix, The (1999)" -> {"matrix, the (1999)", "matrix, the", "the matrix"}."""
+@dataclass(frozen=True)
+class ItemName:
+    """How reasoning text can name one candidate: its ``title`` and its displayed ``number``.
+    ``year`` is required in the text when another candidate shares the title (a remake), so a segment
+    about "Cape Fear (1962)" does not name "Cape Fear (1991)"."""
+
+    title: str | None = None
+    number: int | None = None
+    year: int | None = None
+    year_required: bool = False
+
+
+def _title_variants(title: str, year: int | None = None, year_required: bool = False) -> set[str]:
+    """"Matrix, The (1999)" -> {"matrix, the (1999)", "matrix, the", "the matrix"}; with
+    ``year_required`` only the forms that carry the year: {"matrix, the (1999)", "the matrix (1999)"}."""
     low = " ".join(title.lower().split())
-    variants = {low}
     bare = re.sub(r"\s*\(\d{4}\)\s*$", "", low).strip()
-    variants.add(bare)
+    found = re.search(r"\((\d{4})\)\s*$", low)
+    year = int(found.group(1)) if found else year
+    forms = {bare}
     article = re.match(r"^(.*), (the|a|an)$", bare)
     if article:
-        variants.add(f"{article.group(2)} {article.group(1)}")
+        forms.add(f"{article.group(2)} {article.group(1)}")
+    with_year = {f"{f} ({year})" for f in forms} if year is not None else set()
+    variants = with_year if year_required and with_year else forms | with_year
     return {v for v in variants if len(v) >= 2}
 
 
-def mentions_item(text: str, name: str | int) -> bool:
+def _names_number(text: str, number: int) -> bool:
+    """An explicit candidate reference: "candidate 7", "option 7", "number 7", "no. 7", "#7", "[7]".
+    A line that starts "7." is a reasoning step as often as a candidate, so it never counts alone (the
+    prompt's candidate line "7. Title" names the item by its title)."""
+    n = re.escape(str(number))
+    pattern = rf"(?:#\s*{n}\b|\[{n}\]|\b(?:candidate|option|number|no\.)\s*#?\s*{n}\b)"
+    return re.search(pattern, text, re.IGNORECASE) is not None
+
+
+def mentions_item(text: str, name: str | int | ItemName) -> bool:
     """Whether ``text`` names an item: a title (case-insensitive, with or without its year suffix, and
-    "Matrix, The" as "The Matrix") or, for an ``int`` / digit string, its candidate number as "#7",
-    "7.", "7)", "[7]", "(7)", "candidate 7" or "option 7"."""
-    name = str(name).strip()
-    if name.isdigit():
-        n = re.escape(name)
-        pattern = (
-            rf"(?:#\s*{n}\b|\[{n}\]|\({n}\)|(?:candidate|option|number|no\.)\s*#?\s*{n}\b"
-            rf"|(?:^|\s){n}[.)](?!\d))"
-        )
-        return re.search(pattern, text, re.IGNORECASE | re.MULTILINE) is not None
+    "Matrix, The" as "The Matrix"; only with its year when :class:`ItemName` says a remake shares the
+    title), or a candidate number given as an ``int``, a digit string or ``ItemName.number``, in an
+    explicit reference (:func:`_names_number`)."""
+    if isinstance(name, ItemName):
+        if name.number is not None and _names_number(text, name.number):
+            return True
+        if not name.title:
+            return False
+        variants = _title_variants(name.title, name.year, name.year_required)
+    else:
+        name = str(name).strip()
+        if name.isdigit():
+            return _names_number(text, int(name))
+        variants = _title_variants(name)
     low = " ".join(text.lower().split())
-    return any(re.search(rf"(?<!\w){re.escape(v)}(?!\w)", low) for v in _title_variants(name))
+    return any(re.search(rf"(?<!\w){re.escape(v)}(?!\w)", low) for v in variants)
 
 
 def segment_rewards(
-    reward: float, segments: Sequence[Segment], wrong_item_names: Sequence[str | int], w_penalty: float
+    reward: float, segments: Sequence[Segment], wrong_item_names: Sequence[str | int | ItemName], w_penalty: float
 ) -> list[float]:
     """One reward per segment (RAAE's segment penalty).
 
     Args:
         reward: the completion's scalar reward r.
         segments: from :func:`segment_completion`.
-        wrong_item_names: names of the wrongly recommended item (title and/or candidate number); empty
-            when the answer is right or absent, in which case every segment keeps r.
+        wrong_item_names: names of the wrongly recommended item (:class:`ItemName`, or a title and/or a
+            candidate number); empty when the answer is right or absent: every segment keeps r.
         w_penalty: in [0, 1]; penalised segments get ``r - w_penalty * |r|``.
     Returns:
         list of floats, one per segment; the answer segment always keeps r.

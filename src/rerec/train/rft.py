@@ -146,7 +146,20 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build_scorer(data_dir, graphs_dir, reward_dir, cfg: RFTConfig, titles: dict[str, str]):
+def wrong_item_name(item_id: str, row: dict, titles: dict[str, str], years: dict[str, int | None]):
+    """How a completion's reasoning can name the item it wrongly recommended (RAAE's penalty target): its
+    title (with the year when another candidate shares the title) and its candidate number."""
+    from rerec.train.raae import ItemName
+
+    candidates = [str(c) for c in row["candidates"]]
+    title = titles.get(item_id, item_id)
+    shared = sum(titles.get(c) == title for c in candidates) > 1
+    number = candidates.index(item_id) + 1 if item_id in candidates else None
+    return ItemName(title=title, number=number, year=years.get(item_id), year_required=shared)
+
+
+def build_scorer(data_dir, graphs_dir, reward_dir, cfg: RFTConfig, titles: dict[str, str],
+                 years: dict[str, int | None] | None = None):
     """The dual-graph :class:`~rerec.reward.scorer.RewardScorer` and an adapter to the trainer's
     ``ScoreFn``."""
     from rerec.reward.scorer import RewardConfig, RewardScorer
@@ -161,7 +174,8 @@ def build_scorer(data_dir, graphs_dir, reward_dir, cfg: RFTConfig, titles: dict[
         from rerec.reward.alignment import ItemEmbeddingTable
 
         embeddings = ItemEmbeddingTable.load(reward_dir)
-    scorer = RewardScorer(RewardConfig(use_qas=cfg.use_qas, use_pas=cfg.use_pas), titles=titles,
+    years = years or {}
+    scorer = RewardScorer(RewardConfig(use_qas=cfg.use_qas, use_pas=cfg.use_pas), titles=titles, years=years,
                           attribute_graph=graph, embeddings=embeddings)
 
     def score_fn(texts: list[str], rows: list[dict]) -> list[ScoredCompletion]:
@@ -169,12 +183,7 @@ def build_scorer(data_dir, graphs_dir, reward_dir, cfg: RFTConfig, titles: dict[
         for b, row in zip(scorer.score(texts, rows), rows, strict=True):
             positives = {str(p) for p in row["positives"]}
             correct = b.recommended is not None and b.recommended in positives
-            wrong: list = []
-            if b.recommended is not None and not correct:
-                candidates = [str(c) for c in row["candidates"]]
-                wrong = [titles.get(b.recommended, b.recommended)]
-                if b.recommended in candidates:
-                    wrong.append(candidates.index(b.recommended) + 1)
+            wrong = [] if correct or b.recommended is None else [wrong_item_name(b.recommended, row, titles, years)]
             out.append(ScoredCompletion(total=b.total, normalised=scorer.normalised(b.total), correct=correct,
                                         wrong_item_names=wrong, parsed=bool(b.parsed.ok), components=b.metrics()))
         return out
@@ -263,7 +272,7 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
                                   else None, trainable=True)
     tokenizer.padding_side = "left"
     train_ds = build_dataset(view, queries, tokenizer, cfg)
-    scorer, score_fn = build_scorer(data_dir, graphs_dir, reward_dir, cfg, dict(view.titles))
+    scorer, score_fn = build_scorer(data_dir, graphs_dir, reward_dir, cfg, dict(view.titles), dict(view.years))
     curriculum = None
     if cfg.use_curriculum:
         curriculum = CurriculumScheduler(

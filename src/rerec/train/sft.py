@@ -33,7 +33,7 @@ from rerec.models.loading import model_device
 from rerec.models.profiles import PROFILES, get_profile
 from rerec.prompt import (
     CatalogView,
-    answer_item_ids,
+    answer_ranking,
     build_messages,
     candidate_lines,
     render_prompt,
@@ -225,7 +225,8 @@ def popularity_accuracy(rows: list[dict], view: CatalogView) -> float:
 def evaluate_choice(model: Any, tokenizer: Any, rows: list[dict], view: CatalogView, *, mode: str = "evidence",
                     max_history: int = 0, max_new_tokens: int = 64, batch_size: int = 16,
                     desc: str = "generate") -> dict:
-    """Greedy generation on ``rows`` (already shrunk): parse rate, Acc@1 and the completions."""
+    """Greedy generation on ``rows`` (already shrunk): parse rate, Acc@1, the completions and each row's
+    hit (the first answer item is a positive; :func:`rerec.prompt.answer_ranking`)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -248,10 +249,8 @@ def evaluate_choice(model: Any, tokenizer: Any, rows: list[dict], view: CatalogV
         n_tokens += int((new != tokenizer.pad_token_id).sum())
         completions += tokenizer.batch_decode(new, skip_special_tokens=True)
     parsed = [parse_answer(c).ok for c in completions]
-    hits = []
-    for row, text in zip(rows, completions, strict=True):
-        answered = answer_item_ids(text, row, view)
-        hits.append(bool(answered) and answered[0] in {str(p) for p in row["positives"]})
+    hits = [answer_ranking(text, row, view).top1 in {str(p) for p in row["positives"]}
+            for row, text in zip(rows, completions, strict=True)]
     n = max(len(rows), 1)
     by_type: dict[str, list[bool]] = {}
     for row, hit in zip(rows, hits, strict=True):
@@ -260,7 +259,7 @@ def evaluate_choice(model: Any, tokenizer: Any, rows: list[dict], view: CatalogV
         "parse_rate": sum(parsed) / n, "acc_at_1": sum(hits) / n, "n": len(rows),
         "acc_at_1_by_type": {t: sum(h) / len(h) for t, h in sorted(by_type.items())},
         "generate_s": time.perf_counter() - start, "generated_tokens": n_tokens,
-        "completions": completions, "prompts": prompts,
+        "completions": completions, "prompts": prompts, "hits": hits,
     }
 
 

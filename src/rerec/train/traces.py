@@ -1,7 +1,8 @@
 """Reasoning traces synthesised from the graphs, the SFT warm-up's targets (DESIGN.md, "SFT warm-up").
 
 A trace checks the request's stored conditions against the candidates, says what rules candidates
-out, notices a misinformed premise, and ends with ``format_answer([positive title])``. Every factual
+out, notices a misinformed premise, and ends with the boxed answer naming the positive (:func:`rerec.prompt.answer_text`: its title, or
+title and year when another candidate shares the title). Every factual
 sentence is decided by the item-attribute index (:class:`rerec.prompt.CatalogView`) and recorded as a
 :class:`Fact`, so tests can check each one against the graph. Several styles, picked by a seeded RNG,
 keep the model from learning one sentence.
@@ -17,10 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rerec.answer import format_answer
 from rerec.data.phrasing import genre_word
 from rerec.data.schema import decode_conditions
-from rerec.prompt import CatalogView, describe_shared
+from rerec.prompt import CatalogView, answer_text, describe_shared
 
 STYLES = ("checklist", "eliminate", "direct", "table", "scan")
 #: What ``synthesize_trace`` picks from when no style is given: the styles of free prose. ``table`` (one
@@ -258,5 +258,5 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
         style = "direct"
     if not lines:
         lines.append(f"{view.name(positive)} fits the request best.")
-    lines.append(format_answer([view.title(positive)]))
+    lines.append(answer_text(positive, query, view))
     return Trace(text="\n".join(lines), style=style, answer_id=positive, facts=facts)
