@@ -260,7 +260,7 @@ class ReRecGRPOTrainer(GRPOTrainer):
         if group_size >= 2:  # TRL's advantages are 0 for groups of one (evaluation only)
             output["advantages"] = self.estimator(rewards, penalised.to(device), mask, group_size,
                                                   w_penalty=self.advantage.w_penalty, sigma_floor=self.sigma_floor)
-        moved = (penalised & (self.advantage.w_penalty * rewards.abs().cpu() > 0).unsqueeze(1)).cpu()
+        moved = penalised & (self.advantage.w_penalty * rewards.abs().cpu() > 0).unsqueeze(1)  # penalty != 0
         penalised_any = int(moved.any(1).sum())
         penalised_tokens = float(moved.sum()) / max(float(mask.sum()), 1.0)
         uniform_rate = float(uniform_groups(rewards.cpu(), group_size)[1].float().mean()) if group_size >= 2 else 0.0
