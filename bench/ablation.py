@@ -7,8 +7,9 @@ plus the paired difference of each arm against plain GRPO on the same validation
     .venv/bin/python bench/ablation.py ... --arms all                 # + no_raae no_curriculum no_qas no_pas
     .venv/bin/python bench/ablation.py ... --profile cpu-hour         # 2 CPU cores: about 45 minutes
     .venv/bin/python bench/ablation.py ... --profile paper            # GPU: G=5, lr 5e-6, 768/768, w 0.3
+    .venv/bin/python bench/ablation.py ... --arms weights             # plain_grpo, rerec, rerec_paper_weights
     .venv/bin/python bench/ablation.py ... --arms rerec_p1,no_curriculum \
-        --variants '{"rerec_p1": {"probe_every": 1, "probe_fraction": 0.5}}'   # a named ReRec variant as an arm
+        --variants '{"rerec_p1": {"curriculum": {"probe_every": 1, "probe_fraction": 0.5}}}'   # a named variant
     .venv/bin/python bench/pool_ablation.py RUN_DIR ...               # pair arms across runs, pool over --seed
 
 Profiles:
@@ -18,6 +19,12 @@ Profiles:
   side by side (``--parallel``), lr 2e-4 (at the profile's 5e-5, 16 steps moved val Acc@1 by at most
   0.04), 24 training prompts so that the curriculum gets past its first epoch, 100 val queries.
 - ``paper``: ReRec's GPU settings.
+
+Arms are ablation switches (``none`` = ReRec, named ``rerec``), built-in variants (``rerec_paper_weights``,
+``plain_grpo_paper_weights``: the reward with the paper's weights, see ``docs/method.md``) or variants
+named with ``--variants``; a variant's options nest as the RFT config does (``{"reward": {"weights":
+"paper"}}``). ``--arms weights`` compares plain GRPO, ReRec and ReRec with the paper's reward weights in
+one run; every arm's resolved reward weights are recorded in ``ablation.json``.
 
 Every arm starts from the same weights, gets the same steps, seed and prompts. Any flag given overrides
 the profile. Prints a table and ONE JSON line at the end; writes ``ablation.json`` and the per-query hits
@@ -32,49 +39,61 @@ import json
 import re
 import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-ARMS_DEFAULT = ["plain_grpo", "none"]  # "none" = full ReRec
-ARMS_ALL = ["plain_grpo", "none", "no_raae", "no_curriculum", "no_qas", "no_pas"]
+ARM_SETS = {
+    "default": ["plain_grpo", "none"],  # "none" = full ReRec
+    "all": ["plain_grpo", "none", "no_raae", "no_curriculum", "no_qas", "no_pas"],
+    "weights": ["plain_grpo", "none", "rerec_paper_weights"],
+}
+# named arms every run knows, as RFTConfig overrides (nested like the RFT config)
+BUILTIN_VARIANTS = {
+    "rerec_paper_weights": {"reward": {"weights": "paper"}},
+    "plain_grpo_paper_weights": {"ablation": "plain_grpo", "reward": {"weights": "paper"}},
+}
 
 CPU_HOUR = dict(steps=22, lr=2e-4, n_train=24, n_eval=100, parallel=True)
-PAPER = dict(num_generations=5, lr=5e-6, max_completion_tokens=768, w_penalty=0.3, context_mode="titles",
-             n_candidates=20, batch_size=16)
+PAPER = dict(num_generations=5, lr=5e-6, max_completion_tokens=768, advantage={"w_penalty": 0.3},
+             context_mode="titles", n_candidates=20, batch_size=16)
 
 
 RESERVED = {"rerec", "sft_start"}  # result names that are not ablation switches
 
 
 def arm_fields(arm: str, variants: dict[str, dict]) -> tuple[str, dict]:
-    """An arm's name in the results and the RFTConfig fields it sets on top of the shared ones: an ablation
-    switch (``none`` = ReRec, named ``rerec``), or a variant named in ``--variants`` (ReRec unless the variant
-    sets ``ablation``)."""
+    """An arm's name in the results and the RFTConfig fields it sets on top of the shared ones (nested dicts
+    for the nested configs): an ablation switch (``none`` = ReRec, named ``rerec``), a built-in variant, or a
+    variant named in ``--variants`` (ReRec unless the variant sets ``ablation``)."""
     from rerec.errors import ConfigError
     from rerec.train.rft import ABLATIONS
 
-    if arm in variants:
-        return arm, {"ablation": "none", **variants[arm]}
+    named = {**BUILTIN_VARIANTS, **variants}
+    if arm in named:
+        return arm, {"ablation": "none", **named[arm]}
     if arm in ABLATIONS:
         return ("rerec" if arm == "none" else arm), {"ablation": arm}
-    raise ConfigError(f"--arms: unknown arm {arm!r}. Fix: use an ablation switch ({', '.join(ABLATIONS)}) or the "
-                      "name of a variant defined with --variants.")
+    raise ConfigError(f"--arms: unknown arm {arm!r}. Fix: use an ablation switch ({', '.join(ABLATIONS)}), a "
+                      f"built-in variant ({', '.join(BUILTIN_VARIANTS)}) or the name of a variant defined with "
+                      "--variants.")
 
 
 def check_variants(variants) -> dict[str, dict]:
-    """``--variants``: a JSON object of named arms, each an object of RFTConfig fields."""
+    """``--variants``: a JSON object of named arms, each an object of RFTConfig fields (nested configs as
+    nested objects)."""
     from rerec.errors import ConfigError
     from rerec.train.rft import ABLATIONS
 
     if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
         raise ConfigError('--variants: expected an object of named arms, each an object of RFTConfig fields, e.g. '
-                          '\'{"rerec_probe1": {"probe_every": 1}}\'.')
+                          '\'{"rerec_probe1": {"curriculum": {"probe_every": 1}}}\'.')
     bad = [name for name in variants if not re.fullmatch(r"[A-Za-z0-9_.-]+", name)]
     if bad:
         raise ConfigError(f"--variants: {bad[0]!r} cannot name an arm (it names the arm's output folder). Fix: use "
                           "letters, digits, '_', '.' and '-'.")
-    clash = sorted(set(variants) & (set(ABLATIONS) | RESERVED))
+    clash = sorted(set(variants) & (set(ABLATIONS) | RESERVED | set(BUILTIN_VARIANTS)))
     if clash:
         raise ConfigError(f"--variants: {', '.join(clash)} already name(s) an arm. Fix: give the variant another "
                           "name, such as rerec_probe1.")
@@ -120,7 +139,7 @@ def summarise(records: list[dict], baseline: list[dict] | None) -> dict:
 
 def setup(args):
     """The arms' shared RFT config (before the ablation switch), the item view and the validation rows."""
-    from rerec.config import dataclass_from_dict
+    from rerec.config import dataclass_from_dict, merge_config_dicts
     from rerec.prompt import shrink_candidates
     from rerec.train.rft import RFTConfig
     from rerec.train.sft import load_view_and_queries, query_rows
@@ -129,10 +148,10 @@ def setup(args):
     overrides = {k: v for k, v in (("lr", args.lr), ("max_completion_tokens", args.max_completion_tokens),
                                    ("batch_size", args.batch_size), ("num_generations", args.num_generations))
                  if v is not None}
-    base_cfg = dataclass_from_dict(RFTConfig, {
+    base_cfg = dataclass_from_dict(RFTConfig, merge_config_dicts({
         "profile": args.model_profile if args.profile != "paper" else "paper", "steps": args.steps,
         "n_train": args.n_train, "seed": args.seed, "save_steps": 10**9, "threads": args.threads,
-        **extra, **overrides, **args.rft_config}, where="--rft-config")
+        **extra, **overrides}, args.rft_config), where="--rft-config")
     view, queries = load_view_and_queries(args.data, args.graphs)
     resolved = base_cfg.resolved()
     rows = [shrink_candidates(r, resolved.n_candidates, view, seed=args.seed)
@@ -142,18 +161,21 @@ def setup(args):
 
 def train_and_evaluate(args, arm: str, cfg, view, rows) -> tuple[str, dict, list[dict]]:
     """Train one arm from the SFT checkpoint, then score it on the validation rows."""
-    from rerec.config import dataclass_from_dict
-    from rerec.train.rft import RFTConfig, rft
+    from rerec.config import config_with
+    from rerec.train.rft import rft
 
     name, fields = arm_fields(arm, args.variants)
-    cfg = dataclass_from_dict(RFTConfig, {**cfg.__dict__, **fields}, where=f"arm {name}")
+    cfg = config_with(cfg, fields, where=f"arm {name}")
     t0 = time.perf_counter()
     metrics = rft(args.data, args.graphs, args.reward, args.sft, args.out / name, cfg)
     train_s = time.perf_counter() - t0
-    recs = evaluate_arm(args.out / name, rows, view, cfg.resolved())
+    resolved = cfg.resolved()
+    recs = evaluate_arm(args.out / name, rows, view, resolved)
     return name, {"train_s": train_s, "eval_s": time.perf_counter() - t0 - train_s, "steps": metrics["steps"],
                   "final_train_reward": metrics.get("final_reward"),
-                  "peak_memory_mb": metrics.get("peak_memory_mb")}, recs
+                  "peak_memory_mb": metrics.get("peak_memory_mb"),
+                  "reward": asdict(resolved.reward), "advantage": asdict(resolved.advantage),
+                  "curriculum": asdict(resolved.curriculum)}, recs
 
 
 def _arm_worker(args, arm: str, threads: int) -> tuple[str, dict, list[dict]]:
@@ -202,11 +224,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--profile", choices=("cpu", "cpu-hour", "paper"), default="cpu")
     ap.add_argument("--model-profile", default="smollm2", help="Model profile giving the CPU budgets.")
-    ap.add_argument("--arms", default="default", help="'default' (plain_grpo, rerec), 'all', or a comma list of "
-                                                      "ablation names (none = ReRec) and --variants names.")
+    ap.add_argument("--arms", default="default", help="'default' (plain_grpo, rerec), 'all' (+ the four single "
+                                                      "ablations), 'weights' (plain_grpo, rerec, rerec_paper_weights), "
+                                                      "or a comma list of ablation names (none = ReRec), built-in "
+                                                      f"variants ({', '.join(BUILTIN_VARIANTS)}) and --variants names.")
     ap.add_argument("--variants", type=json.loads, default={},
-                    help='Named arms with their own RFTConfig fields, as a JSON object, e.g. \'{"rerec_tau01": '
-                         '{"tau": 0.1}}\' (ReRec unless a variant sets "ablation"); list them in --arms.')
+                    help='Named arms with their own RFTConfig fields, as a JSON object nested like the RFT config, '
+                         'e.g. \'{"rerec_tau01": {"curriculum": {"tau": 0.1}}}\' (ReRec unless a variant sets '
+                         '"ablation"); list them in --arms.')
     ap.add_argument("--steps", type=int, default=None, help="RFT steps per arm (equal budget).")
     ap.add_argument("--lr", type=float, default=None, help="RFT learning rate (default: the profile's).")
     ap.add_argument("--max-completion-tokens", type=int, default=None, help="Rollout length (default: the profile's).")
@@ -222,8 +247,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads in all (0 = every core).")
     ap.add_argument("--rft-config", type=json.loads, default={},
-                    help='More RFTConfig fields for every arm, as a JSON object: e.g. \'{"probe_every": 1, '
-                         '"probe_fraction": 0.5}\' (the arm still sets its ablation switches).')
+                    help='More RFTConfig fields for every arm, as a JSON object nested like the RFT config: e.g. '
+                         '\'{"curriculum": {"probe_every": 1}, "reward": {"weights": "paper"}}\' (the arm still '
+                         'sets its ablation switches and its variant\'s fields).')
     ap.add_argument("--eval-start", action=argparse.BooleanOptionalAction, default=True,
                     help="Also score the SFT checkpoint itself (the arms' common start).")
     ap.add_argument("--parallel", action=argparse.BooleanOptionalAction, default=None,
@@ -237,12 +263,11 @@ def main(argv=None) -> int:
 
     import torch
 
-    from rerec.config import dataclass_from_dict
-    from rerec.train.rft import RFTConfig
+    from rerec.config import config_with
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    arms = {"default": ARMS_DEFAULT, "all": ARMS_ALL}.get(args.arms) or args.arms.split(",")
+    arms = ARM_SETS.get(args.arms) or args.arms.split(",")
     args.variants = check_variants(args.variants)
     names = [arm_fields(arm, args.variants)[0] for arm in arms]  # unknown arms fail here, before any work
     if len(set(names)) != len(names):
@@ -253,7 +278,7 @@ def main(argv=None) -> int:
     base_cfg, view, rows = setup(args)
     for arm in arms:  # a variant's mistyped field fails here, before any arm trains
         name, fields = arm_fields(arm, args.variants)
-        dataclass_from_dict(RFTConfig, {**base_cfg.__dict__, **fields}, where=f"--variants {name}")
+        config_with(base_cfg, fields, where=f"--variants {name}").resolved()
     resolved = base_cfg.resolved()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -269,9 +294,9 @@ def main(argv=None) -> int:
         for arm in arms:
             cfg = base_cfg
             if args.arm_budget_s and first_steps is None:
-                cfg = RFTConfig(**{**cfg.__dict__, "time_budget_s": args.arm_budget_s})
+                cfg = replace(cfg, time_budget_s=args.arm_budget_s)
             elif first_steps is not None:
-                cfg = RFTConfig(**{**cfg.__dict__, "stop_after_steps": first_steps})  # same LR schedule, same steps
+                cfg = replace(cfg, stop_after_steps=first_steps)  # same LR schedule, same steps
             name, results[name], records[name] = train_and_evaluate(args, arm, cfg, view, rows)
             if args.arm_budget_s and first_steps is None:
                 first_steps = int(results[name]["steps"])
@@ -298,7 +323,9 @@ def main(argv=None) -> int:
                "steps_per_arm": sorted({r["steps"] for r in results.values() if "steps" in r}),
                "parallel": args.parallel, "lr": resolved.lr, "n_train": args.n_train, "batch_size": resolved.batch_size,
                "num_generations": resolved.num_generations, "n_eval": len(rows), "seed": args.seed,
-               "rft_config": args.rft_config, "variants": {v: args.variants[v] for v in arms if v in args.variants},
+               "rft_config": args.rft_config,
+               "variants": {v: {**BUILTIN_VARIANTS, **args.variants}[v] for v in arms
+                            if v in args.variants or v in BUILTIN_VARIANTS},
                "device": "cuda" if torch.cuda.is_available() else "cpu", "arms": results}
     (args.out / "ablation.json").write_text(json.dumps(summary, indent=2))
     # per-query hits, so that arms of separate runs (same --n-eval and --seed) can be paired later

@@ -68,8 +68,9 @@ def main(argv=None) -> int:
 
     from rerec.models.loading import load_tokenizer, resolve_model_dir
     from rerec.train.curriculum import CurriculumConfig, CurriculumScheduler
-    from rerec.train.grpo import RAAEOptions, ReRecGRPOTrainer
+    from rerec.train.grpo import ReRecGRPOTrainer
     from rerec.train.precision import trainer_precision
+    from rerec.train.raae import AdvantageConfig
 
     torch.set_num_threads(args.threads)
     cuda = torch.cuda.is_available()
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
                         reward_funcs=[plain_reward])
     curriculum = CurriculumScheduler(dataset["prompt_id"], CurriculumConfig(probe_every=1, min_active=1), seed=args.seed)
     rerec = ReRecGRPOTrainer(model=load(), args=config("rerec"), train_dataset=dataset, processing_class=tokenizer,
-                             score_fn=toy_score_fn, raae=RAAEOptions(advantage_estimator="raae", segment_mode="step"),
+                             score_fn=toy_score_fn, advantage=AdvantageConfig(estimator="raae", segment_mode="step"),
                              curriculum=curriculum, prompts_per_epoch=args.prompts * 2)
 
     arms = {"trl": plain, "rerec": rerec}

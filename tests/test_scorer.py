@@ -343,3 +343,31 @@ def test_reward_and_evaluation_read_the_same_recommendation_on_random_completion
     for text, b in zip(texts, breakdowns, strict=True):
         answer = answer_ranking(text, QUERY, view)
         assert b.matched_items == answer.ranked and b.recommended == answer.top1, text
+
+
+@pytest.mark.parametrize("weights, right, wrong, invalid, bounds", [
+    # rerec: 1 + 0.5 QAS + 0.5 PAS + 1.0 x (+0.1 / -0.5); Heat: QAS 1/2 (crime, not by d2), PAS 1/2
+    ("rerec", 1 + 0.5 + 0.5 + 0.1, 0.5 * 0.5 + 0.5 * 0.5 + 0.1, -0.5, (-0.5, 2.1)),
+    # paper: NDCG@1 + 0.01 QAS + 0.01 PAS + 0.1 x (+0.5 / -0.5)
+    ("paper", 1 + 0.01 + 0.01 + 0.05, 0.01 * 0.5 + 0.01 * 0.5 + 0.05, -0.05, (-0.05, 1.07)),
+])
+def test_weight_presets_by_hand(weights, right, wrong, invalid, bounds):
+    s = scorer(RewardConfig(weights=weights))
+    totals = [b.total for b in s.score(["\\boxed{Fargo}", "\\boxed{Heat}", "no box"], [QUERY] * 3)]
+    assert totals == pytest.approx([right, wrong, invalid])
+    assert s.bounds == pytest.approx(bounds)  # the curriculum's r_hat follows the weights
+    assert s.normalised(wrong) == pytest.approx((wrong - bounds[0]) / (bounds[1] - bounds[0]))
+    assert s.config_dict()["weights"] == weights and s.config_dict()["w_format"] is not None
+
+
+def test_explicit_weights_override_the_preset():
+    config = RewardConfig(weights="paper", w_query=0.5, format_bonus=0.2)
+    assert config.w_query == 0.5 and config.w_pref is None  # unset until resolved
+    resolved = config.resolved()
+    assert (resolved.w_query, resolved.w_pref, resolved.w_format, resolved.format_bonus, resolved.format_penalty) == \
+        (0.5, 0.01, 0.1, 0.2, 0.5)
+    assert resolved.resolved() == resolved
+    b = scorer(config).score(["\\boxed{Heat}"], [QUERY])[0]
+    assert b.total == pytest.approx(0.5 * 0.5 + 0.01 * 0.5 + 0.1 * 0.2)
+    with pytest.raises(ConfigError, match="unknown reward weights preset 'papr'"):
+        RewardConfig(weights="papr")
