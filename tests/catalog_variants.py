@@ -202,10 +202,9 @@ def _one_genre_row(t) -> None:
 
 def _users_lists(t) -> None:
     users = t["users"]
-    users["genres"] = "Comedy|Drama"
-    users["history"] = "1,2,3"
+    users["genres"] = "Comedy|Drama"  # was split into characters
+    users["history"] = np.arange(len(users), dtype=np.int64)  # an int column named like a list: was a crash
     users["age"] = users["age"].astype("int64")
-    users["visits"] = np.arange(len(users), dtype=np.int64)
 
 
 def _datetime_ts(t) -> None:
@@ -326,7 +325,7 @@ VARIANTS: list[Variant] = [
             _parquet(_special_titles)),
     Variant("control-chars-in-titles", "titles with newline, tab, CR and a bell character",
             _parquet(_control_titles), notes=("control_characters",)),
-    Variant("users-genres-history-int", "users.parquet with 'genres' and 'history' strings and int columns",
+    Variant("users-genres-history-int", "users.parquet with a string 'genres' column and int 'history' and 'age'",
             _parquet(_users_lists)),
     Variant("datetime-timestamps", "native parquet timestamp[ns] column", _parquet(_datetime_ts),
             notes=("timestamps_from_datetimes",)),

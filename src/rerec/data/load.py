@@ -1,6 +1,6 @@
 """Load a dataset folder into a validated :class:`rerec.data.schema.Catalog`, and save one back.
 
-Two input formats (DESIGN.md, "Data"):
+Two input formats (docs/data.md):
 
 - parquet tables: ``items.parquet``, ``interactions.parquet``, ``item_attributes.parquet``, optional
   ``users.parquet`` and ``queries.parquet`` (a prepared data folder is one of these);
@@ -8,16 +8,22 @@ Two input formats (DESIGN.md, "Data"):
   with ``name:type`` headers, ``.item`` and ``.inter`` required, ``.user``, ``.kg`` and ``.link``
   optional. The item table takes ``title`` from ``movie_title`` (or ``title``), ``year`` from
   ``release_year`` (or ``year``) and ``genres`` from ``class`` (or ``genre``/``genres``) split on
-  spaces. The knowledge graph (``.kg`` head/relation/tail over entities, ``.link`` item -> entity)
-  becomes the item-centric long table ``item_attributes``: Freebase triples come in both directions,
-  so for each triple whichever side is linked to an item is the item and the other side the entity;
-  relations are renamed by :data:`~rerec.data.schema.KG_RELATIONS` (unknown ones keep their last
-  dotted component) and duplicates dropped. Triples that touch no item are dropped and counted in
-  ``Catalog.meta``.
+  spaces; a lower-priority column of the same meaning is kept as ``<name>_unused``. The knowledge
+  graph (``.kg`` head/relation/tail over entities, ``.link`` item -> entity) becomes the item-centric
+  long table ``item_attributes``: Freebase triples come in both directions, so for each triple
+  whichever side is linked to an item is the item and the other side the entity; duplicates are
+  dropped. Triples that touch no item are dropped and counted in ``Catalog.meta``.
 
-Both formats then get the named attributes ``genre`` (one row per genre), ``year`` and ``decade``
-("1990s") derived from the item table, unless ``item_attributes`` already has that relation (so a
-saved catalog loads back identical).
+Both formats name relations in one vocabulary (:func:`rerec.data.schema.relation_name`, with an
+optional user ``relation_map``), and both then get the named attributes ``genre`` (one row per
+genre, merged both ways with any ``genre`` rows the table already has), ``year`` and ``decade``
+("1990s") derived from the item table for the items that have none.
+
+Input that is valid in spirit is normalised, never silently: re-watches (repeated user-item rows)
+keep the latest, genres given as bytes or as one ``|``- or ``,``-separated string are decoded and
+split, blank genres and "(no genres listed)" dropped, control characters in titles, genres, entities
+and query text become a space, datetime or ISO 8601 timestamps become seconds. Every change is a
+``{"key", "table", "count", "change"}`` entry of ``Catalog.meta["normalisations"]`` and a log line.
 
 ``load_catalog(None)`` is the embedded MovieLens-100k (943 users, 1,682 items, 100,000 ratings).
 """

@@ -9,8 +9,10 @@ joins never depend on dtype. Tables:
   ``timestamp`` (Int64, nullable).
 - ``item_attributes``: long table ``item_id``, ``relation``, ``entity`` (all str), item-centric:
   the item *has* ``relation`` ``entity`` ("42", "director", "m.0abc"). It holds the knowledge graph
-  with relation names normalised by :data:`KG_RELATIONS` plus the named attributes derived from the
+  with relation names in one vocabulary (:func:`relation_name`: a user mapping, then
+  :data:`KG_RELATIONS`, then a Freebase path's last part) plus the named attributes derived from the
   item table (``genre``, ``year``, ``decade``), so a query condition is one (relation, entity) pair.
+  ``co_interaction`` is reserved for interest-query conditions and is never a row.
 - ``users`` (optional): ``user_id`` (str, unique) plus demographics.
 - ``queries`` (optional, generated when absent): see :data:`QUERY_COLUMNS`.
 
