@@ -25,10 +25,14 @@ every condition — and ``n_candidates - 1`` negatives that each fail at least o
 
 Hard negatives (a ``hard_negative_share`` of the negatives, where enough exist) meet some conditions
 but not all; for one-condition queries they are near misses (share another named attribute with the
-positive, another person with X, or sit just outside X's co-interaction neighbourhood). Items in the
-shown history are never candidates. Negatives are drawn near the positive's popularity
-(:func:`popularity_weights`), so "the most popular candidate" is no shortcut. Candidates are shuffled;
-everything is a function of the seed.
+positive, another person with X, or sit just outside X's co-interaction neighbourhood). No item the
+user interacted with (liked or not) is ever a negative, the misinformed trap included. Negatives are
+drawn near the positive's popularity (:func:`popularity_weights`), so "the most popular candidate" is
+no shortcut. Candidates are shuffled; everything is a function of the seed.
+
+Splits: each (user, liked item) pair has its split before any query is built
+(:func:`rerec.data.splits.assign_pair_splits`); a query takes its positive's pair split, and a user's
+held-out (val/test) pairs never appear in any of that user's histories or named (``via``) items.
 """
 
 from __future__ import annotations
