@@ -27,7 +27,8 @@ def make_catalog() -> Catalog:
     for n in range(16):
         candidates = [str(1 + (n + j) % 8) for j in range(5)]
         positive = candidates[n % 5]
-        cond = [{"relation": "genre", "entity": "Crime", "text": "crime"}] * (1 + n % 2)
+        genre = items["genres"].iloc[int(positive) - 1][0]  # a positive meets its own conditions
+        cond = [{"relation": "genre", "entity": genre, "text": genre.lower()}] * (1 + n % 2)
         rows.append({"query_id": f"q{n}", "user_id": users[n % 6], "type": TYPES[n % 4],
                      "text": f"something like {TITLES[n % 8]}", "conditions": encode_conditions(cond),
                      "positives": [positive], "candidates": candidates, "history": [candidates[(n + 1) % 5]],

@@ -87,6 +87,26 @@ def test_shrink_candidates_keeps_positive_and_hardest_negatives_in_order():
     assert shrink_candidates(query, 3, view, seed=1) == again  # deterministic
 
 
+def test_shrink_candidates_keeps_a_misinformed_querys_trap():
+    # "a comedy like Heat": Heat (3) is the false premise and meets no condition, while Toy Story (4)
+    # meets the comedy condition: ranked by conditions met alone, Heat is the first negative cut
+    view = small_view()
+    query = {"query_id": "m1", "type": "misinformed", "positives": ["2"], "candidates": ["5", "4", "3", "2", "6"],
+             "conditions": encode_conditions([
+                 {"relation": "genre", "entity": "Comedy", "text": "a comedy",
+                  "false_premise": {"item_id": "3", "text": "like Heat"}},
+                 {"relation": "decade", "entity": "1980s", "text": "from the 80s"}])}
+    for seed in range(5):
+        assert shrink_candidates(query, 2, view, seed=seed)["candidates"] == ["3", "2"]
+        assert shrink_candidates(query, 3, view, seed=seed)["candidates"] == ["4", "3", "2"]
+    without_trap = {**query, "conditions": encode_conditions([{"relation": "genre", "entity": "Comedy"},
+                                                              {"relation": "decade", "entity": "1980s"}])}
+    assert "3" not in shrink_candidates(without_trap, 2, view, seed=0)["candidates"]
+    # a trap that is no candidate (or is the positive) takes no slot
+    elsewhere = {**query, "candidates": ["5", "4", "2", "6"]}
+    assert shrink_candidates(elsewhere, 2, view, seed=0)["candidates"] == ["4", "2"]
+
+
 def test_render_prompt_uses_chat_template_with_generation_prompt():
     from rerec.models.loading import load_tokenizer
     from rerec.prompt import render_prompt

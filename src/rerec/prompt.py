@@ -233,8 +233,10 @@ def answer_text(item_id: str, query: Mapping, view: CatalogView) -> str:
 
 
 def shrink_candidates(query: Mapping, n: int, view: CatalogView | None = None, seed: int = 0) -> dict:
-    """A copy of ``query`` showing only ``n`` candidates: its positives plus the hardest negatives
-    (those meeting most of the stored conditions; ties broken by a seeded shuffle), in stored order.
+    """A copy of ``query`` showing only ``n`` candidates, in stored order: its positives, then the
+    trap items of a misinformed query (each condition's ``false_premise.item_id``: without them the
+    false premise tests nothing), then the hardest other negatives (those meeting most of the stored
+    conditions; ties broken by a seeded shuffle).
 
     CPU profiles show few candidates (DESIGN.md); training and evaluation must shrink with the same
     function and seed so they see the same lists.
@@ -244,15 +246,21 @@ def shrink_candidates(query: Mapping, n: int, view: CatalogView | None = None, s
         return dict(query)
     positives = {str(p) for p in query["positives"]}
     conditions = decode_conditions(query.get("conditions") or [])
+    traps = [str(c["false_premise"]["item_id"]) for c in conditions
+             if isinstance(c.get("false_premise"), dict) and c["false_premise"].get("item_id") is not None]
+    traps = [t for t in dict.fromkeys(traps) if t in candidates and t not in positives]
     rng = np.random.default_rng([seed, zlib.crc32(str(query.get("query_id", "")).encode())])
     negatives = [c for c in candidates if c not in positives]
     order = rng.permutation(len(negatives))
+    rank = np.empty(len(negatives), dtype=np.int64)
+    rank[order] = np.arange(len(negatives))  # negative i's place in the seeded shuffle
     if view is not None and conditions:
         met = [sum(view.satisfies(c, k["relation"], k["entity"]) for k in conditions) for c in negatives]
-        ranked = sorted(range(len(negatives)), key=lambda i: (-met[i], int(np.where(order == i)[0][0])))
+        ranked = sorted(range(len(negatives)), key=lambda i: (-met[i], int(rank[i])))
     else:
         ranked = [int(i) for i in order]
-    keep = positives | {negatives[i] for i in ranked[: max(n - len(positives), 0)]}
+    others = [negatives[i] for i in ranked if negatives[i] not in traps]
+    keep = positives | set((traps + others)[: max(n - len(positives), 0)])
     out = dict(query)
     out["candidates"] = [c for c in candidates if c in keep]
     return out
