@@ -297,3 +297,31 @@ def test_generated_queries_of_a_variant_are_consistent_with_its_tables(prepared)
             if "false_premise" in cond:
                 assert cond["false_premise"]["item_id"] in row.candidates
                 assert cond["false_premise"]["item_id"] not in row.history
+
+
+@pytest.mark.parametrize("name", ["special-titles", "control-chars-in-titles", "parquet-base", "recbole-base"])
+def test_every_gold_trace_scores_as_its_own_positive(name, prepared):
+    """The SFT target of every query, in every trace style, is read back as the query's positive by the
+    evaluation's ranking and earns the reward's NDCG of 1: titles with ';', braces, backslashes,
+    '\\boxed{', films titled "10" or "9" and remakes sharing a title included."""
+    from rerec.prompt import answer_ranking, candidate_lines
+    from rerec.reward.scorer import RewardScorer
+    from rerec.train.traces import STYLES, synthesize_trace
+
+    _, out, _ = prepared(name)
+    catalog = load_catalog(out)
+    view = CatalogView.from_catalog(catalog)
+    scorer = RewardScorer(titles=view.titles, years=view.years)
+    queries = catalog.queries.to_dict("records")
+    texts, rows = [], []
+    for query in queries:
+        lines = candidate_lines(query, view)
+        for style in STYLES:
+            text = synthesize_trace(query, view, style=style, candidate_lines=lines).text
+            assert answer_ranking(text, query, view).ranked == [str(query["positives"][0])], (style, text)
+            texts.append(text)
+            rows.append(query)
+    assert all(b.ndcg == 1.0 and b.valid for b in scorer.score(texts, rows))
+    if name == "special-titles":  # the unusual titles are really among the answers checked
+        unusual = {i for i, t in view.titles.items() if any(c in t for c in ";{}\\") or t in ("10", "9", "Cape Fear")}
+        assert sum(str(q["positives"][0]) in unusual for q in queries) >= 3
