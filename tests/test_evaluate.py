@@ -237,6 +237,8 @@ def test_base_row_always_present_with_its_own_budget(folders):
     assert report["paired"][0]["by_type"]["all"]["n"] == 0 and "no query in common" in report["paired"][0]["verdict"]
     assert paired_result(report, "rft", "base") is None
     assert any("Base row: the zero-shot model" in n for n in report["notes"])
+    md = (folders / "out_base" / "report.md").read_text()
+    assert "| base | llm | 0 | – | – | – | – | – | – |" in md  # still a row of the headline table
 
 
 def test_score_query_reads_top_k_items():

@@ -102,11 +102,11 @@ def test_ranking_table_holds_full_rankers_only():
 def test_how_to_read_says_how_each_metric_is_computed_and_which_split():
     md = render_markdown(build_blocks(make_report(), {}))
     how = section(md, "How to read this")
-    assert "**test** split" in how and "each query shows 4 candidates" in how
+    assert "the **test** split" in how and "each showing 4 candidates" in how
     assert "first answer item only" in how and "boxing every candidate earns nothing extra" in how
-    assert "K ≥ 4 (the candidate count) is left out" in how
-    assert "Paired difference" in how and "*Not separated*" in how
-    assert "zero-shot model smollm2" in how
+    assert "LLMs are left out" in how and "K ≥ 4 (the candidate count) is not reported" in how
+    assert "Paired difference" in how and "*not separated*" in how
+    assert "zero-shot model smollm2" in how and "1000 resamples" in how
     report = make_report() | {"top_k": 3, "n_candidates": {"min": 20, "max": 20}}
     how = section(render_markdown(build_blocks(report, {})), "How to read this")
     assert "its first 3 answer items" in how and "only at K ≤ 3" in how and "K ≥ 20" in how
@@ -163,7 +163,7 @@ def test_write_report_files_and_html(tmp_path):
     assert page.count("data:image/png;base64,") == 3
     assert "<th>Acc@1</th>" not in page and "<th>all</th>" in page and "<b>test</b>" in page
     assert "<h2>Paired differences in Acc@1</h2>" in page and "<h2>How to read this</h2>" in page
-    assert "<i>Not separated</i>" in page
+    assert "<i>not separated</i>" in page
     assert "I am not sure | maybe" in page  # completions are escaped, not parsed
     assert set(paths) >= {"report.md", "report.html", "retention", "headline", "paired"}
 

@@ -60,7 +60,7 @@ def _colors(report: dict, names: list[str]) -> list:
     out, b, k = [], 0, 0
     for m in names:
         if kinds.get(m) == "baseline":
-            out.append(greys(0.35 + 0.45 * b / max(1, n_base - 1)))
+            out.append(greys(0.3 + 0.4 * b / max(1, n_base - 1)))
             b += 1
         else:
             out.append(tab(k % 10))
@@ -192,40 +192,37 @@ def _paired_table(paired: list[dict], types: list[str]) -> tuple:
 
 
 def _how_to_read(report: dict) -> list[str]:
+    """The short definitions a reader needs, with this report's split, candidate count and top_k."""
     top_k = report.get("top_k", 1)
     n = report.get("n_candidates", {})
     shown = "" if not n else (f"{n['min']}" if n["min"] == n["max"] else f"{n['min']} to {n['max']}")
-    items = f"its first {top_k} answer items" if top_k > 1 else "its first answer item only"
+    read = f"its first {top_k} answer items" if top_k > 1 else "its first answer item only"
+    llms = (f"an LLM answering {top_k} items only at K ≤ {top_k}" if top_k > 1 else
+            "a top-1 LLM would score its Acc@1 again, so LLMs are left out")
     out = [
-        f"**Split.** Every figure comes from the **{report['split']}** split, all rows on the same queries"
-        + (f"; each query shows {shown} candidates." if shown else "."),
-        "**Acc@1** (= Hit@1): the share of queries whose first recommended item is the held-out positive. A "
-        f"baseline recommends its top-ranked candidate. An LLM is scored on {items} (top_k = {top_k}, as "
-        "the reward asks): boxing every candidate earns nothing extra, and an answer item that names no "
-        "candidate keeps its place as a miss. A completion without a parsable answer scores 0. Acc@1 is "
-        "the headline, the one metric every row is compared on.",
-        "**NDCG@K** = DCG@K / IDCG@K, DCG@K summing 1 / log2(r + 1) over the ranks r ≤ K that hold a "
-        "positive; **Recall@K**: the share of positives in the first K; **MRR**: the mean of 1 / rank of the "
-        "positive. They are shown for rankers "
-        "whose list reaches depth K: the baselines rank every candidate"
-        + (f"; an LLM answering {top_k} items only at K ≤ {top_k}" if top_k > 1 else
-           "; a top-1 LLM's NDCG@K would be its Acc@1 again, so LLMs are not in that table")
-        + (f". K ≥ {n['min']} (the candidate count) is left out: a full ranking scores Recall@K = 1 there."
-           if n else "."),
-        "**Intervals**: 95% percentile bootstrap of the mean over queries "
+        f"**Split**: every figure comes from the **{report['split']}** split; all rows are scored on the same "
+        "queries" + (f", each showing {shown} candidates." if shown else "."),
+        "**Acc@1** (= Hit@1), the headline: the share of queries whose first recommended item is the positive. "
+        f"A baseline recommends its top-ranked candidate; an LLM is scored on {read} (top_k = {top_k}, as in "
+        "the reward), so boxing every candidate earns nothing extra, and an item naming no candidate, or no "
+        "parsable answer, is a miss.",
+        "**NDCG@K** (hits at rank r ≤ K weighted 1 / log2(r + 1), over the ideal), **Recall@K** (positives in "
+        f"the first K) and **MRR** (mean 1 / rank of the positive) are shown for rankers whose list reaches "
+        f"depth K: the baselines rank every candidate; {llms}."
+        + (f" K ≥ {n['min']} (the candidate count) is not reported: a full ranking has Recall@K = 1 there."
+           if n else ""),
+        "**[low, high]**: 95% percentile bootstrap interval of the mean over queries "
         f"({report.get('config', {}).get('n_boot', 1000)} resamples, seeded).",
-        "**Paired difference** A − B: the mean over the queries both answered of A's per-query Acc@1 "
-        "minus B's (+1 where only A is right, −1 where only B is). Its interval resamples those "
-        "differences, within each query type for the overall figure. *Not separated* means the interval "
-        "holds 0: these queries cannot tell the two apart.",
-        "**Parse rate**: the share of an LLM's completions with a parsable boxed answer.",
-        "**Query types**: explicit queries can be answered by checking the shown evidence; implicit, "
-        "misinformed and interest-based ones carry the verdict. No baseline reads a query's stored conditions.",
+        "**Paired difference** A − B: the mean per-query Acc@1 difference on the queries both answered (+1 "
+        "where only A is right, −1 where only B is), its interval from resampling those differences within "
+        "each query type; *not separated* when the interval holds 0.",
     ]
     base = report.get("base")
     if base:
-        out.append(f"**base** is the zero-shot model {base['source']}, without any fine-tuning; general-ability "
-                   "retention ratios are against it.")
+        out.append(f"**base** is the zero-shot model {base['source']}, without fine-tuning; retention ratios are "
+                   "against it. **Parse rate**: the share of an LLM's completions with a parsable boxed answer.")
+    out.append("**Query types**: explicit queries can be answered from the shown evidence; implicit, misinformed "
+               "and interest-based ones carry the verdict. No baseline reads a query's stored conditions.")
     return out
 
 
@@ -247,9 +244,9 @@ def build_blocks(report: dict, figures: dict[str, str]) -> list[tuple]:
     blocks.append(("h", 2, "Acc@1 by query type"))
     blocks.append(("p", "Every row on the same queries; mean [95% interval]. Baselines are grey in the figure."))
     rows = []
-    for m in [m for m in report["models"] if (m, "all") in cell]:
-        parsed = cell[(m, "all")].get("parsed")
-        rows.append([m, report["kinds"].get(m, ""), str(cell[(m, "all")]["n"]),
+    for m in report["models"]:  # a model that answered nothing within its budget stays a row, n = 0
+        parsed = cell.get((m, "all"), {}).get("parsed")
+        rows.append([m, report["kinds"].get(m, ""), str(cell.get((m, "all"), {}).get("n", 0)),
                      *[_fmt(cell[(m, t)], "acc@1") if (m, t) in cell else "–" for t in types],
                      f"{parsed:.2f}" if report["kinds"].get(m) == "llm" and parsed is not None else "–"])
     blocks.append(("table", ["model", "kind", "n", *types, "parse rate"], rows))
