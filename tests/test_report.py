@@ -165,6 +165,7 @@ def test_write_report_files_and_html(tmp_path):
     assert "<h2>Paired differences in Acc@1</h2>" in page and "<h2>How to read this</h2>" in page
     assert "<i>not separated</i>" in page
     assert "I am not sure | maybe" in page  # completions are escaped, not parsed
+    assert "<td>0.600 [0.500,&nbsp;0.700]</td>" in page  # a cell wraps before its interval, never inside
     assert set(paths) >= {"report.md", "report.html", "retention", "headline", "paired"}
 
 

@@ -551,9 +551,13 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
             result = evaluate_llm(name, path, queries, view, config, ks, n_max, time_budget_s=budget)
             rows += result["rows"]
             llm[name] = result
-            if result["stats"]["budget_exhausted"]:
-                notes.append(f"{name}: the time budget ran out after {result['stats']['n_generated']} of "
-                             f"{len(queries)} queries; its rows cover those only.")
+            stats = result["stats"]
+            if stats["budget_exhausted"] and stats["n_generated"] < len(queries):
+                notes.append(f"{name}: the time budget ran out after {stats['n_generated']} of {len(queries)} "
+                             "queries; its rows cover those only.")
+            elif stats["budget_exhausted"]:
+                notes.append(f"{name}: the time budget ran out during its last batch; answers cut short there "
+                             "score as unparsed (a larger --rec-time-budget-s avoids it).")
         table, by_conditions = aggregate_rows(rows, ks, config.top_k, n_max, config.n_boot, config.seed)
         per_query = pd.DataFrame(rows)
         report = {
@@ -614,9 +618,11 @@ def cli_main(args: argparse.Namespace) -> int:
         raise ConfigError("Two --model flags share a name. Fix: give each model its own NAME.")
     report = evaluate(args.data, args.graphs, args.reward, models, args.out, dataclass_from_args(EvalConfig, args))
     print(f"Evaluation report written to {args.out / 'report.md'}")
-    for row in report["table"]:
-        if row["type"] == "all":
-            print(f"  {row['model']:<14} acc@1 {row['acc@1']:.3f}  parse rate {row['parsed']:.2f}  (n={row['n']})")
+    overall = {row["model"]: row for row in report["table"] if row["type"] == "all"}
+    for name in report["models"]:
+        if name in overall:
+            row = overall[name]
+            print(f"  {name:<14} acc@1 {row['acc@1']:.3f}  parse rate {row['parsed']:.2f}  (n={row['n']})")
     for entry in report["paired"]:
         print(f"  {entry['verdict']}")
     return 0

@@ -361,6 +361,13 @@ def _inline(text: str) -> str:
     return escaped.replace("  \n", "<br>\n")
 
 
+def _cell_html(text: object) -> str:
+    """A table cell that may wrap between a value and its "[low, high]" interval, never inside it."""
+    import re
+
+    return re.sub(r"\[[^\]]*\]", lambda m: m.group(0).replace(" ", "&nbsp;"), html.escape(str(text)))
+
+
 def render_html(blocks: list[tuple], root: Path) -> str:
     """``root``: the report folder, where image paths are resolved to embed them as data URIs."""
     body = []
@@ -374,7 +381,7 @@ def render_html(blocks: list[tuple], root: Path) -> str:
             body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block[1]) + "</ul>")
         elif kind == "table":
             head = "".join(f"<th>{html.escape(str(h))}</th>" for h in block[1])
-            rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in block[2])
+            rows = "".join("<tr>" + "".join(f"<td>{_cell_html(c)}</td>" for c in r) + "</tr>" for r in block[2])
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif kind == "img":
             data = base64.b64encode((root / block[1]).read_bytes()).decode("ascii")
@@ -387,9 +394,9 @@ def render_html(blocks: list[tuple], root: Path) -> str:
              "h1{margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}"
              "h3{font-size:1em;margin:1.2em 0 .3em}"
              "table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #d6d6d6;padding:4px 9px;"
-             "font-size:13px;text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
+             "font-size:13px;text-align:right;font-variant-numeric:tabular-nums}"
              "th{background:#f2f4f7}tbody tr:nth-child(even){background:#fafafa}"
-             "td:first-child,th:first-child{text-align:left;font-weight:600}"
+             "td:first-child,th:first-child{text-align:left;font-weight:600;white-space:nowrap}"
              "li{margin:.25em 0}pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap;font-size:12px}"
              "figure{margin:.8em 0}figcaption{font-size:12px;color:#666}img{max-width:100%}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>ReRec evaluation</title>"
