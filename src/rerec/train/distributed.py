@@ -78,6 +78,66 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def same_budget(config_json: str, reference_metrics: dict) -> str:
+    """``config_json`` with the step budget of a reference arm: it stops after the reference's steps, on the
+    learning-rate schedule of its own ``steps`` (as the reference did), with no time budget of its own, so
+    a second arm trained beside a first one gets exactly as many optimiser steps."""
+    from rerec.errors import RerecError
+
+    values = json.loads(config_json or "{}")
+    steps = reference_metrics.get("steps")
+    if not isinstance(steps, int) or steps < 1:
+        raise RerecError(f"The reference arm's metrics.json has no step count ({steps!r}), so the budget cannot be "
+                         "matched. Fix: rerun the reference rft step.")
+    values.update(stop_after_steps=steps, time_budget_s=0.0)
+    return json.dumps(values, sort_keys=True)
+
+
+def gpu_count() -> int:
+    """Processes for RFT in this pod: ``REREC_NPROC_PER_NODE`` if set, else the visible CUDA devices."""
+    if os.environ.get("REREC_NPROC_PER_NODE"):
+        return int(os.environ["REREC_NPROC_PER_NODE"])
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def run_rft_step(data: Path, graphs: Path, reward: Path, base_model: Path, out: Path, config_json: str, *,
+                 volume: Path | None = None, kfp_run_id: str = "", arm: str = "rft", nproc: int = 1) -> dict:
+    """The rft pipeline step: train into ``out``; returns the metrics.
+
+    With ``volume`` (the checkpoint PVC) it works under ``volume/<kfp_run_id>/<arm>/model`` with resume, so
+    a restarted pod or a retried step continues from its last checkpoint; the finished model is copied to
+    ``out`` and the run's folder on the volume is removed (a failed run's folder stays for the retry, and
+    the volume's clean-up job removes it once stale). With ``nproc`` > 1 it launches ``torchrun`` with one
+    process per GPU."""
+    import shutil
+    import subprocess
+
+    from rerec.errors import RerecError
+
+    work = volume / (kfp_run_id or "local") / arm / "model" if volume else out
+    resume = volume is not None
+    if nproc > 1:
+        command = torchrun_command(nproc, stage_args(data, graphs, reward, base_model, work, config_json, resume))
+        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", *command[1:]], check=False)
+        if proc.returncode != 0:
+            raise RerecError(f"RFT on {nproc} processes failed (torchrun exited with {proc.returncode}). Fix: read the "
+                             "ranks' logs above; a retry resumes from the last checkpoint on the volume.")
+        metrics = json.loads((work / "metrics.json").read_text(encoding="utf-8"))
+    else:
+        from rerec.tracking import stage_config
+        from rerec.train.rft import rft
+
+        metrics = rft(data, graphs, reward, base_model, work, stage_config(rft, config_json), resume=resume)
+    if work != out:
+        shutil.copytree(work, out, dirs_exist_ok=True)
+        shutil.rmtree(work.parent, ignore_errors=True)
+        if work.parent.parent.is_dir() and not any(work.parent.parent.iterdir()):
+            work.parent.parent.rmdir()
+    return metrics
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the rft stage in this process (one of ``WORLD_SIZE``); rank 0 prints the metrics as JSON."""
     import logging
