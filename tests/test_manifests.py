@@ -61,11 +61,9 @@ def test_secret_templates_validate_and_name_every_key_the_manifests_read(objs):
     for obj in template:
         validate(obj)
     keys = {d["metadata"]["name"]: set(d["stringData"]) for d in template}
-    read = set()
-    for text in json.dumps(list(objs.values())), :
-        for m in re.finditer(r'"secretKeyRef": \{"name": "([^"]+)", "key": "([^"]+)"', text):
-            read.add((m.group(1), m.group(2)))
-    for (kind, _), obj in objs.items():
+    text = json.dumps(list(objs.values()))
+    read = {(m.group(1), m.group(2)) for m in re.finditer(r'"secretKeyRef": \{"name": "([^"]+)", "key": "([^"]+)"', text)}
+    for obj in objs.values():
         for volume in obj.get("spec", {}).get("template", {}).get("spec", {}).get("volumes", []):
             for item in volume.get("secret", {}).get("items", []):
                 read.add((volume["secret"]["secretName"], item["key"]))
