@@ -36,6 +36,42 @@ def test_torchrun_command_one_pod_and_trainer_nodes():
     assert "--standalone" not in nodes and not any(a.startswith("--nnodes") for a in nodes)
 
 
+def test_rft_step_launches_one_process_per_gpu_and_reuses_a_finished_attempt(tmp_path, monkeypatch):
+    """The pipeline step with two GPUs: torchrun with two processes, resuming on the volume; the model rank 0
+    wrote is copied out and the run's folder removed. A retry after training finished trains nothing."""
+    import subprocess as sp
+
+    from rerec.train.distributed import run_rft_step
+
+    launched = []
+
+    def fake_run(command, check=False):
+        launched.append(command)
+        out = Path(command[command.index("--out") + 1])
+        out.mkdir(parents=True)
+        (out / "metrics.json").write_text(json.dumps({"steps": 5, "world_size": 2}))
+        return sp.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(sp, "run", fake_run)
+    d = tmp_path
+    metrics = run_rft_step(d / "data", d / "graphs", d / "reward", d / "sft", d / "artifact", '{"steps": 5}',
+                           volume=d / "pvc", kfp_run_id="run-9", arm="rft", nproc=2)
+    (command,) = launched
+    assert command[:4] == [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    assert "--nproc-per-node=2" in command and command[-1] == "--resume"
+    assert command[command.index("--out") + 1] == str(d / "pvc" / "run-9" / "rft" / "model")
+    assert metrics["world_size"] == 2 and (d / "artifact" / "metrics.json").is_file()
+    assert not (d / "pvc" / "run-9").exists()
+
+    # an attempt that finished training and died while copying out: the retry takes its model
+    finished = d / "pvc" / "run-10" / "rft" / "model"
+    finished.mkdir(parents=True)
+    (finished / "metrics.json").write_text(json.dumps({"steps": 5}))
+    assert run_rft_step(d / "data", d / "graphs", d / "reward", d / "sft", d / "artifact2", "{}",
+                        volume=d / "pvc", kfp_run_id="run-10", nproc=2) == {"steps": 5}
+    assert len(launched) == 1 and (d / "artifact2" / "metrics.json").is_file()
+
+
 def _launch(workdir: Path, out: Path, resume: bool, env: dict, log: Path) -> subprocess.Popen:
     args = stage_args(workdir / "data", workdir / "graphs", workdir / "reward", workdir / "model", out,
                       json.dumps(CONFIG), resume)

@@ -118,7 +118,11 @@ def run_rft_step(data: Path, graphs: Path, reward: Path, base_model: Path, out: 
 
     work = volume / (kfp_run_id or "local") / arm / "model" if volume else out
     resume = volume is not None
-    if nproc > 1:
+    if resume and (work / "metrics.json").is_file() and not work.with_name(work.name + ".rft-work").exists():
+        # an earlier attempt of this step finished training (the output is written last, atomically) and
+        # failed after it: take its model instead of training again
+        metrics = json.loads((work / "metrics.json").read_text(encoding="utf-8"))
+    elif nproc > 1:
         command = torchrun_command(nproc, stage_args(data, graphs, reward, base_model, work, config_json, resume))
         proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", *command[1:]], check=False)
         if proc.returncode != 0:
