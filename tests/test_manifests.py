@@ -166,7 +166,7 @@ def test_mlflow_server_stores_auth_and_allowed_hosts(objs):
     hosts = env["MLFLOW_ALLOWED_HOSTS"]["value"].split(",")
     assert {"mlflow.rerec.svc.cluster.local:*", "mlflow.rerec.svc:*", "mlflow:*"} <= set(hosts)
     assert c["image"].startswith("ghcr.io/rerec/rerec-mlflow:")
-    dockerfile = (ROOT / "images" / "Dockerfile.mlflow").read_text()
+    dockerfile = (ROOT / "images" / "mlflow-server" / "Dockerfile").read_text()
     from importlib.metadata import version
 
     assert f"mlflow=={version('mlflow')}" in dockerfile and "psycopg2" in dockerfile and "Flask-WTF" in dockerfile
