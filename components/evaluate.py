@@ -35,7 +35,9 @@ def evaluate(
     from rerec.tracking import component_metrics, stage_config, use_pipeline_run
 
     use_pipeline_run("", mlflow_parent_run_id, kfp_run_id, data_dir=data.path)
-    given = {"sft": sft_model, "rft": rft_model, "plain_grpo": plain_grpo_model, "champion": champion_model}
+    # retention is measured against the first model until the stage adds the base model itself: the SFT model
+    # (train), else the champion (retrain)
+    given = {"sft": sft_model, "champion": champion_model, "rft": rft_model, "plain_grpo": plain_grpo_model}
     # an artifact without a model folder (no champion yet) is no model
     models = {name: Path(a.path) for name, a in given.items() if a is not None and (Path(a.path) / "config.json").is_file()}
     with tempfile.TemporaryDirectory(prefix="rerec-base-model-") as tmp:
