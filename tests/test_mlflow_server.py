@@ -96,16 +96,17 @@ def check_server(port: int, monkeypatch) -> None:
     assert get(api, host="mlflow.rerec:5000") == 200
     assert get(api, host="attacker.example:5000") == 403  # DNS rebinding guard: --allowed-hosts
     assert get(api, host="mlflow.rerec.svc.cluster.local:5000", auth=False) == 401  # basic-auth
-    # a stage with the pipeline Secret's variables logs a run
-    import mlflow
+    # a client with the pipeline Secret's variables logs a run (a client of its own: the fluent API's global
+    # tracking state stays with the other tests)
+    from mlflow import MlflowClient
 
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
-    mlflow.set_tracking_uri(base)
-    mlflow.set_experiment("manifest-check")
-    with mlflow.start_run() as run:
-        mlflow.log_metric("x", 1.0)
-    assert mlflow.get_run(run.info.run_id).data.metrics == {"x": 1.0}
+    client = MlflowClient(tracking_uri=base)
+    run = client.create_run(client.create_experiment("manifest-check"))
+    client.log_metric(run.info.run_id, "x", 1.0)
+    client.set_terminated(run.info.run_id)
+    assert client.get_run(run.info.run_id).data.metrics == {"x": 1.0}
 
 
 @pytest.mark.slow
