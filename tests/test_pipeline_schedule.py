@@ -63,8 +63,8 @@ class FakeKFP:
 
 def _args(**kw):
     base = dict(host=None, namespace=None, name="nightly", cron="0 0 3 * * *", experiment="rerec",
-                package=sched.DEFAULT_PACKAGE, input_dir="s3://bucket/new", model_name="rerec-recommender",
-                param=[], service_account="rerec-pipeline-runner")
+                package=sched.DEFAULT_PACKAGE, data_uri="s3://bucket/new", model_name="rerec-recommender",
+                param=[], service_account="default-editor")
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -77,8 +77,8 @@ def test_create_then_unchanged_then_update(capsys):
     create = client.calls[-1][1]
     assert create["max_concurrency"] == 1 and create["cron_expression"] == "0 0 3 * * *"
     assert create["no_catchup"] is True and create["version_id"] == "ver-1"
-    assert create["params"] == {"input_dir": "s3://bucket/new", "model_name": "rerec-recommender"}
-    assert create["service_account"] == "rerec-pipeline-runner"
+    assert create["params"] == {"data_uri": "s3://bucket/new", "model_name": "rerec-recommender"}
+    assert create["service_account"] == "default-editor"
     assert '"created"' in capsys.readouterr().out
 
     client.calls.clear()

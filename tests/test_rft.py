@@ -382,13 +382,17 @@ TITLES = ["Fargo", "Toy Story", "Apollo 13", "Heat", "Babe", "Casino", "Clueless
 
 @pytest.fixture(scope="module")
 def stage_folders(tmp_path_factory, model_dir):
+    return build_stage_folders(tmp_path_factory.mktemp("rftstage"))
+
+
+def build_stage_folders(root: Path) -> Path:
+    """data/, graphs/ and reward/ folders of a 12-query catalog (8 train queries), for the rft stage."""
     import pandas as pd
 
     from rerec.data.load import save_catalog
     from rerec.data.schema import Catalog, encode_conditions
     from rerec.graphs.attributes import ItemAttributeGraph
 
-    root = tmp_path_factory.mktemp("rftstage")
     items = pd.DataFrame({"item_id": [str(i) for i in range(1, 9)], "title": TITLES,
                           "year": pd.array([1995] * 8, dtype="Int64"), "genres": [["Crime"], ["Comedy"]] * 4})
     inter = pd.DataFrame([(f"u{u}", str(1 + (u + j) % 8)) for u in range(6) for j in range(3)],

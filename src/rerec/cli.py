@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "registry": ("rerec.registry_review", "review challenger against champion in the registry"),
     "run": ("rerec.run", "run the whole train pipeline through the KFP local runner"),
     "schedule": ("rerec.schedule", "create or update the recurring retraining run on Kubeflow"),
+    "prune-checkpoints": ("rerec.checkpoints", "remove stale run folders from the RFT checkpoint volume"),
 }
 
 

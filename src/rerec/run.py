@@ -51,7 +51,26 @@ def _local_tracking(out: Path) -> tuple[str, str | None]:
     return f"sqlite:///{out / 'mlflow.db'}", (out / "mlartifacts").as_uri()
 
 
-def run_pipeline(profile: str, out: Path, *, input_dir: Path | None = None) -> dict:
+def test_report_dir(pipeline_root: Path, since: float = 0.0) -> Path:
+    """The test-split evaluation of the newest local run under ``pipeline_root`` (one evaluate step of a
+    run reports on test; the other, for the gate, on validation)."""
+    found = []
+    for path in Path(pipeline_root).glob("*/*/report/report.json"):
+        if path.stat().st_mtime < since:
+            continue
+        try:
+            split = json.loads(path.read_text(encoding="utf-8")).get("split")
+        except (OSError, ValueError):
+            continue
+        if split == "test":
+            found.append((path.stat().st_mtime, path.parent))
+    if not found:
+        raise RerecError(f"The evaluate stage wrote no test report under {pipeline_root}. Fix: rerun; if it "
+                         "persists, run 'rerec evaluate' on the stage outputs to see why.")
+    return max(found)[1]
+
+
+def run_pipeline(profile: str, out: Path, *, input_dir: Path | None = None, plain_grpo_arm: bool = False) -> dict:
     """Run the train pipeline locally; returns {"report", "run_id", "tracking_uri", "seconds", ...}."""
     import kfp.local
     import mlflow
@@ -60,7 +79,7 @@ def run_pipeline(profile: str, out: Path, *, input_dir: Path | None = None) -> d
     from pipelines.options import ClusterOptions
     from pipelines.train import make_train_pipeline
 
-    configs = profile_configs(profile)
+    profile_configs(profile)  # an unknown profile is refused before anything is written
     if input_dir is not None and not Path(input_dir).is_dir():  # before OUT exists: a refusal leaves nothing
         raise RerecError(f"--input {input_dir} is not a folder. Fix: pass a dataset folder (parquet tables or "
                          "RecBole atomic files), or leave --input out for the embedded MovieLens-100k.")
@@ -85,26 +104,20 @@ def run_pipeline(profile: str, out: Path, *, input_dir: Path | None = None) -> d
     try:
         mlflow.set_tags({"rerec.pipeline": "train", "rerec.profile": profile, "rerec.git_commit": git_commit(),
                          "rerec.runner": "kfp.local.SubprocessRunner"})
-        mlflow.log_params({f"{stage}": json.dumps(cfg, sort_keys=True)[:6000] for stage, cfg in configs.items()})
         kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "kfp"))
         pipeline = make_train_pipeline(ClusterOptions.local())
+        started_at = time.time()
         with warnings.catch_warnings():
-            # The components name the project image; locally they run in this environment instead.
+            # The components name the project images; locally they run in this environment instead.
             warnings.filterwarnings("ignore", message=".*non-Python base image.*")
             try:
-                task = pipeline(
-                    input_dir=str(input_dir or ""),
-                    **{f"{stage}_config": json.dumps(cfg, sort_keys=True) for stage, cfg in configs.items()},
-                    mlflow_tracking_uri=uri,
-                    mlflow_parent_run_id=parent.info.run_id,
-                )
+                # start-run finds REREC_PARENT_RUN_ID in its environment and nests the stages under this run
+                pipeline(profile=profile, data_uri=str(Path(input_dir).resolve()) if input_dir else "",
+                         plain_grpo_arm=plain_grpo_arm)
             except RuntimeError as exc:
                 raise RerecError(f"The train pipeline failed: {exc}. Fix: read the failing stage's log above "
                                  f"(its artifacts are under {out / 'kfp'}), fix the cause and rerun.") from exc
-        report_dir = Path(task.output.path)
-        if not (report_dir / "report.json").is_file():
-            raise RerecError(f"The evaluate stage wrote no report.json in {report_dir}. Fix: rerun; if it "
-                             "persists, run 'rerec evaluate' on the stage outputs to see why.")
+        report_dir = test_report_dir(out / "kfp", since=started_at)
         shutil.copytree(report_dir, out / "report", dirs_exist_ok=True)
         shutil.copyfile(report_dir / "report.json", out / "report.json")
         mlflow.log_artifact(str(out / "report.json"))
@@ -126,10 +139,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/latest"), help="output folder (default: %(default)s)")
     parser.add_argument("--input", type=Path, default=None,
                         help="dataset folder (default: the embedded MovieLens-100k)")
+    parser.add_argument("--plain-grpo-arm", action="store_true",
+                        help="also train a plain-GRPO arm beside ReRec and evaluate both")
 
 
 def cli_main(args: argparse.Namespace) -> int:
-    result = run_pipeline(args.profile, args.out, input_dir=args.input)
+    result = run_pipeline(args.profile, args.out, input_dir=args.input, plain_grpo_arm=args.plain_grpo_arm)
     uri = result["tracking_uri"]
     print(f"\nrerec run ({result['profile']}) finished in {result['seconds']:.0f} s.")
     print(f"Report: {result['report']}  (page: {result['report_html']})")

@@ -281,7 +281,14 @@ class ReRecGRPOTrainer(GRPOTrainer):
         if mode == "train":
             prompt_ids = [str(x["prompt_id"]) for x in inputs]
             if self.curriculum is not None:
-                self.curriculum.record(prompt_ids, [s.normalised for s in scores])
+                ids, values = prompt_ids, [s.normalised for s in scores]
+                if self.accelerator.num_processes > 1:
+                    # every process must hold the same curriculum: its sampler orders the next epoch's prompts,
+                    # and the processes split one order between them
+                    from accelerate.utils import gather_object
+
+                    ids, values = gather_object(ids), gather_object(values)
+                self.curriculum.record(ids, values)
             for pid, text, score in zip(prompt_ids, texts, scores, strict=True):
                 self.sample_completions.append({"step": self.state.global_step, "prompt_id": pid, "completion": text,
                                                 "reward": score.total, "correct": score.correct})

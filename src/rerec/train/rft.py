@@ -24,6 +24,7 @@ no_raae, no_curriculum, no_qas, no_pas.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import resource
@@ -38,8 +39,9 @@ from rerec.errors import ConfigError, InputError, RerecError
 from rerec.io import atomic_dir, write_json
 from rerec.models.profiles import PROFILES, get_profile
 from rerec.reward.scorer import RewardConfig
-from rerec.tracking import stage_run
+from rerec.tracking import StageTracker, stage_run
 from rerec.train.curriculum import CurriculumConfig
+from rerec.train.distributed import is_main_process, world_size
 from rerec.train.precision import trainer_precision
 from rerec.train.raae import AdvantageConfig
 
@@ -280,7 +282,12 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
     history: list[dict] = []
     deadline = time.perf_counter() + cfg.time_budget_s if cfg.time_budget_s else None
 
-    with stage_run(STAGE, cfg, tags={"rerec.profile": cfg.profile, "rerec.ablation": cfg.ablation}) as tracker:
+    # Several processes (torchrun): every rank trains, only rank 0 tracks and writes the output.
+    main_process = is_main_process()
+    metrics["world_size"] = world_size()
+    tracking = (stage_run(STAGE, cfg, tags={"rerec.profile": cfg.profile, "rerec.ablation": cfg.ablation})
+                if main_process else contextlib.nullcontext(StageTracker(None)))
+    with tracking as tracker:
         trainer_ref: dict[str, Any] = {}
 
         def on_new_epoch(cur):
@@ -339,6 +346,8 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
             metrics.update(curriculum_epoch=curriculum.epoch, curriculum_active=len(curriculum.active),
                            curriculum_mastered=len(curriculum.mastered), curriculum_stopped=curriculum.stopped)
         tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float) and v is not None})
+        if not main_process:
+            return metrics
 
         with atomic_dir(out_dir) as tmp:
             final = trainer.model
