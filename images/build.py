@@ -111,7 +111,23 @@ def inspect(ref: str) -> dict:
     }
 
 
+def _canon(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def missing_pins(pins: list[str], dest: Path) -> list[str]:
+    """The pins with no wheel of that name and version in ``dest`` yet (a rebuild reuses the rest)."""
+    have = set()
+    for wheel in dest.glob("*.whl"):
+        name, version = wheel.name.split("-")[:2]
+        have.add((_canon(name), version))
+    return [p for p in pins if (_canon(p.split("==")[0]), p.split("==")[1]) not in have]
+
+
 def pip_wheels(pins: list[str], dest: Path, env: dict | None = None) -> None:
+    pins = missing_pins(pins, dest)
+    if not pins:
+        return
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write("\n".join(pins) + "\n")
     try:
