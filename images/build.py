@@ -43,7 +43,7 @@ REPOSITORY = "ghcr.io/rerec/rerec"
 LOCKS = {"cpu": ROOT / "requirements" / "runtime.lock", "cuda": ROOT / "requirements" / "cuda.lock"}
 # Free space the build needs under buildah's storage (vfs: the working container, the committed layer
 # and the wheelhouse side by side), with margin.
-NEEDS_GB = {"cpu": 12, "cuda": 40}
+NEEDS_GB = {"cpu": 12, "cuda": 30}
 
 
 class BuildError(RuntimeError):
@@ -253,8 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.base == LOCAL_BASE and not image_exists(LOCAL_BASE):
             run(["bash", str(ROOT / "images" / "base.sh"), LOCAL_BASE])
+        built = []
         for flavor in ("cpu", "cuda") if args.flavor == "all" else (args.flavor,):
-            build(flavor, args.base, args.layers)
+            try:
+                build(flavor, args.base, args.layers)
+            except BuildError as exc:
+                done = f" (built: {', '.join(built)}; retry with make image-{flavor})" if built else ""
+                raise BuildError(f"the {flavor} image was not built: {exc}{done}") from None
+            built.append(flavor)
     except (BuildError, digests.DigestsError) as exc:
         print(f"images/build.py: error: {exc}", file=sys.stderr)
         return 2
