@@ -49,6 +49,10 @@ def image_config() -> dict:
 @pytest.fixture(scope="module")
 def container(image_config):
     """A working container of the image (vfs copies the image's files once for the module)."""
+    # shown with a failure: an image older than the compiled pipeline may lack what its tasks import
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    print(f"{IMAGE} was built from {image_config['Labels'].get('org.opencontainers.image.revision')}; "
+          f"HEAD is {head} (rebuild: make image-cpu)")
     name = f"rerec-image-test-{uuid.uuid4().hex[:8]}"
     _buildah("from", "--pull=never", "--name", name, IMAGE)
     try:
@@ -86,12 +90,16 @@ def _component_command(executor: str, executor_input: dict) -> list[str]:
 
 
 def _executor_input(component: str, arguments: dict, task_root: str) -> dict:
-    """What a KFP launcher hands the component (built by KFP's own local-runner code)."""
+    """What a KFP launcher hands the component (built by KFP's own local-runner code). Arguments the
+    component does not declare are left out; the others take their defaults."""
     from google.protobuf import json_format
     from kfp.local import executor_input_utils
     from kfp.pipeline_spec import pipeline_spec_pb2
 
     spec = next(yaml.safe_load_all((ROOT / "pipelines" / "train.yaml").read_text()))
+    inputs = spec["components"][component].get("inputDefinitions", {})
+    declared = set(inputs.get("parameters", {})) | set(inputs.get("artifacts", {}))
+    arguments = {k: v for k, v in arguments.items() if k in declared}
     comp = json_format.ParseDict(spec["components"][component], pipeline_spec_pb2.ComponentSpec())
     message = executor_input_utils.construct_executor_input(comp, arguments, task_root, block_input_artifact=False)
     return json.loads(json_format.MessageToJson(message))
@@ -109,10 +117,13 @@ def stage_runs(container, image_config, mlflow_server, tmp_path_factory):
     client = mlflow.MlflowClient(mlflow_server)
     experiment_id = client.create_experiment(experiment)
     parent = client.create_run(experiment_id, run_name="pipeline").info.run_id
+    # on a cluster the tracking URI comes from the environment (a secret); some versions of the
+    # components also take it as a parameter
     tracking = {"mlflow_tracking_uri": mlflow_server, "mlflow_parent_run_id": parent, "kfp_run_id": "image-test"}
-    env = {"MLFLOW_EXPERIMENT_NAME": experiment, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env = {"MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_EXPERIMENT_NAME": experiment,
+           "MLFLOW_DISABLE_TELEMETRY": "true"}
 
-    prepare_input = _executor_input("comp-prepare-data", {**tracking, "config_json": "{}", "input_dir": ""},
+    prepare_input = _executor_input("comp-prepare-data", {**tracking, "config_json": "{}"},
                                     "/work/prepare-data")
     prepare = run_in_image(container, _component_command("exec-prepare-data", prepare_input),
                            mounts={work: "/work"}, env=env)
