@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--tag", required=True, help="e.g. ghcr.io/rerec/rerec:0.1.0-cpu")
     rec.add_argument("--digest", required=True, help="the manifest digest the push reported")
     rec.add_argument("--git-commit", default="")
+    rec.add_argument("--base-image", default="", help="the base the image was built on, by digest")
     rec.add_argument("--local", action="store_true", help="a local build's digest, not a pushed one")
     env = sub.add_parser("env", help="print 'export REREC_..._IMAGE=repo@digest' lines")
     env.add_argument("--allow-local", action="store_true")
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.file}: {', '.join(sorted(merge(args.sources, args.file)))}")
         elif args.command == "record":
             record(args.flavor, {"tag": args.tag, "digest": args.digest, "pushed": not args.local,
-                                 "git_commit": args.git_commit}, args.file)
+                                 "git_commit": args.git_commit, "base_image": args.base_image}, args.file)
             print(f"{args.file}: {args.flavor} = {pinned_reference(args.tag, args.digest)}")
         else:
             flavors = tuple(args.flavor) if args.flavor else FLAVORS

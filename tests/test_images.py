@@ -294,8 +294,12 @@ def test_workflow_builds_pushes_records_and_compiles():
     push = next(s for s in steps if s.get("uses", "").startswith("docker/build-push-action@"))
     assert push["with"]["file"] == "images/Dockerfile.${{ matrix.flavor }}"
     assert "REREC_GIT_COMMIT=${{ github.sha }}" in push["with"]["build-args"]
+    base = next(s for s in steps if s.get("id") == "base")
+    assert "imagetools inspect" in base["run"] and steps.index(base) < steps.index(push)
+    assert "BASE_IMAGE=${{ steps.base.outputs.image }}" in push["with"]["build-args"], "build on the resolved digest"
     record = next(s for s in steps if "images/digests.py" in s.get("run", ""))
     assert "record" in record["run"] and "${{ steps.build.outputs.digest }}" in record["run"]
+    assert "--base-image \"${{ steps.base.outputs.image }}\"" in record["run"]
     assert jobs["compile"]["needs"] == "build"
     compile_run = " ".join(s.get("run", "") for s in jobs["compile"]["steps"])
     for command in ("images/digests.py merge", "images/digests.py env", "-m pipelines.compile --out build/pipelines",
