@@ -10,6 +10,7 @@ from components.image import REREC_IMAGE
 def register(
     model: Input[Model],
     report: Input[Dataset],
+    data: Input[Dataset],
     decision: Output[Markdown],
     metrics: Output[Metrics],
     config_json: str = "{}",
@@ -26,7 +27,7 @@ def register(
     use_pipeline_run(mlflow_tracking_uri, mlflow_parent_run_id, kfp_run_id,
                      parent_model_version=str(model.metadata.get("model_version", "")))
     config = stage_config(stage, config_json, RegisterConfig)
-    result = stage(Path(model.path), Path(report.path) / "report.json", config)
+    result = stage(Path(model.path), Path(report.path) / "report.json", config, data_dir=Path(data.path))
     Path(decision.path).write_text(decision_markdown(result), encoding="utf-8")
     for name, value in component_metrics(result).items():
         metrics.log_metric(name, value)

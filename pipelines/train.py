@@ -36,7 +36,7 @@ def evaluate_and_register(data, graphs, reward, reference_model, rft_model, opti
     gate_eval = c.evaluate(data=data, graphs=graphs, reward=reward, sft_model=reference_model,
                            rft_model=rft_model, config_json=gate_eval_config, **tracking)
     on_gpus(with_secrets(gate_eval.set_display_name("evaluate-val"), options), options, options.sft_gpus)
-    with_secrets(c.register(model=rft_model, report=gate_eval.outputs["report"],
+    with_secrets(c.register(model=rft_model, report=gate_eval.outputs["report"], data=data,
                             config_json=register_config, **tracking), options)
     return evaluation
 
