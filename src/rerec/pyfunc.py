@@ -81,6 +81,22 @@ def input_example(view: Any) -> Any:
     return pd.DataFrame([{"request": "something to watch tonight", "candidates": candidates, "history": history}])
 
 
+def model_kwargs(model_dir: Any, catalog_file: Any, settings: Any, view: Any = None) -> dict[str, Any]:
+    """What :func:`mlflow.pyfunc.log_model` / ``save_model`` get for a recommender: this file as the
+    model's code and the rerec package beside it, the model folder and the catalog file (None: none) as
+    artifacts, the settings as ``model_config``, the signature, and an input example from ``view``."""
+    from pathlib import Path
+
+    import rerec
+
+    artifacts = {HF_ARTIFACT: str(model_dir)}
+    if catalog_file is not None:
+        artifacts[CATALOG_ARTIFACT] = str(catalog_file)
+    return {"python_model": __file__, "artifacts": artifacts, "code_paths": [str(Path(rerec.__file__).parent)],
+            "model_config": settings.to_dict(), "signature": model_signature(settings),
+            "input_example": input_example(view) if view is not None else None}
+
+
 class RecommenderModel(mlflow.pyfunc.PythonModel):
     """Loads the model folder, the catalog and the settings; answers requests (module doc)."""
 

@@ -216,40 +216,27 @@ def _check_model_dir(model_dir: Path) -> None:
 
 
 def _log_model(model_dir: Path, name: str, data_dir: Path | None = None, settings=None, notes=()):
-    """Log the pyfunc recommender (:mod:`rerec.pyfunc`): the HF folder and the catalog view of
-    ``data_dir`` as artifacts, the serving settings as ``model_config``, the signature and an input
-    example, the rerec package as the model's code. Without ``data_dir`` the model has no catalog and
-    refuses to load (a warning says so)."""
+    """Log the pyfunc recommender (:mod:`rerec.pyfunc`, :func:`rerec.pyfunc.model_kwargs`): the HF folder
+    and the catalog view of ``data_dir`` as artifacts, the serving settings as ``model_config``, the
+    signature and an input example, the rerec package as the model's code (models from code, no
+    pickle: what serves is the prompt and answer code the model was registered with). Without
+    ``data_dir`` the model has no catalog and refuses to load (a warning says so)."""
     import mlflow
 
-    import rerec
-    import rerec.pyfunc
-    from rerec.pyfunc import CATALOG_ARTIFACT, HF_ARTIFACT, input_example, model_signature
+    from rerec.pyfunc import model_kwargs
     from rerec.serving import ServingSettings, catalog_view_of_data, write_catalog_view
 
     settings = settings or ServingSettings()
     with tempfile.TemporaryDirectory(prefix="rerec-serving-") as tmp:
-        artifacts = {HF_ARTIFACT: str(model_dir)}
-        example = None
+        view = catalog_file = None
         if data_dir is not None:
             view = catalog_view_of_data(data_dir)
-            artifacts[CATALOG_ARTIFACT] = str(write_catalog_view(view, Path(tmp) / "catalog.json"))
-            example = input_example(view)
+            catalog_file = write_catalog_view(view, Path(tmp) / "catalog.json")
         else:
             log.warning("register: no --data given, so the model is logged without its catalog and cannot serve. "
                         "Fix: pass the prepared data folder.")
-        # Models from code: this file is the model; the rerec package goes with it (code/), so what
-        # serves is the prompt and answer code the model was registered with, no pickle.
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=rerec.pyfunc.__file__,
-            artifacts=artifacts,
-            code_paths=[str(Path(rerec.__file__).parent)],
-            model_config=settings.to_dict(),
-            signature=model_signature(settings),
-            input_example=example,
-            pip_requirements=pip_requirements(),
-        )
+        info = mlflow.pyfunc.log_model(name="model", pip_requirements=pip_requirements(),
+                                       **model_kwargs(model_dir, catalog_file, settings, view))
         mlflow.log_dict({"settings": settings.to_dict(), "notes": list(notes), "catalog": data_dir is not None},
                         "serving.json")
         return info
