@@ -157,6 +157,7 @@ def main() -> None:
     from rerec.tracking import git_commit
 
     started = datetime.now(UTC).isoformat(timespec="seconds")
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="rerec-bench-serve-") as tmp:
         root = Path(tmp)
         requests, data = movielens_requests(root, N_SINGLE + N_BATCHED * BATCH)
@@ -199,7 +200,9 @@ def main() -> None:
                 "(mlflow models serve, one worker) at batch 1 and 16, real MovieLens-100k test requests",
         "command": ".venv/bin/python bench/serve.py", "commit": git_commit(), "started": started, "seed": SEED,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__},
+                    "torch": torch.__version__, "load_average_1_5_15_min_before": load_before,
+                    "load_average_1_5_15_min_after": os.getloadavg(),
+                    "note": "the machine's CPUs are shared with other jobs: the load average says how much"},
         "settings": settings, "summary": line, "records": records,
     }, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(line))
