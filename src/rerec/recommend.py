@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,9 @@ def load_recommender(model: str, data: Path | None = None, report: Path | None =
         from mlflow.exceptions import MlflowException
 
         try:
-            loaded = mlflow.pyfunc.load_model(model)
+            with warnings.catch_warnings():  # MLflow asks for type hints on predict; the signature is explicit
+                warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+                loaded = mlflow.pyfunc.load_model(model)
         except MlflowException as exc:
             raise RerecError(f"could not load {model}: {exc.message}. Fix: check the name and alias (e.g. "
                              "models:/rerec-recommender@champion) and that MLFLOW_TRACKING_URI points at the "
@@ -125,6 +128,8 @@ def format_response(request: dict, row: dict, recommender: Any) -> str:
         lines.append("The answer also named, matching no candidate: " + "; ".join(map(repr, unmatched)))
     if not row["parsed"]:
         lines.append("The model gave no boxed answer; every candidate is in the order given.")
+    elif not row["answer"]:
+        lines.append("The answer named no candidate; every candidate is in the order given.")
     lines.append("Reasoning:")
     lines += ["  " + line for line in (row["reasoning"] or "(none)").splitlines()]
     return "\n".join(lines)
@@ -144,6 +149,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mention", action="append", default=[], help="An item the request refers to (repeat).")
     parser.add_argument("--requests", type=Path, default=None, help="JSON file of requests (instead of --request).")
     parser.add_argument("--json", action="store_true", help="Print the response rows as JSON lines.")
+    parser.add_argument("--show-prompt", action="store_true", help="Also print the prompt the model was given.")
     add_dataclass_arguments(parser, ServingOverrides, group="settings (default: the model's own)")
 
 
@@ -164,9 +170,11 @@ def cli_main(args: argparse.Namespace) -> int:
     for note in notes:
         print(note, file=sys.stderr)
     rows = recommender.recommend(requests, params)
+    prompts = recommender.ranker().prompts(recommender.queries(requests)) if args.show_prompt else []
     for i, (request, row) in enumerate(zip(requests, rows, strict=True)):
         if args.json:
-            print(json.dumps(row, ensure_ascii=False))
-        else:
-            print(("\n" if i else "") + format_response(request, row, recommender))
+            print(json.dumps({**row, **({"prompt": prompts[i]} if prompts else {})}, ensure_ascii=False))
+            continue
+        print(("\n" if i else "") + (f"Prompt:\n{prompts[i]}\n" if prompts else "")
+              + format_response(request, row, recommender))
     return 0
