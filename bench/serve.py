@@ -6,7 +6,8 @@ new tokens at most), saved to a local folder. Requests are real: test queries ge
 embedded MovieLens-100k (seeded), shrunk to 4 candidates as evaluation shrinks them, sent by item id
 with their history and mentioned items (:func:`rerec.serving.request_of_query`).
 
-Measured side by side in one run, each after one short warm-up call:
+Measured side by side in one run, each after one short warm-up call, the two modes taking turns call by
+call (so that both see the same load on a shared machine):
 
 - ``pyfunc``: ``mlflow.pyfunc.load_model(folder).predict`` in this process;
 - ``http``: ``mlflow models serve --env-manager local`` on loopback, one worker, JSON
@@ -58,12 +59,14 @@ def movielens_requests(root: Path, n: int) -> tuple[list[dict], Path]:
     from rerec.serving import request_of_query
 
     data = root / "data"
-    prepare_data(None, data, PrepareConfig(seed=SEED, n_explicit=40, n_implicit=30, n_misinformed=30,
-                                           n_interest=30), progress=False)
+    prepare_data(None, data, PrepareConfig(seed=SEED, n_explicit=100, n_implicit=80, n_misinformed=80,
+                                           n_interest=80), progress=False)
     catalog = load_catalog(data)
     view = CatalogView.from_catalog(catalog)
     test = catalog.queries[catalog.queries["split"] != "train"]
-    rows = _records(test.sample(n=min(n, len(test)), random_state=SEED))
+    if len(test) < n:
+        raise RuntimeError(f"only {len(test)} val/test queries, {n} needed: generate more")
+    rows = _records(test.sample(n=n, random_state=SEED))
     k = get_profile("smollm2").n_candidates
     return [request_of_query(shrink_candidates(q, k, view, seed=SEED)) for q in rows], data
 
@@ -176,15 +179,14 @@ def main() -> None:
         def in_process(batch: list[dict]) -> list[dict]:
             return model.predict(pd.DataFrame(batch), params=PARAMS).to_dict("records")
 
-        for size, batches in calls.items():
-            records += run_calls(in_process, batches, tokenizer, "pyfunc", size)
-        model = None  # free its memory before the server loads its own copy
-
         proc, base, log = start_server(folder, root / "serve.log")
         try:
             post(base, requests[:1], warm)
+            modes = {"pyfunc": in_process, "http": lambda b: post(base, b)}
             for size, batches in calls.items():
-                records += run_calls(lambda b: post(base, b), batches, tokenizer, "http", size)
+                for i, batch in enumerate(batches):  # the two modes call by call, in turn first
+                    for mode in (("pyfunc", "http") if i % 2 == 0 else ("http", "pyfunc")):
+                        records += run_calls(modes[mode], [batch], tokenizer, mode, size)
         finally:
             os.killpg(proc.pid, 15)
             proc.wait(timeout=30)
