@@ -1,7 +1,8 @@
 """Register a trained model in the MLflow model registry and run the promotion gate.
 
-``register(model_dir, report_path, config)`` logs the model (a pyfunc recommender around the Hugging
-Face folder, with explicit pip requirements from the project's pins), checks that every file of the
+``register(model_dir, report_path, config, data_dir)`` logs the model (the pyfunc recommender of
+docs/serving.md: the Hugging Face folder, the catalog of the data folder, the prompt settings it was
+evaluated with, explicit pip requirements from the project's pins), checks that every file of the
 folder reached the artifact store (a version is the only mark of a complete model, so none points at a
 partial upload), creates a model version, tags it
 with its evaluation numbers and lineage, and points the alias ``challenger`` at it. The gate then moves
@@ -316,6 +317,9 @@ def register(model_dir: Path, report_path: Path, config: RegisterConfig, data_di
     _check_model_dir(model_dir)
     report = read_report(report_path)
     settings, serving_notes = resolve_settings(model_dir, report, serving)
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise RerecError(f"--data {data_dir}: no such folder, so nothing was registered. Fix: pass the prepared "
+                         "data folder the model was trained on (the served model's catalog).")
     mine = {"metric": report_value(report, config.metric), "retention": report_value(report, config.retention_metric),
             "split": report.get("split", "missing") if report else "missing"}
     client = _client()
