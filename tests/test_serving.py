@@ -196,3 +196,11 @@ def test_a_prompt_over_the_limit_is_refused_not_cut(tokenizer, monkeypatch):
         rec.recommend([request])
     assert not seen
     assert rec.recommend([request], {"max_prompt_tokens": n})[0]["answer"] == ["1"]
+
+
+def test_register_refuses_a_missing_data_folder_before_logging(tiny_hf_model, tmp_path):
+    from rerec.errors import RerecError
+    from rerec.registry import RegisterConfig, register
+
+    with pytest.raises(RerecError, match="--data .*no such folder, so nothing was registered"):
+        register(tiny_hf_model, tmp_path / "report.json", RegisterConfig(), data_dir=tmp_path / "missing")
