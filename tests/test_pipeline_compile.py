@@ -51,7 +51,9 @@ def test_train_dag_order_and_components():
     assert '"split": "val"' in gate_default
     assert tasks["rft"]["dependentTasks"] == sorted(["build-graphs", "prepare-data", "sft-warmup",
                                                      "train-reward-gnn"])
-    assert set(tasks["register"]["dependentTasks"]) == {"evaluate-2", "rft"}
+    assert set(tasks["register"]["dependentTasks"]) == {"evaluate-2", "rft", "prepare-data"}
+    # the registered model carries the catalog of the prepared data (docs/serving.md)
+    assert tasks["register"]["inputs"]["artifacts"]["data"]["taskOutputArtifact"]["producerTask"] == "prepare-data"
     rft_inputs = tasks["rft"]["inputs"]["artifacts"]
     assert rft_inputs["base_model"]["taskOutputArtifact"] == {"outputArtifactKey": "model", "producerTask": "sft-warmup"}
     outputs = spec["components"]["comp-evaluate"]["outputDefinitions"]["artifacts"]
