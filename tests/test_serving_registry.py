@@ -178,7 +178,6 @@ def _post(url, body):
         return e.code, json.loads(e.read() or b"{}")
 
 
-@pytest.mark.slow  # starting `mlflow models serve` (a download, then uvicorn importing torch): over 30 s here
 def test_mlflow_models_serve_over_http_ranks_as_the_evaluation(registered, evaluated, mlflow_server, tmp_path):
     name, _ = registered
     queries, answers = evaluated
