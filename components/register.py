@@ -11,6 +11,7 @@ from components.image import CPU_IMAGE
 def register(
     model: Input[Model],
     report: Input[Dataset],
+    data: Input[Dataset],
     decision: Output[Markdown],
     metrics: Output[Metrics],
     champion_version: str = "",
@@ -29,7 +30,8 @@ def register(
     use_pipeline_run("", mlflow_parent_run_id, kfp_run_id,
                      parent_model_version=str(model.metadata.get("model_version", "")))
     config = stage_config(stage, config_json, RegisterConfig)
-    result = stage(Path(model.path), Path(report.path), config, compared_version=champion_version or None)
+    result = stage(Path(model.path), Path(report.path), config, compared_version=champion_version or None,
+                   data_dir=Path(data.path))
     Path(decision.path).write_text(decision_markdown(result), encoding="utf-8")
     for name, value in component_metrics({k: v for k, v in result.items() if k != "comparison"}).items():
         metrics.log_metric(name, value)

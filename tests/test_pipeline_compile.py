@@ -102,6 +102,8 @@ def test_train_dag_and_the_optional_plain_grpo_arm():
     for register in tasks["register"]:
         assert register["inputs"]["parameters"]["champion_version"]["componentInputParameter"] == (
             "pipelinechannel--resolve-champion-Output")
+        # the registered model carries the catalog of the prepared data (docs/serving.md)
+        assert _producer(register["inputs"]["artifacts"]["data"]).startswith("prepare-data")
         report = register["inputs"]["artifacts"]["report"]["taskOutputArtifact"]["producerTask"]
         assert report.startswith("evaluate")
     # every stage takes its config and parent run from start-run; finish-run is the exit handler

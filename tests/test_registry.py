@@ -245,36 +245,6 @@ def test_two_runs_finishing_at_once_never_displace_a_champion_they_were_not_comp
     assert "champion" in loser["reason"] and loser["version"] != champion
 
 
-def test_rank_from_completion_by_title_number_and_fallback():
-    from rerec.pyfunc import rank_from_completion
-
-    cands = ["Heat (1995)", "Fargo (1996)", "Matrix, The (1999)"]
-    ranked, named, reasoning = rank_from_completion("1. crime\n2. Coens\n\\boxed{fargo (1996); 1}", cands)
-    assert named == ["Fargo (1996)", "Heat (1995)"] and ranked == [*named, "Matrix, The (1999)"]
-    assert reasoning == "1. crime\n2. Coens"
-    ranked, named, _ = rank_from_completion("no answer here", cands)
-    assert named == [] and ranked == cands
-
-
-def test_pyfunc_served_from_registry_and_champion_download(mlflow_env, tiny_hf_model, tmp_path):
-    import mlflow
-    import pandas as pd
-
-    from rerec.registry import download_alias
-
-    result = register(tiny_hf_model, _report(tmp_path, "r", 0.5), RegisterConfig(model_name="served"))
-    model = mlflow.pyfunc.load_model("models:/served@champion")
-    cands = ["Heat", "Fargo"]
-    out = model.predict(pd.DataFrame([{"request": "a comedy", "history": ["Fargo"], "candidates": cands}]))
-    assert list(out.columns) == ["ranked", "answer", "reasoning", "completion"]
-    assert sorted(out.loc[0, "ranked"]) == sorted(cands)
-
-    version = download_alias("served", "champion", tmp_path / "champion")
-    assert version == result["version"] and (tmp_path / "champion" / "config.json").exists()
-    with pytest.raises(RerecError, match="no 'champion' version"):
-        download_alias("never-registered", "champion", tmp_path / "x")
-
-
 # --- S3 faults: artifacts written straight to S3 (an experiment whose artifact location is s3://) ------
 
 class S3Faults:

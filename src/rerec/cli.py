@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("rerec.eval.evaluate", "benchmark against baselines and general-ability retention"),
     "register": ("rerec.registry", "register the model in MLflow and run the promotion gate"),
     "registry": ("rerec.registry_review", "review challenger against champion in the registry"),
+    "recommend": ("rerec.recommend", "rank candidates for a request with a trained or registered model"),
     "run": ("rerec.run", "run the whole train pipeline through the KFP local runner"),
     "schedule": ("rerec.schedule", "create or update the recurring retraining run on Kubeflow"),
     "prune-checkpoints": ("rerec.checkpoints", "remove stale run folders from the RFT checkpoint volume"),

@@ -1,7 +1,8 @@
 """Register a trained model in the MLflow model registry and run the promotion gate.
 
-``register(model_dir, report, config)`` logs the model (a pyfunc recommender around the Hugging Face
-folder, with explicit pip requirements from the project's pins), checks that every file of the folder
+``register(model_dir, report, config, data_dir=...)`` logs the model (the pyfunc recommender of
+docs/serving.md: the Hugging Face folder, the catalog of the data folder, the prompt settings it was
+evaluated with, explicit pip requirements from the project's pins), checks that every file of the folder
 reached the artifact store (a version is the only mark of a complete model, so none points at a partial
 upload), creates a model version, tags it with its evaluation numbers and lineage, and points the alias
 ``challenger`` at it. The gate then moves ``champion`` to it only if
@@ -23,7 +24,9 @@ alias moves by compare-and-set, and a challenger never displaces a champion it w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import logging
 import math
 import os
 import random
@@ -39,12 +42,15 @@ from rerec.config import add_dataclass_arguments, dataclass_from_args
 from rerec.errors import ConfigError, RerecError
 from rerec.tracking import bound_mlflow_http_retries, git_commit, safe_metric_name, with_retries
 
+log = logging.getLogger(__name__)
+
 CHAMPION, CHALLENGER = "champion", "challenger"
 METRIC_TAG = "rerec.metric."
 PREVIOUS_TAG = "rerec.previous_champion"  # on a promoted version: the champion it replaced (for a roll-back)
 GATE_FILE = "gate_decision.json"
 REPORT_ARTIFACTS = "evaluation"
-SERVING_PACKAGES = ("torch", "transformers", "safetensors", "pandas", "numpy", "mlflow")
+SERVING_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "jinja2", "tqdm", "pandas", "numpy",
+                    "mlflow")
 
 
 @dataclass
@@ -202,14 +208,25 @@ def gate(challenger: dict, champion_version: str | None, comparison: dict | None
 
 
 def pip_requirements() -> list[str]:
-    """The serving subset of the project's own pins (pyproject), never unpinned."""
+    """What the served model imports (torch, transformers and the chat template's jinja2, the rerec code
+    it carries), pinned: the project's own pin (pyproject) where it has one, else the installed version
+    (which the lock file installed). Never unpinned."""
     pins = {}
     for req in metadata.requires("rerec") or []:
         if ";" in req or "==" not in req:
             continue
         name = req.split("==")[0].strip()
         pins[name.lower()] = req.replace(" ", "")
-    return [pins[p] for p in SERVING_PACKAGES if p in pins]
+    out = []
+    for package in SERVING_PACKAGES:
+        if package in pins:
+            out.append(pins[package])
+            continue
+        try:
+            out.append(f"{package}=={metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return out
 
 
 def _client():
@@ -243,20 +260,31 @@ def _check_model_dir(model_dir: Path) -> None:
                          "registered. Fix: rerun the training stage; it writes the folder atomically.")
 
 
-def _log_model(model_dir: Path, name: str):
+def _log_model(model_dir: Path, name: str, data_dir: Path | None = None, settings=None, notes=()):
+    """Log the pyfunc recommender (:mod:`rerec.pyfunc`, :func:`rerec.pyfunc.model_kwargs`): the HF folder
+    and the catalog view of ``data_dir`` as artifacts, the serving settings as ``model_config``, the
+    signature and an input example, the rerec package as the model's code (models from code, no
+    pickle: what serves is the prompt and answer code the model was registered with). Without
+    ``data_dir`` the model has no catalog and refuses to load (a warning says so)."""
     import mlflow
 
-    import rerec.pyfunc
-    from rerec.pyfunc import HF_ARTIFACT
+    from rerec.pyfunc import model_kwargs
+    from rerec.serving import ServingSettings, catalog_view_of_data, write_catalog_view
 
-    # Models from code: the pyfunc file itself travels with the model (no pickle, no rerec install
-    # needed to serve it), the HF folder as an artifact.
-    return mlflow.pyfunc.log_model(
-        name="model",
-        python_model=rerec.pyfunc.__file__,
-        artifacts={HF_ARTIFACT: str(model_dir)},
-        pip_requirements=pip_requirements(),
-    )
+    settings = settings or ServingSettings()
+    with tempfile.TemporaryDirectory(prefix="rerec-serving-") as tmp:
+        view = catalog_file = None
+        if data_dir is not None:
+            view = catalog_view_of_data(data_dir)
+            catalog_file = write_catalog_view(view, Path(tmp) / "catalog.json")
+        else:
+            log.warning("register: no --data given, so the model is logged without its catalog and cannot serve. "
+                        "Fix: pass the prepared data folder.")
+        info = mlflow.pyfunc.log_model(name="model", pip_requirements=pip_requirements(),
+                                       **model_kwargs(model_dir, catalog_file, settings, view))
+        mlflow.log_dict({"settings": settings.to_dict(), "notes": list(notes), "catalog": data_dir is not None},
+                        "serving.json")
+        return info
 
 
 def _check_uploaded(client, info, model_dir: Path) -> None:
@@ -266,11 +294,11 @@ def _check_uploaded(client, info, model_dir: Path) -> None:
     only thing that marks a model complete, so it is created only after this check."""
     from mlflow.entities import LoggedModelStatus
 
-    from rerec.pyfunc import HF_ARTIFACT
+    from rerec.pyfunc import CATALOG_ARTIFACT, HF_ARTIFACT
 
     model_id = info.model_id
-    saved = ((info.flavors or {}).get("python_function", {}).get("artifacts", {}).get(HF_ARTIFACT, {}).get("path")
-             or f"artifacts/{model_dir.name}")
+    artifacts = (info.flavors or {}).get("python_function", {}).get("artifacts", {})
+    saved = artifacts.get(HF_ARTIFACT, {}).get("path") or f"artifacts/{model_dir.name}"
     remote: dict[str, int | None] = {}
 
     def walk(path: str | None) -> None:
@@ -284,6 +312,8 @@ def _check_uploaded(client, info, model_dir: Path) -> None:
     expected = {f"{saved.rstrip('/')}/{p.relative_to(model_dir).as_posix()}": p.stat().st_size
                 for p in sorted(model_dir.rglob("*")) if p.is_file()}
     expected["MLmodel"] = None
+    if artifacts.get(CATALOG_ARTIFACT, {}).get("path"):
+        expected[artifacts[CATALOG_ARTIFACT]["path"]] = None
     bad = [k for k, size in expected.items()
            if k not in remote or (size is not None and remote[k] is not None and remote[k] != size)]
     if bad:
@@ -336,15 +366,25 @@ def report_json_path(report: Path) -> Path:
     return report / "report.json" if report.is_dir() else report
 
 
-def register(model_dir: Path, report_path: Path, config: RegisterConfig, *, compared_version: str | None = None) -> dict:
+def register(model_dir: Path, report_path: Path, config: RegisterConfig, *, compared_version: str | None = None,
+             data_dir: Path | None = None, serving: dict | None = None) -> dict:
     """Register ``model_dir`` as a new version of ``config.model_name`` with alias ``challenger``, then run the
     gate on the report (folder or ``report.json``). ``compared_version``: the champion version that the report
-    evaluated as ``config.champion``. Returns version, run id, the comparison and the decision."""
+    evaluated as ``config.champion``. Returns version, run id, the comparison and the decision.
+
+    ``data_dir`` (the prepared data folder) gives the served model its catalog; ``serving`` overrides
+    serving settings (:func:`rerec.serving.resolve_settings`: by default as the report's evaluation)."""
     import mlflow
+
+    from rerec.serving import resolve_settings
 
     model_dir, report_path = Path(model_dir), report_json_path(report_path)
     _check_model_dir(model_dir)
     report = read_report(report_path)
+    settings, serving_notes = resolve_settings(model_dir, report, serving)
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise RerecError(f"--data {data_dir}: no such folder, so nothing was registered. Fix: pass the prepared "
+                         "data folder the model was trained on (the served model's catalog).")
     mine = {"metric": report_value(report, config.metric), "retention": report_value(report, config.retention_metric),
             "split": report.get("split", "missing") if report else "missing"}
     comparison = paired_comparison(read_per_query(report_path), config.challenger, config.champion,
@@ -371,7 +411,8 @@ def register(model_dir: Path, report_path: Path, config: RegisterConfig, *, comp
             # the whole evaluation (report.html, plots, per-query rows): what a reviewer opens
             with_retries(lambda: mlflow.log_artifacts(str(report_path.parent), artifact_path=REPORT_ARTIFACTS),
                          "upload the evaluation report")
-        info = with_retries(lambda: _log_model(model_dir, name), "log the model")
+        info = with_retries(lambda: _log_model(model_dir, name, Path(data_dir) if data_dir else None, settings,
+                                               serving_notes), "log the model")
         _check_uploaded(client, info, model_dir)
         version = with_retries(lambda: _create_version(client, name, info, run.info.run_id),
                                f"create a version of '{name}'").version
@@ -495,18 +536,28 @@ def decision_markdown(result: dict) -> str:
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    from rerec.serving import ServingOverrides
+
     parser.add_argument("--model-dir", type=Path, required=True, help="Hugging Face model folder (rft output).")
     parser.add_argument("--report", type=Path, required=True,
                         help="The evaluate stage's output folder (or its report.json), on validation queries.")
     parser.add_argument("--champion-version", default=None,
                         help="Registry version of the model the report names 'champion' (the gate compares with it).")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="Prepared data folder: the catalog the served model resolves and shows items from "
+                             "(without it the model is registered but cannot serve).")
     add_dataclass_arguments(parser, RegisterConfig)
+    add_dataclass_arguments(parser, ServingOverrides, group="serving (default: as the report's evaluation)")
 
 
 def cli_main(args: argparse.Namespace) -> int:
+    from rerec.serving import ServingOverrides
+
     config = dataclass_from_args(RegisterConfig, args)
     if not 0.0 <= config.min_general_retention <= 1.5:
         raise ConfigError("--min-general-retention must be a share such as 0.95.")
-    result = register(args.model_dir, args.report, config, compared_version=args.champion_version)
+    serving = dataclasses.asdict(dataclass_from_args(ServingOverrides, args))
+    result = register(args.model_dir, args.report, config, compared_version=args.champion_version,
+                      data_dir=args.data, serving=serving)
     print(json.dumps(result, indent=2, default=str))
     return 0
