@@ -22,7 +22,7 @@ def _args(container):
 
 
 def test_kserve_example_is_a_well_formed_inference_service():
-    from components.image import DEFAULT_IMAGE
+    from components.image import DEFAULT_CPU_IMAGE
     from rerec.registry import RegisterConfig
 
     (doc,) = [d for d in yaml.safe_load_all(MANIFEST.read_text()) if d]
@@ -32,7 +32,7 @@ def test_kserve_example_is_a_well_formed_inference_service():
     assert set(doc["spec"]) == {"predictor"} and set(predictor) <= PREDICTOR_FIELDS
     (container,) = predictor["containers"]
     assert set(container) <= CONTAINER_FIELDS and container["name"] == "kserve-container"
-    assert container["image"] == DEFAULT_IMAGE
+    assert container["image"] == DEFAULT_CPU_IMAGE
     assert container["command"] == ["mlflow", "models", "serve"]
     args = _args(container)
     assert args["model-uri"] == f"models:/{RegisterConfig().model_name}@champion"
