@@ -1,4 +1,4 @@
-"""The one module that builds prompts (DESIGN.md, "Prompt and answer").
+"""The one module that builds prompts (``docs/design.md``, "Prompts"; ``docs/method.md``, "Answer format").
 
 Training (SFT traces, RFT rollouts), evaluation and serving all call :func:`build_messages` and
 :func:`render_prompt`, and read answers back with :func:`answer_ranking` (the parser of
@@ -238,7 +238,7 @@ def shrink_candidates(query: Mapping, n: int, view: CatalogView | None = None, s
     false premise tests nothing), then the hardest other negatives (those meeting most of the stored
     conditions; ties broken by a seeded shuffle).
 
-    CPU profiles show few candidates (DESIGN.md); training and evaluation must shrink with the same
+    CPU profiles show few candidates (``docs/data.md``, "Fewer candidates on a CPU"); training and evaluation must shrink with the same
     function and seed so they see the same lists.
     """
     candidates = [str(c) for c in query["candidates"]]

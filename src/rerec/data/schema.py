@@ -1,4 +1,4 @@
-"""The data contracts of DESIGN.md ("Data"), shared by every stage.
+"""The data contracts of ``docs/data.md``, shared by every stage.
 
 All ids are strings after loading, whatever the source wrote (RecBole tokens, ints in parquet), so
 joins never depend on dtype. Tables:

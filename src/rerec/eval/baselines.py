@@ -1,9 +1,10 @@
 """Non-LLM baselines of the recommendation benchmark. Each is a ranker: ``rank(query) -> list[item_id]``,
 a permutation of the query's candidates, best first.
 
-None of them reads the query's stored ``conditions`` or ``positives`` (DESIGN.md "Queries": with the
-candidates shown as evidence, a rule that counts satisfied stored conditions answers explicit queries
-perfectly, so such a rule would measure the generator, not a recommender). What each one may read:
+None of them reads the query's stored ``conditions`` or ``positives`` (``docs/design.md``, "The
+benchmark": with the candidates shown as evidence, a rule that counts satisfied stored conditions can
+answer explicit queries by construction, so such a rule would measure the generator, not a
+recommender). What each one may read:
 
 - :class:`RandomRanker`: nothing; a shuffle seeded by (seed, query id), so results do not depend on
   the order queries are evaluated in.

@@ -2,7 +2,7 @@
 conditions, and bootstrap confidence intervals.
 
 Per query, a ranker returns a ranked list of item ids (an LLM's parsed answer, possibly empty) and the
-query has its ground-truth ``positives`` (one by construction, see DESIGN.md "Queries"):
+query has its ground-truth ``positives`` (one by construction, see ``docs/data.md``, "Queries"):
 
 - ``Acc@1``: 1 when the first item is a positive. With one positive it equals NDCG@1.
 - ``NDCG@K`` = DCG@K / IDCG@K, DCG@K = sum_{r<=K, item_r in G} 1 / log2(r + 1) (ranks from 1), IDCG@K

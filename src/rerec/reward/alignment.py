@@ -1,4 +1,4 @@
-"""The two graph terms of the dual-graph reward (DESIGN.md, "The method" 1; ReRec, arXiv 2604.07851).
+"""The two graph terms of the dual-graph reward (``docs/method.md``, "Reward"; ReRec, arXiv 2604.07851).
 
 - Query alignment (QAS), on the item–attribute graph: how many of the request's conditions the
   recommended item p meets,

@@ -1,4 +1,4 @@
-"""Reasoning traces synthesised from the graphs, the SFT warm-up's targets (DESIGN.md, "SFT warm-up").
+"""Reasoning traces synthesised from the graphs, the SFT warm-up's targets (``docs/design.md``).
 
 A trace checks the request's stored conditions against the candidates, says what rules candidates
 out, notices a misinformed premise, and ends with the boxed answer naming the positive (:func:`rerec.prompt.answer_text`: its title, or
@@ -7,7 +7,7 @@ sentence is decided by the item-attribute index (:class:`rerec.prompt.CatalogVie
 :class:`Fact`, so tests can check each one against the graph. Several styles, picked by a seeded RNG,
 keep the model from learning one sentence.
 
-Traces stay short on purpose: on a CPU every completion token costs (DESIGN.md, "What a CPU can afford").
+Traces stay short on purpose: on a CPU every completion token costs (``docs/design.md``, "Model profiles").
 """
 
 from __future__ import annotations
