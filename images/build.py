@@ -12,7 +12,7 @@ setup builds.
 
 ``buildah --storage-driver vfs bud --isolation chroot`` builds one layer on top of the base: vfs keeps
 a full copy of the root filesystem per layer, and buildah 1.28's layer cache (``--layers``) commits
-one per instruction, metadata included (19 copies of 2.4 GB for the CPU image). The tag is
+one per instruction, metadata included (a full copy of the image per instruction). The tag is
 ``ghcr.io/rerec/rerec:<version>-<flavor>``; the image's digest, size, commit and build time go to
 ``images/digests.json`` (see ``images/digests.py``) with ``pushed: false``.
 """

@@ -7,10 +7,9 @@ every dict against the dataclasses, so a renamed field fails a test rather than 
 - ``smoke``: the whole DAG in a few minutes on the tiny model, numbers meaningless (for tests).
 - ``tiny``: the tiny from-scratch model with its profile budgets.
 - ``default`` (``make run``): the embedded SmolLM2 with ``scan`` traces (the ``smollm2`` model profile),
-  SFT cut to 450 s, RFT to one step (60 s budget) and the evaluations to stratified subsets (the
-  evaluations add the zero-shot base model as a row; the gate caps it at 90 s). Measured on 2 cores
-  before the base row was added: 1176 s (target 20 minutes); test Acc@1 SFT 0.479, RFT 0.479, popularity
-  0.312, parse 0.94 (48 queries). The ``tiny`` model never learned the choice on this CPU.
+  sized to finish within about 20 minutes on a 2-core CPU: SFT cut to 450 s, RFT to a 60 s budget, the
+  evaluations to stratified subsets (they add the zero-shot base model as a row; the gate caps it at
+  90 s). SmolLM2 rather than ``tiny``: the from-scratch model learns the answer format but not the choice.
 - ``smollm2``: the embedded pretrained SmolLM2-135M-Instruct with CPU budgets.
 - ``paper``: the paper's GPU settings (Qwen2.5-3B-Instruct, G=5, lr 5e-6, 768/768 tokens).
 """
@@ -52,7 +51,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "gate_eval": {"profile": "tiny", "split": "val"},
         "register": {},
     },
-    # make run: SmolLM2 with scan traces and cut budgets (measured on 2 cores: see the module docstring)
+    # make run: SmolLM2 with scan traces and cut budgets (see the module docstring)
     "default": {
         "prepare": {"seed": 0},
         "graph": {},

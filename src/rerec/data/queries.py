@@ -199,7 +199,7 @@ class _Index:
                               "entity": attrs["entity"].astype(str)})[pos >= 0].drop_duplicates()
         attrs = attrs.sort_values(["relation", "entity", "pos"], kind="stable")
         # (relation, entity) -> sorted item positions; item -> relation -> sorted entities.
-        # numpy splits instead of pandas groupby iteration: ~35k groups on ML-100k.
+        # numpy splits instead of pandas groupby iteration: there are tens of thousands of groups.
         relations, entities = attrs["relation"].tolist(), attrs["entity"].tolist()
         changed = (attrs["relation"].to_numpy()[1:] != attrs["relation"].to_numpy()[:-1]) | (
             attrs["entity"].to_numpy()[1:] != attrs["entity"].to_numpy()[:-1])

@@ -96,8 +96,8 @@ class EvalConfig:
     max_queries_per_type: int | None = field(default=None, metadata={
         "help": "Stratified subset: at most this many queries per type (0 = the whole split; default 0)."})
     max_new_tokens: int | None = field(default=None, metadata={"help": "Tokens generated per answer (default 128)."})
-    batch_size: int = field(default=32, metadata={"help": "Prompts per generation batch (SmolLM2 on 2 CPU cores: "
-                                                         "32 gave 1.7x the tokens/s of 8)."})
+    batch_size: int = field(default=32, metadata={"help": "Prompts per generation batch (larger batches generate "
+                                                         "more tokens per second, at more memory)."})
     model_time_budget_s: float = field(default=540.0, metadata={
         "help": "Seconds per model in all (loading, ranking, MMLU, IFEval); each part also has its own cap."})
     base_time_budget_s: float | None = field(default=None, metadata={

@@ -448,8 +448,8 @@ def raae_paper_advantages(rewards: torch.Tensor, penalised: torch.Tensor, mask: 
 def raae_anchored_advantages(rewards: torch.Tensor, penalised: torch.Tensor, mask: torch.Tensor, group_size: int, *,
                              w_penalty: float, sigma_floor: float = 1.0, eps: float = EPS) -> torch.Tensor:
     """``raae_paper`` with the groups whose completions share one reward shifted so that their unpenalised
-    tokens get 0 (:func:`anchor_uniform_groups`); the estimator of earlier rerec versions, kept to reproduce
-    their results. Unbounded like ``raae_paper``."""
+    tokens get 0 (:func:`anchor_uniform_groups`), kept to reproduce results trained with it. Unbounded like
+    ``raae_paper``."""
     advantages = raae_paper_advantages(rewards, penalised, mask, group_size, w_penalty=w_penalty, eps=eps)
     return anchor_uniform_groups(advantages, rewards, mask, group_size)
 
@@ -464,7 +464,7 @@ class AdvantageConfig:
     estimator: str = field(default="raae", metadata={
         "help": "raae (GRPO plus a bounded segment penalty), grpo (TRL's sequence-level advantage), raae_paper "
                 "(the paper's token-level normalisation, unbounded) or raae_anchored (raae_paper with "
-                "uniform-reward groups anchored at 0, as earlier rerec versions).", "choices": ESTIMATORS})
+                "uniform-reward groups anchored at 0).", "choices": ESTIMATORS})
     segment_mode: str = field(default="step", metadata={"help": "How completions are split into reasoning "
                                                                 "segments: paragraph, line or step.",
                                                         "choices": SEGMENT_MODES})

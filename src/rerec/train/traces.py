@@ -85,11 +85,10 @@ def check_label(cond: Mapping, view: CatalogView) -> str:
     """A condition's name in a table row's check: :func:`condition_label`, but a multi-hop condition is
     its relation alone ("director yes"). A candidate line mentions a relation as evidence about the
     request's items, so the check reads whether the copied line names it; the condition's full name
-    (5-15 tokens again per row) is in the "Wanted" line. On MovieLens-100k training queries the line
-    names the relation exactly when the condition holds for 99.2% of (candidate, condition) pairs (2,571
-    of 2,592; the rest: evidence about a misinformed premise's item, or cut by ``max_facts``). Measured
-    against the old rows ("producer of Fargo yes"), 41 CPU SFT steps each, 100 val queries at 224 tokens:
-    implicit Acc@1 0.68 -> 0.88, parse 0.80 -> 0.95 (``bench/results/sft_check_labels_cpu.json``)."""
+    (5-15 tokens again per row) is in the "Wanted" line. A row that repeats the full name asks the model to
+    check words the candidate line does not contain. The line names the relation exactly when the
+    condition holds, except for evidence about a misinformed premise's item and facts cut by
+    ``max_facts``."""
     if cond.get("via") is not None:
         return str(cond["relation"])
     return condition_label(cond, view)
