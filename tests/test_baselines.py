@@ -102,7 +102,9 @@ def test_text_match_never_reads_conditions_or_positives():
 
 
 def test_text_match_with_minilm():
-    embedder = pytest.importorskip("rerec.reward.embedder").TextEmbedder()
+    from rerec.reward.embedder import TextEmbedder
+
+    embedder = TextEmbedder()
     ranker = TextMatchRanker(describe_items(ITEMS), embedder.encode)
     assert ranker.rank({**QUERY, "text": "a cartoon for kids"})[0] == "2"
     assert ranker.rank({**QUERY, "text": "astronauts stranded in space"})[0] == "3"

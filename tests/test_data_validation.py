@@ -5,7 +5,6 @@ A corpus of small folders (RecBole atomic files and parquet tables), each broken
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -337,7 +336,6 @@ def test_cli_accepts_a_good_folder(tmp_path, capsys, validate_command):
     assert "valid (parquet)" in out and "queries" in out
 
 
-@pytest.mark.skipif(importlib.util.find_spec("rerec.data.prepare") is None, reason="prepare-data not built yet")
 def test_prepare_data_cli_rejects_bad_input_cleanly(tmp_path, capsys):
     bad = recbole_folder(tmp_path / "data", inter=inter_rows(["u1", "1", "5", "1"], ["u9", "2", "3", "2"]))
     out = tmp_path / "out"

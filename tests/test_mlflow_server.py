@@ -20,7 +20,6 @@ from conftest import _wait_http, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN, PASSWORD = "admin", "testing" * 2  # basic-auth wants 12 characters or more
-pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 
 
 def deployment_container() -> dict:

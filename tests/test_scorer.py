@@ -116,9 +116,11 @@ def test_embedding_table_load_and_errors(tmp_path):
 
 
 def test_qas_with_the_real_item_attribute_graph():
-    attributes = pytest.importorskip("rerec.graphs.attributes")
-    pd = pytest.importorskip("pandas")
-    graph = attributes.ItemAttributeGraph(pd.DataFrame(ROWS, columns=["item_id", "relation", "entity"]))
+    import pandas as pd
+
+    from rerec.graphs.attributes import ItemAttributeGraph
+
+    graph = ItemAttributeGraph(pd.DataFrame(ROWS, columns=["item_id", "relation", "entity"]))
     assert query_alignment_score("1", CONDITIONS, graph, ground_truth_item="2") == 0.5
     assert query_alignment_score("1", "[]", graph, ground_truth_item="2") == pytest.approx(2 / 3)
 
@@ -252,7 +254,8 @@ def test_batch_equals_one_by_one_and_reuses_query_context():
 
 
 def test_parquet_style_arrays_are_accepted():
-    np = pytest.importorskip("numpy")
+    import numpy as np
+
     query = {"candidates": np.array(["1", "2", "3", "4"]), "positives": np.array(["2"]), "conditions": CONDITIONS}
     assert score_one("\\boxed{Fargo}", query=query).total == pytest.approx(1.85)
 
