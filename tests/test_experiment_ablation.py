@@ -1,9 +1,10 @@
-"""bench/ablation.py's arms: ablation switches and named variants, with the fix named for a bad one."""
+"""The ablation experiment's arms (rerec.experiments.ablation): ablation switches and named variants, with the
+fix named for a bad one; the per-query summary against the reference arm."""
 
 import pytest
 
-from bench.ablation import ARM_SETS, arm_fields, check_variants
 from rerec.errors import ConfigError
+from rerec.experiments.ablation import ARM_SETS, arm_fields, check_variants, resolve_arms, summarise
 
 
 def test_arms_are_switches_or_named_variants():
@@ -57,3 +58,29 @@ def test_arm_configs_nest_on_the_shared_config():
 def test_bad_variants_name_the_fix(variants, message):
     with pytest.raises(ConfigError, match=message):
         check_variants(variants)
+
+
+def test_arm_sets_and_lists_resolve_once_each():
+    assert resolve_arms("weights", {}) == ["plain_grpo", "none", "rerec_paper_weights"]
+    assert resolve_arms("no_qas,v1", {"v1": {"lr": 1e-4}}) == ["no_qas", "v1"]
+    with pytest.raises(ConfigError, match="names an arm twice"):
+        resolve_arms("none,rerec_paper_weights,none", {})
+    with pytest.raises(ConfigError, match="unknown arm 'nope'"):
+        resolve_arms("plain_grpo,nope", {})
+
+
+def test_summary_by_type_with_the_paired_difference():
+    def records(hits):
+        types = ["explicit", "explicit", "implicit", "implicit"]
+        return [{"query_id": f"q{i}", "type": t, "hit": h} for i, (t, h) in enumerate(zip(types, hits, strict=True))]
+
+    arm, ref = records([1.0, 1.0, 0.0, 1.0]), records([0.0, 1.0, 0.0, 0.0])
+    alone = summarise(arm, None)
+    assert list(alone) == ["explicit", "implicit", "all"]
+    assert (alone["all"]["n"], alone["all"]["acc_at_1"], alone["implicit"]["acc_at_1"]) == (4, 0.75, 0.5)
+    assert "diff_vs_plain" not in alone["all"]
+    paired = summarise(arm, ref)
+    # per query: +1, 0, 0, +1 -> mean 0.5 over all; explicit +1, 0 -> 0.5; implicit 0, +1 -> 0.5
+    assert paired["all"]["diff_vs_plain"] == 0.5 and paired["explicit"]["diff_vs_plain"] == 0.5
+    low, high = paired["all"]["diff_ci95"]
+    assert 0.0 <= low <= 0.5 <= high <= 1.0
