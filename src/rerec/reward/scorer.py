@@ -36,8 +36,8 @@ from rerec.reward.alignment import (
     ItemEmbeddingTable,
     checkable_conditions,
     condition_pairs,
-    paper_query_alignment,
     preference_alignment_score,
+    query_alignment_score,
 )
 from rerec.reward.matching import Embedder, RankedAnswer, TitleMatcher, rank_answers
 from rerec.reward.metrics import hit_at_k, ndcg_at_k, recall_at_k
@@ -269,21 +269,18 @@ class RewardScorer:
         return context
 
     def _qas(self, context: _QueryContext, item: str | None) -> float:
+        """The best QAS of ``item`` over the query's positives, cached per (query, item); the checkable
+        conditions of each positive are computed once per query."""
         if item is None or not self.qas_on:
             return 0.0
         value = context.qas.get(item)
         if value is None:
-            graph, best = self.attribute_graph, 0.0
-            if context.checkable is None:  # per positive, once per query
-                context.checkable = [checkable_conditions(context.pairs, graph, truth)
-                                     for truth in context.positives or [None]]
-            for truth, checkable in zip(context.positives or [None], context.checkable, strict=True):
-                if checkable:
-                    score = sum(graph.satisfies(item, r, e) for r, e in checkable) / len(checkable)
-                else:
-                    score = paper_query_alignment(item, truth, graph)
-                best = max(best, score)
-            value = context.qas[item] = best
+            graph, truths = self.attribute_graph, context.positives or [None]
+            if context.checkable is None:
+                context.checkable = [checkable_conditions(context.pairs, graph, truth) for truth in truths]
+            value = context.qas[item] = max(
+                query_alignment_score(item, None, graph, truth, checkable=checkable)
+                for truth, checkable in zip(truths, context.checkable, strict=True))
         return value
 
     def _pas(self, context: _QueryContext, item: str | None) -> float:
