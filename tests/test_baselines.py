@@ -10,7 +10,7 @@ from rerec.eval.baselines import (
     RandomRanker,
     TextMatchRanker,
     describe_items,
-    load_embeddings,
+    embedding_rows,
 )
 from rerec.graphs.interaction import InteractionGraph
 
@@ -69,10 +69,10 @@ def test_load_embeddings_errors(tmp_path):
     from rerec.errors import InputError
 
     with pytest.raises(InputError, match="train-reward-gnn"):
-        load_embeddings(tmp_path / "missing.pt")
+        embedding_rows(tmp_path / "missing.pt")
     torch.save({"wrong": 1}, tmp_path / "bad.pt")
     with pytest.raises(InputError, match="ids"):
-        load_embeddings(tmp_path / "bad.pt")
+        embedding_rows(tmp_path / "bad.pt")
 
 
 def test_describe_items_keeps_named_attributes_only():

@@ -30,8 +30,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rerec.errors import InputError
-
 Query = Mapping[str, Any]  # a row of the queries table: query_id, user_id, text, candidates, ...
 
 
@@ -79,18 +77,12 @@ class PopularityRanker:
         return _order_by(candidates, self.scores(candidates))
 
 
-def load_embeddings(path: str | Path) -> dict[str, torch.Tensor]:
-    """``{"ids": list[str], "embeddings": FloatTensor[n, d]}`` (the reward stage's format) -> id -> row."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("the LightGCN embeddings are missing", file=str(path),
-                         fix="point --reward to a folder written by 'rerec train-reward-gnn'")
-    state = torch.load(path, weights_only=True, map_location="cpu")
-    if not isinstance(state, dict) or "ids" not in state or "embeddings" not in state:
-        raise InputError("not a LightGCN embedding file (expected keys 'ids' and 'embeddings')", file=str(path),
-                         fix="rerun 'rerec train-reward-gnn'")
-    emb = state["embeddings"].float()
-    return {str(i): emb[n] for n, i in enumerate(state["ids"])}
+def embedding_rows(path: str | Path) -> dict[str, torch.Tensor]:
+    """Id -> embedding row (d,) of a reward-stage embeddings file (:func:`rerec.reward.lightgcn.load_embeddings`)."""
+    from rerec.reward.lightgcn import load_embeddings
+
+    ids, embeddings = load_embeddings(path)
+    return {item_id: embeddings[n] for n, item_id in enumerate(ids)}
 
 
 class LightGCNRanker:
@@ -106,8 +98,8 @@ class LightGCNRanker:
     @classmethod
     def from_reward_dir(cls, reward_dir: str | Path, popularity: PopularityRanker) -> LightGCNRanker:
         reward_dir = Path(reward_dir)
-        return cls(load_embeddings(reward_dir / "user_embeddings.pt"),
-                   load_embeddings(reward_dir / "item_embeddings.pt"), popularity)
+        return cls(embedding_rows(reward_dir / "user_embeddings.pt"),
+                   embedding_rows(reward_dir / "item_embeddings.pt"), popularity)
 
     def rank(self, query: Query) -> list[str]:
         candidates = _candidates(query)

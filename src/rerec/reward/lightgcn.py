@@ -224,27 +224,32 @@ def sample_negatives(users: Tensor, num_items: int, positive_keys: Tensor, gen: 
 
 # ---------------------------------------------------------------------------- I/O
 def save_embeddings(path: Path, ids: list[str], embeddings: Tensor) -> None:
+    """Write ``{"ids": list[str], "embeddings": FloatTensor[n, d]}``, the format :func:`load_embeddings` reads."""
     torch.save({"ids": list(ids), "embeddings": embeddings.detach().float().contiguous()}, path)
 
 
 def load_embeddings(path: str | Path) -> tuple[list[str], Tensor]:
     """``(ids, embeddings (n, d))`` from ``item_embeddings.pt``/``user_embeddings.pt`` (or their folder,
-    which means the item embeddings)."""
+    which means the item embeddings). The one reader of these files: the reward's PAS table
+    (:meth:`rerec.reward.alignment.ItemEmbeddingTable.load`) and the LightGCN baseline read through it."""
     path = Path(path)
     if path.is_dir():
         path = path / ITEM_EMBEDDINGS
     if not path.is_file():
-        raise InputError("embeddings file not found", file=str(path),
-                         fix="point to a folder written by 'rerec train-reward-gnn'")
+        raise InputError("embeddings file not found: the output of 'rerec train-reward-gnn' is missing here",
+                         file=str(path), fix="point to a folder written by 'rerec train-reward-gnn'")
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
-        ids, embeddings = list(state["ids"]), state["embeddings"]
     except Exception as exc:
         raise InputError(f"cannot read embeddings ({exc})", file=str(path),
                          fix="rerun 'rerec train-reward-gnn'") from None
+    if not isinstance(state, dict) or "ids" not in state or "embeddings" not in state:
+        raise InputError("not a LightGCN embedding file (expected keys 'ids' and 'embeddings')", file=str(path),
+                         fix="rerun 'rerec train-reward-gnn'")
+    ids, embeddings = [str(i) for i in state["ids"]], state["embeddings"]
     if not isinstance(embeddings, Tensor) or embeddings.dim() != 2 or embeddings.size(0) != len(ids):
         raise InputError("embeddings do not match their ids", file=str(path), fix="rerun 'rerec train-reward-gnn'")
-    return ids, embeddings
+    return ids, embeddings.float()
 
 
 def _training_curve(history: list[dict], k: int):
