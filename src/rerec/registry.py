@@ -40,6 +40,7 @@ from typing import Any
 
 from rerec.config import add_dataclass_arguments, dataclass_from_args
 from rerec.errors import ConfigError, RerecError
+from rerec.models.folder import check_model_folder
 from rerec.tracking import bound_mlflow_http_retries, git_commit, safe_metric_name, with_retries
 
 log = logging.getLogger(__name__)
@@ -250,16 +251,6 @@ def _version_by_alias(client, name: str, alias: str):
     return with_retries(get, f"read alias '{alias}' of '{name}'")
 
 
-def _check_model_dir(model_dir: Path) -> None:
-    if not (model_dir / "config.json").is_file():
-        raise RerecError(f"{model_dir}: not a Hugging Face model folder (no config.json), so it was not "
-                         "registered. Fix: pass the rft (or sft-warmup) stage's output folder.")
-    weights = list(model_dir.glob("*.safetensors")) + list(model_dir.glob("*.bin"))
-    if not weights:
-        raise RerecError(f"{model_dir}: the model folder has no weights (*.safetensors), so it was not "
-                         "registered. Fix: rerun the training stage; it writes the folder atomically.")
-
-
 def _log_model(model_dir: Path, name: str, data_dir: Path | None = None, settings=None, notes=()):
     """Log the pyfunc recommender (:mod:`rerec.pyfunc`, :func:`rerec.pyfunc.model_kwargs`): the HF folder
     and the catalog view of ``data_dir`` as artifacts, the serving settings as ``model_config``, the
@@ -379,7 +370,7 @@ def register(model_dir: Path, report_path: Path, config: RegisterConfig, *, comp
     from rerec.serving import resolve_settings
 
     model_dir, report_path = Path(model_dir), report_json_path(report_path)
-    _check_model_dir(model_dir)
+    check_model_folder(model_dir)
     report = read_report(report_path)
     settings, serving_notes = resolve_settings(model_dir, report, serving)
     if data_dir is not None and not Path(data_dir).is_dir():

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from rerec.errors import ConfigError, InputError, RerecError
+from rerec.models.folder import training_config
 
 log = logging.getLogger(__name__)
 
@@ -103,16 +104,6 @@ _TRAIN_KEYS = {"mode": "context_mode", "max_history": "max_history", "max_new_to
                "n_candidates": "n_candidates"}
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except json.JSONDecodeError as exc:
-        raise RerecError(f"{path}: not valid JSON ({exc}). Fix: rerun the stage that wrote it.") from exc
-    return value if isinstance(value, dict) else {}
-
-
 def resolve_settings(model_dir: str | Path | None = None, report: Mapping | None = None,
                      overrides: Mapping[str, Any] | None = None) -> tuple[ServingSettings, list[str]]:
     """The serving settings of a model and where each came from.
@@ -126,7 +117,7 @@ def resolve_settings(model_dir: str | Path | None = None, report: Mapping | None
     values = ServingSettings().to_dict()
     source = dict.fromkeys(values, "default")
     notes: list[str] = []
-    train = (_read_json(Path(model_dir) / "metrics.json").get("config") or {}) if model_dir else {}
+    train = training_config(model_dir) if model_dir else {}
     if train.get("profile"):
         from rerec.models.profiles import PROFILES
 

@@ -37,6 +37,7 @@ from typing import Any
 from rerec.config import add_dataclass_arguments, check_minimums, dataclass_from_args
 from rerec.errors import ConfigError, InputError, RerecError
 from rerec.io import atomic_dir, write_json
+from rerec.models.folder import write_model_folder
 from rerec.models.profiles import PROFILES, get_profile
 from rerec.reward.scorer import RewardConfig
 from rerec.tracking import StageTracker, stage_run
@@ -350,21 +351,14 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
             return metrics
 
         with atomic_dir(out_dir) as tmp:
-            final = trainer.model
-            if cfg.use_lora:
-                final.save_pretrained(tmp / "adapter")
-                final = final.merge_and_unload()
-            final.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
+            write_model_folder(tmp, trainer.model, tokenizer, lora=cfg.use_lora,
+                               metrics={**metrics, "history": history, "config": asdict(cfg)},
+                               samples=trainer.sample_completions)
             last_ckpt = latest_checkpoint(ckpt_dir, need_curriculum=cfg.curriculum.enabled)
             if last_ckpt is not None:
                 shutil.copytree(last_ckpt, tmp / "checkpoints" / last_ckpt.name)
             if curriculum is not None:
                 write_json(tmp / "curriculum.json", curriculum.state_dict())
-            write_json(tmp / "metrics.json", {**metrics, "history": history, "config": asdict(cfg)})
-            with open(tmp / "samples.jsonl", "w", encoding="utf-8") as f:
-                for sample in trainer.sample_completions:
-                    f.write(json.dumps(sample) + "\n")
         shutil.rmtree(work, ignore_errors=True)
         tracker.log_artifact(out_dir / "metrics.json")
         tracker.log_artifact(out_dir / "samples.jsonl", artifact_path="samples")
