@@ -313,13 +313,8 @@ def test_nothing_half_written_on_bad_input(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "good"]
 
 
-@pytest.fixture
-def validate_command(monkeypatch):
-    monkeypatch.setitem(cli.COMMANDS, "validate-data", ("rerec.data.validate", "check a dataset folder"))
-
-
 @pytest.mark.parametrize("case", ["recbole-non-numeric-rating", "parquet-unknown-user", "queries-positive-not-candidate"])
-def test_cli_prints_one_clear_error_without_traceback(tmp_path, capsys, validate_command, case):
+def test_cli_prints_one_clear_error_without_traceback(tmp_path, capsys, case):
     _, build, file, column, row = next(c for c in CASES if c[0] == case)
     folder = build(tmp_path / "data")
     assert cli.main(["validate-data", str(folder)]) == 2
@@ -330,7 +325,7 @@ def test_cli_prints_one_clear_error_without_traceback(tmp_path, capsys, validate
         assert part in captured.err, captured.err
 
 
-def test_cli_accepts_a_good_folder(tmp_path, capsys, validate_command):
+def test_cli_accepts_a_good_folder(tmp_path, capsys):
     assert cli.main(["validate-data", str(parquet_folder(tmp_path / "p"))]) == 0
     out = capsys.readouterr().out
     assert "valid (parquet)" in out and "queries" in out

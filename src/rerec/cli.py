@@ -17,7 +17,7 @@ from rerec.errors import RerecError
 # name -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare-data": ("rerec.data.prepare", "validate a dataset folder, generate queries and splits"),
-    "validate-data": ("rerec.data.validate", "check a dataset folder and print its table sizes"),
+    "validate-data": ("rerec.data.validate_cli", "check a dataset folder and print its table sizes"),
     "build-graphs": ("rerec.graphs.build", "build the user-item and item-attribute graphs"),
     "train-reward-gnn": ("rerec.reward.lightgcn", "train the LightGCN preference model for PAS"),
     "sft-warmup": ("rerec.train.sft", "supervised warm-up on synthesised reasoning traces"),

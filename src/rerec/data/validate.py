@@ -8,12 +8,11 @@ folder can never leave a half-written output behind.
 Rows are counted from 1 over the data rows; for text files (RecBole atomic files) the message also
 gives the line number in the file, the header being line 1.
 
-Run ``python -m rerec.data.validate DIR`` to check a folder and print its table sizes.
+``rerec validate-data DIR`` (:mod:`rerec.data.validate_cli`) checks a folder and prints its table sizes.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -376,41 +375,3 @@ def _check_conditions(queries: pd.DataFrame, decoded: list[list[dict]], catalog:
                         file=src.file, column="conditions", row=src.row(i),
                         fix="correct the condition or the positive: a positive has every (relation, entity) "
                             "its query's conditions state")
-
-
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", nargs="?", default=None,
-                        help="dataset folder: parquet tables or RecBole atomic files "
-                             "(default: the embedded MovieLens-100k)")
-    parser.add_argument("--relation-map", nargs="*", default=[], metavar="FROM=TO",
-                        help="relation names of the input mapped onto rerec's, as prepare-data takes them")
-
-
-def cli_main(args: argparse.Namespace) -> int:
-    from rerec.data.load import load_catalog
-    from rerec.data.schema import parse_relation_map
-
-    catalog = load_catalog(args.input, relation_map=parse_relation_map(args.relation_map))
-    print(f"{catalog.source}: valid ({catalog.meta.get('format')})")
-    for name in ("items", "interactions", "item_attributes", "users", "queries"):
-        table = getattr(catalog, name)
-        if table is not None:
-            print(f"  {name:16s} {len(table):>9,d} rows")
-    for change in catalog.meta.get("normalisations", []):
-        print(f"  normalised {change['table']}: {change['change']} ({change['count']:,})")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    from rerec.errors import RerecError
-
-    parser = argparse.ArgumentParser(prog="python -m rerec.data.validate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_cli_arguments(parser)
-    try:
-        sys.exit(cli_main(parser.parse_args()))
-    except RerecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
