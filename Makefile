@@ -43,11 +43,19 @@ test-all: $(STAMP) kubectl
 test-images: $(STAMP)
 	$(PY) -m pytest -q -m slow tests/test_image_stages.py
 
+# Benches (bench/): each runs with no arguments and ends with one JSON line. Those over about 10 minutes on
+# 2 cores (LONG_BENCHES) run only with BENCH_LONG=1. Experiments (experiments/) need inputs and hours: see
+# their --help.
+LONG_BENCHES := bench/serve.py
 bench: $(STAMP)
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/*.py; do \
+	  case " $(LONG_BENCHES) " in *" $$b "*) if [ -z "$(BENCH_LONG)" ]; then \
+	    echo "== $$b skipped: over 10 minutes on 2 cores (BENCH_LONG=1 runs it)"; continue; fi;; esac; \
+	  echo "== $$b"; $(PY) $$b || exit 1; \
+	done
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench components pipelines images
+	$(VENV)/bin/ruff check src tests bench experiments components pipelines images
 
 compile: $(STAMP)
 	$(PY) -m pipelines.compile
