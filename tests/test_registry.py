@@ -163,15 +163,16 @@ def test_register_gate_sequence_review_promote_and_roll_back(mlflow_env, s3_serv
     # the review: the champion and the challenger, the paired difference per query type, the report, the commands
     from rerec.cli import main
 
-    assert main(["registry", "review", "--name", "seq-model"]) == 0
+    assert main(["champion", "review", "--name", "seq-model"]) == 0
     text = capsys.readouterr().out
     assert f"champion (v{better['version']})" in text and "explicit" in text and "implicit" in text
     assert "+0.6000" in text and "evaluation/report.html" in text
-    assert "rerec registry rollback --name seq-model" in text
-    # roll back to the champion it replaced, then promote it again by hand
+    assert "rerec champion rollback --name seq-model" in text
+    # roll back to the champion it replaced (through the deprecated spelling), then promote it again by hand
     assert main(["registry", "rollback", "--name", "seq-model"]) == 0
+    assert "'registry' is deprecated" in capsys.readouterr().err
     assert _aliases("seq-model")["champion"] == "1"
-    assert main(["registry", "promote", "--name", "seq-model", "--version", better["version"]]) == 0
+    assert main(["champion", "promote", "--name", "seq-model", "--version", better["version"]]) == 0
     assert _aliases("seq-model")["champion"] == better["version"]
     capsys.readouterr()
     assert main(["registry", "promote", "--name", "seq-model", "--version", "99"]) == 2

@@ -1,4 +1,7 @@
-"""``rerec registry review|promote|rollback --name NAME``: decide about the challenger, with the evidence.
+"""``rerec champion review|promote|rollback --name NAME``: decide about the challenger, with the evidence.
+
+``rerec register`` is the pipeline stage that registers a new version and runs the promotion gate; this command
+is for the person who reviews or overrides that decision (``rerec registry`` is its deprecated spelling).
 
 ``review`` shows the champion and the challenger side by side (version, run, creation time, summary metric,
 general retention, lineage, the gate's decision), then the paired difference ``challenger - champion`` that
@@ -123,10 +126,10 @@ def review(name: str) -> str:
                 f"report: {report_location(challenger, client)}"]
     out += ["", "act on it:"]
     if challenger is not None and (champion is None or champion.version != challenger.version):
-        out.append(f"  promote the challenger:  rerec registry promote --name {name} --version {challenger.version}")
+        out.append(f"  promote the challenger:  rerec champion promote --name {name} --version {challenger.version}")
     previous = (champion.tags or {}).get(PREVIOUS_TAG) if champion is not None else None
     if previous:
-        out.append(f"  roll back to v{previous}:     rerec registry rollback --name {name}")
+        out.append(f"  roll back to v{previous}:     rerec champion rollback --name {name}")
     if len(out) and out[-1] == "act on it:":
         out.append("  nothing to do: the challenger is the champion and has no predecessor")
     if champion is not None:
@@ -134,7 +137,7 @@ def review(name: str) -> str:
     return "\n".join(out)
 
 
-def promote(name: str, version: str, reason: str = "promoted by hand (rerec registry promote)") -> str | None:
+def promote(name: str, version: str, reason: str = "promoted by hand (rerec champion promote)") -> str | None:
     """Make ``version`` the champion; returns the champion it replaced (recorded on ``version``)."""
     from mlflow.exceptions import MlflowException
 
@@ -144,7 +147,7 @@ def promote(name: str, version: str, reason: str = "promoted by hand (rerec regi
         with_retries(lambda: client.get_model_version(name, version), f"read version {version} of '{name}'")
     except MlflowException as exc:
         raise RerecError(f"'{name}' has no version {version}. Fix: pick a version shown by "
-                         f"'rerec registry review --name {name}'.") from exc
+                         f"'rerec champion review --name {name}'.") from exc
     current = _version_by_alias(client, name, CHAMPION)
     previous = current.version if current is not None else None
     if previous == str(version):
@@ -165,7 +168,7 @@ def rollback(name: str) -> str:
     previous = (champion.tags or {}).get(PREVIOUS_TAG) if champion is not None else None
     if not previous:
         raise RerecError(f"The champion of '{name}' records no predecessor, so there is nothing to roll back to. "
-                         f"Fix: pick a version with 'rerec registry promote --name {name} --version V'.")
+                         f"Fix: pick a version with 'rerec champion promote --name {name} --version V'.")
     with_retries(lambda: client.set_registered_model_alias(name, CHAMPION, previous), "move the champion alias")
     with_retries(lambda: client.set_model_version_tag(name, previous, "rerec.gate",
                                                       f"champion again: rolled back from v{champion.version}"),
@@ -174,7 +177,8 @@ def rollback(name: str) -> str:
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["review", "promote", "rollback"], help="what to do with the registry")
+    parser.add_argument("action", choices=["review", "promote", "rollback"],
+                        help="review the challenger against the champion, promote a version, or roll back")
     parser.add_argument("--name", default="rerec-recommender", help="registered model name (default: %(default)s)")
     parser.add_argument("--version", default=None, help="the version to promote (promote)")
 
@@ -185,7 +189,7 @@ def cli_main(args: argparse.Namespace) -> int:
         print(review(args.name))
     elif args.action == "promote":
         if not args.version:
-            raise RerecError("promote needs --version. Fix: e.g. rerec registry promote --name NAME --version 7.")
+            raise RerecError("promote needs --version. Fix: e.g. rerec champion promote --name NAME --version 7.")
         previous = promote(args.name, args.version)
         print(f"{args.name}: version {args.version} is champion (it replaced {previous or 'no champion'}).")
     else:
