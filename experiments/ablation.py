@@ -162,8 +162,10 @@ def main(argv=None) -> int:
     ap.add_argument("--reward", required=True, type=Path)
     ap.add_argument("--sft", required=True, help="The SFT checkpoint every arm starts from (folder, or tiny/smollm2).")
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--budget", "--profile", dest="budget", choices=("cpu", "cpu-hour", "paper"), default="cpu",
-                    help="cpu, cpu-hour or paper (module doc). --profile is the deprecated spelling of this flag.")
+    ap.add_argument("--budget", choices=("cpu", "cpu-hour", "paper"), default="cpu",
+                    help="cpu, cpu-hour or paper (module doc).")
+    ap.add_argument("--profile", dest="deprecated_profile", choices=("cpu", "cpu-hour", "paper"), default=None,
+                    help="Deprecated spelling of --budget.")
     ap.add_argument("--model-profile", default="smollm2", help="Model profile giving the CPU budgets.")
     ap.add_argument("--arms", default="default", help="'default' (plain_grpo, rerec), 'all' (+ the four single "
                                                       "ablations), 'weights' (plain_grpo, rerec, rerec_paper_weights), "
@@ -197,9 +199,10 @@ def main(argv=None) -> int:
     ap.add_argument("--parallel", action=argparse.BooleanOptionalAction, default=None,
                     help="Train the arms at the same time, one process each, the threads split between them "
                          "(each arm's output goes to <out>/<arm>.log; not with --arm-budget-s).")
-    if any(a == "--profile" or a.startswith("--profile=") for a in (sys.argv[1:] if argv is None else argv)):
-        print("[ablation] --profile is deprecated: use --budget (same values).", file=sys.stderr)
     args = ap.parse_args(argv)
+    if args.deprecated_profile is not None:
+        print("[ablation] --profile is deprecated: use --budget (same values).", file=sys.stderr)
+        args.budget = args.deprecated_profile
     for defaults in (CPU_HOUR if args.budget == "cpu-hour" else {}, dict(n_train=0, n_eval=200, parallel=False)):
         for key, value in defaults.items():
             if getattr(args, key) is None:

@@ -12,12 +12,12 @@ from rerec.pipeline_params import (
     stage_configs,
     validate_stage_configs,
 )
-from rerec.run_profiles import STAGES, profile_configs
+from rerec.run_presets import STAGES, preset_configs
 
 
-def test_unset_parameters_add_nothing_to_the_profile():
+def test_unset_parameters_add_nothing_to_the_preset():
     configs = stage_configs(TrainParams(profile="smoke", model_name=""))
-    smoke = profile_configs("smoke")
+    smoke = preset_configs("smoke")
     assert {k: configs[k] for k in STAGES} == smoke
     # the arm is the final rft config with only the ablation switched
     assert configs["plain_grpo"] == {**smoke["rft"], "ablation": "plain_grpo"}
@@ -52,7 +52,7 @@ def test_overrides_come_last_and_merge_nested_objects():
     ({"reward_weights": "ours"}, "not a preset"),
     ({"rft_steps": -1}, "rft_steps must be >= 0"),
     ({"rft_lr": -0.1}, "rft_lr must be >= 0"),
-    ({"profile": "nope"}, "Unknown run profile"),
+    ({"profile": "nope"}, "Unknown run preset"),
     ({"config_overrides": "{rft: 1}"}, "not valid JSON"),
     ({"config_overrides": "[1]"}, "must be a JSON object"),
     ({"config_overrides": '{"rtf": {}}'}, "unknown stage"),

@@ -11,22 +11,22 @@ import pytest
 
 from rerec.config import dataclass_from_dict
 from rerec.errors import ConfigError
-from rerec.run_profiles import PROFILES, profile_configs, stage_config_classes
+from rerec.run_presets import PRESETS, preset_configs, stage_config_classes
 from rerec.tracking import component_metrics, stage_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_profile_fits_the_stage_configs():
+def test_every_preset_fits_the_stage_configs():
     classes = stage_config_classes()
-    for name in PROFILES:
-        configs = profile_configs(name)
+    for name in PRESETS:
+        configs = preset_configs(name)
         assert set(configs) == set(classes), name
         for stage, values in configs.items():
             dataclass_from_dict(classes[stage], values, where=f"{name}.{stage}")
         assert configs["gate_eval"]["split"] == "val" and configs["eval"]["split"] == "test"
     with pytest.raises(ConfigError, match="smoke"):
-        profile_configs("nope")
+        preset_configs("nope")
 
 
 def test_stage_config_from_json_and_errors():
@@ -95,7 +95,7 @@ def test_rerec_run_smoke_writes_report_and_mlflow(tmp_path, arm):
     env = {**os.environ, "REREC_TRACKING": "on"}
     env.pop("MLFLOW_TRACKING_URI", None)
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "rerec.cli", "run", "--profile", "smoke", "--out", str(out),
+    proc = subprocess.run([sys.executable, "-m", "rerec.cli", "run", "--preset", "smoke", "--out", str(out),
                            *(["--plain-grpo-arm"] if arm else [])],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3000)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]

@@ -3,8 +3,8 @@
 :class:`TrainParams` lists them with their help (the compiled pipeline's parameter descriptions come from
 it). :func:`stage_configs` is the mapping, a pure function:
 
-1. start from the run profile's per-stage configs (:mod:`rerec.run_profiles`);
-2. apply the typed parameters that are set (an empty string, 0 or "none" means "the profile decides",
+1. start from the run preset's per-stage configs (:mod:`rerec.run_presets`);
+2. apply the typed parameters that are set (an empty string, 0 or "none" means "the preset decides",
    so an unset parameter adds no key);
 3. merge the advanced JSON overrides ``{"<stage>": {...}}`` last, nested objects key by key.
 
@@ -24,7 +24,7 @@ from rerec.errors import ConfigError
 
 ABLATIONS = ("none", "plain_grpo", "no_raae", "no_curriculum", "no_qas", "no_pas")
 REWARD_WEIGHTS = ("rerec", "paper")
-#: stage keys of the configs a pipeline run uses (the run profiles' keys plus the plain-GRPO arm)
+#: stage keys of the configs a pipeline run uses (the run presets' keys plus the plain-GRPO arm)
 ARM_STAGE = "plain_grpo"
 
 
@@ -118,10 +118,10 @@ def parse_overrides(text: str | dict | None, stages: tuple[str, ...]) -> dict[st
 
 
 def stage_configs(params: TrainParams | dict[str, Any]) -> dict[str, dict]:
-    """Per-stage config dicts for a pipeline run (see the module docstring). Keys: the run profile's stages
+    """Per-stage config dicts for a pipeline run (see the module docstring). Keys: the run preset's stages
     and ``plain_grpo``. Checks the choices of the typed parameters; the configs' own fields are checked
     against their dataclasses by :func:`validate_stage_configs`."""
-    from rerec.run_profiles import STAGES, profile_configs
+    from rerec.run_presets import STAGES, preset_configs
 
     p = params if isinstance(params, TrainParams) else TrainParams(**params)
     if p.ablation not in ABLATIONS:
@@ -134,7 +134,7 @@ def stage_configs(params: TrainParams | dict[str, Any]) -> dict[str, dict]:
             raise ConfigError(f"{name} must be >= 0 (0: the profile's), got {getattr(p, name)}.")
     if p.rft_lr < 0:
         raise ConfigError(f"rft_lr must be >= 0 (0: the profile's), got {p.rft_lr}.")
-    configs = profile_configs(p.profile)
+    configs = preset_configs(p.profile)
     typed: dict[str, dict] = {"sft": {}, "rft": {}, "eval": {}, "gate_eval": {}, "register": {}}
     if p.base_model:  # SFT starts from it; evaluation's zero-shot base row and retention reference are it
         typed["sft"]["model"] = p.base_model
@@ -165,7 +165,7 @@ def validate_stage_configs(configs: dict[str, dict]) -> None:
     """Build every stage's config dataclass from its dict, so that a typo fails the first step of a run
     (one :class:`ConfigError` naming the stage and field) instead of a GPU step an hour later."""
     from rerec.config import dataclass_from_dict
-    from rerec.run_profiles import stage_config_classes
+    from rerec.run_presets import stage_config_classes
 
     classes = {**stage_config_classes()}
     classes[ARM_STAGE] = classes["rft"]
@@ -173,4 +173,4 @@ def validate_stage_configs(configs: dict[str, dict]) -> None:
         config = dataclass_from_dict(classes[stage], values, where=f"the {stage} config")
         resolved = getattr(config, "resolved", None)
         if callable(resolved):
-            resolved()  # profile values filled in and ranges checked, as the stage itself will
+            resolved()  # model profile values filled in and ranges checked, as the stage itself will

@@ -1,8 +1,11 @@
-"""``rerec run`` profiles: per-stage config dicts (JSON pipeline parameters) for the train pipeline.
+"""Run presets: per-stage config dicts (JSON pipeline parameters) for one run of the train pipeline, chosen
+with ``rerec run --preset NAME``, ``make run PRESET=NAME`` or the pipeline parameter ``preset``.
 
-Each dict holds only fields the stage's config dataclass has; anything left out takes the stage's own
-default or its model profile's (:mod:`rerec.models.profiles`). ``tests/test_pipeline_run.py`` checks
-every dict against the dataclasses, so a renamed field fails a test rather than a run.
+A preset is not a model profile (:mod:`rerec.models.profiles`): a model profile is one model with the budgets
+that make it affordable where it runs; a preset says, for every stage, which model profile it uses and what it
+changes on top. Each dict holds only fields the stage's config dataclass has; anything left out takes the
+stage's own default or its model profile's. ``tests/test_pipeline_run.py`` checks every dict against the
+dataclasses, so a renamed field fails a test rather than a run.
 
 - ``smoke``: the whole DAG in a few minutes on the tiny model, numbers meaningless (for tests).
 - ``tiny``: the tiny from-scratch model with its profile budgets.
@@ -28,7 +31,7 @@ _SMOKE_EVAL = {"profile": "tiny", "n_boot": 50, "max_queries_per_type": 3, "max_
                "ifeval_max_instructions": 4, "ifeval_max_new_tokens": 16, "ifeval_time_budget_s": 20.0,
                "n_traces": 1}
 
-PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
         "prepare": {"seed": 0, "n_explicit": 60, "n_implicit": 40, "n_misinformed": 30, "n_interest": 30},
         "graph": {},
@@ -91,15 +94,15 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def profile_configs(name: str) -> dict[str, dict[str, Any]]:
-    """A deep copy of the profile's per-stage config dicts."""
-    if name not in PROFILES:
-        raise ConfigError(f"Unknown run profile '{name}'. Fix: use one of {', '.join(PROFILES)}.")
-    return copy.deepcopy(PROFILES[name])
+def preset_configs(name: str) -> dict[str, dict[str, Any]]:
+    """A deep copy of the preset's per-stage config dicts."""
+    if name not in PRESETS:
+        raise ConfigError(f"Unknown run preset '{name}'. Fix: use one of {', '.join(PRESETS)}.")
+    return copy.deepcopy(PRESETS[name])
 
 
 def stage_config_classes() -> dict[str, type]:
-    """Profile key -> the stage's config dataclass (imports the stages)."""
+    """Preset key (stage) -> the stage's config dataclass (imports the stages)."""
     import typing
 
     from rerec.data.prepare import prepare_data
