@@ -12,7 +12,7 @@ from components.image import CPU_IMAGE
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def start_run(
     pipeline: str,
-    profile: str,
+    preset: str,
     data_uri: str = "",
     base_model: str = "",
     sft_steps: int = 0,
@@ -33,7 +33,7 @@ def start_run(
     from rerec.pipeline_run import open_pipeline_run
     from rerec.tracking import tracking_enabled, use_pipeline_run
 
-    params = TrainParams(profile=profile, data_uri=data_uri, base_model=base_model, sft_steps=sft_steps,
+    params = TrainParams(preset=preset, data_uri=data_uri, base_model=base_model, sft_steps=sft_steps,
                          rft_steps=rft_steps, rft_lr=rft_lr, reward_weights=reward_weights, ablation=ablation,
                          plain_grpo_arm=plain_grpo_arm, model_name=model_name, config_overrides=config_overrides)
     configs = stage_configs(params)

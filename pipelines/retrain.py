@@ -16,14 +16,14 @@ from pipelines.train import (
 )
 from rerec.pipeline_params import pipeline_docstring
 
-RETRAIN_PARAMS = ["data_uri", "profile", "rft_steps", "rft_lr", "reward_weights", "ablation", "model_name",
+RETRAIN_PARAMS = ["data_uri", "preset", "rft_steps", "rft_lr", "reward_weights", "ablation", "model_name",
                   "gpu_node_selector", "gpu_tolerations", "config_overrides"]
 
 
 def make_retrain_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: B008 - frozen dataclass
     def retrain(
         data_uri: str,
-        profile: str = _DEFAULTS.profile,
+        preset: str = _DEFAULTS.preset,
         rft_steps: int = _DEFAULTS.rft_steps,
         rft_lr: float = _DEFAULTS.rft_lr,
         reward_weights: str = _DEFAULTS.reward_weights,
@@ -35,7 +35,7 @@ def make_retrain_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: 
     ):
         finish = cluster_step(c.finish_run(kfp_run_id=JOB_ID), options, "small")
         with dsl.ExitHandler(finish, name="rerec-retrain"):
-            params = dict(profile=profile, data_uri=data_uri, rft_steps=rft_steps, rft_lr=rft_lr,
+            params = dict(preset=preset, data_uri=data_uri, rft_steps=rft_steps, rft_lr=rft_lr,
                           reward_weights=reward_weights, ablation=ablation, model_name=model_name,
                           config_overrides=config_overrides)
             steps, prep, graphs, reward = start_and_data(options, "retrain", params, gpu_node_selector, gpu_tolerations)

@@ -107,13 +107,13 @@ def resolve_champion(steps: Steps, model_name, required: bool) -> PipelineTask:
     return steps.cpu(task, "small")
 
 
-TRAIN_PARAMS = ["profile", "data_uri", "base_model", "sft_steps", "rft_steps", "rft_lr", "reward_weights", "ablation",
+TRAIN_PARAMS = ["preset", "data_uri", "base_model", "sft_steps", "rft_steps", "rft_lr", "reward_weights", "ablation",
                 "plain_grpo_arm", "model_name", "gpu_node_selector", "gpu_tolerations", "config_overrides"]
 
 
 def make_train_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: B008 - frozen dataclass
     def train(
-        profile: str = _DEFAULTS.profile,
+        preset: str = _DEFAULTS.preset,
         data_uri: str = _DEFAULTS.data_uri,
         base_model: str = _DEFAULTS.base_model,
         sft_steps: int = _DEFAULTS.sft_steps,
@@ -129,7 +129,7 @@ def make_train_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: B0
     ):
         finish = cluster_step(c.finish_run(kfp_run_id=JOB_ID), options, "small")
         with dsl.ExitHandler(finish, name="rerec-train"):
-            params = dict(profile=profile, data_uri=data_uri, base_model=base_model, sft_steps=sft_steps,
+            params = dict(preset=preset, data_uri=data_uri, base_model=base_model, sft_steps=sft_steps,
                           rft_steps=rft_steps, rft_lr=rft_lr, reward_weights=reward_weights, ablation=ablation,
                           plain_grpo_arm=plain_grpo_arm, model_name=model_name, config_overrides=config_overrides)
             steps, prep, graphs, reward = start_and_data(options, "train", params, gpu_node_selector, gpu_tolerations)

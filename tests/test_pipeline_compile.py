@@ -66,14 +66,14 @@ def _executor(spec, task):
 def test_ui_parameters_are_typed_and_described():
     spec, _ = _load("train.yaml")
     params = spec["root"]["inputDefinitions"]["parameters"]
-    expected = {"profile": "STRING", "data_uri": "STRING", "base_model": "STRING", "sft_steps": "NUMBER_INTEGER",
+    expected = {"preset": "STRING", "data_uri": "STRING", "base_model": "STRING", "sft_steps": "NUMBER_INTEGER",
                 "rft_steps": "NUMBER_INTEGER", "rft_lr": "NUMBER_DOUBLE", "reward_weights": "STRING",
                 "ablation": "STRING", "plain_grpo_arm": "BOOLEAN", "model_name": "STRING",
                 "gpu_node_selector": "STRUCT", "gpu_tolerations": "LIST", "config_overrides": "STRING"}
     assert {k: v["parameterType"] for k, v in params.items()} == expected
     assert all(len(v.get("description", "")) > 20 for v in params.values()), params
     defaults = TrainParams()
-    assert params["profile"]["defaultValue"] == defaults.profile and params["plain_grpo_arm"]["defaultValue"] is False
+    assert params["preset"]["defaultValue"] == defaults.preset and params["plain_grpo_arm"]["defaultValue"] is False
     assert params["gpu_node_selector"]["defaultValue"] == {} and params["gpu_tolerations"]["defaultValue"] == []
     # no internal plumbing: neither the parent-run id, nor per-stage JSON, nor a tracking URI
     assert not any("parent" in k or k.endswith("_config") or "tracking" in k for k in params)

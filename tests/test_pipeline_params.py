@@ -16,7 +16,7 @@ from rerec.run_presets import STAGES, preset_configs
 
 
 def test_unset_parameters_add_nothing_to_the_preset():
-    configs = stage_configs(TrainParams(profile="smoke", model_name=""))
+    configs = stage_configs(TrainParams(preset="smoke", model_name=""))
     smoke = preset_configs("smoke")
     assert {k: configs[k] for k in STAGES} == smoke
     # the arm is the final rft config with only the ablation switched
@@ -25,7 +25,7 @@ def test_unset_parameters_add_nothing_to_the_preset():
 
 
 def test_typed_parameters_land_in_their_stage_with_the_nested_reward_contract():
-    configs = stage_configs(TrainParams(profile="smoke", base_model="s3://models/qwen/", sft_steps=7, rft_steps=9,
+    configs = stage_configs(TrainParams(preset="smoke", base_model="s3://models/qwen/", sft_steps=7, rft_steps=9,
                                         rft_lr=2e-5, reward_weights="paper", ablation="no_qas", model_name="m"))
     assert configs["sft"]["model"] == "s3://models/qwen/" and configs["sft"]["steps"] == 7
     rft = configs["rft"]
@@ -33,12 +33,12 @@ def test_typed_parameters_land_in_their_stage_with_the_nested_reward_contract():
     assert configs["plain_grpo"]["steps"] == 9 and configs["plain_grpo"]["reward"] == {"weights": "paper"}
     assert configs["plain_grpo"]["ablation"] == "plain_grpo"
     assert configs["register"]["model_name"] == "m"
-    assert "reward" not in stage_configs(TrainParams(profile="smoke"))["rft"]  # unset: the rft stage's default
+    assert "reward" not in stage_configs(TrainParams(preset="smoke"))["rft"]  # unset: the rft stage's default
 
 
 def test_overrides_come_last_and_merge_nested_objects():
     overrides = {"rft": {"steps": 3, "reward": {"w_qas": 0.5}}, "plain_grpo": {"seed": 4}, "eval": {"n_boot": 9}}
-    configs = stage_configs(TrainParams(profile="smoke", rft_steps=9, reward_weights="paper",
+    configs = stage_configs(TrainParams(preset="smoke", rft_steps=9, reward_weights="paper",
                                         config_overrides=json.dumps(overrides)))
     assert configs["rft"]["steps"] == 3  # the advanced override beats the typed parameter
     assert configs["rft"]["reward"] == {"weights": "paper", "w_qas": 0.5}
@@ -49,10 +49,10 @@ def test_overrides_come_last_and_merge_nested_objects():
 
 @pytest.mark.parametrize("params, message", [
     ({"ablation": "no_such_arm"}, "not an arm"),
-    ({"reward_weights": "ours"}, "not a preset"),
+    ({"reward_weights": "ours"}, "not a weighting"),
     ({"rft_steps": -1}, "rft_steps must be >= 0"),
     ({"rft_lr": -0.1}, "rft_lr must be >= 0"),
-    ({"profile": "nope"}, "Unknown run preset"),
+    ({"preset": "nope"}, "Unknown run preset"),
     ({"config_overrides": "{rft: 1}"}, "not valid JSON"),
     ({"config_overrides": "[1]"}, "must be a JSON object"),
     ({"config_overrides": '{"rtf": {}}'}, "unknown stage"),
@@ -60,14 +60,14 @@ def test_overrides_come_last_and_merge_nested_objects():
 ])
 def test_bad_parameters_are_refused_with_the_fix(params, message):
     with pytest.raises(ConfigError, match=message):
-        stage_configs(TrainParams(**{"profile": "smoke", **params}))
+        stage_configs(TrainParams(**{"preset": "smoke", **params}))
 
 
 def test_a_typo_in_a_stage_field_fails_validation_before_any_step():
-    configs = stage_configs(TrainParams(profile="smoke", config_overrides='{"sft": {"stesp": 3}}'))
+    configs = stage_configs(TrainParams(preset="smoke", config_overrides='{"sft": {"stesp": 3}}'))
     with pytest.raises(ConfigError, match="the sft config: unknown option"):
         validate_stage_configs(configs)
-    configs = stage_configs(TrainParams(profile="smoke", config_overrides='{"rft": {"num_generations": 1}}'))
+    configs = stage_configs(TrainParams(preset="smoke", config_overrides='{"rft": {"num_generations": 1}}'))
     with pytest.raises(ConfigError, match="num_generations must be at least 2"):
         validate_stage_configs(configs)  # resolved() ranges run here too
 

@@ -197,7 +197,7 @@ def test_start_and_finish_run_steps_open_and_close_one_parent_run(mlflow_env):
 
     os.environ["REREC_GIT_COMMIT"] = "abc1234"
     try:
-        out = start_run.python_func(pipeline="train", profile="smoke", rft_steps=5, kfp_run_id="kfp-run-7")
+        out = start_run.python_func(pipeline="train", preset="smoke", rft_steps=5, kfp_run_id="kfp-run-7")
     finally:
         os.environ.pop("REREC_GIT_COMMIT")
     parent_id, *configs = out
@@ -216,5 +216,5 @@ def test_start_and_finish_run_steps_open_and_close_one_parent_run(mlflow_env):
     assert run.info.status == "FAILED" and run.data.tags["rerec.pipeline_error"] == "boom"
     finish_run.python_func(status=status("SUCCEEDED"), kfp_run_id="no-such-run")  # nothing to close: no error
     with pytest.raises(ConfigError, match="unknown option"):
-        start_run.python_func(pipeline="train", profile="smoke", config_overrides='{"rft": {"stesp": 1}}',
+        start_run.python_func(pipeline="train", preset="smoke", config_overrides='{"rft": {"stesp": 1}}',
                               kfp_run_id="kfp-run-8")

@@ -243,3 +243,12 @@ def test_server_refusal_midway_names_the_status():
 
     with pytest.raises(sched.RerecError, match="refused the request: HTTP 403 Forbidden.*Fix:"):
         sched.cli_main(_args(host="http://kfp:8080"), client=Refuses())
+
+
+def test_renamed_parameter_is_passed_under_its_new_name(capsys):
+    """``--param profile=paper`` (the parameter's old name) reaches the pipeline as ``preset``, with a note."""
+    client = FakeKFP()
+    assert sched.cli_main(_args(param=["profile=paper", "rft_steps=200"]), client=client) == 0
+    assert client.calls[-1][1]["params"] == {"data_uri": "s3://bucket/new", "model_name": "rerec-recommender",
+                                             "preset": "paper", "rft_steps": 200}
+    assert "'profile' is now 'preset'" in capsys.readouterr().err

@@ -32,8 +32,8 @@ ARM_STAGE = "plain_grpo"
 class TrainParams:
     """What the ``train`` pipeline asks for; each help text is the parameter's description in the UI."""
 
-    profile: str = field(default="smollm2", metadata={
-        "help": "Run profile: budgets and model for every stage. smoke (minutes, tiny model), tiny, default "
+    preset: str = field(default="smollm2", metadata={
+        "help": "Run preset: model and budgets of every stage. smoke (minutes, tiny model), tiny, default "
                 "(the CPU run of 'make run'), smollm2 (the embedded SmolLM2-135M), paper (the paper's GPU "
                 "settings, Qwen2.5-3B-Instruct)."})
     data_uri: str = field(default="", metadata={
@@ -41,12 +41,12 @@ class TrainParams:
                 "the rerec-s3 credentials), or a path inside the image. Empty: the embedded MovieLens-100k."})
     base_model: str = field(default="", metadata={
         "help": "Model SFT starts from: s3://bucket/folder/ of a Hugging Face model folder, a hub id, or "
-                "smollm2 / tiny. Empty: the profile's model."})
-    sft_steps: int = field(default=0, metadata={"help": "SFT optimiser steps (0: the profile's)."})
-    rft_steps: int = field(default=0, metadata={"help": "RFT optimiser steps (0: the profile's)."})
-    rft_lr: float = field(default=0.0, metadata={"help": "RFT learning rate (0: the profile's)."})
+                "smollm2 / tiny. Empty: the preset's model."})
+    sft_steps: int = field(default=0, metadata={"help": "SFT optimiser steps (0: the preset's)."})
+    rft_steps: int = field(default=0, metadata={"help": "RFT optimiser steps (0: the preset's)."})
+    rft_lr: float = field(default=0.0, metadata={"help": "RFT learning rate (0: the preset's)."})
     reward_weights: str = field(default="", metadata={
-        "help": "Reward weighting preset of RFT: rerec or paper (NDCG@1 + 0.01 QAS + 0.01 PAS + 0.1 format). "
+        "help": "Reward weights of RFT: rerec or paper (NDCG@1 + 0.01 QAS + 0.01 PAS + 0.1 format). "
                 "Empty: the RFT default."})
     ablation: str = field(default="none", metadata={
         "help": "RFT ablation arm: none (full ReRec), plain_grpo, no_raae, no_curriculum, no_qas, no_pas."})
@@ -127,14 +127,14 @@ def stage_configs(params: TrainParams | dict[str, Any]) -> dict[str, dict]:
     if p.ablation not in ABLATIONS:
         raise ConfigError(f"ablation '{p.ablation}' is not an arm. Fix: use one of {', '.join(ABLATIONS)}.")
     if p.reward_weights and p.reward_weights not in REWARD_WEIGHTS:
-        raise ConfigError(f"reward_weights '{p.reward_weights}' is not a preset. Fix: use "
+        raise ConfigError(f"reward_weights '{p.reward_weights}' is not a weighting. Fix: use "
                           f"{' or '.join(REWARD_WEIGHTS)}, or leave it empty for the RFT default.")
     for name in ("sft_steps", "rft_steps"):
         if getattr(p, name) < 0:
-            raise ConfigError(f"{name} must be >= 0 (0: the profile's), got {getattr(p, name)}.")
+            raise ConfigError(f"{name} must be >= 0 (0: the preset's), got {getattr(p, name)}.")
     if p.rft_lr < 0:
-        raise ConfigError(f"rft_lr must be >= 0 (0: the profile's), got {p.rft_lr}.")
-    configs = preset_configs(p.profile)
+        raise ConfigError(f"rft_lr must be >= 0 (0: the preset's), got {p.rft_lr}.")
+    configs = preset_configs(p.preset)
     typed: dict[str, dict] = {"sft": {}, "rft": {}, "eval": {}, "gate_eval": {}, "register": {}}
     if p.base_model:  # SFT starts from it; evaluation's zero-shot base row and retention reference are it
         typed["sft"]["model"] = p.base_model

@@ -113,7 +113,7 @@ def run_pipeline(preset: str, out: Path, *, input_dir: Path | None = None, plain
             warnings.filterwarnings("ignore", message=".*non-Python base image.*")
             try:
                 # start-run finds REREC_PARENT_RUN_ID in its environment and nests the stages under this run
-                pipeline(profile=preset, data_uri=str(Path(input_dir).resolve()) if input_dir else "",
+                pipeline(preset=preset, data_uri=str(Path(input_dir).resolve()) if input_dir else "",
                          plain_grpo_arm=plain_grpo_arm)
             except RuntimeError as exc:
                 raise RerecError(f"The train pipeline failed: {exc}. Fix: read the failing stage's log above "

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -238,13 +239,15 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the new interactions land (s3://bucket/folder/ or a path in the image)")
     parser.add_argument("--model-name", default="rerec-recommender", help="registered model to retrain")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra pipeline parameter (e.g. profile=paper, rft_steps=200); repeatable")
+                        help="extra pipeline parameter (e.g. preset=paper, rft_steps=200); repeatable")
     parser.add_argument("--service-account", default="default-editor",
                         help="ServiceAccount the runs use (KFP's runner in a Kubeflow profile namespace)")
 
 
 #: pipeline parameters that are JSON text, not JSON values
-TEXT_PARAMS = ("config_overrides", "data_uri", "profile", "model_name", "base_model", "reward_weights", "ablation")
+TEXT_PARAMS = ("config_overrides", "data_uri", "preset", "model_name", "base_model", "reward_weights", "ablation")
+#: old parameter name -> new one: accepted by --param for one release, with a note
+RENAMED_PARAMS = {"profile": "preset"}
 
 
 def param_value(key: str, text: str) -> Any:
@@ -265,6 +268,10 @@ def cli_main(args: argparse.Namespace, client: Any = None) -> int:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--param '{item}' is not KEY=VALUE. Fix: e.g. --param rft_steps=200.")
+        if key in RENAMED_PARAMS:
+            print(f"rerec schedule: the pipeline parameter '{key}' is now '{RENAMED_PARAMS[key]}'; "
+                  f"pass --param {RENAMED_PARAMS[key]}={value} (the old name is accepted for this release only).", file=sys.stderr)
+            key = RENAMED_PARAMS[key]
         params[key] = param_value(key, value)
     validate_cron(args.cron)  # everything the user typed is checked before anything is sent
     check_package(args.package)
