@@ -127,10 +127,9 @@ def no_fit_query(query: Mapping, view: CatalogView) -> dict | None:
 
     A ``table``/``scan`` trace of it checks every row, finds none that fits and names the closest. SFT
     can mix a few in (``no_fit_rate``) so that a model which misjudges every row still ends its scan after
-    the last candidate with a boxed answer, instead of inventing rows 5, 6, ... until the token limit
-    (what SmolLM2 did on the unparsed answers inspected here). Off by default: at the CPU budget of
-    ``make run`` (43 SFT steps) a 0.1 share made verdicts worse ("yes, yes - no.", teacher-forced verdicts
-    0.82 against 0.99) and test parse fell from 0.90 to 0.60.
+    the last candidate with a boxed answer, instead of inventing further rows until the token limit.
+    Off by default: at a short CPU budget, examples without a match muddle the per-row verdicts more than
+    they help the model stop.
     """
     conditions = [c for c in decode_conditions(query.get("conditions") or []) if c["relation"] in view.relations]
     positives = {str(p) for p in query["positives"]}
