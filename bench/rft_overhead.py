@@ -90,8 +90,9 @@ def main(argv=None) -> int:
 
     from rerec.models.loading import load_tokenizer, resolve_model_dir
     from rerec.train.curriculum import CurriculumConfig, CurriculumScheduler
-    from rerec.train.grpo import RAAEOptions, ReRecGRPOTrainer
+    from rerec.train.grpo import ReRecGRPOTrainer
     from rerec.train.precision import Precision, resolve_precision
+    from rerec.train.raae import AdvantageConfig
 
     torch.set_num_threads(args.threads)
     started = time.time()
@@ -129,7 +130,7 @@ def main(argv=None) -> int:
                                          seed=args.seed)
         return ReRecGRPOTrainer(model=load(), args=config(name, precision), train_dataset=dataset,
                                 processing_class=tokenizer, score_fn=toy_score_fn,
-                                raae=RAAEOptions(advantage_estimator="raae", segment_mode="step"),
+                                advantage=AdvantageConfig(estimator="raae", segment_mode="step"),
                                 curriculum=curriculum, prompts_per_epoch=args.prompts * 2)
 
     arms = {

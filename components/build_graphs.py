@@ -3,16 +3,15 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output
 
-from components.image import REREC_IMAGE
+from components.image import CPU_IMAGE
 
 
-@dsl.component(base_image=REREC_IMAGE, install_kfp_package=False)
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def build_graphs(
     data: Input[Dataset],
     graphs: Output[Dataset],
     metrics: Output[Metrics],
     config_json: str = "{}",
-    mlflow_tracking_uri: str = "",
     mlflow_parent_run_id: str = "",
     kfp_run_id: str = "",
 ) -> None:
@@ -21,7 +20,7 @@ def build_graphs(
     from rerec.graphs.build import build_graphs as stage
     from rerec.tracking import component_metrics, stage_config, use_pipeline_run
 
-    use_pipeline_run(mlflow_tracking_uri, mlflow_parent_run_id, kfp_run_id, data_dir=data.path)
+    use_pipeline_run("", mlflow_parent_run_id, kfp_run_id, data_dir=data.path)
     summary = stage(Path(data.path), Path(graphs.path), stage_config(stage, config_json))
     for name, value in component_metrics(summary).items():
         metrics.log_metric(name, value)

@@ -1,32 +1,37 @@
-"""register: MLflow model version with alias ``challenger``, then the promotion gate."""
+"""register: MLflow model version with alias ``challenger``, then the promotion gate (challenger against the
+champion on the same validation queries, paired)."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
 
-from components.image import REREC_IMAGE
+from components.image import CPU_IMAGE
 
 
-@dsl.component(base_image=REREC_IMAGE, install_kfp_package=False)
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def register(
     model: Input[Model],
     report: Input[Dataset],
+    data: Input[Dataset],
     decision: Output[Markdown],
     metrics: Output[Metrics],
+    champion_version: str = "",
     config_json: str = "{}",
-    mlflow_tracking_uri: str = "",
     mlflow_parent_run_id: str = "",
     kfp_run_id: str = "",
 ) -> None:
+    """``report``: the validation evaluation, which ranked the challenger and (when there is one) the champion
+    of version ``champion_version`` on the same queries."""
     from pathlib import Path
 
     from rerec.registry import RegisterConfig, decision_markdown
     from rerec.registry import register as stage
     from rerec.tracking import component_metrics, stage_config, use_pipeline_run
 
-    use_pipeline_run(mlflow_tracking_uri, mlflow_parent_run_id, kfp_run_id,
+    use_pipeline_run("", mlflow_parent_run_id, kfp_run_id,
                      parent_model_version=str(model.metadata.get("model_version", "")))
     config = stage_config(stage, config_json, RegisterConfig)
-    result = stage(Path(model.path), Path(report.path) / "report.json", config)
+    result = stage(Path(model.path), Path(report.path), config, compared_version=champion_version or None,
+                   data_dir=Path(data.path))
     Path(decision.path).write_text(decision_markdown(result), encoding="utf-8")
-    for name, value in component_metrics(result).items():
+    for name, value in component_metrics({k: v for k, v in result.items() if k != "comparison"}).items():
         metrics.log_metric(name, value)

@@ -1,12 +1,12 @@
-"""rft: curriculum GRPO with RAAE and the dual-graph reward, in one pod (multi-GPU via accelerate)."""
+"""rft: curriculum GRPO with RAAE and the dual-graph reward, in one pod (GPU image; one process per GPU)."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from components.image import REREC_IMAGE
+from components.image import GPU_IMAGE
 
 
-@dsl.component(base_image=REREC_IMAGE, install_kfp_package=False)
+@dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
 def rft(
     data: Input[Dataset],
     graphs: Input[Dataset],
@@ -14,33 +14,34 @@ def rft(
     base_model: Input[Model],
     model: Output[Model],
     metrics: Output[Metrics],
+    same_budget_as: Input[Model] = None,
+    arm: str = "rft",
     config_json: str = "{}",
-    mlflow_tracking_uri: str = "",
     mlflow_parent_run_id: str = "",
     kfp_run_id: str = "",
 ) -> None:
     """``base_model`` is the SFT output (train) or the champion (retrain); its registry version, when it
-    has one, becomes the run's parent-model lineage tag. With ``REREC_CHECKPOINT_DIR`` (the checkpoint
-    PVC) the stage works on the volume under the KFP run id and resumes there, so a restarted pod
-    continues from its last checkpoint; the finished model is then copied into the output artifact."""
+    has one, becomes the run's parent-model lineage tag. ``same_budget_as`` (another arm's model) makes this
+    arm stop after the same number of steps. With ``REREC_CHECKPOINT_DIR`` (the checkpoint volume) the
+    step works on the volume under the KFP run id and ``arm`` and resumes there, so a restarted pod or a
+    retried step continues from its last checkpoint. Several visible GPUs: one process each (torchrun)."""
+    import json
     import os
-    import shutil
     from pathlib import Path
 
-    from rerec.tracking import component_metrics, stage_config, use_pipeline_run
-    from rerec.train.rft import rft as stage
+    from rerec.tracking import component_metrics, use_pipeline_run
+    from rerec.train.distributed import gpu_count, run_rft_step, same_budget
 
-    use_pipeline_run(mlflow_tracking_uri, mlflow_parent_run_id, kfp_run_id, data_dir=data.path,
+    use_pipeline_run("", mlflow_parent_run_id, kfp_run_id, data_dir=data.path,
                      parent_model_version=str(base_model.metadata.get("model_version", "")))
-    config = stage_config(stage, config_json)
-    inputs = (Path(data.path), Path(graphs.path), Path(reward.path), Path(base_model.path))
+    if same_budget_as is not None:
+        reference = json.loads((Path(same_budget_as.path) / "metrics.json").read_text(encoding="utf-8"))
+        config_json = same_budget(config_json, reference)
     volume = os.environ.get("REREC_CHECKPOINT_DIR", "")
-    if volume:
-        work = Path(volume) / (kfp_run_id or "local") / "rft" / "model"
-        summary = stage(*inputs, work, config, resume=True)
-        shutil.copytree(work, model.path, dirs_exist_ok=True)
-    else:
-        summary = stage(*inputs, Path(model.path), config)
+    summary = run_rft_step(Path(data.path), Path(graphs.path), Path(reward.path), Path(base_model.path),
+                           Path(model.path), config_json, volume=Path(volume) if volume else None,
+                           kfp_run_id=kfp_run_id, arm=arm, nproc=gpu_count())
     model.metadata["stage"] = "rft"
+    model.metadata["arm"] = arm
     for name, value in component_metrics(summary).items():
         metrics.log_metric(name, value)

@@ -1,17 +1,17 @@
-"""rft-trainjob: RFT on several nodes as a Kubeflow Trainer ``TrainJob`` (trainer.kubeflow.org/v1alpha1).
+"""rft-trainjob: RFT on several nodes as a Kubeflow Trainer ``TrainJob`` (see :mod:`rerec.trainjob`).
 
-The component creates the TrainJob through the Kubernetes API (the pipeline runner's ServiceAccount
-may create and watch TrainJobs in its namespace, nothing else), waits for it, and copies the model that
-the job wrote to the shared checkpoint volume into its output artifact.
+This step (a small CPU pod) stages the inputs on the shared checkpoint volume, creates the TrainJob in its
+own namespace (its ServiceAccount may create, watch and delete TrainJobs there), waits for it, deletes it
+if it runs past ``timeout_s``, and copies the model that rank 0 wrote to the volume into its output.
 """
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from components.image import REREC_IMAGE
+from components.image import CPU_IMAGE
 
 
-@dsl.component(base_image=REREC_IMAGE, install_kfp_package=False)
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def rft_trainjob(
     data: Input[Dataset],
     graphs: Input[Dataset],
@@ -19,78 +19,63 @@ def rft_trainjob(
     base_model: Input[Model],
     model: Output[Model],
     metrics: Output[Metrics],
+    image: str,
+    same_budget_as: Input[Model] = None,
+    arm: str = "rft",
     num_nodes: int = 2,
     gpus_per_node: int = 8,
-    image: str = "",
-    runtime: str = "torch-distributed",
+    pvc: str = "rerec-rft-checkpoints",
     shared_dir: str = "/mnt/checkpoints",
+    node_selector: dict = {},  # noqa: B006 - KFP reads the default from the signature
+    tolerations: list = [],  # noqa: B006
+    s3_secret: str = "rerec-s3",
+    mlflow_secret: str = "rerec-mlflow",
+    timeout_s: int = 86400,
     config_json: str = "{}",
-    mlflow_tracking_uri: str = "",
     mlflow_parent_run_id: str = "",
     kfp_run_id: str = "",
-    timeout_s: int = 86400,
 ) -> None:
     import json
     import os
     import shutil
-    import time
-    import uuid
     from pathlib import Path
 
     from kubernetes import client, config
 
-    # Inputs are staged on the shared volume so every node of the job sees the same files.
-    job_name = f"rerec-rft-{uuid.uuid4().hex[:8]}"
-    work = Path(shared_dir) / job_name
-    for name, artifact in (("data", data), ("graphs", graphs), ("reward", reward), ("base", base_model)):
-        shutil.copytree(artifact.path, work / name)
-    out_dir = work / "model"
-    command = [
-        "python", "-c",
-        "import json,sys; from pathlib import Path; from rerec.train.rft import rft; "
-        "from rerec.tracking import stage_config; w=Path(sys.argv[1]); "
-        "rft(w/'data', w/'graphs', w/'reward', w/'base', w/'model', stage_config(rft, sys.argv[2]))",
-        str(work), config_json,
-    ]
-    env = [{"name": "REREC_PARENT_RUN_ID", "value": mlflow_parent_run_id},
-           {"name": "KFP_RUN_ID", "value": kfp_run_id}]
-    if mlflow_tracking_uri:
-        env.append({"name": "MLFLOW_TRACKING_URI", "value": mlflow_tracking_uri})
-    body = {
-        "apiVersion": "trainer.kubeflow.org/v1alpha1",
-        "kind": "TrainJob",
-        "metadata": {"name": job_name, "labels": {"app.kubernetes.io/part-of": "rerec", "rerec.io/kfp-run": kfp_run_id}},
-        "spec": {
-            "runtimeRef": {"name": runtime},
-            "trainer": {
-                "image": image or os.environ.get("REREC_IMAGE", ""),
-                "command": command,
-                "numNodes": num_nodes,
-                "resourcesPerNode": {"limits": {"nvidia.com/gpu": gpus_per_node}},
-                "env": env,
-            },
-        },
-    }
+    from rerec.tracking import component_metrics
+    from rerec.train.distributed import same_budget, stage_args
+    from rerec.trainjob import SecretEnv, TrainJobSpec, job_name, run_trainjob, trainjob_manifest
+
+    if same_budget_as is not None:
+        reference = json.loads((Path(same_budget_as.path) / "metrics.json").read_text(encoding="utf-8"))
+        config_json = same_budget(config_json, reference)
+    name = job_name(kfp_run_id or "local", arm)
+    work = Path(shared_dir) / (kfp_run_id or "local") / f"{arm}-trainjob"
+    for folder, artifact in (("data", data), ("graphs", graphs), ("reward", reward), ("base", base_model)):
+        if not (work / folder).is_dir():  # a retried step finds them staged already
+            shutil.copytree(artifact.path, work / f".{folder}.staging", dirs_exist_ok=True)
+            os.replace(work / f".{folder}.staging", work / folder)
+    out = work / "model"
     config.load_incluster_config()
     namespace = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
-    api = client.CustomObjectsApi()
-    api.create_namespaced_custom_object("trainer.kubeflow.org", "v1alpha1", namespace, "trainjobs", body)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job = api.get_namespaced_custom_object("trainer.kubeflow.org", "v1alpha1", namespace, "trainjobs", job_name)
-        conditions = {c["type"]: c["status"] for c in job.get("status", {}).get("conditions", [])}
-        if conditions.get("Complete") == "True":
-            break
-        if conditions.get("Failed") == "True":
-            raise RuntimeError(f"TrainJob {job_name} failed: {json.dumps(job.get('status'))}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"TrainJob {job_name} did not finish within {timeout_s} s.")
-        time.sleep(30)
-    shutil.copytree(out_dir, model.path)
-    model.metadata["stage"] = "rft"
-    model.metadata["trainjob"] = job_name
-    summary_path = out_dir / "metrics.json"
-    if summary_path.exists():
-        for name, value in json.loads(summary_path.read_text()).items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                metrics.log_metric(name, float(value))
+    pod = client.CoreV1Api().read_namespaced_pod(os.environ["HOSTNAME"], namespace)
+    owner = {"apiVersion": "v1", "kind": "Pod", "name": pod.metadata.name, "uid": pod.metadata.uid}
+    env = {"KFP_RUN_ID": kfp_run_id, "REREC_PARENT_RUN_ID": mlflow_parent_run_id, "REREC_REQUIRE_GPU": "1"}
+    spec = TrainJobSpec(
+        name=name, image=image, num_nodes=num_nodes, gpus_per_node=gpus_per_node, pvc=pvc, mount_path=shared_dir,
+        timeout_s=timeout_s, args=tuple(stage_args(work / "data", work / "graphs", work / "reward", work / "base",
+                                                   out, config_json, resume=True)),
+        env={k: v for k, v in env.items() if v},
+        secret_env=(SecretEnv(s3_secret, ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL")),
+                    SecretEnv(mlflow_secret, ("MLFLOW_TRACKING_URI",)),
+                    SecretEnv(mlflow_secret, ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"), optional=True)),
+        node_selector=dict(node_selector or {}), tolerations=tuple(tolerations or ()),
+        labels={"rerec.io/kfp-run": (kfp_run_id or "local")[:63]}, owner=owner,
+    )
+    run_trainjob(client.CustomObjectsApi(), namespace, trainjob_manifest(spec), timeout_s=timeout_s)
+    shutil.copytree(out, model.path, dirs_exist_ok=True)
+    summary = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    shutil.rmtree(work, ignore_errors=True)
+    model.metadata.update(stage="rft", arm=arm, trainjob=name)
+    for metric, value in component_metrics(summary).items():
+        metrics.log_metric(metric, value)

@@ -3,17 +3,16 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from components.image import REREC_IMAGE
+from components.image import CPU_IMAGE
 
 
-@dsl.component(base_image=REREC_IMAGE, install_kfp_package=False)
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def train_reward_gnn(
     data: Input[Dataset],
     graphs: Input[Dataset],
     reward: Output[Model],
     metrics: Output[Metrics],
     config_json: str = "{}",
-    mlflow_tracking_uri: str = "",
     mlflow_parent_run_id: str = "",
     kfp_run_id: str = "",
 ) -> None:
@@ -23,7 +22,7 @@ def train_reward_gnn(
     from rerec.reward.lightgcn import train_reward_gnn as stage
     from rerec.tracking import component_metrics, stage_config, use_pipeline_run
 
-    use_pipeline_run(mlflow_tracking_uri, mlflow_parent_run_id, kfp_run_id, data_dir=data.path)
+    use_pipeline_run("", mlflow_parent_run_id, kfp_run_id, data_dir=data.path)
     summary = stage(Path(graphs.path), Path(reward.path), stage_config(stage, config_json))
     for name, value in component_metrics(summary).items():
         metrics.log_metric(name, value)

@@ -1,44 +1,50 @@
 """``retrain`` (scheduled): new interactions -> graphs -> reward -> RFT from the current champion ->
-evaluate (champion against the new model) -> register and gate."""
-
+evaluate (the champion beside the new model) -> register and gate. The gate promotes the new model only
+when its paired interval against the champion, on the same validation queries, clears the margin."""
 
 from kfp import dsl
 
 import components as c
-from pipelines.options import ClusterOptions, with_secrets
-from pipelines.train import evaluate_and_register, rft_task
+from pipelines.options import ClusterOptions, cluster_step
+from pipelines.train import (
+    _DEFAULTS,
+    JOB_ID,
+    evaluate_and_register,
+    resolve_champion,
+    rft_task,
+    start_and_data,
+)
+from rerec.pipeline_params import pipeline_docstring
+
+RETRAIN_PARAMS = ["data_uri", "preset", "rft_steps", "rft_lr", "reward_weights", "ablation", "model_name",
+                  "gpu_node_selector", "gpu_tolerations", "config_overrides"]
 
 
 def make_retrain_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: B008 - frozen dataclass
-    @dsl.pipeline(name="rerec-retrain",
-                  description="Scheduled retraining from the registry's champion on fresh interactions.")
     def retrain(
-        input_dir: str,
-        model_name: str = "rerec-recommender",
-        prepare_config: str = "{}",
-        graph_config: str = "{}",
-        reward_config: str = "{}",
-        rft_config: str = "{}",
-        eval_config: str = "{}",
-        gate_eval_config: str = '{"split": "val"}',
-        register_config: str = "{}",
-        mlflow_tracking_uri: str = "",
-        mlflow_parent_run_id: str = "",
+        data_uri: str,
+        preset: str = _DEFAULTS.preset,
+        rft_steps: int = _DEFAULTS.rft_steps,
+        rft_lr: float = _DEFAULTS.rft_lr,
+        reward_weights: str = _DEFAULTS.reward_weights,
+        ablation: str = _DEFAULTS.ablation,
+        model_name: str = _DEFAULTS.model_name,
+        gpu_node_selector: dict = {},  # noqa: B006 - KFP reads the default from the signature
+        gpu_tolerations: list = [],  # noqa: B006
+        config_overrides: str = _DEFAULTS.config_overrides,
     ):
-        tracking = {"mlflow_tracking_uri": mlflow_tracking_uri, "mlflow_parent_run_id": mlflow_parent_run_id,
-                    "kfp_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
-        prep = with_secrets(c.prepare_data(input_dir=input_dir, config_json=prepare_config, **tracking), options)
-        graphs = with_secrets(c.build_graphs(data=prep.outputs["data"], config_json=graph_config, **tracking), options)
-        reward = with_secrets(c.train_reward_gnn(data=prep.outputs["data"], graphs=graphs.outputs["graphs"],
-                                                 config_json=reward_config, **tracking), options)
-        champion = with_secrets(c.resolve_champion(model_name=model_name, alias="champion",
-                                                   mlflow_tracking_uri=mlflow_tracking_uri), options)
-        champion.set_caching_options(False)  # the alias moves between runs
-        rft = rft_task(prep.outputs["data"], graphs.outputs["graphs"], reward.outputs["reward"],
-                       champion.outputs["model"], options, rft_config, tracking)
-        # Retention is measured against the champion (the reference in evaluate's sft slot).
-        evaluate_and_register(prep.outputs["data"], graphs.outputs["graphs"], reward.outputs["reward"],
-                              champion.outputs["model"], rft.outputs["model"], options, eval_config,
-                              gate_eval_config, register_config, tracking)
+        finish = cluster_step(c.finish_run(kfp_run_id=JOB_ID), options, "small")
+        with dsl.ExitHandler(finish, name="rerec-retrain"):
+            params = dict(preset=preset, data_uri=data_uri, rft_steps=rft_steps, rft_lr=rft_lr,
+                          reward_weights=reward_weights, ablation=ablation, model_name=model_name,
+                          config_overrides=config_overrides)
+            steps, prep, graphs, reward = start_and_data(options, "retrain", params, gpu_node_selector, gpu_tolerations)
+            data, graph, gnn = prep.outputs["data"], graphs.outputs["graphs"], reward.outputs["reward"]
+            champion = resolve_champion(steps, model_name, required=True)
+            rft = rft_task(steps, data, graph, gnn, champion.outputs["model"])
+            evaluate_and_register(steps, data, graph, gnn, rft.outputs["model"], champion)
 
-    return retrain
+    retrain.__doc__ = pipeline_docstring(
+        "Scheduled retraining: RFT from the registry's champion on fresh interactions; the new model is promoted "
+        "only when it beats the champion on the same validation queries by a paired interval.", RETRAIN_PARAMS)
+    return dsl.pipeline(name="rerec-retrain")(retrain)

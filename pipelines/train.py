@@ -1,75 +1,153 @@
-"""``train``: prepare-data -> build-graphs -> train-reward-gnn -> sft-warmup -> rft -> evaluate -> register."""
+"""``train``: start-run -> prepare-data -> build-graphs -> train-reward-gnn -> sft-warmup -> rft
+[-> rft-plain-grpo] -> evaluate (test) and evaluate-val (with the champion) -> register, and finish-run at
+the end whatever happened.
 
+The parameters are typed and described (:class:`rerec.pipeline_params.TrainParams`); ``start-run`` turns
+them into each stage's config and opens the MLflow parent run, so no stage config or run id is a pipeline
+parameter. With ``plain_grpo_arm`` a second RFT arm (``ablation=plain_grpo``) trains from the same SFT
+model for the same number of steps and the evaluations rank it beside ReRec as ``plain_grpo``.
+"""
 
 from kfp import dsl
-from kfp.dsl import Dataset, PipelineTask
+from kfp.dsl import PipelineTask
 
 import components as c
-from pipelines.options import ClusterOptions, on_gpus, with_checkpoints, with_secrets
+from components.image import GPU_IMAGE
+from pipelines.options import ClusterOptions, cluster_step, with_checkpoints
+from rerec.pipeline_params import TrainParams, pipeline_docstring
+
+JOB_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+_DEFAULTS = TrainParams()
 
 
-def rft_task(data, graphs, reward, base_model, options: ClusterOptions, config: str, tracking: dict):
-    """RFT in one pod, or as a multi-node Kubeflow Trainer TrainJob when ``options.rft_nodes > 1``."""
+class Steps:
+    """The pieces every stage needs: options, the start-run outputs and the run-time scheduling params."""
+
+    def __init__(self, options: ClusterOptions, start: PipelineTask, node_selector, tolerations):
+        self.options, self.start = options, start
+        self.node_selector, self.tolerations = node_selector, tolerations
+
+    def config(self, stage: str):
+        return self.start.outputs[stage]
+
+    @property
+    def tracking(self) -> dict:
+        return {"mlflow_parent_run_id": self.start.outputs["parent_run_id"], "kfp_run_id": JOB_ID}
+
+    def cpu(self, task: PipelineTask, kind: str) -> PipelineTask:
+        return cluster_step(task, self.options, kind)
+
+    def gpu(self, task: PipelineTask, kind: str, gpus: int, retries: int = 0) -> PipelineTask:
+        return cluster_step(task, self.options, kind, gpus=gpus, node_selector=self.node_selector,
+                            tolerations=self.tolerations, retries=retries)
+
+
+def start_and_data(s_options: ClusterOptions, pipeline: str, params: dict, node_selector, tolerations):
+    """start-run, prepare-data, build-graphs and train-reward-gnn; returns (steps, prep, graphs, reward)."""
+    start = c.start_run(pipeline=pipeline, kfp_run_id=JOB_ID, **params).set_display_name("start-run")
+    start.set_caching_options(False)  # one MLflow parent run per pipeline run
+    steps = Steps(s_options, start, node_selector, tolerations)
+    steps.cpu(start, "small")
+    prep = c.prepare_data(data_uri=params["data_uri"], config_json=steps.config("prepare"), **steps.tracking)
+    prep.set_caching_options(False)  # the data behind a fixed URI changes between runs
+    steps.cpu(prep, "data")
+    graphs = steps.cpu(c.build_graphs(data=prep.outputs["data"], config_json=steps.config("graph"), **steps.tracking),
+                       "data")
+    reward = steps.cpu(c.train_reward_gnn(data=prep.outputs["data"], graphs=graphs.outputs["graphs"],
+                                          config_json=steps.config("reward"), **steps.tracking), "reward")
+    return steps, prep, graphs, reward
+
+
+def rft_task(steps: Steps, data, graphs, reward, base_model, *, arm: str = "rft", config_stage: str = "rft",
+             same_budget_as=None) -> PipelineTask:
+    """RFT in one pod (one process per GPU), or as a multi-node Kubeflow Trainer TrainJob when
+    ``options.rft_nodes > 1``. Retried steps resume from the checkpoint volume."""
+    options = steps.options
+    extra = {"same_budget_as": same_budget_as} if same_budget_as is not None else {}
     if options.rft_nodes > 1:
-        task = c.rft_trainjob(data=data, graphs=graphs, reward=reward, base_model=base_model,
-                              num_nodes=options.rft_nodes, gpus_per_node=options.gpus_per_node,
-                              image=c.image.REREC_IMAGE, shared_dir=options.checkpoint_mount,
-                              config_json=config, **tracking)
-        with_checkpoints(task, options)
+        task = c.rft_trainjob(data=data, graphs=graphs, reward=reward, base_model=base_model, arm=arm,
+                              image=GPU_IMAGE, num_nodes=options.rft_nodes, gpus_per_node=options.gpus_per_node,
+                              pvc=options.checkpoint_pvc, shared_dir=options.checkpoint_mount,
+                              node_selector=steps.node_selector, tolerations=steps.tolerations,
+                              s3_secret=options.s3_secret, mlflow_secret=options.mlflow_secret,
+                              timeout_s=options.timeout_for("rft"), config_json=steps.config(config_stage),
+                              **extra, **steps.tracking)
+        cluster_step(with_checkpoints(task, options), options, "small", retries=options.rft_retries)
     else:
-        task = c.rft(data=data, graphs=graphs, reward=reward, base_model=base_model, config_json=config, **tracking)
-        on_gpus(with_checkpoints(task, options), options, options.rft_gpus)
-    return with_secrets(task.set_display_name("rft"), options)
+        task = c.rft(data=data, graphs=graphs, reward=reward, base_model=base_model, arm=arm,
+                     config_json=steps.config(config_stage), **extra, **steps.tracking)
+        steps.gpu(with_checkpoints(task, options), "rft", options.rft_gpus, retries=options.rft_retries)
+    return task.set_display_name("rft" if arm == "rft" else f"rft-{arm.replace('_', '-')}")
 
 
-def evaluate_and_register(data, graphs, reward, reference_model, rft_model, options: ClusterOptions,
-                          eval_config, gate_eval_config, register_config, tracking: dict) -> PipelineTask:
-    """Evaluate on test (the report), evaluate on validation (what the gate reads), register the RFT model.
+def evaluate_and_register(steps: Steps, data, graphs, reward, rft_model, champion: PipelineTask, *,
+                          sft_model=None, plain_grpo_model=None) -> PipelineTask:
+    """The test report (every trained model side by side) and the validation evaluation that the gate reads:
+    the challenger beside the registry's current champion on the same queries. Returns the register task."""
+    models = {"sft_model": sft_model, "plain_grpo_model": plain_grpo_model}
+    models = {k: v for k, v in models.items() if v is not None}
+    options = steps.options
+    test = c.evaluate(data=data, graphs=graphs, reward=reward, rft_model=rft_model, **models,
+                      config_json=steps.config("eval"), **steps.tracking)
+    steps.gpu(test.set_display_name("evaluate-test"), "evaluate", options.eval_gpus)
+    val = c.evaluate(data=data, graphs=graphs, reward=reward, rft_model=rft_model, **models,
+                     champion_model=champion.outputs["model"], config_json=steps.config("gate_eval"), **steps.tracking)
+    steps.gpu(val.set_display_name("evaluate-val"), "evaluate", options.eval_gpus)
+    register = c.register(model=rft_model, report=val.outputs["report"], data=data,
+                          champion_version=champion.outputs["Output"], config_json=steps.config("register"),
+                          **steps.tracking)
+    register.set_display_name("register").set_caching_options(False)  # each run registers its own version
+    return steps.cpu(register, "register")
 
-    ``reference_model`` fills evaluate's ``sft`` slot: the SFT model in ``train``, the champion in
-    ``retrain``. The gate selects a model, so it decides on validation; the test report is only reported.
-    Returns the test evaluation task.
-    """
-    evaluation = c.evaluate(data=data, graphs=graphs, reward=reward, sft_model=reference_model,
-                            rft_model=rft_model, config_json=eval_config, **tracking)
-    on_gpus(with_secrets(evaluation, options), options, options.sft_gpus)
-    gate_eval = c.evaluate(data=data, graphs=graphs, reward=reward, sft_model=reference_model,
-                           rft_model=rft_model, config_json=gate_eval_config, **tracking)
-    on_gpus(with_secrets(gate_eval.set_display_name("evaluate-val"), options), options, options.sft_gpus)
-    with_secrets(c.register(model=rft_model, report=gate_eval.outputs["report"],
-                            config_json=register_config, **tracking), options)
-    return evaluation
+
+def resolve_champion(steps: Steps, model_name, required: bool) -> PipelineTask:
+    task = c.resolve_champion(model_name=model_name, alias="champion", required=required,
+                              config_json=steps.config("register"), kfp_run_id=JOB_ID)
+    task.set_caching_options(False)  # the alias moves between runs
+    return steps.cpu(task, "small")
+
+
+TRAIN_PARAMS = ["preset", "data_uri", "base_model", "sft_steps", "rft_steps", "rft_lr", "reward_weights", "ablation",
+                "plain_grpo_arm", "model_name", "gpu_node_selector", "gpu_tolerations", "config_overrides"]
 
 
 def make_train_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: B008 - frozen dataclass
-    @dsl.pipeline(name="rerec-train", description="ReRec: data, graphs, reward GNN, SFT, RFT, evaluation, registry.")
     def train(
-        input_dir: str = "",
-        prepare_config: str = "{}",
-        graph_config: str = "{}",
-        reward_config: str = "{}",
-        sft_config: str = "{}",
-        rft_config: str = "{}",
-        eval_config: str = "{}",
-        gate_eval_config: str = '{"split": "val"}',
-        register_config: str = "{}",
-        mlflow_tracking_uri: str = "",
-        mlflow_parent_run_id: str = "",
-    ) -> Dataset:
-        tracking = {"mlflow_tracking_uri": mlflow_tracking_uri, "mlflow_parent_run_id": mlflow_parent_run_id,
-                    "kfp_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
-        prep = with_secrets(c.prepare_data(input_dir=input_dir, config_json=prepare_config, **tracking), options)
-        graphs = with_secrets(c.build_graphs(data=prep.outputs["data"], config_json=graph_config, **tracking), options)
-        reward = with_secrets(c.train_reward_gnn(data=prep.outputs["data"], graphs=graphs.outputs["graphs"],
-                                                 config_json=reward_config, **tracking), options)
-        sft = c.sft_warmup(data=prep.outputs["data"], graphs=graphs.outputs["graphs"], config_json=sft_config,
-                           **tracking)
-        on_gpus(with_secrets(sft, options), options, options.sft_gpus)
-        rft = rft_task(prep.outputs["data"], graphs.outputs["graphs"], reward.outputs["reward"],
-                       sft.outputs["model"], options, rft_config, tracking)
-        evaluation = evaluate_and_register(prep.outputs["data"], graphs.outputs["graphs"], reward.outputs["reward"],
-                                           sft.outputs["model"], rft.outputs["model"], options, eval_config,
-                                           gate_eval_config, register_config, tracking)
-        return evaluation.outputs["report"]
+        preset: str = _DEFAULTS.preset,
+        data_uri: str = _DEFAULTS.data_uri,
+        base_model: str = _DEFAULTS.base_model,
+        sft_steps: int = _DEFAULTS.sft_steps,
+        rft_steps: int = _DEFAULTS.rft_steps,
+        rft_lr: float = _DEFAULTS.rft_lr,
+        reward_weights: str = _DEFAULTS.reward_weights,
+        ablation: str = _DEFAULTS.ablation,
+        plain_grpo_arm: bool = _DEFAULTS.plain_grpo_arm,
+        model_name: str = _DEFAULTS.model_name,
+        gpu_node_selector: dict = {},  # noqa: B006 - KFP reads the default from the signature
+        gpu_tolerations: list = [],  # noqa: B006
+        config_overrides: str = _DEFAULTS.config_overrides,
+    ):
+        finish = cluster_step(c.finish_run(kfp_run_id=JOB_ID), options, "small")
+        with dsl.ExitHandler(finish, name="rerec-train"):
+            params = dict(preset=preset, data_uri=data_uri, base_model=base_model, sft_steps=sft_steps,
+                          rft_steps=rft_steps, rft_lr=rft_lr, reward_weights=reward_weights, ablation=ablation,
+                          plain_grpo_arm=plain_grpo_arm, model_name=model_name, config_overrides=config_overrides)
+            steps, prep, graphs, reward = start_and_data(options, "train", params, gpu_node_selector, gpu_tolerations)
+            data, graph, gnn = prep.outputs["data"], graphs.outputs["graphs"], reward.outputs["reward"]
+            sft = c.sft_warmup(data=data, graphs=graph, config_json=steps.config("sft"), **steps.tracking)
+            steps.gpu(sft, "sft", options.sft_gpus)
+            rft = rft_task(steps, data, graph, gnn, sft.outputs["model"])
+            champion = resolve_champion(steps, model_name, required=False)
+            with dsl.If(plain_grpo_arm == True, name="with-plain-grpo-arm"):  # noqa: E712 - a KFP condition
+                arm = rft_task(steps, data, graph, gnn, sft.outputs["model"], arm="plain_grpo",
+                               config_stage="plain_grpo", same_budget_as=rft.outputs["model"])
+                evaluate_and_register(steps, data, graph, gnn, rft.outputs["model"], champion,
+                                      sft_model=sft.outputs["model"], plain_grpo_model=arm.outputs["model"])
+            with dsl.Else(name="rerec-only"):
+                evaluate_and_register(steps, data, graph, gnn, rft.outputs["model"], champion,
+                                      sft_model=sft.outputs["model"])
 
-    return train
+    train.__doc__ = pipeline_docstring(
+        "ReRec: data, graphs, reward GNN, SFT, RFT (optionally beside a plain-GRPO arm), evaluation against the "
+        "champion, registry.", TRAIN_PARAMS)
+    return dsl.pipeline(name="rerec-train")(train)

@@ -10,12 +10,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # iterating os.environ at that moment (requests' proxy lookup) raised KeyError in a registry test on CI.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-try:
-    import torch
+import torch  # noqa: E402
 
-    torch.set_num_threads(1)
-except ImportError:  # pragma: no cover
-    pass
+torch.set_num_threads(1)
 
 
 # --- Real servers for the tracking and registry tests: a moto S3 server and an `mlflow server` whose

@@ -1,15 +1,17 @@
 """The shared answer parser: last \\boxed{}, nested braces, ';' lists, malformed input, linear time."""
 
+import random
 import time
 
 import pytest
 
-from rerec.answer import ParsedAnswer, format_answer, parse_answer
+from rerec.answer import ParsedAnswer, escape, format_answer, parse_answer, unescape
 
 
 def test_single_title():
     parsed = parse_answer("The director matches, so the answer is \\boxed{Fargo}.")
-    assert parsed == ParsedAnswer(boxed="Fargo", items=["Fargo"], n_boxes=1, ok=True)
+    assert parsed == ParsedAnswer(boxed="Fargo", items=["Fargo"], n_boxes=1, ok=True, span=(39, 52))
+    assert "The director matches, so the answer is \\boxed{Fargo}."[39:52] == "\\boxed{Fargo}"
 
 
 def test_top_k_list_split_and_stripped_empties_dropped():
@@ -38,6 +40,8 @@ def test_unclosed_final_box_falls_back_to_last_complete_one():
     parsed = parse_answer("\\boxed{Heat} then \\boxed{Far")
     assert parsed.items == ["Heat"]
     assert parsed.n_boxes == 1
+    assert parsed.span == (0, 12) and parsed.truncated
+    assert not parse_answer("\\boxed{Heat} then done").truncated
 
 
 def test_stray_closing_braces_ignored():
@@ -91,3 +95,31 @@ def test_long_adversarial_completions_parse_in_linear_time():
         assert parse_answer(ramble).items == ["Heat"]
     per_call = (time.perf_counter() - start) / 60
     assert per_call < 0.01, per_call
+
+
+@pytest.mark.parametrize("title", [
+    "Crimes and Misdemeanors; Director's Cut", "Se7en {1995}", "Back\\slash", "Unbalanced } brace", "{",
+    "The \\boxed{Heat} Story", "Ends with a backslash\\", "\\text{Heat}", ";;", "a\\;b",
+])
+def test_any_title_round_trips_through_the_format(title):
+    text = "Step 1: checked.\n" + format_answer([title])
+    parsed = parse_answer(text)
+    assert parsed.items == [title.strip()] and parsed.n_boxes == 1 and not parsed.truncated
+    assert parse_answer(format_answer([title, "Heat"])).items == [title.strip(), "Heat"]
+
+
+def test_escapes_only_the_format_characters():
+    assert format_answer(["A; B", "C{D}", "E\\F"]) == "\\boxed{A\\; B; C\\{D\\}; E\\\\F}"
+    assert escape("Heat") == "Heat" and unescape(escape("a\\;{}b")) == "a\\;{}b"
+    assert unescape("\\text{x} \\& y") == "\\text{x} \\& y"  # other backslashes are literal
+
+
+def test_random_titles_round_trip():
+    rng = random.Random(0)
+    alphabet = list("ab ;{}\\:,.()'7") + ["\\boxed{", "\\text{", "\\;", "}}", "é"]
+    for _ in range(2000):
+        titles = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))).strip() for _ in range(rng.randint(1, 3))]
+        titles = [t for t in titles if t] or ["x"]
+        prefix = "".join(rng.choice(["1. ", "{", "}", "\\boxed{Heat} ", "text "]) for _ in range(rng.randint(0, 3)))
+        parsed = parse_answer(prefix + "\n" + format_answer(titles))
+        assert parsed.items == titles, (prefix, titles, format_answer(titles))

@@ -10,7 +10,7 @@ from rerec.eval.baselines import (
     RandomRanker,
     TextMatchRanker,
     describe_items,
-    load_embeddings,
+    embedding_rows,
 )
 from rerec.graphs.interaction import InteractionGraph
 
@@ -69,10 +69,10 @@ def test_load_embeddings_errors(tmp_path):
     from rerec.errors import InputError
 
     with pytest.raises(InputError, match="train-reward-gnn"):
-        load_embeddings(tmp_path / "missing.pt")
+        embedding_rows(tmp_path / "missing.pt")
     torch.save({"wrong": 1}, tmp_path / "bad.pt")
     with pytest.raises(InputError, match="ids"):
-        load_embeddings(tmp_path / "bad.pt")
+        embedding_rows(tmp_path / "bad.pt")
 
 
 def test_describe_items_keeps_named_attributes_only():
@@ -102,7 +102,9 @@ def test_text_match_never_reads_conditions_or_positives():
 
 
 def test_text_match_with_minilm():
-    embedder = pytest.importorskip("rerec.reward.embedder").TextEmbedder()
+    from rerec.reward.embedder import TextEmbedder
+
+    embedder = TextEmbedder()
     ranker = TextMatchRanker(describe_items(ITEMS), embedder.encode)
     assert ranker.rank({**QUERY, "text": "a cartoon for kids"})[0] == "2"
     assert ranker.rank({**QUERY, "text": "astronauts stranded in space"})[0] == "3"

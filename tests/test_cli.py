@@ -21,3 +21,31 @@ def test_console_script_runs_without_traceback():
     proc = subprocess.run([sys.executable, "-m", "rerec.cli", "bogus"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
+
+
+def test_deprecated_spellings_still_work_and_say_so(capsys, monkeypatch):
+    """`rerec registry` is `rerec champion`, `rerec run --profile` is `--preset`: for one release each still works,
+    with a note naming the new spelling."""
+    from rerec import champion, run
+
+    assert main(["--help"]) == 0
+    assert "'rerec registry' is now 'rerec champion'" in capsys.readouterr().out
+    reviewed = []
+    monkeypatch.setattr(champion, "review", lambda name: reviewed.append(name) or f"review of {name}")
+    assert main(["registry", "review", "--name", "m"]) == 0
+    captured = capsys.readouterr()
+    assert reviewed == ["m"] and "review of m" in captured.out
+    assert "'registry' is deprecated" in captured.err and "rerec champion" in captured.err
+
+    presets = []
+
+    def fake_run(preset, out, **kwargs):
+        presets.append(preset)
+        return {"report": "r.json", "report_html": "r.html", "run_id": "1", "tracking_uri": "http://x",
+                "seconds": 1.0, "preset": preset}
+
+    monkeypatch.setattr(run, "run_pipeline", fake_run)
+    assert main(["run", "--profile", "smoke", "--out", "o"]) == 0
+    assert presets == ["smoke"] and "--profile is deprecated" in capsys.readouterr().err
+    assert main(["run", "--preset", "tiny", "--out", "o"]) == 0
+    assert presets == ["smoke", "tiny"] and "deprecated" not in capsys.readouterr().err

@@ -231,3 +231,66 @@ def test_unrecognised_paths(tmp_path, make):
     message = str(info.value)
     assert str(path) in message and "Fix:" in message
     assert "items.parquet" in message and ".inter" in message
+
+
+def test_relation_name_is_one_vocabulary_for_every_format():
+    from rerec.data.schema import relation_name
+
+    assert relation_name("film.film.directed_by") == relation_name("film.director.film") == "director"
+    assert relation_name("film.film.edited_by") == "edited_by"  # any Freebase path: its last part
+    assert relation_name("directedBy") == "directedBy" and relation_name("a.b") == "a.b"  # not a path
+    assert relation_name("directedBy", {"directedBy": "director"}) == "director"
+    # a mapping may name the source or the name rerec would give it
+    assert relation_name("film.film.genre", {"film_genre": "genre"}) == "genre"
+    assert relation_name("film.film.genre", {"film.film.genre": "kind"}) == "kind"
+
+
+@pytest.mark.parametrize("pairs, problem", [
+    (["director"], "FROM=TO"), (["=director"], "FROM=TO"), (["a="], "FROM=TO"), (["a=b=c"], "FROM=TO"),
+    (["a=co_interaction"], "reserves"), (["a=b", "a=c"], "twice"),
+])
+def test_relation_map_errors(pairs, problem):
+    from rerec.data.schema import parse_relation_map
+    from rerec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=problem):
+        parse_relation_map(pairs)
+
+
+def test_relation_map_parses():
+    from rerec.data.schema import parse_relation_map
+
+    assert parse_relation_map([" directedBy = director", "starring=actor", "starring=actor"]) == {
+        "directedBy": "director", "starring": "actor"}
+    assert parse_relation_map(None) == {}
+
+
+def test_timestamps_from_numbers_datetimes_and_iso_dates():
+    from rerec.data.validate import TableSource, to_timestamp
+
+    src = TableSource("t.parquet")
+    values, how = to_timestamp(pd.Series([5, 6, None], dtype="float64"), src)
+    assert values.tolist() == [5, 6, pd.NA] and how is None
+    aware = pd.Series(pd.to_datetime(["1970-01-01T01:00:00+01:00", "1970-01-02T00:00:00+00:00"], utc=True))
+    values, how = to_timestamp(aware, src)
+    assert values.tolist() == [0, 86_400] and how == "datetimes"
+    naive = pd.Series(pd.to_datetime(["1970-01-01 00:01:00"]))
+    assert to_timestamp(naive, src)[0].tolist() == [60]
+    values, how = to_timestamp(pd.Series(["1970-01-02", "1970-01-01T00:00:10+00:00", "", None]), src)
+    assert values.tolist() == [86_400, 10, pd.NA, pd.NA] and how == "dates"
+
+
+def test_recbole_normalisations_are_counted(tmp_path):
+    folder = small_recbole(tmp_path / "data")
+    write_atomic(folder, "toy.item", ["item_id:token", "movie_title:token_seq", "release_year:token", "class:token_seq"],
+                 [["1", "Toy Story", "1995", "(no genres listed)"], ["2", "Fargo", "1996", "Crime Drama Crime"],
+                  ["3", "Raising Arizona", "1987", "Comedy"]])
+    write_atomic(folder, "toy.inter", ["user_id:token", "item_id:token", "rating:float", "timestamp:float"],
+                 [["u1", "1", "5", "10"], ["u1", "1", "2", "30"], ["u1", "1", "4", "20"], ["u2", "3", "4", "1"]])
+    catalog = load_catalog(folder)
+    assert catalog.items["genres"].tolist() == [[], ["Crime", "Drama"], ["Comedy"]]
+    inter = catalog.interactions
+    assert inter[["user_id", "item_id", "rating", "timestamp"]].values.tolist() == [["u1", "1", 2.0, 30], ["u2", "3", 4.0, 1]]
+    notes = {n["key"]: n["count"] for n in catalog.meta["normalisations"]}
+    assert notes["no_genre_marker"] == 1 and notes["repeated_genres_dropped"] == 1
+    assert notes["duplicate_interactions"] == 2 and notes["relations_renamed"] > 0

@@ -75,7 +75,8 @@ def planted(path, seed=0):
 
 
 def test_same_seed_same_lightgcn_metrics_and_embeddings(tmp_path):
-    lightgcn = pytest.importorskip("rerec.reward.lightgcn")
+    from rerec.reward import lightgcn
+
     build_graphs(planted(tmp_path / "data"), tmp_path / "graphs")
     config = dict(embedding_dim=8, num_layers=2, epochs=12, batch_size=128, lr=0.02, valid_fraction=0.2,
                   test_fraction=0.2, k=5, eval_every=2, patience=100, threads=1)

@@ -2,6 +2,7 @@
 randomly initialised model."""
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -27,7 +28,8 @@ def make_catalog() -> Catalog:
     for n in range(16):
         candidates = [str(1 + (n + j) % 8) for j in range(5)]
         positive = candidates[n % 5]
-        cond = [{"relation": "genre", "entity": "Crime", "text": "crime"}] * (1 + n % 2)
+        genre = items["genres"].iloc[int(positive) - 1][0]  # a positive meets its own conditions
+        cond = [{"relation": "genre", "entity": genre, "text": genre.lower()}] * (1 + n % 2)
         rows.append({"query_id": f"q{n}", "user_id": users[n % 6], "type": TYPES[n % 4],
                      "text": f"something like {TITLES[n % 8]}", "conditions": encode_conditions(cond),
                      "positives": [positive], "candidates": candidates, "history": [candidates[(n + 1) % 5]],
@@ -108,62 +110,236 @@ def test_llm_ranker_parses_and_matches(folders, monkeypatch):
 
 
 def test_evaluate_end_to_end(folders):
-    from rerec.eval.evaluate import EvalConfig, evaluate
+    """The base row comes from the config, every retention ratio is against it, the paired differences of
+    identical weights are exactly 0 on the same queries, and K >= the 5 candidates shown is dropped."""
+    from rerec.eval.evaluate import EvalConfig, evaluate, paired_result
 
     torch.set_num_threads(1)
     config = EvalConfig(baselines=["random", "popularity", "lightgcn"], max_queries_per_type=2,
                         max_new_tokens=6, batch_size=4, mmlu_max_questions=4, ifeval_max_instructions=4,
-                        ifeval_max_new_tokens=6, n_boot=100, n_traces=1)
+                        ifeval_max_new_tokens=6, n_boot=100, n_traces=1, ks=[2, 5, 10],
+                        base_model=str(folders / "tiny"))
     out = folders / "out"
-    models = {"base": folders / "tiny", "rerec": folders / "tiny"}
+    models = {"sft": folders / "tiny", "rft": folders / "tiny", "plain_grpo": folders / "tiny"}
     report = evaluate(folders / "data", folders / "graphs", folders / "reward", models, out, config)
 
     assert sorted(p.name for p in out.iterdir()) == ["per_query.parquet", "plots", "report.html", "report.json",
                                                        "report.md"]
     saved = json.loads((out / "report.json").read_text())
     assert saved["metrics"] == pytest.approx(report["metrics"])
-    assert saved["models"] == ["random", "popularity", "lightgcn", "base", "rerec"]
+    assert saved["models"] == ["random", "popularity", "lightgcn", "base", "sft", "rft", "plain_grpo"]
+    assert saved["base"] == {"model": "base", "source": str(folders / "tiny"), "from_config": True}
     assert saved["n_queries"] == 8 and saved["n_queries_split"] == 12
     assert saved["n_queries_by_type"] == {t: 2 for t in sorted(TYPES)}
-    types = {(r["model"], r["type"]) for r in saved["table"]}
-    assert ("lightgcn", "implicit") in types and ("rerec", "all") in types
-    base_all = next(r for r in saved["table"] if r["model"] == "base" and r["type"] == "all")
-    assert base_all["n"] == 8 and 0 <= base_all["parsed"] <= 1
-    pop_all = next(r for r in saved["table"] if r["model"] == "popularity" and r["type"] == "all")
-    assert pop_all["parsed"] == 1.0 and pop_all["recall@5"] == 1.0  # 5 candidates, all ranked
+    assert saved["n_candidates"] == {"min": 5, "max": 5} and saved["top_k"] == 1
+    assert saved["ks"] == [2] and saved["ks_dropped"] == [5, 10]
+    assert saved["ranking_metrics"] == ["ndcg@2", "recall@2", "mrr"]
+    assert any("not reported at K = 5, 10" in n for n in saved["notes"])
+    rows = {(r["model"], r["type"]): r for r in saved["table"]}
+    assert ("lightgcn", "implicit") in rows and ("rft", "all") in rows
+    assert rows[("base", "all")]["n"] == 8 and 0 <= rows[("base", "all")]["parsed"] <= 1
+    assert "recall@2" in rows[("popularity", "all")] and "recall@5" not in rows[("popularity", "all")]
+    assert set(rows[("rft", "all")]) & {"ndcg@2", "recall@2", "mrr"} == set()  # a top-1 LLM: Acc@1 only
     assert {r["n_conditions"] for r in saved["by_conditions"]} == {1, 2}
+    # the default comparisons, in their order; identical weights answer identically: 0 on every query
+    assert [(e["model"], e["reference"]) for e in saved["paired"]] == [("rft", "plain_grpo"), ("rft", "sft"),
+                                                                        ("rft", "base")]
+    for entry in saved["paired"]:
+        assert entry["metric"] == "acc@1" and set(entry["by_type"]) == {"all", *TYPES}
+        assert entry["by_type"]["all"] | {"model_score": 0, "reference_score": 0} == {
+            "diff": 0.0, "low": 0.0, "high": 0.0, "n": 8, "separated": False, "model_score": 0, "reference_score": 0}
+        assert "not separated" in entry["verdict"]
+    assert paired_result(saved, "rft", "plain_grpo", type="explicit")["n"] == 2
     ret = saved["retention"]
     assert ret["base_model"] == "base" and ret["models"]["base"]["mmlu_n"] == 4
-    assert ret["models"]["rerec"]["ifeval_n"] == 4
+    assert ret["models"]["rft"]["ifeval_n"] == 4
     if ret["models"]["base"]["mmlu"]:
-        assert ret["models"]["rerec"]["mmlu_ratio"] == pytest.approx(1.0)  # same weights
+        assert ret["models"]["rft"]["mmlu_ratio"] == pytest.approx(1.0)  # same weights as the base
     assert any("Stratified subset" in n for n in saved["notes"])
-    assert set(saved["traces"]) == {"base", "rerec"}
+    assert set(saved["traces"]) == {"base", "sft", "rft", "plain_grpo"}
+    per_query = pd.read_parquet(out / "per_query.parquet")
+    assert per_query.groupby("model").size().to_dict() == {m: 8 for m in saved["models"]}
     # safe metric names only
-    assert "popularity/implicit/ndcg_at_10" in saved["metrics"]
+    assert "popularity/implicit/ndcg_at_2" in saved["metrics"] and "paired/rft-sft/all/acc_at_1_diff" in saved["metrics"]
     assert all("@" not in k for k in saved["metrics"])
     md = (out / "report.md").read_text()
-    assert "| popularity | baseline | 2 |" in md and "General-ability retention" in md
-    for t in TYPES:
-        assert (out / "plots" / f"type_{t}.png").is_file() and f"plots/type_{t}.png" in md
+    assert "| popularity | baseline | 8 |" in md and "General-ability retention" in md
+    assert "## Paired differences in Acc@1" in md and "## How to read this" in md
+    assert "plots/headline.png" in md and "plots/paired.png" in md
     assert "data:image/png;base64," in (out / "report.html").read_text()
 
 
-def test_base_model_for_retention_only(folders):
-    """The validation gate needs the base model's MMLU/IFEval (for the ratio) but not its ranking."""
-    from rerec.eval.evaluate import EvalConfig, evaluate
+def _fake_generation(monkeypatch, answers):
+    """Generation replaced by fixed completions per model (named in ``desc``): the LLMRanker, the answer
+    parsing and matching, scoring and the report stay real."""
+    from rerec.eval import generate as G
+
+    def fake(model, tokenizer, prompts, desc="", **kw):
+        return G.GenerationResult([answers[desc.split(":")[0]]] * len(prompts), n_new_tokens=len(prompts), seconds=1.0)
+
+    monkeypatch.setattr(G, "generate_completions", fake)
+
+
+def test_top1_scoring_reads_the_first_item_and_paired_by_hand(folders, monkeypatch):
+    """rft boxes every candidate (1..5 in displayed order), sft boxes candidate 2, base answers nothing.
+    The 12 test queries q0..q11 have their positive at position n % 5 + 1 and type TYPES[n % 4]: rft is right
+    on q0 (explicit), q5 (implicit), q10 (misinformed); sft on q1 (implicit), q6 (misinformed), q11 (interest).
+    So Acc@1 is 3/12 for both, with no recall credit for rft's extra items, and rft - sft is +1/3 on explicit,
+    0 on implicit and misinformed (one win, one loss), -1/3 on interest and 0 overall."""
+    from rerec.eval.evaluate import EvalConfig, evaluate, paired_result
+
+    _fake_generation(monkeypatch, {"rft": "\\boxed{1; 2; 3; 4; 5}", "sft": "\\boxed{2}", "base": "I cannot say."})
+    config = EvalConfig(baselines=["popularity"], retention=False, n_boot=4000, n_traces=1)
+    models = {"base": folders / "tiny", "sft": folders / "tiny", "rft": folders / "tiny"}
+    report = evaluate(folders / "data", folders / "graphs", folders / "reward", models, folders / "out_top1", config)
+
+    assert report["base"]["from_config"] is False and report["models"] == ["popularity", "base", "sft", "rft"]
+    rows = {(r["model"], r["type"]): r for r in report["table"]}
+    assert rows[("rft", "all")]["acc@1"] == 0.25 and rows[("sft", "all")]["acc@1"] == 0.25
+    assert rows[("base", "all")]["acc@1"] == 0.0 and rows[("base", "all")]["parsed"] == 0.0
+    assert "recall@2" not in rows[("rft", "all")] and rows[("popularity", "all")]["recall@2"] >= 0
+    per_query = pd.read_parquet(folders / "out_top1" / "per_query.parquet").set_index(["model", "query_id"])
+    assert per_query.loc[("rft", "q1"), "n_items"] == 5 and per_query.loc[("rft", "q1"), "top1"] == "2"
+    assert per_query.loc[("rft", "q1"), "acc@1"] == 0.0 and math.isnan(per_query.loc[("rft", "q1"), "recall@2"])
+    assert per_query.loc[("rft", "q0"), "acc@1"] == 1.0
+
+    assert [(e["model"], e["reference"]) for e in report["paired"]] == [("rft", "sft"), ("rft", "base")]
+    by_type = report["paired"][0]["by_type"]
+    assert {t: (c["diff"], c["n"]) for t, c in by_type.items()} == {
+        "all": (0.0, 12), "explicit": (pytest.approx(1 / 3), 3), "implicit": (0.0, 3),
+        "misinformed": (0.0, 3), "interest": (pytest.approx(-1 / 3), 3)}
+    assert (by_type["explicit"]["model_score"], by_type["explicit"]["reference_score"]) == (pytest.approx(1 / 3), 0.0)
+    # explicit differences [1, 0, 0]: a draw's mean is X/3, X ~ Binomial(3, 1/3), P(X = 0) = 0.30,
+    # P(X = 3) = 0.037 > 0.025, so the interval is [0, 1]
+    assert (by_type["explicit"]["low"], by_type["explicit"]["high"]) == (0.0, 1.0)
+    assert not by_type["all"]["separated"] and "not separated" in report["paired"][0]["verdict"]
+    base = paired_result(report, "rft", "base")
+    assert base["diff"] == 0.25 and base["n"] == 12 and base["reference_score"] == 0.0
+    md = (folders / "out_top1" / "report.md").read_text()
+    assert "(scored: the first 1)" in md
+
+
+def test_base_row_always_present_with_its_own_budget(folders):
+    """No model named base: the stage adds the base from the config; with a zero budget it answers nothing,
+    is still a row in the generation table, and the comparison with it is stated as impossible."""
+    from rerec.eval.evaluate import EvalConfig, evaluate, paired_result
 
     torch.set_num_threads(1)
     config = EvalConfig(baselines=["popularity"], max_queries_per_type=1, max_new_tokens=4, batch_size=4,
                         mmlu_max_questions=2, ifeval_max_instructions=2, ifeval_max_new_tokens=4, n_boot=20,
-                        n_traces=1, benchmark_base=False)
-    report = evaluate(folders / "data", folders / "graphs", folders / "reward",
-                      {"sft": folders / "tiny", "rft": folders / "tiny"}, folders / "out_gate", config)
-    assert {r["model"] for r in report["table"]} == {"popularity", "rft"}  # no ranking rows for the base
-    assert report["llm"]["sft"]["n_selected"] == 0 and report["llm"]["rft"]["n_selected"] == 4
-    assert report["retention"]["models"]["rft"]["mmlu_n"] == 2  # the ratio still has its reference
-    assert "mmlu_ratio" in report["retention"]["models"]["rft"]
-    assert any("retention only" in n for n in report["notes"])
+                        n_traces=1, base_model=str(folders / "tiny"), base_time_budget_s=0.0)
+    report = evaluate(folders / "data", folders / "graphs", folders / "reward", {"rft": folders / "tiny"},
+                      folders / "out_base", config)
+    assert report["models"] == ["popularity", "base", "rft"]
+    assert report["llm"]["base"]["n_generated"] == 0 and report["llm"]["base"]["time_budget_s"] == 0.0
+    assert report["llm"]["rft"]["n_generated"] == 4
+    assert report["retention"]["models"]["base"]["mmlu_n"] == 0
+    assert report["retention"]["models"]["rft"]["mmlu_ratio"] is None  # nothing to compare against
+    assert report["paired"][0]["by_type"]["all"]["n"] == 0 and "no query in common" in report["paired"][0]["verdict"]
+    assert paired_result(report, "rft", "base") is None
+    assert any("Base row: the zero-shot model" in n for n in report["notes"])
+    md = (folders / "out_base" / "report.md").read_text()
+    assert "| base | llm | 0 | – | – | – | – | – | – |" in md  # still a row of the headline table
+
+
+def test_score_query_reads_top_k_items():
+    """Boxing every candidate earns Acc@1 of the first item and no recall; top-2 is judged at K = 2 only."""
+    from rerec.eval.evaluate import score_query
+
+    query = {"query_id": "q", "type": "explicit", "n_conditions": 1, "positives": ["3"],
+             "candidates": ["1", "2", "3", "4"]}
+    every = score_query("rft", "llm", query, ["1", "2", "3", "4"], True, [2, 3], 1, 4)
+    assert every["acc@1"] == 0.0 and every["n_items"] == 4 and every["top1"] == "1"
+    assert all(math.isnan(every[m]) for m in ("ndcg@2", "recall@2", "ndcg@3", "recall@3", "mrr"))
+    assert score_query("rft", "llm", query, ["3", "1"], True, [2, 3], 1, 4)["acc@1"] == 1.0
+    top2 = score_query("rft", "llm", query, ["1", "3", "2"], True, [2, 3], 2, 4)
+    assert top2["acc@1"] == 0.0 and top2["recall@2"] == 1.0 and top2["ndcg@2"] == pytest.approx(1 / math.log2(3))
+    assert math.isnan(top2["recall@3"]) and math.isnan(top2["mrr"])
+    # a baseline ranks every candidate: everything is judged
+    full = score_query("pop", "baseline", query, ["4", "1", "3", "2"], True, [2, 3], None, 4)
+    assert (full["acc@1"], full["recall@2"], full["recall@3"], full["mrr"]) == (0.0, 0.0, 1.0, pytest.approx(1 / 3))
+    # a miss keeps its place: [None, "3"] is wrong at 1
+    assert score_query("rft", "llm", query, [None, "3"], True, [2], 1, 4)["acc@1"] == 0.0
+
+
+def test_paired_differences_by_hand():
+    """a - b on the queries both answered: q4 (b did not answer it) is left out."""
+    from rerec.eval.evaluate import paired_differences
+
+    df = pd.DataFrame([("a", "q1", "explicit", 1.0), ("a", "q2", "explicit", 1.0), ("a", "q3", "implicit", 0.0),
+                       ("a", "q4", "implicit", 1.0), ("b", "q1", "explicit", 0.0), ("b", "q2", "explicit", 1.0),
+                       ("b", "q3", "implicit", 1.0)], columns=["model", "query_id", "type", "acc@1"])
+    (entry,) = paired_differences(df, [("a", "b")], n_boot=200, seed=0)
+    assert entry["model"] == "a" and entry["reference"] == "b" and entry["metric"] == "acc@1"
+    assert list(entry["by_type"]) == ["all", "explicit", "implicit"]
+    cells = entry["by_type"]
+    assert (cells["all"]["diff"], cells["all"]["n"]) == (0.0, 3)  # (+1 + 0 - 1) / 3
+    assert (cells["all"]["model_score"], cells["all"]["reference_score"]) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
+    assert (cells["explicit"]["diff"], cells["explicit"]["n"]) == (0.5, 2)
+    # the implicit stratum is one query, -1: every draw is -1
+    assert cells["implicit"] | {} == {"diff": -1.0, "low": -1.0, "high": -1.0, "n": 1, "separated": True,
+                                      "model_score": 0.0, "reference_score": 1.0}
+    # overall, stratified by type: explicit draws sum to 0, 1 or 2 (1/4, 1/2, 1/4), implicit always -1,
+    # so the mean over 3 queries is -1/3, 0 or +1/3
+    assert cells["all"]["low"] == pytest.approx(-1 / 3) and cells["all"]["high"] == pytest.approx(1 / 3)
+    assert "not separated" in entry["verdict"]
+    (none,) = paired_differences(df, [("a", "c")])
+    assert none["by_type"]["all"]["n"] == 0 and none["by_type"]["all"]["diff"] is None
+    assert "no query in common" in none["verdict"]
+
+
+def test_verdict_stays_within_the_interval():
+    from rerec.eval.evaluate import verdict
+
+    ahead = verdict("rft", "plain_grpo", {"diff": 0.1, "low": 0.02, "high": 0.18, "n": 60, "separated": True})
+    assert ahead == ("rft − plain_grpo: +0.100 Acc@1 on the same 60 queries, 95% interval [+0.020, +0.180]: "
+                     "rft is ahead, by 0.020 to 0.180 Acc@1.")
+    behind = verdict("rft", "sft", {"diff": -0.1, "low": -0.15, "high": -0.05, "n": 60, "separated": True})
+    assert behind.endswith("rft is behind, by 0.050 to 0.150 Acc@1.")
+    tie = verdict("rft", "sft", {"diff": 0.05, "low": -0.02, "high": 0.12, "n": 60, "separated": False})
+    assert "not separated" in tie and "ahead" not in tie and "behind" not in tie
+
+
+def test_comparisons_default_and_given():
+    from rerec.eval.evaluate import comparisons
+
+    names = ["popularity", "base", "sft", "rft"]
+    assert comparisons(None, names) == [("rft", "sft"), ("rft", "base")]
+    assert comparisons(None, [*names, "plain_grpo", "champion"]) == [
+        ("rft", "plain_grpo"), ("rft", "sft"), ("rft", "base"), ("rft", "champion")]
+    assert comparisons(["rft:popularity", "rft:popularity", "sft:base"], names) == [("rft", "popularity"),
+                                                                                    ("sft", "base")]
+    with pytest.raises(ConfigError, match="champion is not evaluated here"):
+        comparisons(["rft:champion"], names)
+    for bad in ("rft", "rft:", ":sft", "rft:rft", "a:b:c"):
+        with pytest.raises(ConfigError, match="MODEL:REFERENCE"):
+            comparisons([bad], names)
+
+
+def test_retention_against_base_by_hand():
+    from rerec.eval.evaluate import retention_against_base
+
+    results = {"base": {"retention": {"mmlu_correct": [True, True, False, False], "ifeval_followed": [True, False]}},
+               "sft": {"retention": {"mmlu_correct": [True, True, True, False], "ifeval_followed": [True, True]}},
+               "rft": {"retention": {"mmlu_correct": [True, False, False, False], "ifeval_followed": [False, False]}}}
+    ret = retention_against_base(results, "base")
+    assert (ret["base"]["mmlu_ratio"], ret["base"]["ifeval_ratio"]) == (1.0, 1.0)
+    assert (ret["sft"]["mmlu_ratio"], ret["sft"]["ifeval_ratio"]) == (1.5, 2.0)  # (3/4) / (2/4), 1 / (1/2)
+    assert (ret["rft"]["mmlu_ratio"], ret["rft"]["ifeval_ratio"]) == (0.5, 0.0)  # against the base, not SFT
+
+
+def test_aggregate_rows_keeps_only_judged_metrics():
+    from rerec.eval.evaluate import aggregate_rows, score_query
+
+    query = {"query_id": "q", "type": "explicit", "n_conditions": 1, "positives": ["3"],
+             "candidates": ["1", "2", "3", "4"]}
+    rows = [score_query("pop", "baseline", query, ["3", "1", "2", "4"], True, [2], None, 4),
+            score_query("rft", "llm", query, ["3", "1"], True, [2], 1, 4)]
+    table, by_cond = aggregate_rows(rows, [2], 1, 4, n_boot=10, seed=0)
+    keys = {(r["model"], r["type"]): {k for k in r if "_" not in k} for r in table}
+    assert keys[("pop", "all")] == {"model", "type", "n", "kind", "acc@1", "ndcg@2", "recall@2", "mrr", "parsed"}
+    assert keys[("rft", "all")] == {"model", "type", "n", "kind", "acc@1", "parsed"}
+    assert {(r["model"], r["n_conditions"]) for r in by_cond} == {("pop", 1), ("rft", 1)}
 
 
 def test_config_errors():
@@ -173,10 +349,26 @@ def test_config_errors():
         EvalConfig(baselines=["oracle"]).resolved()
     with pytest.raises(ConfigError, match="NAME=PATH"):
         _parse_model("justapath")
+    with pytest.raises(ConfigError, match="top_k must be at least 1"):
+        EvalConfig(top_k=0).resolved()
+    with pytest.raises(ConfigError, match="MODEL:REFERENCE"):
+        EvalConfig(compare=["rft-sft"]).resolved()
     assert EvalConfig().resolved().max_new_tokens == 128
     smol = EvalConfig(profile="smollm2").resolved()
     assert smol.n_candidates == 4 and smol.max_queries_per_type == 15
     assert EvalConfig(profile="smollm2", n_candidates=6).resolved().n_candidates == 6
+    # the base model: the profile's model, else smollm2, unless given
+    assert (smol.base_model, EvalConfig(profile="tiny").resolved().base_model) == ("smollm2", "tiny")
+    assert EvalConfig().resolved().base_model == "smollm2"
+    assert EvalConfig(profile="tiny", base_model="/models/b").resolved().base_model == "/models/b"
+
+
+def test_model_named_like_a_baseline_is_refused(folders):
+    from rerec.eval.evaluate import EvalConfig, evaluate
+
+    with pytest.raises(ConfigError, match="also baseline names"):
+        evaluate(folders / "data", folders / "graphs", folders / "reward", {"popularity": folders / "tiny"},
+                 folders / "out_bad", EvalConfig(baselines=["popularity"]))
 
 
 def test_cli_help_lists_flags(capsys):
@@ -185,7 +377,8 @@ def test_cli_help_lists_flags(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     text = capsys.readouterr().out
-    for flag in ("--data", "--graphs", "--reward", "--model", "--out", "--max-queries-per-type", "--split"):
+    for flag in ("--data", "--graphs", "--reward", "--model", "--out", "--max-queries-per-type", "--split",
+                 "--base-model", "--base-time-budget-s", "--compare", "--top-k", "--ks"):
         assert flag in text
 
 

@@ -202,6 +202,6 @@ def test_movielens_100k_lightgcn_beats_popularity(tmp_path):
     metrics = train_reward_gnn(tmp_path / "graphs", tmp_path / "reward", LightGCNConfig(epochs=20))
     assert metrics["counts"]["users"] == 943 and metrics["eval_users"] == 943
     light, pop = metrics["lightgcn"], metrics["popularity"]
-    # measured (lr 0.01, 20 epochs): Recall@20 0.326 vs 0.177 for popularity, NDCG@20 0.278 vs 0.150
+    # LightGCN must clearly beat popularity on real data, with a margin that leaves room for seeds
     assert light["recall_at_20"] > pop["recall_at_20"] * 1.2, metrics
     assert light["ndcg_at_20"] > pop["ndcg_at_20"], metrics

@@ -69,12 +69,19 @@ def test_exact_match():
         ("Les Misérables", "1144"),
         ("The Horseman on the Roof", "1283"),  # the main part of an "A (B)" title
         ("Hussard sur le toit, Le", "1283"),  # and its alternative
-        ("7. Schindler's List", "318"),  # a numbered title: the title decides
     ],
 )
 def test_normalised_match(text, item):
     result = TitleMatcher(CANDIDATES).match(text)
     assert result == MatchResult(item, "normalised", 1.0)
+
+
+def test_numbered_candidate_line_names_that_candidate():
+    matcher = TitleMatcher(CANDIDATES)
+    assert matcher.match("7. Schindler's List") == MatchResult("318", "number", 1.0)
+    assert matcher.match("7. Schindler's List (1993) - drama") == MatchResult("318", "number", 1.0)
+    # the number and the title name different candidates: the answer contradicts itself
+    assert matcher.match("2. Se7en") == MatchResult(None, "ambiguous", 0.0)
 
 
 @pytest.mark.parametrize("text", ["2", "#2", "[2]", "2.", "(2)", " 2 ", "Candidate 2", "no. 2"])
@@ -91,14 +98,78 @@ def test_no_match(text):
     assert TitleMatcher(CANDIDATES).match(text) == MatchResult(None, None, 0.0)
 
 
-def test_exact_beats_number_when_a_title_is_a_number():
-    matcher = TitleMatcher([("a", "Heat"), ("b", "1")])
-    assert matcher.match("1") == MatchResult("b", "exact", 1.0)
+def test_a_number_in_range_is_a_candidate_number_even_when_a_title_is_that_number():
+    # the prompt promises "a candidate number, like \\boxed{3}, is also accepted": that promise wins
+    matcher = TitleMatcher([("a", "Heat", 1995), ("b", "1", 1999), ("c", "10", 1979)])
+    assert matcher.match("1") == MatchResult("a", "number", 1.0)
     assert matcher.match("2") == MatchResult("b", "number", 1.0)
+    # out of range: a title
+    assert matcher.match("10") == MatchResult("c", "exact", 1.0)
+    # the film "1" is named by its displayed label
+    assert matcher.match("1 (1999)") == MatchResult("b", "exact", 1.0)
+    assert matcher.answer_text("b") == "1 (1999)" and matcher.answer_text("c") == "10"
 
 
-def test_duplicate_titles_first_displayed_wins():
-    assert TitleMatcher([("9", "Chasing Amy"), ("7", "Chasing Amy")]).match("chasing amy").item_id == "9"
+def test_remakes_sharing_a_title_are_told_apart_by_year_or_ambiguous():
+    matcher = TitleMatcher([("x", "Heat", 1995), ("old", "Cape Fear", 1962), ("new", "Cape Fear", 1991)])
+    assert matcher.match("Cape Fear (1962)") == MatchResult("old", "exact", 1.0)
+    assert matcher.match("Cape Fear (1991)") == MatchResult("new", "exact", 1.0)
+    assert matcher.match("cape fear [1991]") == MatchResult("new", "normalised", 1.0)
+    assert matcher.match("2. Cape Fear (1962)") == MatchResult("old", "number", 1.0)
+    assert matcher.match("2. Cape Fear") == MatchResult("old", "number", 1.0)  # the number picks among the remakes
+    assert matcher.match("3. Cape Fear (1962)") == MatchResult(None, "ambiguous", 0.0)
+    # never credited to the first displayed one
+    assert matcher.match("Cape Fear") == MatchResult(None, "ambiguous", 0.0)
+    assert matcher.match("the cape fear") == MatchResult(None, "ambiguous", 0.0)
+    assert [matcher.answer_text(i) for i in ("x", "old", "new")] == ["Heat", "Cape Fear (1962)", "Cape Fear (1991)"]
+
+
+def test_identical_title_and_year_only_the_number_tells_apart():
+    matcher = TitleMatcher([("9", "Chasing Amy", 1997), ("7", "Chasing Amy", 1997)])
+    assert matcher.match("chasing amy") == MatchResult(None, "ambiguous", 0.0)
+    assert matcher.match("Chasing Amy (1997)") == MatchResult(None, "ambiguous", 0.0)
+    assert [matcher.answer_text(i) for i in ("9", "7")] == ["1", "2"]
+
+
+def test_answer_text_round_trips_on_random_catalogs():
+    """Whatever the titles (format characters, numbers, remakes, exact duplicates), the boxed answer text
+    for a candidate ranks that candidate first, alone."""
+    import random
+
+    from rerec.answer import format_answer
+    from rerec.reward.matching import rank_answer
+
+    rng = random.Random(1)
+    pool = ["Heat", "Cape Fear", "10", "9", "1", "Crimes; Director's Cut", "Se7en {1995}", "A\\B", "Sabrina",
+            "Usual Suspects, The", "The Usual Suspects", "\\boxed{x}", "3. Heat", "#2", "Heat (1995)"]
+    for _ in range(500):
+        n = rng.randint(1, 12)
+        candidates = [(f"i{k}", rng.choice(pool), rng.choice([None, 1962, 1991, 1995])) for k in range(n)]
+        matcher = TitleMatcher(candidates)
+        for item_id, _, _ in candidates:
+            answer = rank_answer("Thinking...\n" + format_answer([matcher.answer_text(item_id)]), matcher)
+            assert answer.ranked == [item_id], (candidates, item_id, matcher.answer_text(item_id))
+            assert answer.valid(1)
+
+
+def test_rank_answer_keeps_unmatched_items_in_place():
+    from rerec.reward.matching import rank_answer
+
+    matcher = TitleMatcher([("f", "Fargo"), ("h", "Heat")])
+    answer = rank_answer("\\boxed{Casablanca; Fargo}", matcher)
+    assert answer.ranked == [None, "f"] and answer.top1 is None and not answer.valid(2)
+    assert rank_answer("\\boxed{Fargo; Heat}", matcher).valid(2)
+    assert not rank_answer("\\boxed{Fargo; Heat}", matcher).valid(1)
+    assert not rank_answer("\\boxed{Fargo; fargo}", matcher).valid(2)  # a repeat
+    assert rank_answer("no box", matcher).ranked == [] and rank_answer(None, matcher).top1 is None
+
+
+def test_an_unescaped_title_with_a_separator_is_recovered_as_one_item():
+    from rerec.reward.matching import rank_answer
+
+    matcher = TitleMatcher([("c", "Crimes and Misdemeanors; Director's Cut"), ("h", "Heat")])
+    assert rank_answer("\\boxed{Crimes and Misdemeanors; Director's Cut}", matcher).ranked == ["c"]
+    assert rank_answer("\\boxed{Heat; Fargo}", matcher).ranked == ["h", None]
 
 
 def test_alias_never_shadows_a_primary_title():

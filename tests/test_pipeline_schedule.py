@@ -63,8 +63,8 @@ class FakeKFP:
 
 def _args(**kw):
     base = dict(host=None, namespace=None, name="nightly", cron="0 0 3 * * *", experiment="rerec",
-                package=sched.DEFAULT_PACKAGE, input_dir="s3://bucket/new", model_name="rerec-recommender",
-                param=[], service_account="rerec-pipeline-runner")
+                package=sched.DEFAULT_PACKAGE, data_uri="s3://bucket/new", model_name="rerec-recommender",
+                param=[], service_account="default-editor")
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -77,8 +77,8 @@ def test_create_then_unchanged_then_update(capsys):
     create = client.calls[-1][1]
     assert create["max_concurrency"] == 1 and create["cron_expression"] == "0 0 3 * * *"
     assert create["no_catchup"] is True and create["version_id"] == "ver-1"
-    assert create["params"] == {"input_dir": "s3://bucket/new", "model_name": "rerec-recommender"}
-    assert create["service_account"] == "rerec-pipeline-runner"
+    assert create["params"] == {"data_uri": "s3://bucket/new", "model_name": "rerec-recommender"}
+    assert create["service_account"] == "default-editor"
     assert '"created"' in capsys.readouterr().out
 
     client.calls.clear()
@@ -243,3 +243,12 @@ def test_server_refusal_midway_names_the_status():
 
     with pytest.raises(sched.RerecError, match="refused the request: HTTP 403 Forbidden.*Fix:"):
         sched.cli_main(_args(host="http://kfp:8080"), client=Refuses())
+
+
+def test_renamed_parameter_is_passed_under_its_new_name(capsys):
+    """``--param profile=paper`` (the parameter's old name) reaches the pipeline as ``preset``, with a note."""
+    client = FakeKFP()
+    assert sched.cli_main(_args(param=["profile=paper", "rft_steps=200"]), client=client) == 0
+    assert client.calls[-1][1]["params"] == {"data_uri": "s3://bucket/new", "model_name": "rerec-recommender",
+                                             "preset": "paper", "rft_steps": 200}
+    assert "'profile' is now 'preset'" in capsys.readouterr().err

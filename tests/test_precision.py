@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from rerec.errors import ConfigError, RerecError
+from rerec.reward.scorer import RewardConfig
 from rerec.train import precision as P
+from rerec.train.curriculum import CurriculumConfig
 from rerec.train.precision import (
     Precision,
     choose_precision,
@@ -178,7 +180,8 @@ def test_rft_passes_the_choice_to_its_trainer(tmp_path, monkeypatch, chosen, eng
     monkeypatch.setattr(rft, "vllm_available", lambda: vllm_installed)
     seen = _record_config(monkeypatch, "GRPOConfig")
     cfg = rft.RFTConfig(profile="tiny", use_lora=False, steps=1, batch_size=2, num_generations=2,
-                        max_completion_tokens=4, use_qas=False, use_pas=False, use_curriculum=False,
+                        max_completion_tokens=4, reward=RewardConfig(use_qas=False, use_pas=False),
+                        curriculum=CurriculumConfig(enabled=False),
                         rollout_engine=engine)
     with pytest.raises(_Stop):
         rft.rft(tmp_path / "data", None, None, tmp_path / "m", tmp_path / "out", cfg)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from rerec.cli import main
 from rerec.data.load import load_catalog
 from rerec.data.prepare import PrepareConfig, prepare_data, query_statistics
-from rerec.data.splits import split_queries
+from rerec.data.splits import assign_pair_splits
 from rerec.errors import ConfigError, InputError
 from rerec.io import file_sha256
 
@@ -19,33 +20,26 @@ SMALL = ["--n-explicit", "40", "--n-implicit", "30", "--n-misinformed", "20", "-
          "--n-candidates", "8", "--seed", "3"]
 
 
-def _queries(pairs: list[tuple[str, str]]) -> pd.DataFrame:
-    return pd.DataFrame({"user_id": [u for u, _ in pairs], "positives": [[p] for _, p in pairs]})
+def test_pair_splits_hand_case_shares_and_seed():
+    # 10 pairs at 0.8/0.1/0.1: cuts at round(8) and round(9); which pair gets which is a seeded permutation
+    split = assign_pair_splits(10, (0.8, 0.1, 0.1), seed=0)
+    assert sorted(split) == ["test"] + ["train"] * 8 + ["val"]
+    order = np.random.default_rng([0, 7]).permutation(10)
+    expected = np.empty(10, dtype=object)
+    expected[order] = ["train"] * 8 + ["val", "test"]
+    assert split == expected.tolist()
+    assert split == assign_pair_splits(10, (0.8, 0.1, 0.1), seed=0)
+    many = pd.Series(assign_pair_splits(1000, (0.7, 0.2, 0.1), seed=1)).value_counts()
+    assert (many["train"], many["val"], many["test"]) == (700, 200, 100)
+    assert assign_pair_splits(1000, (0.7, 0.2, 0.1), seed=1) != assign_pair_splits(1000, (0.7, 0.2, 0.1), seed=2)
 
 
-def test_split_groups_user_positive_pairs_and_is_seeded():
-    # 200 distinct pairs, each twice (e.g. an explicit and an implicit query for the same answer)
-    pairs = [(f"u{i % 37}", f"i{i}") for i in range(200)] * 2
-    queries = _queries(pairs)
-    split = split_queries(queries, (0.8, 0.1, 0.1), seed=1)
-    assert split.groupby([queries["user_id"], queries["positives"].str[0]]).nunique().max() == 1
-    shares = split.value_counts(normalize=True)
-    assert shares["train"] == pytest.approx(0.8, abs=0.02)
-    assert shares["val"] == pytest.approx(0.1, abs=0.02) and shares["test"] == pytest.approx(0.1, abs=0.02)
-    assert split.equals(split_queries(queries, (0.8, 0.1, 0.1), seed=1))
-    assert not split.equals(split_queries(queries, (0.8, 0.1, 0.1), seed=2))
-
-
-def test_split_hand_case_and_edges():
-    # one group holding 3 of 4 queries cannot be cut: all four land where whole groups allow
-    queries = _queries([("u", "a"), ("u", "a"), ("u", "a"), ("v", "b")])
-    split = split_queries(queries, (1.0, 0.0, 0.0), seed=0)
-    assert split.tolist() == ["train"] * 4
-    split = split_queries(queries, (0.5, 0.5, 0.0), seed=0)
-    assert split.iloc[0] == split.iloc[1] == split.iloc[2]
-    assert split_queries(queries.iloc[:0]).empty
+def test_pair_splits_edges():
+    assert assign_pair_splits(0) == []
+    assert assign_pair_splits(4, (1.0, 0.0, 0.0)) == ["train"] * 4
+    assert sorted(assign_pair_splits(3, (0.0, 0.0, 1.0))) == ["test"] * 3
     with pytest.raises(ConfigError, match="sum"):
-        split_queries(queries, (0.8, 0.3, 0.1))
+        assign_pair_splits(5, (0.8, 0.3, 0.1))
     with pytest.raises(ConfigError, match="fractions"):
         PrepareConfig(train_fraction=0.9, val_fraction=0.2, test_fraction=0.1)
 

@@ -6,7 +6,7 @@ import pytest
 from rerec.answer import format_answer, parse_answer
 from rerec.data.schema import encode_conditions
 from rerec.errors import ConfigError
-from rerec.prompt import CatalogView, answer_item_ids, build_messages, shrink_candidates
+from rerec.prompt import CatalogView, answer_ranking, build_messages, shrink_candidates
 
 
 def small_view() -> CatalogView:
@@ -66,13 +66,13 @@ def test_round_trip_formatted_answer_parses_to_positive(answer):
     build_messages(query, view)
     completion = "Raising Arizona is by the director of Fargo.\n" + format_answer([answer])
     assert parse_answer(completion).items == [answer]
-    assert answer_item_ids(completion, query, view) == ["2"]
+    assert answer_ranking(completion, query, view).ranked == ["2"]
 
 
 def test_unparseable_or_unknown_answers_match_nothing():
     view, query = small_view(), implicit_query()
-    assert answer_item_ids("I think Raising Arizona", query, view) == []
-    assert answer_item_ids(format_answer(["Jaws"]), query, view) == []
+    assert answer_ranking("I think Raising Arizona", query, view).ranked == []
+    assert answer_ranking(format_answer(["Jaws"]), query, view).ranked == [None]  # a boxed miss keeps its place
 
 
 def test_shrink_candidates_keeps_positive_and_hardest_negatives_in_order():
@@ -85,6 +85,26 @@ def test_shrink_candidates_keeps_positive_and_hardest_negatives_in_order():
     assert "2" in again["candidates"] and len(again["candidates"]) == 3
     assert again["candidates"] == [c for c in query["candidates"] if c in again["candidates"]]
     assert shrink_candidates(query, 3, view, seed=1) == again  # deterministic
+
+
+def test_shrink_candidates_keeps_a_misinformed_querys_trap():
+    # "a comedy like Heat": Heat (3) is the false premise and meets no condition, while Toy Story (4)
+    # meets the comedy condition: ranked by conditions met alone, Heat is the first negative cut
+    view = small_view()
+    query = {"query_id": "m1", "type": "misinformed", "positives": ["2"], "candidates": ["5", "4", "3", "2", "6"],
+             "conditions": encode_conditions([
+                 {"relation": "genre", "entity": "Comedy", "text": "a comedy",
+                  "false_premise": {"item_id": "3", "text": "like Heat"}},
+                 {"relation": "decade", "entity": "1980s", "text": "from the 80s"}])}
+    for seed in range(5):
+        assert shrink_candidates(query, 2, view, seed=seed)["candidates"] == ["3", "2"]
+        assert shrink_candidates(query, 3, view, seed=seed)["candidates"] == ["4", "3", "2"]
+    without_trap = {**query, "conditions": encode_conditions([{"relation": "genre", "entity": "Comedy"},
+                                                              {"relation": "decade", "entity": "1980s"}])}
+    assert "3" not in shrink_candidates(without_trap, 2, view, seed=0)["candidates"]
+    # a trap that is no candidate (or is the positive) takes no slot
+    elsewhere = {**query, "candidates": ["5", "4", "2", "6"]}
+    assert shrink_candidates(elsewhere, 2, view, seed=0)["candidates"] == ["4", "2"]
 
 
 def test_render_prompt_uses_chat_template_with_generation_prompt():

@@ -3,6 +3,8 @@ own tables (not the generator's index), plus determinism, small candidate lists 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +19,9 @@ from rerec.data.queries import (
     popularity_weights,
 )
 from rerec.data.schema import PERSON_RELATIONS, QUERY_COLUMNS, QUERY_TYPES, Catalog, decode_conditions
-from rerec.errors import ConfigError
+from rerec.data.splits import audit_queries
+from rerec.errors import ConfigError, InputError
+from rerec.prompt import CatalogView, shrink_candidates
 
 N = 20
 
@@ -116,6 +120,58 @@ def test_hard_negatives_meet_some_conditions(queries, pairs, entities, neighbour
     hard_counts = np.array(hard_counts)
     assert (hard_counts > 0).mean() > 0.95
     assert np.median(hard_counts) >= 8  # about half of the 19 negatives
+
+
+def test_negatives_are_never_items_the_user_interacted_with(queries, catalog):
+    seen = catalog.interactions.groupby("user_id")["item_id"].apply(set).to_dict()
+    bad = sum(c in seen[row.user_id] for row in queries.itertuples() for c in row.candidates if c != row.positives[0])
+    assert bad == 0
+
+
+def test_no_heldout_positive_is_shown_in_any_prompt_of_its_user(queries):
+    """Val/test positives never appear in a history or as a named (via) item of any query of the same
+    user, train queries included; a (user, positive) pair has one split; shares follow the fractions."""
+    held: dict[str, set[str]] = {}
+    for row in queries[queries["split"] != "train"].itertuples():
+        held.setdefault(row.user_id, set()).update(row.positives)
+    for row in queries.itertuples():
+        shown = set(row.history) | {c["via"] for c in decode_conditions(row.conditions) if "via" in c}
+        assert not shown & held.get(row.user_id, set()), row.query_id
+    assert queries.groupby([queries["user_id"], queries["positives"].str[0]])["split"].nunique().max() == 1
+    shares = queries["split"].value_counts(normalize=True)
+    assert shares["train"] == pytest.approx(0.8, abs=0.02)
+    assert shares["val"] == pytest.approx(0.1, abs=0.02) and shares["test"] == pytest.approx(0.1, abs=0.02)
+    audit = audit_queries(queries, pd.DataFrame({"user_id": [], "item_id": []}))
+    assert audit["heldout_in_history"] == audit["heldout_named"] == 0 and audit["heldout_queries"] > 900
+
+
+def test_audit_queries_hand_computed():
+    queries = pd.DataFrame({
+        "query_id": ["t1", "t2", "v1", "v2"], "user_id": ["u", "u", "u", "w"], "split": ["train", "train", "val", "test"],
+        "conditions": ["[]", json.dumps([{"relation": "actor", "entity": "m", "via": "z"}]), "[]", "[]"],
+        "positives": [["a"], ["b"], ["x"], ["z"]],
+        "candidates": [["a", "n1", "seen"], ["b", "n2"], ["x", "n3"], ["z", "seen"]],
+        "history": [["x", "h"], ["h"], ["h"], []],
+    })
+    interactions = pd.DataFrame({"user_id": ["u", "u", "w"], "item_id": ["seen", "h", "q"]})
+    audit = audit_queries(queries, interactions)
+    # negatives: n1, seen, n2, n3, seen; u interacted with 'seen' (w did not)
+    assert audit == {"negatives": 5, "negatives_in_user_items": 1, "heldout_queries": 2, "heldout_in_history": 1,
+                     "heldout_in_train_history": 1, "heldout_named": 0}
+    # the via item of a train query of the same user counts as shown
+    queries.loc[3, "user_id"] = "u"
+    assert audit_queries(queries, interactions)["heldout_named"] == 1
+
+
+def test_misinformed_trap_survives_shrinking(queries, catalog):
+    view = CatalogView.from_catalog(catalog)
+    misinformed = queries[queries["type"] == "misinformed"].head(300)
+    for n in (2, 3, 4, 8):
+        for row in misinformed.to_dict("records"):
+            (trap,) = [c["false_premise"]["item_id"] for c in decode_conditions(row["conditions"])
+                       if "false_premise" in c]
+            shown = shrink_candidates(row, n, view, seed=0)["candidates"]
+            assert trap in shown and row["positives"][0] in shown and len(shown) == n
 
 
 def test_explicit_conditions_are_named_and_distinct(queries):
@@ -227,6 +283,22 @@ def test_hand_built_catalog_explicit():
         assert not set(row.candidates) & set(row.history)
         conditions = {(c["relation"], c["entity"]) for c in decode_conditions(row.conditions)}
         assert conditions <= {("genre", "Comedy"), ("decade", "1990s"), ("year", "1995")}
+
+
+def test_a_requested_type_the_catalog_cannot_give_is_an_error():
+    """No person relation: implicit queries cannot exist. Asking for them fails naming the cause and
+    the flags, instead of writing an empty table."""
+    items = pd.DataFrame({"item_id": list("abcd"), "title": list("ABCD"), "year": pd.array([1995] * 4, dtype="Int64"),
+                          "genres": [["Comedy"], ["Drama"], ["Comedy"], ["Drama"]]})
+    attrs = pd.DataFrame([(i, "genre", g[0]) for i, g in zip(items["item_id"], items["genres"], strict=True)],
+                         columns=["item_id", "relation", "entity"])
+    inter = pd.DataFrame({"user_id": ["u", "u", "v", "v"], "item_id": ["a", "b", "c", "d"], "rating": [5.0] * 4})
+    catalog = Catalog(items, inter, attrs)
+    config = QueryConfig(n_explicit=0, n_implicit=2, n_misinformed=0, n_interest=0, n_candidates=2)
+    with pytest.raises(InputError, match="person relation") as info:
+        generate_queries(catalog, config, progress=False)
+    assert "--relation-map" in str(info.value) and "--n-implicit 0" in str(info.value)
+    assert "genre" in str(info.value)  # the relations it has
 
 
 def test_config_errors():

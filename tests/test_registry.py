@@ -11,18 +11,32 @@ from conftest import S3_BUCKET
 
 from rerec import registry, tracking
 from rerec.errors import RerecError
-from rerec.registry import GateDecision, RegisterConfig, gate, register, report_value
+from rerec.registry import RegisterConfig, gate, register, report_value
 
 
-def _report(tmp_path, name, acc, retention=1.0, split="val"):
-    path = tmp_path / f"{name}.json"
+def _report(tmp_path, name, acc, retention=1.0, split="val", champion_hits=None, challenger_hits=None):
+    """A report.json; with ``champion_hits``/``challenger_hits`` (per-query Acc@1 of each model on the same
+    queries, explicit and implicit in turn) it is a report folder with per_query.parquet, as evaluate writes."""
+    import pandas as pd
+
     body = {"split": split, "metrics": {}}
     if acc is not None:
         body["metrics"]["rft/all/acc_at_1"] = acc
     if retention is not None:
         body["metrics"]["rft/retention/mmlu_ratio"] = retention
-    path.write_text(json.dumps(body))
-    return path
+    if champion_hits is None:
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(body))
+        return path
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "report.json").write_text(json.dumps(body))
+    rows = []
+    for model, hits in (("champion", champion_hits), ("rft", challenger_hits)):
+        rows += [{"model": model, "kind": "llm", "query_id": f"q{i}", "type": ("explicit", "implicit")[i % 2],
+                  "acc@1": float(h)} for i, h in enumerate(hits)]
+    pd.DataFrame(rows).to_parquet(folder / "per_query.parquet")
+    return folder
 
 
 def _aliases(name):
@@ -33,21 +47,58 @@ def _aliases(name):
 
 # --- the gate by hand -----------------------------------------------------------------------------
 
+def _comparison(diff, low, high, n=100):
+    return {"metric": "acc@1", "challenger": "rft", "champion": "champion", "alpha": 0.05,
+            "all": {"diff": diff, "low": low, "high": high, "separated": low > 0 or high < 0, "n": n}, "by_type": {}}
+
+
 def test_gate_by_hand():
-    cfg = RegisterConfig(min_general_retention=0.9, min_improvement=0.01)
-    assert gate({"metric": 0.5, "retention": 0.95}, None, cfg).promote
-    assert not gate({"metric": 0.0, "retention": 1.0}, None, cfg).promote  # a first model that never hits
-    assert gate({"metric": 0.5, "retention": 0.95}, {"metric": 0.4}, cfg).promote
-    assert not gate({"metric": 0.405, "retention": 0.95}, {"metric": 0.4}, cfg).promote  # within margin
-    assert not gate({"metric": 0.3, "retention": 0.95}, {"metric": 0.4}, cfg).promote
-    assert not gate({"metric": 0.9, "retention": 0.5}, {"metric": 0.4}, cfg).promote  # forgot too much
-    missing = gate({"metric": None, "retention": 0.95}, None, cfg)
-    assert isinstance(missing, GateDecision) and not missing.promote and "acc_at_1" in missing.reason
-    on_test = gate({"metric": 0.9, "retention": 1.0, "split": "test"}, None, cfg)
-    assert not on_test.promote and "split 'test'" in on_test.reason
-    assert not gate({"metric": 0.9, "retention": None}, None, cfg).promote
-    lower = RegisterConfig(higher_is_better=False, min_general_retention=0.0)
-    assert gate({"metric": 0.1, "retention": 1.0}, {"metric": 0.2}, lower).promote
+    cfg = RegisterConfig(min_general_retention=0.9)
+    ok = {"metric": 0.5, "retention": 0.95, "split": "val"}
+    assert gate(ok, None, None, None, cfg).promote  # the first model
+    assert not gate({**ok, "metric": 0.0}, None, None, None, cfg).promote  # a first model that never hits
+    clear = gate(ok, "3", _comparison(0.06, 0.01, 0.11), "3", cfg)
+    assert clear.promote and "[+0.0100, +0.1100] over 100 queries" in clear.reason
+    noisy = gate(ok, "3", _comparison(0.06, -0.01, 0.13), "3", cfg)  # better on average, interval spans 0
+    assert not noisy.promote and "does not clear the margin +0.0000" in noisy.reason
+    assert not gate(ok, "3", _comparison(0.06, 0.01, 0.11), "3", RegisterConfig(margin=0.02,
+                                                                                   min_general_retention=0.9)).promote
+    assert gate(ok, "3", _comparison(-0.01, -0.03, 0.01), "3", RegisterConfig(margin=-0.05,
+                                                                               min_general_retention=0.9)).promote
+    # a tag the champion got long ago is no yardstick: without a comparison in this report, no promotion
+    missing = gate(ok, "3", None, None, cfg)
+    assert not missing.promote and "does not evaluate the champion (version 3)" in missing.reason
+    stale = gate(ok, "4", _comparison(0.2, 0.1, 0.3), "3", cfg)
+    assert not stale.promote and "compares with champion version 3, but the champion is now version 4" in stale.reason
+    assert not gate({**ok, "retention": 0.5}, "3", _comparison(0.2, 0.1, 0.3), "3", cfg).promote  # forgot too much
+    assert "acc_at_1" in gate({**ok, "metric": None}, None, None, None, cfg).reason
+    assert "split 'test'" in gate({**ok, "split": "test"}, None, None, None, cfg).reason
+    assert not gate({**ok, "retention": None}, None, None, None, cfg).promote
+    lower = RegisterConfig(higher_is_better=False, min_general_retention=0.0)  # e.g. an error rate
+    assert gate(ok, "3", _comparison(-0.06, -0.11, -0.01), "3", lower).promote
+    assert not gate(ok, "3", _comparison(0.06, 0.01, 0.11), "3", lower).promote
+
+
+def test_paired_comparison_by_hand():
+    import pandas as pd
+
+    rows = []
+    for model, hits in (("champion", [1, 0, 0, 1, 0, 1]), ("rft", [1, 1, 0, 1, 1, 0]), ("sft", [0] * 6)):
+        rows += [{"model": model, "query_id": f"q{i}", "type": ("explicit", "implicit")[i % 2], "acc@1": float(h)}
+                 for i, h in enumerate(hits)]
+    rows = rows[:-1]  # sft missed q5: not a model of the comparison anyway
+    table = pd.DataFrame(rows + [{"model": "rft", "query_id": "q9", "type": "explicit", "acc@1": 1.0}])
+    out = registry.paired_comparison(table, "rft", "champion", "acc@1", n_boot=500)
+    # q9 has no champion row: only the six shared queries count; rft wins q1 (implicit) and q4 (explicit) and
+    # loses q5 (implicit)
+    assert out["all"]["n"] == 6 and out["all"]["diff"] == pytest.approx(1 / 6)
+    assert out["by_type"]["implicit"]["diff"] == pytest.approx(0.0) and out["by_type"]["explicit"]["diff"] == (
+        pytest.approx(1 / 3))
+    # six queries cannot separate the two: the interval (within the per-query differences' range) spans 0
+    assert -1 <= out["all"]["low"] < 0 < out["all"]["diff"] < out["all"]["high"] <= 1 and not out["all"]["separated"]
+    assert registry.paired_comparison(table, "rft", "nobody", "acc@1") is None
+    assert registry.paired_comparison(None, "rft", "champion", "acc@1") is None
+    assert registry.paired_comparison(table, "rft", "champion", "ndcg@99") is None
 
 
 def test_report_value_paths():
@@ -67,46 +118,65 @@ def test_pip_requirements_are_pinned():
 
 # --- against the real server ------------------------------------------------------------------------
 
+WIN = [1] * 60 + [0] * 40  # challenger hits on 100 queries
+LOSE = [0] * 100
+
+
 @pytest.mark.slow
-def test_register_gate_sequence_and_s3_artifacts(mlflow_env, s3_server, tiny_hf_model, tmp_path):
+def test_register_gate_sequence_review_promote_and_roll_back(mlflow_env, s3_server, tiny_hf_model, tmp_path, capsys):
     cfg = RegisterConfig(model_name="seq-model", min_general_retention=0.9)
     first = register(tiny_hf_model, _report(tmp_path, "a", 0.30), cfg)
     assert first["promoted"] and first["version"] == "1"
     assert _aliases("seq-model") == {"champion": "1", "challenger": "1"}
 
-    worse = register(tiny_hf_model, _report(tmp_path, "b", 0.20), cfg)
-    assert not worse["promoted"] and "does not beat" in worse["reason"]
-    assert _aliases("seq-model") == {"champion": "1", "challenger": "2"}
-
-    forgetful = register(tiny_hf_model, _report(tmp_path, "c", 0.90, retention=0.5), cfg)
+    # a better summary number alone does not promote: the report never ranked the champion
+    unpaired = register(tiny_hf_model, _report(tmp_path, "b", 0.90), cfg)
+    assert not unpaired["promoted"] and "does not evaluate the champion (version 1)" in unpaired["reason"]
+    worse = register(tiny_hf_model, _report(tmp_path, "c", 0.20, champion_hits=WIN, challenger_hits=LOSE), cfg,
+                     compared_version="1")
+    assert not worse["promoted"] and "does not clear the margin" in worse["reason"]
+    forgetful = register(tiny_hf_model, _report(tmp_path, "d", 0.9, retention=0.5, champion_hits=LOSE,
+                                                challenger_hits=WIN), cfg, compared_version="1")
     assert not forgetful["promoted"] and "retention" in forgetful["reason"]
-
-    broken = register(tiny_hf_model, _report(tmp_path, "d", None), cfg)
-    assert not broken["promoted"] and "no finite" in broken["reason"]
-    no_report = register(tiny_hf_model, tmp_path / "nope.json", cfg)
-    assert not no_report["promoted"]
     on_test = register(tiny_hf_model, _report(tmp_path, "t", 0.99, split="test"), cfg)
     assert not on_test["promoted"] and "split 'test'" in on_test["reason"]
+    assert _aliases("seq-model")["champion"] == "1"
 
-    better = register(tiny_hf_model, _report(tmp_path, "e", 0.40), cfg)
-    assert better["promoted"] and better["champion_version"] == "1" and better["champion_metric"] == 0.30
+    better = register(tiny_hf_model, _report(tmp_path, "e", 0.60, champion_hits=LOSE, challenger_hits=WIN), cfg,
+                      compared_version="1")
+    assert better["promoted"] and better["champion_version"] == "1" and better["comparison"]["all"]["n"] == 100
+    assert better["comparison"]["by_type"]["explicit"]["diff"] == pytest.approx(0.6)
     assert _aliases("seq-model")["champion"] == better["version"]
 
     from mlflow import MlflowClient
 
     v = MlflowClient().get_model_version("seq-model", better["version"])
-    assert v.tags["rerec.metric.gate"] == "0.4" and v.tags["rerec.gate"].startswith("promoted")
-    assert "rerec.git_commit" in v.tags
+    assert v.tags["rerec.metric.gate"] == "0.6" and v.tags["rerec.gate"].startswith("promoted")
+    assert v.tags["rerec.compared.version"] == "1" and v.tags["rerec.previous_champion"] == "1"
+    assert float(v.tags["rerec.compared.low"]) > 0 and "rerec.git_commit" in v.tags
     keys = [o["Key"] for o in boto3.client(
         "s3", endpoint_url=s3_server, aws_access_key_id="testing", aws_secret_access_key="testing",
         region_name="us-east-1").list_objects_v2(Bucket=S3_BUCKET).get("Contents", [])]
     assert any("/artifacts/artifacts/" in k and k.endswith("/config.json") for k in keys), keys[:10]
-    assert any(k.endswith("MLmodel") for k in keys)
+    assert any(k.endswith("MLmodel") for k in keys) and any(k.endswith("evaluation/per_query.parquet") for k in keys)
 
-    from rerec.registry_review import format_table, review_rows
+    # the review: the champion and the challenger, the paired difference per query type, the report, the commands
+    from rerec.cli import main
 
-    table = format_table(review_rows("seq-model"))
-    assert "champion" in table and "challenger" in table and "metric.gate" in table
+    assert main(["champion", "review", "--name", "seq-model"]) == 0
+    text = capsys.readouterr().out
+    assert f"champion (v{better['version']})" in text and "explicit" in text and "implicit" in text
+    assert "+0.6000" in text and "evaluation/report.html" in text
+    assert "rerec champion rollback --name seq-model" in text
+    # roll back to the champion it replaced (through the deprecated spelling), then promote it again by hand
+    assert main(["registry", "rollback", "--name", "seq-model"]) == 0
+    assert "'registry' is deprecated" in capsys.readouterr().err
+    assert _aliases("seq-model")["champion"] == "1"
+    assert main(["champion", "promote", "--name", "seq-model", "--version", better["version"]]) == 0
+    assert _aliases("seq-model")["champion"] == better["version"]
+    capsys.readouterr()
+    assert main(["registry", "promote", "--name", "seq-model", "--version", "99"]) == 2
+    assert "no version 99" in capsys.readouterr().err
 
 
 def test_broken_model_folder_is_not_registered(mlflow_env, tmp_path):
@@ -149,54 +219,31 @@ def test_server_down_bounded_retries_clear_error(monkeypatch, tiny_hf_model, tmp
     assert dead in str(info.value) and "Fix:" in str(info.value)
 
 
-def test_two_runs_finishing_at_once(mlflow_env, tiny_hf_model, tmp_path):
+def test_two_runs_finishing_at_once_never_displace_a_champion_they_were_not_compared_with(
+        mlflow_env, tiny_hf_model, tmp_path):
     cfg = RegisterConfig(model_name="race", min_general_retention=0.0)
     register(tiny_hf_model, _report(tmp_path, "base", 0.10), cfg)
     results, errors = {}, []
 
-    def run(label, acc):
+    def run(label):
         try:
-            results[label] = register(tiny_hf_model, _report(tmp_path, label, acc), cfg)
+            report = _report(tmp_path, label, 0.6, champion_hits=LOSE, challenger_hits=WIN)
+            results[label] = register(tiny_hf_model, report, cfg, compared_version="1")
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(label, acc)) for label, acc in (("good", 0.5), ("best", 0.7))]
+    threads = [threading.Thread(target=run, args=(label,)) for label in ("good", "best")]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=240)
     assert not errors, errors
-    assert _aliases("race")["champion"] == results["best"]["version"]
-
-
-def test_rank_from_completion_by_title_number_and_fallback():
-    from rerec.pyfunc import rank_from_completion
-
-    cands = ["Heat (1995)", "Fargo (1996)", "Matrix, The (1999)"]
-    ranked, named, reasoning = rank_from_completion("1. crime\n2. Coens\n\\boxed{fargo (1996); 1}", cands)
-    assert named == ["Fargo (1996)", "Heat (1995)"] and ranked == [*named, "Matrix, The (1999)"]
-    assert reasoning == "1. crime\n2. Coens"
-    ranked, named, _ = rank_from_completion("no answer here", cands)
-    assert named == [] and ranked == cands
-
-
-def test_pyfunc_served_from_registry_and_champion_download(mlflow_env, tiny_hf_model, tmp_path):
-    import mlflow
-    import pandas as pd
-
-    from rerec.registry import download_alias
-
-    result = register(tiny_hf_model, _report(tmp_path, "r", 0.5), RegisterConfig(model_name="served"))
-    model = mlflow.pyfunc.load_model("models:/served@champion")
-    cands = ["Heat", "Fargo"]
-    out = model.predict(pd.DataFrame([{"request": "a comedy", "history": ["Fargo"], "candidates": cands}]))
-    assert list(out.columns) == ["ranked", "answer", "reasoning", "completion"]
-    assert sorted(out.loc[0, "ranked"]) == sorted(cands)
-
-    version = download_alias("served", "champion", tmp_path / "champion")
-    assert version == result["version"] and (tmp_path / "champion" / "config.json").exists()
-    with pytest.raises(RerecError, match="no 'champion' version"):
-        download_alias("never-registered", "champion", tmp_path / "x")
+    champion = _aliases("race")["champion"]
+    winners = [r for r in results.values() if r["promoted"]]
+    # both beat version 1; whichever moved the alias first is champion, and the other was not promoted over it
+    assert [r["version"] for r in winners] == [champion], [(r["version"], r["reason"]) for r in results.values()]
+    loser = next(r for r in results.values() if not r["promoted"])
+    assert "champion" in loser["reason"] and loser["version"] != champion
 
 
 # --- S3 faults: artifacts written straight to S3 (an experiment whose artifact location is s3://) ------

@@ -16,14 +16,14 @@ import torch
 torch.set_num_threads(1)
 
 from rerec.train.curriculum import CurriculumConfig, CurriculumScheduler  # noqa: E402
-from rerec.train.grpo import CurriculumRepeatSampler, RAAEOptions, ReRecGRPOTrainer, ScoredCompletion  # noqa: E402
+from rerec.train.grpo import CurriculumRepeatSampler, ReRecGRPOTrainer, ScoredCompletion  # noqa: E402
 from rerec.train.raae import (  # noqa: E402
-    anchor_uniform_groups,
-    group_normalise,
+    AdvantageConfig,
+    penalised_segments,
+    raae_advantages,
     segment_completion,
-    segment_rewards,
     token_char_spans,
-    token_rewards,
+    token_penalty_mask,
 )
 
 CHATML = (
@@ -97,14 +97,16 @@ def model_dir(tmp_path_factory):
     return build_model_dir(tmp_path_factory.mktemp("tiny"))
 
 
-def make_trainer(model_dir, out, curriculum=None, estimator="raae", **kw):
+def make_trainer(model_dir, out, curriculum=None, estimator="raae", w_penalty=0.5, reward_range=1.0, score_fn=None,
+                 **kw):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     return ReRecGRPOTrainer(model=model, args=grpo_args(out, **kw), train_dataset=toy_dataset(), processing_class=tok,
-                            score_fn=toy_score,
-                            raae=RAAEOptions(advantage_estimator=estimator, w_penalty=0.5, segment_mode="paragraph"),
+                            score_fn=score_fn or toy_score, reward_range=reward_range,
+                            advantage=AdvantageConfig(estimator=estimator, w_penalty=w_penalty,
+                                                      segment_mode="paragraph"),
                             curriculum=curriculum)
 
 
@@ -126,7 +128,7 @@ def test_advantage_hook_is_per_token_and_drives_the_loss(model_dir, tmp_path):
     import trl
 
     assert trl.__version__ == "1.16.0"
-    trainer = make_trainer(model_dir, tmp_path, gradient_checkpointing=False)
+    trainer = make_trainer(model_dir, tmp_path, gradient_checkpointing=False, reward_range=2.0)
     batch = next(iter(trainer.get_train_dataloader()))
     torch.manual_seed(0)
     out = trainer._generate_and_score_completions(batch)
@@ -134,15 +136,17 @@ def test_advantage_hook_is_per_token_and_drives_the_loss(model_dir, tmp_path):
     assert adv.dim() == 2 and adv.shape == ids.shape == mask.shape
     # recompute by hand from the kept scores
     scores = trainer._last_scores
-    segs, rews, spans = [], [], []
+    segs, flags, spans = [], [], []
     for i, s in enumerate(scores):
         text, sp = token_char_spans(trainer.processing_class, ids[i, : int(mask[i].sum())].tolist())
         seg = segment_completion(text, "paragraph")
         segs.append(seg)
-        rews.append(segment_rewards(s.total, seg, [] if s.correct else ["Heat"], 0.5))
+        flags.append(penalised_segments(seg, [] if s.correct else ["Heat"]))
         spans.append(sp)
-    expected = group_normalise(token_rewards(rews, segs, spans, mask), mask, group_size=2)
-    expected = anchor_uniform_groups(expected, torch.tensor([s.total for s in scores]), mask, group_size=2)
+    penalised = token_penalty_mask(flags, segs, spans, mask)
+    # the floor is the config's fraction (0.1) of the reward range the trainer was given (2.0)
+    expected = raae_advantages(torch.tensor([s.total for s in scores]), penalised, mask, 2, w_penalty=0.5,
+                               sigma_floor=0.2)
     torch.testing.assert_close(adv, expected)
     assert (adv * (1 - mask)).abs().sum() == 0
 
@@ -277,15 +281,62 @@ def test_the_paper_profile_asks_for_vllm_and_the_cpu_profiles_do_not():
         choose_rollout_engine("sglang", True, True)
 
 
-def test_plain_grpo_arm_keeps_trl_advantages(model_dir, tmp_path):
-    trainer = make_trainer(model_dir, tmp_path, estimator="grpo")
+def test_segment_penalty_reaches_the_advantages(model_dir, tmp_path):
+    """Every completion wrong with one shared reward (GRPO: no signal, advantage 0), its 'wrong item' the
+    first word it wrote: the advantages are -w*|r| / (sigma_floor * reward_range) exactly on the tokens of
+    the segments naming that word, and 0 elsewhere."""
+    import re
+
+    def first_word_wrong(texts, rows):
+        names = [(re.findall(r"[A-Za-z]{2,}", t) or ["zz"])[0] for t in texts]
+        return [ScoredCompletion(total=0.8, normalised=0.5, correct=False, wrong_item_names=[n]) for n in names]
+
+    trainer = make_trainer(model_dir, tmp_path, w_penalty=0.5, reward_range=4.0, score_fn=first_word_wrong)
+    batch = next(iter(trainer.get_train_dataloader()))
+    torch.manual_seed(0)
+    out = trainer._generate_and_score_completions(batch)
+    adv, mask, ids = out["advantages"], out["completion_mask"], out["completion_ids"]
+    segs, flags, spans = [], [], []
+    for i in range(ids.shape[0]):
+        text, sp = token_char_spans(trainer.processing_class, ids[i, : int(mask[i].sum())].tolist())
+        seg = segment_completion(text, "paragraph")
+        segs.append(seg)
+        flags.append(penalised_segments(seg, [(re.findall(r"[A-Za-z]{2,}", text) or ["zz"])[0]]))
+        spans.append(sp)
+    penalised = token_penalty_mask(flags, segs, spans, mask)
+    assert penalised.sum() > 0
+    expected = torch.where(penalised, torch.tensor(-0.5 * 0.8 / (0.1 * 4.0)), torch.tensor(0.0))
+    torch.testing.assert_close(adv, expected)
+    logged = trainer._metrics["train" if trainer.model.training else "eval"]
+    assert logged["rerec/uniform_group_rate"][-1] == 1.0 and logged["rerec/segment_penalty_rate"][-1] > 0
+
+
+@pytest.mark.parametrize("estimator, w_penalty", [("grpo", 0.5), ("raae", 0.0)])
+def test_plain_grpo_and_unpenalised_raae_give_trls_own_advantages(model_dir, tmp_path, monkeypatch, estimator,
+                                                                  w_penalty):
+    """The advantage the trainer hands TRL's loss equals, on every valid token, the one TRL itself computed
+    from the same rewards in the same call (captured from GRPOTrainer), bit for bit."""
+    from trl import GRPOTrainer
+
+    trls = {}
+    original = GRPOTrainer._generate_and_score_completions
+
+    def capture(self, inputs):
+        out = original(self, inputs)
+        trls["advantages"] = out["advantages"].clone()
+        return out
+
+    monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", capture)
+    trainer = make_trainer(model_dir, tmp_path, estimator=estimator, w_penalty=w_penalty)
     batch = next(iter(trainer.get_train_dataloader()))
     out = trainer._generate_and_score_completions(batch)
-    adv = out["advantages"]
-    assert adv.dim() == 1  # TRL's own sequence-level advantages, untouched
+    adv, mask = out["advantages"], out["completion_mask"]
+    assert trls["advantages"].dim() == 1 and adv.shape == mask.shape
+    assert trls["advantages"].abs().max() > 0
+    assert torch.equal(adv, trls["advantages"].unsqueeze(1) * mask)
     totals = torch.tensor([s.total for s in trainer._last_scores]).view(-1, 2)
     expected = (totals - totals.mean(1, keepdim=True)) / (totals.std(1, keepdim=True) + 1e-4)
-    torch.testing.assert_close(adv, expected.flatten(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(adv[:, 0], expected.flatten(), rtol=1e-4, atol=1e-5)
 
 
 def test_trainer_steps_with_curriculum(model_dir, tmp_path):
@@ -383,13 +434,17 @@ TITLES = ["Fargo", "Toy Story", "Apollo 13", "Heat", "Babe", "Casino", "Clueless
 
 @pytest.fixture(scope="module")
 def stage_folders(tmp_path_factory, model_dir):
+    return build_stage_folders(tmp_path_factory.mktemp("rftstage"))
+
+
+def build_stage_folders(root: Path) -> Path:
+    """data/, graphs/ and reward/ folders of a 12-query catalog (8 train queries), for the rft stage."""
     import pandas as pd
 
     from rerec.data.load import save_catalog
     from rerec.data.schema import Catalog, encode_conditions
     from rerec.graphs.attributes import ItemAttributeGraph
 
-    root = tmp_path_factory.mktemp("rftstage")
     items = pd.DataFrame({"item_id": [str(i) for i in range(1, 9)], "title": TITLES,
                           "year": pd.array([1995] * 8, dtype="Int64"), "genres": [["Crime"], ["Comedy"]] * 4})
     inter = pd.DataFrame([(f"u{u}", str(1 + (u + j) % 8)) for u in range(6) for j in range(3)],
@@ -416,7 +471,7 @@ def test_rft_stage_end_to_end(stage_folders, model_dir, tmp_path):
     from rerec.train.rft import RFTConfig, rft
 
     cfg = RFTConfig(profile="tiny", steps=2, batch_size=2, num_generations=2, max_completion_tokens=8, use_lora=True,
-                    lora_r=4, n_candidates=4, max_history=0, save_steps=1, min_active=1)
+                    lora_r=4, n_candidates=4, max_history=0, save_steps=1, curriculum=CurriculumConfig(min_active=1))
     out = tmp_path / "rft"
     metrics = rft(stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir, out, cfg)
     assert metrics["steps"] == 2 and metrics["n_train_prompts"] == 8
@@ -427,8 +482,8 @@ def test_rft_stage_end_to_end(stage_folders, model_dir, tmp_path):
     assert {"rerec/parse_rate", "rerec/segment_penalty_rate", "rerec/ndcg", "rerec/qas", "rerec/pas"} <= logged
     assert not out.with_name("rft.rft-work").exists()
     # plain GRPO arm resolves its switches
-    plain = RFTConfig(profile="tiny", ablation="plain_grpo").resolved()
-    assert (plain.advantage, plain.use_curriculum, plain.use_qas, plain.use_pas) == ("grpo", False, False, False)
+    assert saved["config"]["reward"]["w_query"] == 0.5 and saved["config"]["advantage"]["estimator"] == "raae"
+    assert metrics["reward_bounds"] == [-0.5, 2.1]
     # leftover checkpoints without --resume are refused with a fix
     (tmp_path / "again.rft-work" / "checkpoints" / "checkpoint-1").mkdir(parents=True)
     with pytest.raises(RerecError, match="--resume"):
@@ -454,7 +509,7 @@ def test_stop_after_steps_keeps_the_learning_rate_schedule_of_steps(stage_folder
 
     cfg = RFTConfig(profile="tiny", steps=3, stop_after_steps=1, batch_size=2, num_generations=2, lr=3e-4,
                     max_completion_tokens=8, use_lora=True, lora_r=4, n_candidates=4, max_history=0,
-                    save_steps=10, min_active=1)
+                    save_steps=10, curriculum=CurriculumConfig(min_active=1))
     metrics = rft(stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir,
                   tmp_path / "rft", cfg)
     assert metrics["steps"] == 1
@@ -482,7 +537,7 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_and_resumes
         return real_save(obj, f, *args, **kwargs)
 
     cfg = RFTConfig(profile="tiny", steps=2, batch_size=2, num_generations=2, max_completion_tokens=8, use_lora=True,
-                    lora_r=4, n_candidates=4, max_history=0, save_steps=1, min_active=1)
+                    lora_r=4, n_candidates=4, max_history=0, save_steps=1, curriculum=CurriculumConfig(min_active=1))
     out = tmp_path / "rft"
     checkpoints = tmp_path / "rft.rft-work" / "checkpoints"
     folders = (stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir, out, cfg)

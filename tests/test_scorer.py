@@ -116,9 +116,11 @@ def test_embedding_table_load_and_errors(tmp_path):
 
 
 def test_qas_with_the_real_item_attribute_graph():
-    attributes = pytest.importorskip("rerec.graphs.attributes")
-    pd = pytest.importorskip("pandas")
-    graph = attributes.ItemAttributeGraph(pd.DataFrame(ROWS, columns=["item_id", "relation", "entity"]))
+    import pandas as pd
+
+    from rerec.graphs.attributes import ItemAttributeGraph
+
+    graph = ItemAttributeGraph(pd.DataFrame(ROWS, columns=["item_id", "relation", "entity"]))
     assert query_alignment_score("1", CONDITIONS, graph, ground_truth_item="2") == 0.5
     assert query_alignment_score("1", "[]", graph, ground_truth_item="2") == pytest.approx(2 / 3)
 
@@ -252,7 +254,8 @@ def test_batch_equals_one_by_one_and_reuses_query_context():
 
 
 def test_parquet_style_arrays_are_accepted():
-    np = pytest.importorskip("numpy")
+    import numpy as np
+
     query = {"candidates": np.array(["1", "2", "3", "4"]), "positives": np.array(["2"]), "conditions": CONDITIONS}
     assert score_one("\\boxed{Fargo}", query=query).total == pytest.approx(1.85)
 
@@ -301,3 +304,73 @@ def test_embedding_fallback_in_the_scorer_batches_once():
     out = s.score(texts, [QUERY] * 3)
     assert [b.recommended for b in out] == ["2", "2", "2"] and out[0].match_kinds == ["embedding"]
     assert embedder.calls[0] == ["Fargo-ish film"]  # one batch of the distinct unmatched items
+
+
+# ---------------------------------------------------------------- reward and evaluation agree
+def test_an_unknown_first_item_is_a_miss_in_the_reward_and_in_evaluation():
+    import pandas as pd
+
+    from rerec.prompt import CatalogView, answer_ranking
+
+    view = CatalogView.from_tables(pd.DataFrame({"item_id": list(TITLES), "title": list(TITLES.values())}))
+    text = "\\boxed{Casablanca; Fargo}"
+    breakdown = score_one(text, config=RewardConfig(top_k=2))
+    assert breakdown.matched_items == [None, "2"] and breakdown.recommended is None
+    assert breakdown.hit == 1.0 and breakdown.ndcg == pytest.approx(1 / math.log2(3))  # Fargo at rank 2
+    assert score_one(text).ndcg == 0.0 and not score_one(text).valid  # top-1 mode: NDCG@1 reads the first item
+    assert answer_ranking(text, QUERY, view).top1 is None  # evaluation's Acc@1 reads the same first item
+
+
+def test_boxing_every_candidate_earns_nothing_extra():
+    every = score_one("\\boxed{Heat; Fargo; Toy Story; Casino}")
+    right = score_one("\\boxed{Fargo}")
+    assert every.ndcg == 0.0 and not every.valid and every.total < right.total
+
+
+def test_reward_and_evaluation_read_the_same_recommendation_on_random_completions():
+    import random
+
+    import pandas as pd
+
+    from rerec.answer import format_answer
+    from rerec.prompt import CatalogView, answer_ranking
+
+    view = CatalogView.from_tables(pd.DataFrame({"item_id": list(TITLES), "title": list(TITLES.values())}))
+    rng = random.Random(0)
+    pieces = ["Heat", "fargo", "The Fargo", "2", "#3", "4. Casino", "Die Hard", "Casablanca", "", "1. Fargo"]
+    texts = []
+    for _ in range(300):
+        items = [rng.choice(pieces) for _ in range(rng.randint(0, 3))]
+        texts.append(rng.choice(["", "Step 1. fine\n"]) + (format_answer(items) if items else "no box"))
+    breakdowns = scorer().score(texts, [QUERY] * len(texts))
+    for text, b in zip(texts, breakdowns, strict=True):
+        answer = answer_ranking(text, QUERY, view)
+        assert b.matched_items == answer.ranked and b.recommended == answer.top1, text
+
+
+@pytest.mark.parametrize("weights, right, wrong, invalid, bounds", [
+    # rerec: 1 + 0.5 QAS + 0.5 PAS + 1.0 x (+0.1 / -0.5); Heat: QAS 1/2 (crime, not by d2), PAS 1/2
+    ("rerec", 1 + 0.5 + 0.5 + 0.1, 0.5 * 0.5 + 0.5 * 0.5 + 0.1, -0.5, (-0.5, 2.1)),
+    # paper: NDCG@1 + 0.01 QAS + 0.01 PAS + 0.1 x (+0.5 / -0.5)
+    ("paper", 1 + 0.01 + 0.01 + 0.05, 0.01 * 0.5 + 0.01 * 0.5 + 0.05, -0.05, (-0.05, 1.07)),
+])
+def test_weight_presets_by_hand(weights, right, wrong, invalid, bounds):
+    s = scorer(RewardConfig(weights=weights))
+    totals = [b.total for b in s.score(["\\boxed{Fargo}", "\\boxed{Heat}", "no box"], [QUERY] * 3)]
+    assert totals == pytest.approx([right, wrong, invalid])
+    assert s.bounds == pytest.approx(bounds)  # the curriculum's r_hat follows the weights
+    assert s.normalised(wrong) == pytest.approx((wrong - bounds[0]) / (bounds[1] - bounds[0]))
+    assert s.config_dict()["weights"] == weights and s.config_dict()["w_format"] is not None
+
+
+def test_explicit_weights_override_the_preset():
+    config = RewardConfig(weights="paper", w_query=0.5, format_bonus=0.2)
+    assert config.w_query == 0.5 and config.w_pref is None  # unset until resolved
+    resolved = config.resolved()
+    assert (resolved.w_query, resolved.w_pref, resolved.w_format, resolved.format_bonus, resolved.format_penalty) == \
+        (0.5, 0.01, 0.1, 0.2, 0.5)
+    assert resolved.resolved() == resolved
+    b = scorer(config).score(["\\boxed{Heat}"], [QUERY])[0]
+    assert b.total == pytest.approx(0.5 * 0.5 + 0.01 * 0.5 + 0.1 * 0.2)
+    with pytest.raises(ConfigError, match="unknown reward weights preset 'papr'"):
+        RewardConfig(weights="papr")

@@ -7,7 +7,7 @@ from test_prompt import small_view
 
 from rerec.answer import format_answer, parse_answer
 from rerec.data.schema import decode_conditions, encode_conditions
-from rerec.prompt import answer_item_ids, candidate_lines
+from rerec.prompt import answer_ranking, candidate_lines
 from rerec.train.traces import (
     PROSE_STYLES,
     STYLES,
@@ -45,7 +45,7 @@ def test_trace_answer_is_the_positive_and_facts_are_true(style, index):
     trace = synthesize_trace(query, view, style=style)
     parsed = parse_answer(trace.text)
     assert parsed.ok and parsed.items == [view.title(query["positives"][0])]
-    assert answer_item_ids(trace.text, query, view) == [query["positives"][0]]
+    assert answer_ranking(trace.text, query, view).ranked == [query["positives"][0]]
     assert trace.text.rstrip().endswith("}")  # the box is the last thing written
     for fact in trace.facts:
         assert view.satisfies(fact.item_id, fact.relation, fact.entity) == fact.holds, fact

@@ -1,18 +1,25 @@
 """The answer format shared by every stage: reasoning, then ``\\boxed{Title}`` (top-1) or
-``\\boxed{T1; T2; T3}`` (top-K). Training (the reward), prompting and evaluation all parse with
-:func:`parse_answer`, so what the reward accepts is exactly what the benchmark accepts.
+``\\boxed{T1; T2; T3}`` (top-K). Training (the reward and the SFT targets), evaluation and serving all
+parse with :func:`parse_answer` and write with :func:`format_answer`, so what the reward accepts is
+exactly what the benchmark and the served model accept (docs/method.md, "Answer format").
 
-Rules (DESIGN.md, "Prompt and answer"):
+Rules:
 
 - the answer is the content of the **last complete** ``\\boxed{...}``; braces nest, so
   ``\\boxed{Se7en {1995}}`` keeps ``Se7en {1995}``; a final box that never closes (a truncated
-  completion) does not count, and an earlier complete box is used instead;
-- the content is split on ``;`` into items, each stripped; empty items are dropped; a LaTeX
-  ``\\text{...}`` wrapper around an item is removed;
-- parsing is one left-to-right pass over the braces (linear time), and never raises.
+  completion) does not count, and an earlier complete box is used instead (``truncated`` says so);
+- inside a box a backslash escapes the four characters the format uses: ``\\;``, ``\\{``, ``\\}`` and
+  ``\\\\`` stand for ``;``, ``{``, ``}`` and ``\\``. Any other backslash is literal (``\\text{...}``).
+  :func:`format_answer` escapes, so any title round-trips, one with ``;``, braces, a backslash or
+  even ``\\boxed{`` in it included;
+- the content is split on unescaped ``;`` into items, each unescaped and stripped; empty items are
+  dropped; a LaTeX ``\\text{...}`` wrapper around an item is removed;
+- parsing is one left-to-right pass (linear time), and never raises.
 
 >>> parse_answer("Step 1 ... so \\\\boxed{Heat; Fargo}").items
 ['Heat', 'Fargo']
+>>> parse_answer(format_answer(["Crimes; Director's Cut"])).items
+["Crimes; Director's Cut"]
 """
 
 from __future__ import annotations
@@ -23,76 +30,98 @@ from dataclasses import dataclass, field
 BOX_OPEN = "\\boxed{"
 ITEM_SEPARATOR = ";"
 
-# One token per brace event: a box opening, a plain opening brace or a closing brace.
-_BRACE_EVENTS = re.compile(r"\\boxed\{|[{}]")
-_BRACES = re.compile(r"[{}]")
+# Inside a box: a box opening, an escaped character, or a plain brace.
+_BOX_EVENTS = re.compile(r"\\boxed\{|\\[\\;{}]|[{}]")
+# Inside a box's content: an escaped character or an item separator.
+_ITEM_EVENTS = re.compile(r"\\[\\;{}]|;")
+_ESCAPED = re.compile(r"\\([\\;{}])")
 _TEXT_WRAPPER = re.compile(r"^\\text(?:bf|it)?\{(.*)\}$", re.DOTALL)
+_TO_ESCAPE = re.compile(r"([\\;{}])")
 
 
 @dataclass
 class ParsedAnswer:
     """What a completion answered.
 
-    ``boxed`` is the content of the last complete ``\\boxed{...}`` (None when there is none),
-    ``items`` its ``;``-separated entries (stripped, empties dropped), ``n_boxes`` the number of
-    complete boxes in the text, and ``ok`` whether there is an answer at all (a box with at least
-    one item). Whether the items are valid candidates is the reward's business, not the parser's.
+    ``boxed`` is the raw content of the last complete ``\\boxed{...}`` (None when there is none),
+    ``items`` its ``;``-separated entries (unescaped, stripped, empties dropped), ``n_boxes`` the number
+    of complete boxes in the text, ``ok`` whether there is an answer at all (a box with at least one
+    item), ``span`` the ``(start, end)`` characters of the box answered from (``\\boxed{`` to its
+    closing brace, inclusive), and ``truncated`` whether a box opened after it never closed (a
+    completion cut off in its final answer). Whether the items are candidates is the matcher's
+    business (:func:`rerec.reward.matching.rank_answer`), not the parser's.
     """
 
     boxed: str | None = None
     items: list[str] = field(default_factory=list)
     n_boxes: int = 0
     ok: bool = False
+    span: tuple[int, int] | None = None
+    truncated: bool = False
 
 
-def _last_box(text: str) -> tuple[str | None, int]:
-    """(content of the complete box that opens last, number of complete boxes)."""
-    count = text.count(BOX_OPEN)  # C-speed; the usual answers have exactly one box
-    if count == 0:
-        return None, 0
-    if count == 1:
-        start = text.index(BOX_OPEN) + len(BOX_OPEN)
-        depth = 0
-        for event in _BRACES.finditer(text, start):
-            if event.group() == "{":
-                depth += 1
-            elif depth:
-                depth -= 1
-            else:
-                return text[start : event.start()], 1
-        return None, 0
-    # stack of (content start, is_box) for each open brace; one pass, so linear in len(text)
-    stack: list[tuple[int, bool]] = []
-    last_start = -1
-    last_content: str | None = None
-    n_boxes = 0
-    for event in _BRACE_EVENTS.finditer(text):
-        token = event.group()
-        if token == "}":
-            if not stack:
-                continue  # a stray closing brace outside any group
-            start, is_box = stack.pop()
+def _boxes(text: str) -> tuple[tuple[int, int, int] | None, int, bool]:
+    """((box start, content start, content end) of the complete box that opens last, number of
+    complete boxes, whether a box opening after it is left unclosed). One pass: linear in len(text)."""
+    stack: list[tuple[int, int, bool]] = []  # (opening start, content start, is a box) per open group
+    last: tuple[int, int, int] | None = None
+    n_boxes, pos = 0, 0
+    while True:
+        if not stack:  # outside any box only a box opening matters; escapes and braces are plain text
+            start = text.find(BOX_OPEN, pos)
+            if start < 0:
+                break
+            stack.append((start, start + len(BOX_OPEN), True))
+            pos = start + len(BOX_OPEN)
+            continue
+        event = _BOX_EVENTS.search(text, pos)
+        if event is None:
+            break
+        token, pos = event.group(), event.end()
+        if token == BOX_OPEN:
+            stack.append((event.start(), event.end(), True))
+        elif token == "{":
+            stack.append((event.start(), event.end(), False))
+        elif token == "}":
+            opened, content, is_box = stack.pop()
             if is_box:
                 n_boxes += 1
-                if start > last_start:  # nested boxes: the one that opens last wins
-                    last_start, last_content = start, text[start : event.start()]
-        else:
-            stack.append((event.end(), token != "{"))
-    return last_content, n_boxes
+                if last is None or opened > last[0]:  # nested boxes: the one that opens last wins
+                    last = (opened, content, event.start())
+        # an escaped character: part of the content, no effect on nesting
+    truncated = any(is_box and (last is None or opened > last[0]) for opened, _, is_box in stack)
+    return last, n_boxes, truncated
 
 
 def split_items(boxed: str) -> list[str]:
-    """``"A; B ;; C"`` -> ``["A", "B", "C"]``."""
+    """``"A; B ;; C\\\\; D"`` -> ``["A", "B", "C; D"]``: split on unescaped ``;``, unescape, strip."""
+    raw, start = [], 0
+    for event in _ITEM_EVENTS.finditer(boxed):
+        if event.group() == ITEM_SEPARATOR:
+            raw.append(boxed[start:event.start()])
+            start = event.end()
+    raw.append(boxed[start:])
     items = []
-    for raw in boxed.split(ITEM_SEPARATOR):
-        item = raw.strip()
-        if item.startswith("\\text"):
-            wrapped = _TEXT_WRAPPER.match(item)
+    for part in raw:
+        part = part.strip()
+        if part.startswith("\\text"):  # a LaTeX wrapper, recognised before unescaping: a title that starts
+            wrapped = _TEXT_WRAPPER.match(part)  # with "\text{" is written escaped and is not one
             if wrapped:
-                item = wrapped.group(1).strip()
+                part = wrapped.group(1)
+        item = unescape(part).strip()
         if item:
             items.append(item)
     return items
+
+
+def unescape(text: str) -> str:
+    """``\\;`` -> ``;``, ``\\{`` -> ``{``, ``\\}`` -> ``}``, ``\\\\`` -> ``\\``; other backslashes stay."""
+    return _ESCAPED.sub(r"\1", text) if "\\" in text else text
+
+
+def escape(title: str) -> str:
+    """The inverse of :func:`unescape` for one item: a backslash before each of ``\\ ; { }``."""
+    return _TO_ESCAPE.sub(r"\\\1", title)
 
 
 def parse_answer(text: str) -> ParsedAnswer:
@@ -100,14 +129,17 @@ def parse_answer(text: str) -> ParsedAnswer:
     answer."""
     if not isinstance(text, str):
         return ParsedAnswer()
-    boxed, n_boxes = _last_box(text)
-    if boxed is None:
-        return ParsedAnswer(boxed=None, items=[], n_boxes=n_boxes, ok=False)
+    box, n_boxes, truncated = _boxes(text)
+    if box is None:
+        return ParsedAnswer(n_boxes=n_boxes, truncated=truncated)
+    opened, content_start, content_end = box
+    boxed = text[content_start:content_end]
     items = split_items(boxed)
-    return ParsedAnswer(boxed=boxed, items=items, n_boxes=n_boxes, ok=bool(items))
+    return ParsedAnswer(boxed=boxed, items=items, n_boxes=n_boxes, ok=bool(items),
+                        span=(opened, content_end + 1), truncated=truncated)
 
 
-def format_answer(titles: list[str]) -> str:
-    """``["A", "B"]`` -> ``"\\boxed{A; B}"``, the inverse of :func:`parse_answer` for titles that
-    hold no ``;`` and balanced braces (true of every MovieLens title)."""
-    return BOX_OPEN + f"{ITEM_SEPARATOR} ".join(t.strip() for t in titles) + "}"
+def format_answer(items: list[str]) -> str:
+    """``["A", "B;C"]`` -> ``"\\boxed{A; B\\;C}"``, the inverse of :func:`parse_answer` for any items
+    (stripped, non-empty): the format's own characters are escaped."""
+    return BOX_OPEN + f"{ITEM_SEPARATOR} ".join(escape(t.strip()) for t in items) + "}"

@@ -17,17 +17,22 @@ from rerec.errors import RerecError
 # name -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare-data": ("rerec.data.prepare", "validate a dataset folder, generate queries and splits"),
-    "validate-data": ("rerec.data.validate", "check a dataset folder and print its table sizes"),
+    "validate-data": ("rerec.data.validate_cli", "check a dataset folder and print its table sizes"),
     "build-graphs": ("rerec.graphs.build", "build the user-item and item-attribute graphs"),
     "train-reward-gnn": ("rerec.reward.lightgcn", "train the LightGCN preference model for PAS"),
     "sft-warmup": ("rerec.train.sft", "supervised warm-up on synthesised reasoning traces"),
     "rft": ("rerec.train.rft", "curriculum GRPO with reasoning-aware segmented advantages"),
     "evaluate": ("rerec.eval.evaluate", "benchmark against baselines and general-ability retention"),
     "register": ("rerec.registry", "register the model in MLflow and run the promotion gate"),
-    "registry": ("rerec.registry_review", "review challenger against champion in the registry"),
+    "champion": ("rerec.champion", "review the challenger against the champion; promote or roll back by hand"),
+    "recommend": ("rerec.recommend", "rank candidates for a request with a trained or registered model"),
     "run": ("rerec.run", "run the whole train pipeline through the KFP local runner"),
     "schedule": ("rerec.schedule", "create or update the recurring retraining run on Kubeflow"),
+    "prune-checkpoints": ("rerec.checkpoints", "remove stale run folders from the RFT checkpoint volume"),
 }
+
+# old spelling -> command: still accepted for one release, with a note on stderr
+DEPRECATED: dict[str, str] = {"registry": "champion"}
 
 
 def _top_level_help() -> str:
@@ -37,6 +42,7 @@ def _top_level_help() -> str:
         "usage: rerec <command> [options]\n\n"
         "Train reasoning LLM recommenders with ReRec (dual-graph reward, RAAE, curriculum RFT).\n\n"
         "commands:\n" + "\n".join(lines) + "\n\nRun 'rerec <command> --help' for a command's inputs and outputs.\n"
+        + "".join(f"Deprecated: 'rerec {old}' is now 'rerec {new}'.\n" for old, new in DEPRECATED.items())
     )
 
 
@@ -51,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     name, rest = argv[0], argv[1:]
+    if name in DEPRECATED:
+        print(f"rerec: '{name}' is deprecated and will be removed; use 'rerec {DEPRECATED[name]}' (same options).",
+              file=sys.stderr)
+        name = DEPRECATED[name]
     if name not in COMMANDS:
         print(f"rerec: unknown command '{name}'. Fix: use one of {', '.join(COMMANDS)}.", file=sys.stderr)
         return 2

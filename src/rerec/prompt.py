@@ -1,8 +1,9 @@
-"""The one module that builds prompts (DESIGN.md, "Prompt and answer").
+"""The one module that builds prompts (``docs/design.md``, "Prompts"; ``docs/method.md``, "Answer format").
 
-Training (SFT traces, RFT rollouts) and evaluation all call :func:`build_messages` and
-:func:`render_prompt`, and read answers back with :func:`rerec.answer.parse_answer` through
-:func:`answer_item_ids`, so what a model is trained on is exactly what it is evaluated on.
+Training (SFT traces, RFT rollouts), evaluation and serving all call :func:`build_messages` and
+:func:`render_prompt`, and read answers back with :func:`answer_ranking` (the parser of
+:mod:`rerec.answer` and the matcher of :mod:`rerec.reward.matching`), so what a model is trained on is
+exactly what it is evaluated and served on.
 
 A prompt is the model's chat template around two turns:
 
@@ -35,7 +36,8 @@ from rerec.data.phrasing import display_title, genre_word
 from rerec.data.schema import PERSON_RELATIONS, Catalog, decode_conditions
 from rerec.errors import ConfigError
 
-__all__ = ["CatalogView", "build_messages", "candidate_lines", "render_prompt", "answer_item_ids", "shrink_candidates",
+__all__ = ["CatalogView", "build_messages", "candidate_lines", "render_prompt", "answer_ranking", "answer_text",
+           "query_matcher", "shrink_candidates",
            "describe_shared", "format_answer", "parse_answer", "SYSTEM_PROMPT", "MODES"]
 
 MODES = ("evidence", "titles")
@@ -206,32 +208,37 @@ def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def answer_item_ids(text: str, query: Mapping, view: CatalogView, matcher: Any = None) -> list[str]:
-    """The candidate ids a completion answered, in answer order (unmatched entries dropped).
+def query_matcher(query: Mapping, view: CatalogView, embedder: Any = None, threshold: float = 0.8) -> Any:
+    """A :class:`rerec.reward.matching.TitleMatcher` over the query's candidates in displayed order, with
+    each candidate's title and year as the catalog knows them."""
+    from rerec.reward.matching import TitleMatcher
 
-    Uses :class:`rerec.reward.matching.TitleMatcher` (exact, normalised, candidate number) when given
-    or importable.
-    """
-    parsed = parse_answer(text)
-    if not parsed.ok:
-        return []
     candidates = [str(c) for c in query["candidates"]]
-    out: list[str] = []
-    if matcher is None:
-        from rerec.reward.matching import TitleMatcher
+    return TitleMatcher([(c, view.title(c), view.years.get(c)) for c in candidates], embedder=embedder,
+                        threshold=threshold)
 
-        matcher = TitleMatcher([(c, view.title(c)) for c in candidates])
-    for result in matcher.match_many(parsed.items):
-        if result.item_id is not None and result.item_id not in out:
-            out.append(result.item_id)
-    return out
+
+def answer_ranking(text: str, query: Mapping, view: CatalogView) -> Any:
+    """What a completion recommends for ``query``: a :class:`rerec.reward.matching.RankedAnswer` whose
+    ``ranked`` holds one candidate id per answer item, None for an item naming no single candidate."""
+    from rerec.reward.matching import rank_answer
+
+    return rank_answer(text, query_matcher(query, view))
+
+
+def answer_text(item_id: str, query: Mapping, view: CatalogView) -> str:
+    """The boxed answer naming ``item_id`` among the query's candidates: its title when that is
+    unambiguous, else title and year, else its number (:meth:`TitleMatcher.answer_text`), escaped."""
+    return format_answer([query_matcher(query, view).answer_text(str(item_id))])
 
 
 def shrink_candidates(query: Mapping, n: int, view: CatalogView | None = None, seed: int = 0) -> dict:
-    """A copy of ``query`` showing only ``n`` candidates: its positives plus the hardest negatives
-    (those meeting most of the stored conditions; ties broken by a seeded shuffle), in stored order.
+    """A copy of ``query`` showing only ``n`` candidates, in stored order: its positives, then the
+    trap items of a misinformed query (each condition's ``false_premise.item_id``: without them the
+    false premise tests nothing), then the hardest other negatives (those meeting most of the stored
+    conditions; ties broken by a seeded shuffle).
 
-    CPU profiles show few candidates (DESIGN.md); training and evaluation must shrink with the same
+    CPU profiles show few candidates (``docs/data.md``, "Fewer candidates on a CPU"); training and evaluation must shrink with the same
     function and seed so they see the same lists.
     """
     candidates = [str(c) for c in query["candidates"]]
@@ -239,15 +246,21 @@ def shrink_candidates(query: Mapping, n: int, view: CatalogView | None = None, s
         return dict(query)
     positives = {str(p) for p in query["positives"]}
     conditions = decode_conditions(query.get("conditions") or [])
+    traps = [str(c["false_premise"]["item_id"]) for c in conditions
+             if isinstance(c.get("false_premise"), dict) and c["false_premise"].get("item_id") is not None]
+    traps = [t for t in dict.fromkeys(traps) if t in candidates and t not in positives]
     rng = np.random.default_rng([seed, zlib.crc32(str(query.get("query_id", "")).encode())])
     negatives = [c for c in candidates if c not in positives]
     order = rng.permutation(len(negatives))
+    rank = np.empty(len(negatives), dtype=np.int64)
+    rank[order] = np.arange(len(negatives))  # negative i's place in the seeded shuffle
     if view is not None and conditions:
         met = [sum(view.satisfies(c, k["relation"], k["entity"]) for k in conditions) for c in negatives]
-        ranked = sorted(range(len(negatives)), key=lambda i: (-met[i], int(np.where(order == i)[0][0])))
+        ranked = sorted(range(len(negatives)), key=lambda i: (-met[i], int(rank[i])))
     else:
         ranked = [int(i) for i in order]
-    keep = positives | {negatives[i] for i in ranked[: max(n - len(positives), 0)]}
+    others = [negatives[i] for i in ranked if negatives[i] not in traps]
+    keep = positives | set((traps + others)[: max(n - len(positives), 0)])
     out = dict(query)
     out["candidates"] = [c for c in candidates if c in keep]
     return out

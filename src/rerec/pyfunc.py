@@ -1,103 +1,133 @@
-"""An MLflow pyfunc recommender: (request, history, candidates) -> ranked candidates and the reasoning.
+"""The registered model: an MLflow pyfunc around :class:`rerec.serving.Recommender`.
 
     model = mlflow.pyfunc.load_model("models:/rerec-recommender@champion")
-    model.predict(pd.DataFrame([{"request": "a 90s comedy", "history": ["Fargo (1996)"],
-                                 "candidates": ["Heat (1995)", "Raising Arizona (1987)"]}]))
-    # -> DataFrame with columns ranked (list[str]), answer (list[str]), reasoning (str), completion (str)
+    model.predict(pd.DataFrame([{"request": "a 90s crime movie", "candidates": ["Heat (1995)", "50", "Fargo"],
+                                 "history": ["Toy Story"]}]), params={"max_new_tokens": 224})
+    # -> one row per request: answer, ranked, titles, answer_items, matched, parsed, reasoning, completion
 
-The model folder is a Hugging Face causal LM (the rft stage's output) logged as the artifact ``hf_model``.
-The prompt here is the serving prompt: candidates numbered, the answer boxed; an answer may name a
-candidate by title or by number. Candidates the model did not name follow in their given order, so
-the ranked list is always a permutation of the candidates.
+The same request over HTTP (``mlflow models serve -m models:/rerec-recommender@champion``)::
+
+    POST /invocations  {"dataframe_records": [{"request": ..., "candidates": [...]}], "params": {...}}
+
+What :func:`rerec.registry.register` logs ("models from code": this file is the model's code, and the
+``rerec`` package travels with it in ``code/``, so what serves is the code that was registered):
+
+- artifact ``hf_model``: the Hugging Face model folder, loaded as evaluation loads it;
+- artifact ``catalog``: ``catalog.json``, the compact catalog view (:func:`rerec.serving.catalog_view_dict`:
+  titles, years, genres, the people relations evidence shows) that requests are resolved against and
+  prompts are rendered from;
+- ``model_config``: the :class:`rerec.serving.ServingSettings` (context mode, history, prompt and
+  completion limits, batch size), as the model was evaluated;
+- the signature (:func:`model_signature`: the request columns, the response columns, the generation
+  ``params``) and an input example built from the catalog (:func:`input_example`).
+
+Bad requests (unknown or ambiguous items, an empty candidate list, a prompt over the limit, unknown
+fields or params) raise an ``MlflowException`` with ``INVALID_PARAMETER_VALUE`` carrying rerec's message,
+so HTTP clients get status 400 and a message that says what to fix.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import mlflow.models
 import mlflow.pyfunc
 
 HF_ARTIFACT = "hf_model"
-_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+CATALOG_ARTIFACT = "catalog"
 
 
-def build_serving_messages(request: str, history: list[str], candidates: list[str]) -> list[dict[str, str]]:
-    lines = [f"Request: {request}"]
-    if history:
-        lines.append("Items I liked: " + "; ".join(history))
-    lines.append("Candidates:")
-    lines += [f"{i}. {title}" for i, title in enumerate(candidates, start=1)]
-    lines.append("Reason step by step about which candidates fit the request, then give the best ones as "
-                 "\\boxed{Title; Title; ...}.")
-    return [{"role": "user", "content": "\n".join(lines)}]
+def model_signature(settings: Any) -> Any:
+    """The request/response schema and the generation params (defaults: ``settings``)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, DataType, ParamSchema, ParamSpec, Schema
+
+    strings = Array(DataType.string)
+    inputs = Schema([
+        ColSpec(DataType.string, "request"),
+        ColSpec(strings, "candidates"),
+        ColSpec(strings, "history", required=False),
+        ColSpec(strings, "mentions", required=False),
+    ])
+    outputs = Schema([
+        ColSpec(strings, "answer"), ColSpec(strings, "ranked"), ColSpec(strings, "titles"),
+        ColSpec(strings, "answer_items"), ColSpec(strings, "matched"), ColSpec(DataType.boolean, "parsed"),
+        ColSpec(DataType.string, "reasoning"), ColSpec(DataType.string, "completion"),
+    ])
+    params = ParamSchema([
+        ParamSpec("max_new_tokens", DataType.long, int(settings.max_new_tokens)),
+        ParamSpec("batch_size", DataType.long, int(settings.batch_size)),
+        ParamSpec("max_prompt_tokens", DataType.long, int(settings.max_prompt_tokens)),
+    ])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
-def _normalise(title: str) -> str:
-    return re.sub(r"[^a-z0-9 ]", "", title.lower()).strip()
+def input_example(view: Any) -> Any:
+    """One request over the catalog's first items whose titles name them alone: a candidate by title
+    with its year, one by item id, one by title alone, and a history item by id."""
+    import pandas as pd
+
+    from rerec.reward.matching import Candidate
+    from rerec.serving import CatalogIndex
+
+    index = CatalogIndex(view)
+    unique = [i for i in view.titles if index.lookup(view.titles[i])[0] == [i]][:4]
+    if len(unique) < 2:
+        unique = list(view.titles)[:2]
+    first, second, *rest = unique
+    candidates = [Candidate(first, view.titles[first], view.years.get(first)).label, second]
+    candidates += [view.titles[rest[0]]] if rest else []
+    history = [rest[1]] if len(rest) > 1 else []
+    return pd.DataFrame([{"request": "something to watch tonight", "candidates": candidates, "history": history}])
 
 
-def rank_from_completion(completion: str, candidates: list[str]) -> tuple[list[str], list[str], str]:
-    """(ranked candidates, the candidates the answer named, the reasoning before the answer)."""
-    matches = list(_BOXED.finditer(completion))
-    reasoning = completion[: matches[-1].start()].strip() if matches else completion.strip()
-    named: list[str] = []
-    if matches:
-        by_norm = {_normalise(t): t for t in candidates}
-        for part in matches[-1].group(1).split(";"):
-            part = part.strip()
-            title = None
-            if part.isdigit() and 1 <= int(part) <= len(candidates):
-                title = candidates[int(part) - 1]
-            elif part in candidates:
-                title = part
-            else:
-                title = by_norm.get(_normalise(part))
-            if title is not None and title not in named:
-                named.append(title)
-    ranked = named + [t for t in candidates if t not in named]
-    return ranked, named, reasoning
+def model_kwargs(model_dir: Any, catalog_file: Any, settings: Any, view: Any = None) -> dict[str, Any]:
+    """What :func:`mlflow.pyfunc.log_model` / ``save_model`` get for a recommender: this file as the
+    model's code and the rerec package beside it, the model folder and the catalog file (None: none) as
+    artifacts, the settings as ``model_config``, the signature, and an input example from ``view``."""
+    from pathlib import Path
+
+    import rerec
+
+    artifacts = {HF_ARTIFACT: str(model_dir)}
+    if catalog_file is not None:
+        artifacts[CATALOG_ARTIFACT] = str(catalog_file)
+    return {"python_model": __file__, "artifacts": artifacts, "code_paths": [str(Path(rerec.__file__).parent)],
+            "model_config": settings.to_dict(), "signature": model_signature(settings),
+            "input_example": input_example(view) if view is not None else None}
 
 
 class RecommenderModel(mlflow.pyfunc.PythonModel):
-    """Pyfunc wrapper around the fine-tuned Hugging Face model folder."""
-
-    def __init__(self, max_new_tokens: int = 256) -> None:
-        self.max_new_tokens = max_new_tokens
+    """Loads the model folder, the catalog and the settings; answers requests (module doc)."""
 
     def load_context(self, context: Any) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from mlflow.exceptions import MlflowException
 
-        path = context.artifacts[HF_ARTIFACT]
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path)
-        self.model.eval()
+        from rerec.serving import Recommender, ServingSettings, read_catalog_view
 
-    def _prompt(self, messages: list[dict[str, str]]) -> str:
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return "\n".join(m["content"] for m in messages) + "\n"
+        catalog = (context.artifacts or {}).get(CATALOG_ARTIFACT)
+        if not catalog:
+            raise MlflowException("This model version was registered without its catalog, so it cannot resolve "
+                                  "or show items. Fix: register it again with 'rerec register --data <prepared "
+                                  "data folder>' (the train pipeline passes its data).")
+        settings = ServingSettings.from_dict(context.model_config or {})
+        self.recommender = Recommender.load(context.artifacts[HF_ARTIFACT], read_catalog_view(catalog), settings)
 
-    def predict(self, context, model_input, params=None):  # no type hints: MLflow would infer a schema
+    def predict(self, context, model_input, params=None):  # no type hints: the signature is given explicitly
         import pandas as pd
-        import torch
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-        rows = model_input.to_dict("records") if isinstance(model_input, pd.DataFrame) else list(model_input)
-        max_new = int((params or {}).get("max_new_tokens", self.max_new_tokens))
-        out = []
-        for row in rows:
-            candidates = [str(c) for c in list(row.get("candidates") or [])]
-            history = [str(h) for h in list(row.get("history") or [])]
-            prompt = self._prompt(build_serving_messages(str(row.get("request", "")), history, candidates))
-            inputs = self.tokenizer(prompt, return_tensors="pt")
-            with torch.no_grad():
-                generated = self.model.generate(**inputs, max_new_tokens=max_new, do_sample=False,
-                                                pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
-            completion = self.tokenizer.decode(generated[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-            ranked, named, reasoning = rank_from_completion(completion, candidates)
-            out.append({"ranked": ranked, "answer": named, "reasoning": reasoning, "completion": completion})
-        return pd.DataFrame(out, columns=["ranked", "answer", "reasoning", "completion"])
+        from rerec.errors import RerecError
+        from rerec.serving import GENERATION_PARAMS, RESPONSE_COLUMNS
+
+        # MLflow fills every param of the signature (its default when the request has none).
+        given = {k: v for k, v in (params or {}).items() if k in GENERATION_PARAMS or v is not None}
+        try:
+            rows = self.recommender.recommend(model_input, given)
+        except RerecError as exc:
+            raise MlflowException(f"rerec: {exc}", error_code=INVALID_PARAMETER_VALUE) from exc
+        return pd.DataFrame(rows, columns=list(RESPONSE_COLUMNS))
 
 
 # Logged "from code" (``python_model=<this file>``): MLflow runs this file and serves the model set here.

@@ -1,26 +1,32 @@
 """Register a trained model in the MLflow model registry and run the promotion gate.
 
-``register(model_dir, report_path, config)`` logs the model (a pyfunc recommender around the Hugging
-Face folder, with explicit pip requirements from the project's pins), checks that every file of the
-folder reached the artifact store (a version is the only mark of a complete model, so none points at a
-partial upload), creates a model version, tags it
-with its evaluation numbers and lineage, and points the alias ``challenger`` at it. The gate then moves
-``champion`` to it only if
+``register(model_dir, report, config, data_dir=...)`` logs the model (the pyfunc recommender of
+docs/serving.md: the Hugging Face folder, the catalog of the data folder, the prompt settings it was
+evaluated with, explicit pip requirements from the project's pins), checks that every file of the folder
+reached the artifact store (a version is the only mark of a complete model, so none points at a partial
+upload), creates a model version, tags it with its evaluation numbers and lineage, and points the alias
+``challenger`` at it. The gate then moves ``champion`` to it only if
 
-- its validation metric (``config.metric``, read from the evaluation report) beats the champion's by
-  more than ``config.min_improvement``, and
-- it keeps at least ``config.min_general_retention`` of the base model's general ability.
+- the evaluation report (on validation queries, never test) holds the challenger *and* the current
+  champion, ranked on the same queries in the same run, and the paired bootstrap interval of
+  ``challenger - champion`` on ``config.query_metric`` (per query, :func:`rerec.eval.metrics.paired_difference`)
+  lies above ``config.margin``: by default the challenger must be better with 95% confidence;
+- it keeps at least ``config.min_general_retention`` of its reference model's general ability.
 
-A model with missing or non-finite metrics is never promoted; the reason is stored on the version
-(tag ``rerec.gate``) and returned. Two runs finishing at once: before moving the alias the gate re-reads
-it and compares again if it moved (compare-and-set), and after moving it reads it back; a better
-concurrent challenger always ends up champion, a worse one never displaces it.
+A champion's old score, recorded months ago on other data, is never the yardstick. With no champion yet,
+the first model is promoted when its metric is above ``config.min_metric``. A report that does not
+compare with the current champion (it was evaluated against another version, or without one) promotes
+nothing; the reason is stored on the version (tag ``rerec.gate``), the comparison per query type in the
+register run (``gate_decision.json``, beside the evaluation report). Two runs finishing at once: the
+alias moves by compare-and-set, and a challenger never displaces a champion it was not compared with.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import logging
 import math
 import os
 import random
@@ -34,27 +40,43 @@ from typing import Any
 
 from rerec.config import add_dataclass_arguments, dataclass_from_args
 from rerec.errors import ConfigError, RerecError
+from rerec.models.folder import check_model_folder
 from rerec.tracking import bound_mlflow_http_retries, git_commit, safe_metric_name, with_retries
+
+log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 METRIC_TAG = "rerec.metric."
-SERVING_PACKAGES = ("torch", "transformers", "safetensors", "pandas", "numpy", "mlflow")
+PREVIOUS_TAG = "rerec.previous_champion"  # on a promoted version: the champion it replaced (for a roll-back)
+GATE_FILE = "gate_decision.json"
+REPORT_ARTIFACTS = "evaluation"
+SERVING_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "jinja2", "tqdm", "pandas", "numpy",
+                    "mlflow")
 
 
 @dataclass
 class RegisterConfig:
     model_name: str = field(default="rerec-recommender", metadata={"help": "Registered model name."})
-    metric: str = field(default="metrics.rft/all/acc_at_1", metadata={
-        "help": "Validation metric the gate compares: a dotted path into report.json (the evaluate stage "
-                "writes 'metrics.<model>/<query type>/<metric>'), or a unique key ending."})
+    challenger: str = field(default="rft", metadata={"help": "The registered model's name in the report."})
+    champion: str = field(default="champion", metadata={
+        "help": "The current champion's name in the report (evaluated beside the challenger on the same queries)."})
+    query_metric: str = field(default="acc@1", metadata={
+        "help": "Per-query metric the gate compares pairwise (a column of the report's per_query.parquet)."})
     higher_is_better: bool = field(default=True, metadata={"help": "Whether a larger metric is better."})
-    min_improvement: float = field(default=0.0, metadata={
-        "help": "The challenger must beat the champion by more than this."})
+    margin: float = field(default=0.0, metadata={
+        "help": "The paired interval of challenger - champion must lie above this (0: better with confidence "
+                "1 - alpha); negative values let a challenger that is not worse by more than |margin| through."})
+    alpha: float = field(default=0.05, metadata={"help": "1 - confidence of the paired bootstrap interval."})
+    n_boot: int = field(default=2000, metadata={"help": "Bootstrap resamples of the paired interval."})
+    seed: int = field(default=0, metadata={"help": "Seed of the bootstrap."})
+    metric: str = field(default="metrics.rft/all/acc_at_1", metadata={
+        "help": "The challenger's summary metric, recorded on the version and used for a first model: a dotted path "
+                "into report.json ('metrics.<model>/<query type>/<metric>'), or a unique key ending."})
     min_metric: float = field(default=0.0, metadata={
         "help": "With no champion yet, promote only a model whose metric is above this (higher_is_better)."})
     retention_metric: str = field(default="metrics.rft/retention/mmlu_ratio", metadata={
         "help": "General-ability retention in report.json: the model's score over its reference model's "
-                "(the SFT model in train, the champion in retrain; 1.0 = kept all)."})
+                "(1.0 = kept all)."})
     required_split: str = field(default="val", metadata={
         "help": "The split the report must be on: the gate selects models, so never on test."})
     min_general_retention: float = field(default=0.95, metadata={
@@ -109,9 +131,47 @@ class GateDecision:
     reason: str
 
 
-def gate(challenger: dict[str, float | None], champion: dict[str, float | None] | None,
+def paired_comparison(per_query, challenger: str, champion: str, metric: str, *, n_boot: int = 2000,
+                      alpha: float = 0.05, seed: int = 0) -> dict | None:
+    """``challenger - champion`` on ``metric`` over the queries both models answered, overall (``all``) and
+    per query ``type``: ``{"diff", "low", "high", "separated", "n"}`` each, from
+    :func:`rerec.eval.metrics.paired_difference` (bootstrap of the per-query differences). ``per_query`` is
+    the report's table of (model, query_id, type, metric...) rows. None when the champion has no rows."""
+    from rerec.eval.metrics import paired_difference
+
+    if per_query is None or metric not in getattr(per_query, "columns", ()):
+        return None
+    mine = per_query[per_query["model"] == challenger][["query_id", "type", metric]]
+    theirs = per_query[per_query["model"] == champion][["query_id", metric]]
+    if mine.empty or theirs.empty:
+        return None
+    both = mine.merge(theirs, on="query_id", suffixes=("_challenger", "_champion"))
+    if both.empty:
+        return None
+
+    def pair(rows) -> dict:
+        out = paired_difference(rows[f"{metric}_challenger"].to_numpy(float), rows[f"{metric}_champion"].to_numpy(float),
+                                n_boot=n_boot, alpha=alpha, seed=seed)
+        return {**out, "n": int(len(rows))}
+
+    return {"metric": metric, "challenger": challenger, "champion": champion, "alpha": alpha,
+            "all": pair(both), "by_type": {str(t): pair(rows) for t, rows in sorted(both.groupby("type"))}}
+
+
+def _interval(comparison: dict, higher_is_better: bool) -> tuple[float, float, float]:
+    """(improvement, low, high) of the overall paired difference, signed so that larger is better."""
+    d = comparison["all"]
+    return (d["diff"], d["low"], d["high"]) if higher_is_better else (-d["diff"], -d["high"], -d["low"])
+
+
+def gate(challenger: dict, champion_version: str | None, comparison: dict | None, compared_version: str | None,
          config: RegisterConfig) -> GateDecision:
-    """``challenger``/``champion``: {"metric": value, "retention": value, "split": name} (None = missing)."""
+    """Decide from the challenger's report.
+
+    ``challenger``: {"metric", "retention", "split"} (None = missing); ``champion_version``: the registry's
+    current champion (None: there is none yet); ``comparison``: :func:`paired_comparison` on this report
+    (None: the report holds no champion rows); ``compared_version``: the champion version the report evaluated.
+    """
     metric, retention = challenger.get("metric"), challenger.get("retention")
     split = challenger.get("split")
     if config.required_split and split is not None and split != config.required_split:
@@ -124,33 +184,50 @@ def gate(challenger: dict[str, float | None], champion: dict[str, float | None] 
     if retention < config.min_general_retention:
         return GateDecision(False, f"not promoted: general retention {retention:.4f} < "
                                    f"{config.min_general_retention:.4f}")
-    if champion is None:
+    if champion_version is None:
         if config.higher_is_better and metric <= config.min_metric:
             return GateDecision(False, f"not promoted: no champion yet and {config.metric} {metric:.4f} is not "
                                        f"above min_metric {config.min_metric}")
         return GateDecision(True, f"promoted: no champion yet ({config.metric} = {metric:.4f})")
-    best = champion.get("metric")
-    if best is None:
-        return GateDecision(True, f"promoted: the champion has no recorded '{config.metric}'")
-    gain = (metric - best) if config.higher_is_better else (best - metric)
-    if gain > config.min_improvement:
-        return GateDecision(True, f"promoted: {config.metric} {metric:.4f} vs champion {best:.4f}")
-    return GateDecision(False, f"not promoted: {config.metric} {metric:.4f} does not beat champion {best:.4f} "
-                               f"by more than {config.min_improvement}")
+    if comparison is None:
+        return GateDecision(False, f"not promoted: the report does not evaluate the champion (version "
+                                   f"{champion_version}) on the same queries, so there is no paired comparison; "
+                                   "evaluate the challenger beside the champion")
+    if str(compared_version or "") != str(champion_version):
+        return GateDecision(False, f"not promoted: the report compares with champion version "
+                                   f"{compared_version or '?'}, but the champion is now version {champion_version}")
+    diff, low, high = _interval(comparison, config.higher_is_better)
+    n = comparison["all"]["n"]
+    what = (f"{comparison['metric']} {'+' if diff >= 0 else ''}{diff:.4f} vs champion v{champion_version}, "
+            f"{100 * (1 - comparison['alpha']):.0f}% paired interval [{low:+.4f}, {high:+.4f}] over {n} queries")
+    if low > config.margin:
+        return GateDecision(True, f"promoted: {what} lies above the margin {config.margin:+.4f}")
+    return GateDecision(False, f"not promoted: {what} does not clear the margin {config.margin:+.4f}")
 
 
 # --- MLflow ---------------------------------------------------------------------------------------
 
 
 def pip_requirements() -> list[str]:
-    """The serving subset of the project's own pins (pyproject), never unpinned."""
+    """What the served model imports (torch, transformers and the chat template's jinja2, the rerec code
+    it carries), pinned: the project's own pin (pyproject) where it has one, else the installed version
+    (which the lock file installed). Never unpinned."""
     pins = {}
     for req in metadata.requires("rerec") or []:
         if ";" in req or "==" not in req:
             continue
         name = req.split("==")[0].strip()
         pins[name.lower()] = req.replace(" ", "")
-    return [pins[p] for p in SERVING_PACKAGES if p in pins]
+    out = []
+    for package in SERVING_PACKAGES:
+        if package in pins:
+            out.append(pins[package])
+            continue
+        try:
+            out.append(f"{package}=={metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return out
 
 
 def _client():
@@ -174,45 +251,31 @@ def _version_by_alias(client, name: str, alias: str):
     return with_retries(get, f"read alias '{alias}' of '{name}'")
 
 
-def _recorded(version) -> dict[str, float | None]:
-    if version is None:
-        return {}
-    tags = version.tags or {}
-
-    def num(key: str) -> float | None:
-        try:
-            value = float(tags[key])
-        except (KeyError, ValueError):
-            return None
-        return value if math.isfinite(value) else None
-
-    return {"metric": num(METRIC_TAG + "gate"), "retention": num(METRIC_TAG + "retention")}
-
-
-def _check_model_dir(model_dir: Path) -> None:
-    if not (model_dir / "config.json").is_file():
-        raise RerecError(f"{model_dir}: not a Hugging Face model folder (no config.json), so it was not "
-                         "registered. Fix: pass the rft (or sft-warmup) stage's output folder.")
-    weights = list(model_dir.glob("*.safetensors")) + list(model_dir.glob("*.bin"))
-    if not weights:
-        raise RerecError(f"{model_dir}: the model folder has no weights (*.safetensors), so it was not "
-                         "registered. Fix: rerun the training stage; it writes the folder atomically.")
-
-
-def _log_model(model_dir: Path, name: str):
+def _log_model(model_dir: Path, name: str, data_dir: Path | None = None, settings=None, notes=()):
+    """Log the pyfunc recommender (:mod:`rerec.pyfunc`, :func:`rerec.pyfunc.model_kwargs`): the HF folder
+    and the catalog view of ``data_dir`` as artifacts, the serving settings as ``model_config``, the
+    signature and an input example, the rerec package as the model's code (models from code, no
+    pickle: what serves is the prompt and answer code the model was registered with). Without
+    ``data_dir`` the model has no catalog and refuses to load (a warning says so)."""
     import mlflow
 
-    import rerec.pyfunc
-    from rerec.pyfunc import HF_ARTIFACT
+    from rerec.pyfunc import model_kwargs
+    from rerec.serving import ServingSettings, catalog_view_of_data, write_catalog_view
 
-    # Models from code: the pyfunc file itself travels with the model (no pickle, no rerec install
-    # needed to serve it), the HF folder as an artifact.
-    return mlflow.pyfunc.log_model(
-        name="model",
-        python_model=rerec.pyfunc.__file__,
-        artifacts={HF_ARTIFACT: str(model_dir)},
-        pip_requirements=pip_requirements(),
-    )
+    settings = settings or ServingSettings()
+    with tempfile.TemporaryDirectory(prefix="rerec-serving-") as tmp:
+        view = catalog_file = None
+        if data_dir is not None:
+            view = catalog_view_of_data(data_dir)
+            catalog_file = write_catalog_view(view, Path(tmp) / "catalog.json")
+        else:
+            log.warning("register: no --data given, so the model is logged without its catalog and cannot serve. "
+                        "Fix: pass the prepared data folder.")
+        info = mlflow.pyfunc.log_model(name="model", pip_requirements=pip_requirements(),
+                                       **model_kwargs(model_dir, catalog_file, settings, view))
+        mlflow.log_dict({"settings": settings.to_dict(), "notes": list(notes), "catalog": data_dir is not None},
+                        "serving.json")
+        return info
 
 
 def _check_uploaded(client, info, model_dir: Path) -> None:
@@ -222,11 +285,11 @@ def _check_uploaded(client, info, model_dir: Path) -> None:
     only thing that marks a model complete, so it is created only after this check."""
     from mlflow.entities import LoggedModelStatus
 
-    from rerec.pyfunc import HF_ARTIFACT
+    from rerec.pyfunc import CATALOG_ARTIFACT, HF_ARTIFACT
 
     model_id = info.model_id
-    saved = ((info.flavors or {}).get("python_function", {}).get("artifacts", {}).get(HF_ARTIFACT, {}).get("path")
-             or f"artifacts/{model_dir.name}")
+    artifacts = (info.flavors or {}).get("python_function", {}).get("artifacts", {})
+    saved = artifacts.get(HF_ARTIFACT, {}).get("path") or f"artifacts/{model_dir.name}"
     remote: dict[str, int | None] = {}
 
     def walk(path: str | None) -> None:
@@ -240,6 +303,8 @@ def _check_uploaded(client, info, model_dir: Path) -> None:
     expected = {f"{saved.rstrip('/')}/{p.relative_to(model_dir).as_posix()}": p.stat().st_size
                 for p in sorted(model_dir.rglob("*")) if p.is_file()}
     expected["MLmodel"] = None
+    if artifacts.get(CATALOG_ARTIFACT, {}).get("path"):
+        expected[artifacts[CATALOG_ARTIFACT]["path"]] = None
     bad = [k for k, size in expected.items()
            if k not in remote or (size is not None and remote[k] is not None and remote[k] != size)]
     if bad:
@@ -250,38 +315,71 @@ def _check_uploaded(client, info, model_dir: Path) -> None:
                          "register; if it persists, check the artifact store (S3) for errors.")
 
 
-def _promote(client, name: str, version: str, mine: dict, config: RegisterConfig) -> tuple[GateDecision, str | None]:
-    """Compare-and-set on the ``champion`` alias; returns the decision and the champion compared with."""
-    for _ in range(5):
-        current = _version_by_alias(client, name, CHAMPION)
-        if current is not None and current.version == version:
-            return GateDecision(True, "already champion"), version
-        decision = gate(mine, _recorded(current) if current is not None else None, config)
-        if not decision.promote:
-            return decision, current.version if current else None
-        again = _version_by_alias(client, name, CHAMPION)
-        if (again.version if again else None) != (current.version if current else None):
-            continue  # another run moved it meanwhile: compare with the new champion
-        with_retries(lambda: client.set_registered_model_alias(name, CHAMPION, version), "move the champion alias")
-        time.sleep(0.2 + random.random() * 0.3)  # let a concurrent writer land, then read back
-        after = _version_by_alias(client, name, CHAMPION)
-        if after is not None and after.version == version:
-            return decision, current.version if current else None
-    final = _version_by_alias(client, name, CHAMPION)
-    return GateDecision(False, f"not promoted: the champion kept moving (now version "
-                               f"{final.version if final else None})"), final.version if final else None
+def _promote(client, name: str, version: str, mine: dict, comparison: dict | None, compared_version: str | None,
+             config: RegisterConfig) -> tuple[GateDecision, str | None]:
+    """Compare-and-set on the ``champion`` alias; returns the decision and the champion it was about."""
+    current = _version_by_alias(client, name, CHAMPION)
+    if current is not None and current.version == version:
+        return GateDecision(True, "already champion"), version
+    champion = current.version if current is not None else None
+    decision = gate(mine, champion, comparison, compared_version, config)
+    if not decision.promote:
+        return decision, champion
+    again = _version_by_alias(client, name, CHAMPION)
+    if (again.version if again else None) != champion:
+        moved = again.version if again else None
+        return GateDecision(False, f"not promoted: the champion moved to version {moved} while this run was "
+                                   f"deciding; this challenger was compared with {champion or 'no champion'}"), moved
+    with_retries(lambda: client.set_registered_model_alias(name, CHAMPION, version), "move the champion alias")
+    time.sleep(0.2 + random.random() * 0.3)  # let a concurrent writer land, then read back
+    after = _version_by_alias(client, name, CHAMPION)
+    if after is not None and after.version == version:
+        return decision, champion
+    if after is not None and after.version != champion:
+        # both moved it at once: the other run's write landed last; restore ours only if it was compared with
+        # the same champion as we were (it was: both read `champion`), so the later write stands
+        return GateDecision(False, f"not promoted: another challenger (version {after.version}) compared with the "
+                                   f"same champion became champion at the same moment"), after.version
+    return GateDecision(False, "not promoted: the champion alias did not take the new version"), champion
 
 
-def register(model_dir: Path, report_path: Path, config: RegisterConfig) -> dict:
-    """Register ``model_dir`` as a new version of ``config.model_name`` with alias ``challenger``, then
-    run the gate. Returns version, run id, the numbers compared and the decision."""
+def read_per_query(report_path: Path):
+    """The report's per-query table (``per_query.parquet`` beside ``report.json``), or None."""
+    import pandas as pd
+
+    path = Path(report_path).parent / "per_query.parquet"
+    return pd.read_parquet(path) if path.is_file() else None
+
+
+def report_json_path(report: Path) -> Path:
+    """``report`` may be the evaluate stage's folder or its ``report.json``."""
+    report = Path(report)
+    return report / "report.json" if report.is_dir() else report
+
+
+def register(model_dir: Path, report_path: Path, config: RegisterConfig, *, compared_version: str | None = None,
+             data_dir: Path | None = None, serving: dict | None = None) -> dict:
+    """Register ``model_dir`` as a new version of ``config.model_name`` with alias ``challenger``, then run the
+    gate on the report (folder or ``report.json``). ``compared_version``: the champion version that the report
+    evaluated as ``config.champion``. Returns version, run id, the comparison and the decision.
+
+    ``data_dir`` (the prepared data folder) gives the served model its catalog; ``serving`` overrides
+    serving settings (:func:`rerec.serving.resolve_settings`: by default as the report's evaluation)."""
     import mlflow
 
-    model_dir, report_path = Path(model_dir), Path(report_path)
-    _check_model_dir(model_dir)
+    from rerec.serving import resolve_settings
+
+    model_dir, report_path = Path(model_dir), report_json_path(report_path)
+    check_model_folder(model_dir)
     report = read_report(report_path)
+    settings, serving_notes = resolve_settings(model_dir, report, serving)
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise RerecError(f"--data {data_dir}: no such folder, so nothing was registered. Fix: pass the prepared "
+                         "data folder the model was trained on (the served model's catalog).")
     mine = {"metric": report_value(report, config.metric), "retention": report_value(report, config.retention_metric),
             "split": report.get("split", "missing") if report else "missing"}
+    comparison = paired_comparison(read_per_query(report_path), config.challenger, config.champion,
+                                   config.query_metric, n_boot=config.n_boot, alpha=config.alpha, seed=config.seed)
     client = _client()
     name = config.model_name
     experiment = config.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", "rerec")
@@ -301,17 +399,23 @@ def register(model_dir: Path, report_path: Path, config: RegisterConfig) -> dict
         mlflow.set_tags({"rerec.stage": "register", **lineage})
         mlflow.log_params({k: str(v) for k, v in vars(config).items()})
         if report_path.exists():
-            with_retries(lambda: mlflow.log_artifact(str(report_path), artifact_path="evaluation"),
+            # the whole evaluation (report.html, plots, per-query rows): what a reviewer opens
+            with_retries(lambda: mlflow.log_artifacts(str(report_path.parent), artifact_path=REPORT_ARTIFACTS),
                          "upload the evaluation report")
-        info = with_retries(lambda: _log_model(model_dir, name), "log the model")
+        info = with_retries(lambda: _log_model(model_dir, name, Path(data_dir) if data_dir else None, settings,
+                                               serving_notes), "log the model")
         _check_uploaded(client, info, model_dir)
         version = with_retries(lambda: _create_version(client, name, info, run.info.run_id),
                                f"create a version of '{name}'").version
-        tags = {**lineage, "rerec.run_id": run.info.run_id}
+        tags = {**lineage, "rerec.run_id": run.info.run_id, "rerec.metric_name": config.metric}
         for key, value in (("gate", mine["metric"]), ("retention", mine["retention"])):
             if value is not None:
                 tags[METRIC_TAG + key] = repr(value)
-        tags["rerec.metric_name"] = config.metric
+        if comparison is not None:
+            overall = comparison["all"]
+            tags.update({"rerec.compared.version": compared_version or "?", "rerec.compared.metric": comparison["metric"],
+                         "rerec.compared.diff": repr(overall["diff"]), "rerec.compared.low": repr(overall["low"]),
+                         "rerec.compared.high": repr(overall["high"]), "rerec.compared.n": str(overall["n"])})
         for key, value in tags.items():
             with_retries(lambda k=key, v=value: client.set_model_version_tag(name, version, k, str(v)),
                          "tag the model version")
@@ -328,24 +432,29 @@ def register(model_dir: Path, report_path: Path, config: RegisterConfig) -> dict
 
     try:
         if config.promote:
-            decision, compared = _promote(client, name, version, mine, config)
+            decision, champion = _promote(client, name, version, mine, comparison, compared_version, config)
         else:
-            decision, compared = GateDecision(False, "not promoted: the gate is off (promote=false)"), None
-        champion_metric = None
-        if compared and compared != version:
-            champion_metric = _recorded(client.get_model_version(name, compared)).get("metric")
+            decision = GateDecision(False, "not promoted: the gate is off (promote=false)")
+            current = _version_by_alias(client, name, CHAMPION)
+            champion = current.version if current is not None else None
         with_retries(lambda: client.set_model_version_tag(name, version, "rerec.gate", decision.reason),
                      "record the gate decision")
+        if decision.promote and champion and champion != version:
+            with_retries(lambda: client.set_model_version_tag(name, version, PREVIOUS_TAG, champion),
+                         "record the previous champion")
         result = {
             "model_name": name, "version": str(version), "run_id": run.info.run_id,
             "promoted": bool(decision.promote), "reason": decision.reason,
             "metric_name": config.metric, "challenger_metric": mine["metric"],
-            "general_retention": mine["retention"], "champion_version": compared,
-            "champion_metric": champion_metric,
+            "general_retention": mine["retention"], "champion_version": champion,
+            "compared_version": compared_version, "comparison": comparison,
+            "report_artifacts": f"runs:/{run.info.run_id}/{REPORT_ARTIFACTS}",
         }
         mlflow.log_metrics({"promoted": float(decision.promote),
-                            **({"challenger_metric": mine["metric"]} if mine["metric"] is not None else {})})
-        with_retries(lambda: mlflow.log_dict(result, "gate_decision.json"), "upload the gate decision")
+                            **({"challenger_metric": mine["metric"]} if mine["metric"] is not None else {}),
+                            **({"paired_diff": comparison["all"]["diff"], "paired_low": comparison["all"]["low"],
+                                "paired_high": comparison["all"]["high"]} if comparison else {})})
+        with_retries(lambda: mlflow.log_dict(result, GATE_FILE), "upload the gate decision")
         mlflow.end_run()
     except BaseException:
         mlflow.end_run(status="FAILED")
@@ -372,6 +481,10 @@ def _create_version(client, name: str, info, run_id: str):
     return client.create_model_version(name, info.model_uri, run_id=run_id, model_id=info.model_id)
 
 
+class NoSuchAlias(RerecError):
+    """The registered model (or its alias) does not exist: a fact about the registry, not a failure to reach it."""
+
+
 def download_alias(name: str, alias: str, dest: Path) -> str:
     """Download the Hugging Face folder of ``name@alias`` into ``dest``; returns the version."""
     import mlflow
@@ -381,8 +494,8 @@ def download_alias(name: str, alias: str, dest: Path) -> str:
     client = _client()
     version = _version_by_alias(client, name, alias)
     if version is None:
-        raise RerecError(f"The registry has no '{alias}' version of '{name}'. "
-                         "Fix: run the train pipeline once (it registers and promotes a first champion).")
+        raise NoSuchAlias(f"The registry has no '{alias}' version of '{name}'. "
+                          "Fix: run the train pipeline once (it registers and promotes a first champion).")
     with tempfile.TemporaryDirectory(prefix="rerec-champion-") as tmp:
         local = with_retries(lambda: mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{name}/{version.version}", dst_path=tmp), f"download {name}@{alias}")
@@ -395,25 +508,47 @@ def download_alias(name: str, alias: str, dest: Path) -> str:
 
 
 def decision_markdown(result: dict) -> str:
+    """The gate's decision as Markdown: the verdict, then the paired difference per query type."""
     rows = "\n".join(f"| {k} | {result.get(k)} |" for k in (
         "model_name", "version", "promoted", "reason", "metric_name", "challenger_metric",
-        "general_retention", "champion_version", "champion_metric"))
-    return f"# Promotion gate\n\n| field | value |\n| --- | --- |\n{rows}\n"
+        "general_retention", "champion_version", "compared_version", "report_artifacts"))
+    out = f"# Promotion gate\n\n| field | value |\n| --- | --- |\n{rows}\n"
+    comparison = result.get("comparison")
+    if comparison:
+        level = round(100 * (1 - comparison["alpha"]))
+        out += (f"\n## {comparison['challenger']} - {comparison['champion']} on {comparison['metric']} "
+                f"(paired, {level}% interval)\n\n| query type | n | difference | interval |\n| --- | --- | --- | --- |\n")
+        for label, d in [*comparison["by_type"].items(), ("all", comparison["all"])]:
+            out += f"| {label} | {d['n']} | {d['diff']:+.4f} | [{d['low']:+.4f}, {d['high']:+.4f}] |\n"
+    return out
 
 
 # --- CLI ------------------------------------------------------------------------------------------
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    from rerec.serving import ServingOverrides
+
     parser.add_argument("--model-dir", type=Path, required=True, help="Hugging Face model folder (rft output).")
-    parser.add_argument("--report", type=Path, required=True, help="report.json of the evaluate stage.")
+    parser.add_argument("--report", type=Path, required=True,
+                        help="The evaluate stage's output folder (or its report.json), on validation queries.")
+    parser.add_argument("--champion-version", default=None,
+                        help="Registry version of the model the report names 'champion' (the gate compares with it).")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="Prepared data folder: the catalog the served model resolves and shows items from "
+                             "(without it the model is registered but cannot serve).")
     add_dataclass_arguments(parser, RegisterConfig)
+    add_dataclass_arguments(parser, ServingOverrides, group="serving (default: as the report's evaluation)")
 
 
 def cli_main(args: argparse.Namespace) -> int:
+    from rerec.serving import ServingOverrides
+
     config = dataclass_from_args(RegisterConfig, args)
     if not 0.0 <= config.min_general_retention <= 1.5:
         raise ConfigError("--min-general-retention must be a share such as 0.95.")
-    result = register(args.model_dir, args.report, config)
+    serving = dataclasses.asdict(dataclass_from_args(ServingOverrides, args))
+    result = register(args.model_dir, args.report, config, compared_version=args.champion_version,
+                      data_dir=args.data, serving=serving)
     print(json.dumps(result, indent=2, default=str))
     return 0

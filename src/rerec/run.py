@@ -1,6 +1,6 @@
 """``rerec run``: the whole train pipeline through the KFP local runner, on this machine.
 
-    rerec run --profile smoke --out runs/smoke
+    rerec run --preset smoke --out runs/smoke
 
 Runs ``pipelines.train`` with ``kfp.local.SubprocessRunner`` (each component in a subprocess of this
 Python environment, the same code the cluster runs in the project image), under one MLflow parent run
@@ -19,12 +19,13 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import time
 import warnings
 from pathlib import Path
 
 from rerec.errors import RerecError
-from rerec.run_profiles import PROFILES, profile_configs
+from rerec.run_presets import PRESETS, preset_configs
 from rerec.tracking import bound_mlflow_http_retries, git_commit, with_retries
 
 EXPERIMENT = "rerec"
@@ -51,7 +52,26 @@ def _local_tracking(out: Path) -> tuple[str, str | None]:
     return f"sqlite:///{out / 'mlflow.db'}", (out / "mlartifacts").as_uri()
 
 
-def run_pipeline(profile: str, out: Path, *, input_dir: Path | None = None) -> dict:
+def test_report_dir(pipeline_root: Path, since: float = 0.0) -> Path:
+    """The test-split evaluation of the newest local run under ``pipeline_root`` (one evaluate step of a
+    run reports on test; the other, for the gate, on validation)."""
+    found = []
+    for path in Path(pipeline_root).glob("*/*/report/report.json"):
+        if path.stat().st_mtime < since:
+            continue
+        try:
+            split = json.loads(path.read_text(encoding="utf-8")).get("split")
+        except (OSError, ValueError):
+            continue
+        if split == "test":
+            found.append((path.stat().st_mtime, path.parent))
+    if not found:
+        raise RerecError(f"The evaluate stage wrote no test report under {pipeline_root}. Fix: rerun; if it "
+                         "persists, run 'rerec evaluate' on the stage outputs to see why.")
+    return max(found)[1]
+
+
+def run_pipeline(preset: str, out: Path, *, input_dir: Path | None = None, plain_grpo_arm: bool = False) -> dict:
     """Run the train pipeline locally; returns {"report", "run_id", "tracking_uri", "seconds", ...}."""
     import kfp.local
     import mlflow
@@ -60,7 +80,7 @@ def run_pipeline(profile: str, out: Path, *, input_dir: Path | None = None) -> d
     from pipelines.options import ClusterOptions
     from pipelines.train import make_train_pipeline
 
-    configs = profile_configs(profile)
+    preset_configs(preset)  # an unknown preset is refused before anything is written
     if input_dir is not None and not Path(input_dir).is_dir():  # before OUT exists: a refusal leaves nothing
         raise RerecError(f"--input {input_dir} is not a folder. Fix: pass a dataset folder (parquet tables or "
                          "RecBole atomic files), or leave --input out for the embedded MovieLens-100k.")
@@ -78,33 +98,27 @@ def run_pipeline(profile: str, out: Path, *, input_dir: Path | None = None) -> d
         return mlflow.set_experiment(experiment)
 
     with_retries(open_experiment, f"open the MLflow experiment '{experiment}'")
-    parent = with_retries(lambda: mlflow.start_run(run_name=f"train-{profile}"), "start the pipeline run")
+    parent = with_retries(lambda: mlflow.start_run(run_name=f"train-{preset}"), "start the pipeline run")
     os.environ["REREC_PARENT_RUN_ID"] = parent.info.run_id
     started = time.monotonic()
     status = "FAILED"
     try:
-        mlflow.set_tags({"rerec.pipeline": "train", "rerec.profile": profile, "rerec.git_commit": git_commit(),
+        mlflow.set_tags({"rerec.pipeline": "train", "rerec.preset": preset, "rerec.git_commit": git_commit(),
                          "rerec.runner": "kfp.local.SubprocessRunner"})
-        mlflow.log_params({f"{stage}": json.dumps(cfg, sort_keys=True)[:6000] for stage, cfg in configs.items()})
         kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "kfp"))
         pipeline = make_train_pipeline(ClusterOptions.local())
+        started_at = time.time()
         with warnings.catch_warnings():
-            # The components name the project image; locally they run in this environment instead.
+            # The components name the project images; locally they run in this environment instead.
             warnings.filterwarnings("ignore", message=".*non-Python base image.*")
             try:
-                task = pipeline(
-                    input_dir=str(input_dir or ""),
-                    **{f"{stage}_config": json.dumps(cfg, sort_keys=True) for stage, cfg in configs.items()},
-                    mlflow_tracking_uri=uri,
-                    mlflow_parent_run_id=parent.info.run_id,
-                )
+                # start-run finds REREC_PARENT_RUN_ID in its environment and nests the stages under this run
+                pipeline(preset=preset, data_uri=str(Path(input_dir).resolve()) if input_dir else "",
+                         plain_grpo_arm=plain_grpo_arm)
             except RuntimeError as exc:
                 raise RerecError(f"The train pipeline failed: {exc}. Fix: read the failing stage's log above "
                                  f"(its artifacts are under {out / 'kfp'}), fix the cause and rerun.") from exc
-        report_dir = Path(task.output.path)
-        if not (report_dir / "report.json").is_file():
-            raise RerecError(f"The evaluate stage wrote no report.json in {report_dir}. Fix: rerun; if it "
-                             "persists, run 'rerec evaluate' on the stage outputs to see why.")
+        report_dir = test_report_dir(out / "kfp", since=started_at)
         shutil.copytree(report_dir, out / "report", dirs_exist_ok=True)
         shutil.copyfile(report_dir / "report.json", out / "report.json")
         mlflow.log_artifact(str(out / "report.json"))
@@ -117,21 +131,29 @@ def run_pipeline(profile: str, out: Path, *, input_dir: Path | None = None) -> d
             mlflow.end_run(status=status)
             os.environ.pop("REREC_PARENT_RUN_ID", None)
     return {"report": str(out / "report.json"), "report_html": str(out / "report" / "report.html"),
-            "run_id": parent.info.run_id, "tracking_uri": uri, "seconds": round(seconds, 1), "profile": profile}
+            "run_id": parent.info.run_id, "tracking_uri": uri, "seconds": round(seconds, 1), "preset": preset}
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", default="default", choices=list(PROFILES),
-                        help="budgets and model (default: %(default)s; smoke: a few minutes, for tests)")
+    parser.add_argument("--preset", default="default", choices=list(PRESETS),
+                        help="run preset: every stage's model and budgets (rerec.run_presets; default: %(default)s; "
+                             "smoke: a few minutes, for tests)")
+    parser.add_argument("--profile", dest="deprecated_profile", default=None, choices=list(PRESETS),
+                        help="deprecated spelling of --preset")
     parser.add_argument("--out", type=Path, default=Path("runs/latest"), help="output folder (default: %(default)s)")
     parser.add_argument("--input", type=Path, default=None,
                         help="dataset folder (default: the embedded MovieLens-100k)")
+    parser.add_argument("--plain-grpo-arm", action="store_true",
+                        help="also train a plain-GRPO arm beside ReRec and evaluate both")
 
 
 def cli_main(args: argparse.Namespace) -> int:
-    result = run_pipeline(args.profile, args.out, input_dir=args.input)
+    if args.deprecated_profile is not None:
+        print("rerec run: --profile is deprecated and will be removed; use --preset (same values).", file=sys.stderr)
+        args.preset = args.deprecated_profile
+    result = run_pipeline(args.preset, args.out, input_dir=args.input, plain_grpo_arm=args.plain_grpo_arm)
     uri = result["tracking_uri"]
-    print(f"\nrerec run ({result['profile']}) finished in {result['seconds']:.0f} s.")
+    print(f"\nrerec run ({result['preset']}) finished in {result['seconds']:.0f} s.")
     print(f"Report: {result['report']}  (page: {result['report_html']})")
     if uri.startswith("sqlite:"):
         print(f"MLflow: mlflow ui --backend-store-uri {uri}   then open http://127.0.0.1:5000 "

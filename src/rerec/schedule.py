@@ -1,6 +1,6 @@
 """``rerec schedule``: create or update the recurring ``retrain`` run on Kubeflow Pipelines.
 
-    rerec schedule --host https://kfp.example/pipeline --cron "0 0 3 * * *" --input-dir s3://bucket/new/
+    rerec schedule --host https://kfp.example/pipeline --cron "0 0 3 * * *" --data-uri s3://bucket/new/
 
 Uploads ``pipelines/retrain.yaml`` as a pipeline version named after its content hash (reused when it
 is already there), then makes sure exactly one recurring run named ``--name`` exists with that version,
@@ -20,6 +20,7 @@ import json
 import os
 import re
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +201,7 @@ def _same(run: Any, version_id: str, cron: str, params: dict) -> bool:
 
 def schedule(client: Any, *, name: str, cron: str, params: dict[str, Any], package: Path = DEFAULT_PACKAGE,
              experiment: str = "rerec", pipeline_name: str = "rerec-retrain",
-             service_account: str | None = "rerec-pipeline-runner") -> dict:
+             service_account: str | None = "default-editor") -> dict:
     """Create or update the recurring run; returns {"action": created|updated|unchanged, ids...}."""
     validate_cron(cron)
     check_package(package)
@@ -234,20 +235,44 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cron", default="0 0 3 * * *", help="6-field KFP cron (default: %(default)s)")
     parser.add_argument("--experiment", default="rerec", help="KFP experiment (default: %(default)s)")
     parser.add_argument("--package", type=Path, default=DEFAULT_PACKAGE, help="compiled retrain pipeline YAML")
-    parser.add_argument("--input-dir", required=True, help="where the new interactions land (folder or s3:// URI)")
+    parser.add_argument("--data-uri", "--input-dir", dest="data_uri", required=True,
+                        help="where the new interactions land (s3://bucket/folder/ or a path in the image)")
     parser.add_argument("--model-name", default="rerec-recommender", help="registered model to retrain")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra pipeline parameter (e.g. rft_config='{\"profile\": \"paper\"}'); repeatable")
-    parser.add_argument("--service-account", default="rerec-pipeline-runner", help="ServiceAccount the runs use")
+                        help="extra pipeline parameter (e.g. preset=paper, rft_steps=200); repeatable")
+    parser.add_argument("--service-account", default="default-editor",
+                        help="ServiceAccount the runs use (KFP's runner in a Kubeflow profile namespace)")
+
+
+#: pipeline parameters that are JSON text, not JSON values
+TEXT_PARAMS = ("config_overrides", "data_uri", "preset", "model_name", "base_model", "reward_weights", "ablation")
+#: old parameter name -> new one: accepted by --param for one release, with a note
+RENAMED_PARAMS = {"profile": "preset"}
+
+
+def param_value(key: str, text: str) -> Any:
+    """A --param value as the typed pipeline parameter takes it: numbers, booleans, objects and lists
+    (``200``, ``true``, ``{"a": "b"}``, ``[]``) are parsed as JSON, except for the string parameters
+    (``config_overrides='{"rft": {...}}'`` stays text); anything that is not JSON stays a string."""
+    if key in TEXT_PARAMS:
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def cli_main(args: argparse.Namespace, client: Any = None) -> int:
-    params: dict[str, Any] = {"input_dir": args.input_dir, "model_name": args.model_name}
+    params: dict[str, Any] = {"data_uri": args.data_uri, "model_name": args.model_name}
     for item in args.param:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--param '{item}' is not KEY=VALUE. Fix: e.g. --param rft_config='{{}}'.")
-        params[key] = value
+            raise ConfigError(f"--param '{item}' is not KEY=VALUE. Fix: e.g. --param rft_steps=200.")
+        if key in RENAMED_PARAMS:
+            print(f"rerec schedule: the pipeline parameter '{key}' is now '{RENAMED_PARAMS[key]}'; "
+                  f"pass --param {RENAMED_PARAMS[key]}={value} (the old name is accepted for this release only).", file=sys.stderr)
+            key = RENAMED_PARAMS[key]
+        params[key] = param_value(key, value)
     validate_cron(args.cron)  # everything the user typed is checked before anything is sent
     check_package(args.package)
     if client is None:

@@ -12,8 +12,13 @@ Output (--out DIR, written all at once; a failed run leaves nothing behind):
                     conditions (JSON), positives, candidates, split (train|val|test), history,
                     n_conditions. Generated unless the input already has queries.parquet, which
                     is then kept as it is (splits included).
-  stats.json        queries by type x number of conditions, candidates, split shares, table sizes
-  manifest.json     row counts and sha256 of every file, the config and the seed
+  stats.json        queries by type x number of conditions, candidates, split shares, table sizes,
+                    relations, what loading normalised (normalisations) and the leakage audit
+  manifest.json     row counts and sha256 of every file, the config, the seed and the normalisations
+
+Unusual but valid input is normalised and every change is counted and logged (re-watches deduplicated,
+genres split or decoded, control characters in titles replaced, relation names mapped; docs/data.md).
+The written folder passes the same validation as every later stage before it replaces --out.
 
 A statistics table by query type and number of conditions (like RecBench+'s) is printed.
 """
@@ -30,9 +35,9 @@ import pandas as pd
 
 from rerec.config import add_dataclass_arguments, dataclass_from_args
 from rerec.data.queries import QueryConfig, generate_queries
-from rerec.data.schema import QUERY_TYPES, SPLITS, decode_conditions
-from rerec.data.splits import split_queries
-from rerec.errors import ConfigError
+from rerec.data.schema import QUERY_TYPES, SPLITS, decode_conditions, parse_relation_map
+from rerec.data.splits import audit_queries
+from rerec.errors import ConfigError, InputError, RerecError
 from rerec.io import atomic_dir, file_sha256, write_json
 from rerec.tracking import stage_run
 
@@ -43,8 +48,14 @@ STAGE = "prepare-data"
 
 @dataclass
 class PrepareConfig(QueryConfig):
-    """Query generation (see :class:`rerec.data.queries.QueryConfig`) plus the train/val/test split."""
+    """Query generation (see :class:`rerec.data.queries.QueryConfig`), the train/val/test split and how
+    the input's relation names map onto rerec's."""
 
+    relation_map: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Relation names of the input mapped onto rerec's, as FROM=TO pairs, e.g. "
+                          "directedBy=director starring=actor. Freebase names (film.film.directed_by) are "
+                          "mapped without it; see docs/data.md for the vocabulary."})
     train_fraction: float = field(default=0.8, metadata={"help": "Share of queries in the train split."})
     val_fraction: float = field(default=0.1, metadata={"help": "Share of queries in the validation split."})
     test_fraction: float = field(default=0.1, metadata={"help": "Share of queries in the test split."})
@@ -55,6 +66,10 @@ class PrepareConfig(QueryConfig):
         if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
             raise ConfigError(f"train/val/test fractions {fractions} must be non-negative and sum to 1. "
                               "Fix: e.g. --train-fraction 0.8 --val-fraction 0.1 --test-fraction 0.1.")
+        self.relation_mapping()  # refuse a malformed pair now, before any data is read
+
+    def relation_mapping(self) -> dict[str, str]:
+        return parse_relation_map(self.relation_map)
 
     @property
     def fractions(self) -> tuple[float, float, float]:
@@ -104,19 +119,23 @@ def statistics_table(stats: dict):
 def prepare_data(input_dir: Path | None, out_dir: Path, config: PrepareConfig | None = None, *,
                  progress: bool = True) -> dict:
     """Load and validate ``input_dir`` (``None``: embedded MovieLens-100k), generate and split the
-    queries, and write the prepared folder ``out_dir`` atomically. Returns the stats and manifest."""
+    queries, and write the prepared folder ``out_dir`` atomically. Returns the stats and manifest.
+
+    The written folder is loaded back with the validation every later stage applies before it replaces
+    ``out_dir``; what loading normalised is listed under ``normalisations`` in stats.json and
+    manifest.json, and the leakage rules' counts under ``audit``.
+    """
     from rerec.data.load import load_catalog, save_catalog
 
     config = config or PrepareConfig()
     with stage_run(STAGE, config) as tracker:
-        catalog = load_catalog(input_dir)
+        catalog = load_catalog(input_dir, relation_map=config.relation_mapping())
         if catalog.queries is not None:
             log.info("keeping the %d queries of the input", len(catalog.queries))
             queries = catalog.queries
             generated = False
         else:
-            queries = generate_queries(catalog, config, progress=progress)
-            queries["split"] = split_queries(queries, config.fractions, seed=config.seed)
+            queries = generate_queries(catalog, config, fractions=config.fractions, progress=progress)
             generated = True
         catalog.queries = queries
         stats = query_statistics(queries)
@@ -124,8 +143,17 @@ def prepare_data(input_dir: Path | None, out_dir: Path, config: PrepareConfig | 
                            ("items", "interactions", "item_attributes", "users") if getattr(catalog, name) is not None}
         stats["n_users"] = int(catalog.interactions["user_id"].nunique())
         stats["queries_generated"] = generated
+        if generated:
+            stats["requested"] = {t: getattr(config, f"n_{t}") for t in QUERY_TYPES}
+        stats["normalisations"] = catalog.meta.get("normalisations", [])
+        stats["relations"] = {str(k): int(v) for k, v in
+                              catalog.item_attributes["relation"].value_counts().sort_index().items()}
+        stats["audit"] = audit_queries(queries, catalog.interactions)
+        if not generated and (stats["audit"]["heldout_in_history"] or stats["audit"]["negatives_in_user_items"]):
+            log.warning("the input's queries break the leakage rules (kept as given): %s", stats["audit"])
         with atomic_dir(out_dir) as tmp:
             written = save_catalog(catalog, tmp)
+            _check_reloads(tmp)
             write_json(tmp / "stats.json", stats)
             rows = {name: len(getattr(catalog, name)) for name in written}
             manifest = {
@@ -134,6 +162,7 @@ def prepare_data(input_dir: Path | None, out_dir: Path, config: PrepareConfig | 
                 "seed": config.seed,
                 "config": dataclasses.asdict(config),
                 "queries_generated": generated,
+                "normalisations": stats["normalisations"],
                 "files": {path.name: {"rows": rows[name], "sha256": file_sha256(path)}
                           for name, path in sorted(written.items())},
             }
@@ -144,10 +173,23 @@ def prepare_data(input_dir: Path | None, out_dir: Path, config: PrepareConfig | 
             **{f"n_queries_{t}": row["n_queries"] for t, row in stats["by_type"].items() if t != "all"},
             **{f"n_{s}": n for s, n in stats["n_by_split"].items()},
             **{f"n_{name}": n for name, n in stats["tables"].items()},
+            **{f"audit_{k}": v for k, v in stats["audit"].items()},
         })
         tracker.log_artifact(Path(out_dir) / "stats.json")
         tracker.log_artifact(Path(out_dir) / "manifest.json")
     return {"stats": stats, "manifest": manifest, "out_dir": str(out_dir)}
+
+
+def _check_reloads(folder: Path) -> None:
+    """Load the written folder as every later stage does; a failure here is a bug in prepare-data,
+    reported as such (the atomic write then leaves nothing behind)."""
+    from rerec.data.load import load_catalog
+
+    try:
+        load_catalog(folder)
+    except InputError as exc:
+        raise RerecError(f"prepare-data wrote a folder that fails its own validation ({exc}). This is a bug in "
+                         "rerec; please report it with the input that caused it.") from None
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -169,5 +211,7 @@ def cli_main(args: argparse.Namespace) -> int:
     if not console.is_terminal:  # logs and CI: do not cut the table at 80 columns
         console = Console(width=120)
     console.print(statistics_table(result["stats"]))
+    for change in result["stats"]["normalisations"]:
+        console.print(f"normalised {change['table']}: {change['change']} ({change['count']:,})", markup=False)
     console.print(f"wrote {args.out} ({result['stats']['n_queries']:,} queries)")
     return 0

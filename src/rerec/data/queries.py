@@ -25,10 +25,14 @@ every condition — and ``n_candidates - 1`` negatives that each fail at least o
 
 Hard negatives (a ``hard_negative_share`` of the negatives, where enough exist) meet some conditions
 but not all; for one-condition queries they are near misses (share another named attribute with the
-positive, another person with X, or sit just outside X's co-interaction neighbourhood). Items in the
-shown history are never candidates. Negatives are drawn near the positive's popularity
-(:func:`popularity_weights`), so "the most popular candidate" is no shortcut. Candidates are shuffled;
-everything is a function of the seed.
+positive, another person with X, or sit just outside X's co-interaction neighbourhood). No item the
+user interacted with (liked or not) is ever a negative, the misinformed trap included. Negatives are
+drawn near the positive's popularity (:func:`popularity_weights`), so "the most popular candidate" is
+no shortcut. Candidates are shuffled; everything is a function of the seed.
+
+Splits: each (user, liked item) pair has its split before any query is built
+(:func:`rerec.data.splits.assign_pair_splits`); a query takes its positive's pair split, and a user's
+held-out (val/test) pairs never appear in any of that user's histories or named (``via``) items.
 """
 
 from __future__ import annotations
@@ -41,12 +45,21 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from rerec.data import phrasing
-from rerec.data.schema import PERSON_RELATIONS, QUERY_COLUMNS, QUERY_TYPES, Catalog, encode_conditions
+from rerec.data.schema import (
+    CO_INTERACTION,
+    PERSON_RELATIONS,
+    QUERY_COLUMNS,
+    QUERY_TYPES,
+    Catalog,
+    encode_conditions,
+)
+from rerec.data.splits import DEFAULT_FRACTIONS, assign_pair_splits
 from rerec.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
-CO_INTERACTION = "co_interaction"
+__all__ = ["CO_INTERACTION", "QueryConfig", "co_interaction_neighbours", "generate_queries", "popularity_weights"]
+
 _TIME_RELATIONS = ("decade", "year")
 _IGNORED_GENRES = frozenset({"unknown", "(no genres listed)", ""})
 
@@ -164,13 +177,17 @@ class _User:
     items: np.ndarray  # item positions, by timestamp
     liked: np.ndarray  # positions rated >= min_rating, by timestamp
     mask: np.ndarray  # bool over all items: interacted
+    split: dict[int, str]  # liked position -> the split of a query answered by it
+    shown: np.ndarray  # bool over all items: interacted and not held out, so it may appear in any prompt
 
 
 class _Index:
     """The catalog indexed once: attribute sets per item, item masks per (relation, entity), users."""
 
-    def __init__(self, catalog: Catalog, config: QueryConfig) -> None:
+    def __init__(self, catalog: Catalog, config: QueryConfig,
+                 fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> None:
         self.config = config
+        self.fractions = fractions
         items = catalog.items
         self.item_ids = items["item_id"].astype(str).to_numpy()
         self.titles = items["title"].astype(str).to_numpy()
@@ -182,7 +199,7 @@ class _Index:
                               "entity": attrs["entity"].astype(str)})[pos >= 0].drop_duplicates()
         attrs = attrs.sort_values(["relation", "entity", "pos"], kind="stable")
         # (relation, entity) -> sorted item positions; item -> relation -> sorted entities.
-        # numpy splits instead of pandas groupby iteration: ~35k groups on ML-100k.
+        # numpy splits instead of pandas groupby iteration: there are tens of thousands of groups.
         relations, entities = attrs["relation"].tolist(), attrs["entity"].tolist()
         changed = (attrs["relation"].to_numpy()[1:] != attrs["relation"].to_numpy()[:-1]) | (
             attrs["entity"].to_numpy()[1:] != attrs["entity"].to_numpy()[:-1])
@@ -215,14 +232,21 @@ class _Index:
         frame = frame[frame["pos"] >= 0].sort_values(["user_id", "ts", "pos"], kind="stable")
         if frame.empty:
             return []
+        frame = frame.drop_duplicates(["user_id", "pos"], keep="last")  # loaded catalogs hold none
         user_codes, user_ids = pd.factorize(frame["user_id"])  # sorted frame: codes are ascending
         bounds = np.flatnonzero(np.diff(user_codes)) + 1
         positions, liked = frame["pos"].to_numpy(), frame["liked"].to_numpy(dtype=bool)
+        # every (user, liked item) pair is given the split of any query it answers, before any query is
+        # built, so no history or request can show a held-out answer (see rerec.data.splits)
+        pair_split = iter(assign_pair_splits(int(liked.sum()), self.fractions, self.config.seed))
         users = []
         for user_id, items, likes in zip(user_ids, np.split(positions, bounds), np.split(liked, bounds), strict=True):
             mask = np.zeros(self.n, dtype=bool)
             mask[items] = True
-            users.append(_User(str(user_id), items, items[likes], mask))
+            split = {int(p): next(pair_split) for p in items[likes]}
+            shown = mask.copy()
+            shown[[p for p, sp in split.items() if sp != "train"]] = False
+            users.append(_User(str(user_id), items, items[likes], mask, split, shown))
         return users
 
     def mask(self, relation: str, entity: str) -> np.ndarray:
@@ -265,12 +289,12 @@ class _Generator:
 
     # --- shared pieces -------------------------------------------------------------------------
     def history(self, user: _User, positive: int, must: list[int], rng: np.random.Generator) -> list[int]:
-        """Up to ``history_size`` of the user's items (named items first, then liked, then any), never
-        the positive, in the user's timestamp order."""
+        """Up to ``history_size`` of the user's shown items (named items first, then liked, then any),
+        never the positive nor a held-out item, in the user's timestamp order."""
         size = max(self.c.history_size, len(must))
         chosen = list(dict.fromkeys(must))
         for pool in (user.liked, user.items):
-            rest = [int(p) for p in pool if p != positive and p not in chosen]
+            rest = [int(p) for p in pool if p != positive and p not in chosen and user.shown[p]]
             take = min(size - len(chosen), len(rest))
             if take > 0:
                 chosen += [rest[i] for i in sorted(rng.choice(len(rest), size=take, replace=False))]
@@ -285,9 +309,8 @@ class _Generator:
         met = np.sum(satisfied, axis=0)
         if met[positive] != k:  # pragma: no cover - a generator bug, not a user error
             raise AssertionError("positive does not meet its own conditions")
-        negative = met < k
+        negative = (met < k) & ~user.mask  # never an item the user interacted with (liked or not)
         negative[positive] = False
-        negative[history] = False
         # hard: meets some conditions but not all; with one condition, a near miss
         hard = negative & (near_miss if k == 1 else met > 0)
         easy = negative & ~hard
@@ -314,6 +337,7 @@ class _Generator:
             "candidates": [str(ids[i]) for i in candidates],
             "history": [str(ids[i]) for i in history],
             "n_conditions": k,
+            "split": user.split[positive],
         }
 
     def draw(self, rng: np.random.Generator, pool: np.ndarray, size: int, positive: int) -> list[int]:
@@ -393,7 +417,7 @@ class _Generator:
             for rel in PERSON_RELATIONS:
                 for ent in self.ix.item_attrs[p].get(rel, []):
                     for x in self.ix.pair_items[(rel, ent)]:
-                        if x != p and user.mask[x]:
+                        if x != p and user.shown[x]:
                             options.append((p, int(x), rel, ent))
             if len(options) >= 8:
                 break
@@ -437,10 +461,10 @@ class _Generator:
         history = self.history(user, p, [x], rng)
         return self.finish(rng, user, "implicit", text, p, history, conditions, masks, near)
 
-    def premise_item(self, wrong: np.ndarray, banned: list[int], rng: np.random.Generator) -> int | None:
-        """A well-known item (top quarter by interactions) from ``wrong`` — the false premise."""
-        pool = wrong.copy()
-        pool[banned] = False
+    def premise_item(self, wrong: np.ndarray, user: _User, rng: np.random.Generator) -> int | None:
+        """A well-known item (top quarter by interactions) from ``wrong`` that the user never interacted
+        with — the false premise, which becomes a negative (the trap)."""
+        pool = wrong & ~user.mask
         known = pool & (self.ix.popularity >= np.quantile(self.ix.popularity, 0.75))
         choices = np.flatnonzero(known if known.any() else pool)
         return int(rng.choice(choices)) if len(choices) else None
@@ -461,9 +485,9 @@ class _Generator:
         wrong = has_relation & ~satisfied
         y = None
         if extra is not None:
-            y = self.premise_item(wrong & extra[1], history + [p], rng)
+            y = self.premise_item(wrong & extra[1], user, rng)
         if y is None:
-            y = self.premise_item(wrong, history + [p], rng)
+            y = self.premise_item(wrong, user, rng)
         if y is None:
             return None
         hop_text = phrasing.hop_fragment(rel, self.ix.titles[x], rng)
@@ -486,7 +510,7 @@ class _Generator:
         genre = genres[int(rng.integers(len(genres)))]
         satisfied = self.ix.mask("genre", genre)
         history = self.history(user, p, [], rng)
-        y = self.premise_item(~satisfied, history + [p], rng)
+        y = self.premise_item(~satisfied, user, rng)
         if y is None:
             return None
         text, premise = phrasing.misinformed_named_text(genre, self.ix.titles[y], rng)
@@ -504,7 +528,7 @@ class _Generator:
         want = int(rng.integers(1, self.c.max_via_items + 1))
         for p in user.liked[rng.permutation(len(user.liked))][:30]:
             p = int(p)
-            vias = [int(h) for h in user.liked if h != p and neighbours[h, p]]
+            vias = [int(h) for h in user.liked if h != p and user.shown[h] and neighbours[h, p]]
             if len(vias) >= want:
                 break
         else:
@@ -521,15 +545,21 @@ class _Generator:
         return self.finish(rng, user, "interest", text, p, history, conditions, masks, near)
 
 
-def generate_queries(catalog: Catalog, config: QueryConfig | None = None, *, progress: bool = True) -> pd.DataFrame:
+def generate_queries(catalog: Catalog, config: QueryConfig | None = None, *,
+                     fractions: tuple[float, float, float] | None = None, progress: bool = True) -> pd.DataFrame:
     """Generate the query table: :data:`QUERY_COLUMNS` plus ``history`` and ``n_conditions``.
 
-    ``split`` is left empty (see :func:`rerec.data.splits.split_queries`). ``query_id`` is
-    ``"<type>-<n>"`` in generation order. Deterministic for ``config.seed``: each type draws from
-    its own RNG stream, so changing one type's count does not change the others.
+    ``split`` is the split of the query's (user, positive) pair (:func:`rerec.data.splits.assign_pair_splits`
+    with ``fractions``, default ``config.fractions`` or 0.8/0.1/0.1). ``query_id`` is ``"<type>-<n>"`` in
+    generation order. Deterministic for ``config.seed``: each type draws from its own RNG stream, so
+    changing one type's count does not change the others.
+
+    Raises :class:`InputError` when a type is asked for (``n_<type> > 0``) and the catalog cannot give
+    a single query of it, saying why and which flag fixes it; fewer than asked is a logged warning.
     """
     config = config or QueryConfig()
-    index = _Index(catalog, config)
+    fractions = tuple(fractions or getattr(config, "fractions", DEFAULT_FRACTIONS))
+    index = _Index(catalog, config, fractions)
     generator = _Generator(index, config)
     if not generator.users_with_likes:
         raise InputError("no user has both a liked item and a second interaction, so no query can be built",
@@ -557,12 +587,37 @@ def generate_queries(catalog: Catalog, config: QueryConfig | None = None, *, pro
             rows.append(row)
             made += 1
             bar.update(1)
+        if targets[qtype] and not made:
+            bar.close()
+            reason, fix = _why_none(qtype, index)
+            raise InputError(f"no {qtype} query could be built from this catalog ({reason}), although "
+                             f"--n-{qtype} {targets[qtype]} asks for them", file=catalog.source or None,
+                             fix=f"{fix}, or pass --n-{qtype} 0 to build none")
         if made < targets[qtype]:
             log.warning("generated %d of %d %s queries: the catalog has too few qualifying users/items",
                         made, targets[qtype], qtype)
     bar.close()
     columns = QUERY_COLUMNS + ["history", "n_conditions"]
     frame = pd.DataFrame(rows, columns=columns)
-    frame["split"] = ""
     frame["n_conditions"] = frame["n_conditions"].astype("int64")
     return frame
+
+
+def _why_none(qtype: str, index: _Index) -> tuple[str, str]:
+    """(why no query of ``qtype`` could be built, what to do), from what the catalog lacks."""
+    relations = sorted({r for r, _ in index.pair_items})
+    found = f"its relations: {', '.join(relations[:15]) or 'none'}{', ...' if len(relations) > 15 else ''}"
+    people = [r for r in PERSON_RELATIONS if r in relations]
+    map_fix = ("name your person relations as rerec does, e.g. --relation-map directedBy=director "
+               "starring=actor (docs/data.md lists the vocabulary)")
+    if qtype in ("implicit", "misinformed") and not people:
+        return (f"{qtype} queries hop through a person relation ({', '.join(PERSON_RELATIONS)}) and "
+                f"item_attributes has none; {found}"), map_fix
+    if qtype == "explicit" and not any(r in relations for r in ("genre", *_TIME_RELATIONS)):
+        return ("explicit queries state genres, years or decades and the catalog has none",
+                "give items a year or genres (items.year, items.genres)")
+    if qtype == "interest":
+        return ("interest queries need items liked by the same users (co-interactions) and a user who liked "
+                "two of them", "add interactions, or lower --min-rating")
+    return (f"no user has a liked item that meets such a query's conditions ({found})",
+            "add interactions or attributes, or lower --min-rating")

@@ -1,4 +1,4 @@
-"""The data contracts of DESIGN.md ("Data"), shared by every stage.
+"""The data contracts of ``docs/data.md``, shared by every stage.
 
 All ids are strings after loading, whatever the source wrote (RecBole tokens, ints in parquet), so
 joins never depend on dtype. Tables:
@@ -9,8 +9,10 @@ joins never depend on dtype. Tables:
   ``timestamp`` (Int64, nullable).
 - ``item_attributes``: long table ``item_id``, ``relation``, ``entity`` (all str), item-centric:
   the item *has* ``relation`` ``entity`` ("42", "director", "m.0abc"). It holds the knowledge graph
-  with relation names normalised by :data:`KG_RELATIONS` plus the named attributes derived from the
+  with relation names in one vocabulary (:func:`relation_name`: a user mapping, then
+  :data:`KG_RELATIONS`, then a Freebase path's last part) plus the named attributes derived from the
   item table (``genre``, ``year``, ``decade``), so a query condition is one (relation, entity) pair.
+  ``co_interaction`` is reserved for interest-query conditions and is never a row.
 - ``users`` (optional): ``user_id`` (str, unique) plus demographics.
 - ``queries`` (optional, generated when absent): see :data:`QUERY_COLUMNS`.
 
@@ -25,6 +27,7 @@ Fargo"). A misinformed query marks the condition whose stated link is wrong with
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -89,6 +92,46 @@ KG_RELATIONS = {
 
 # People relations usable for multi-hop ("by the director of Fargo") conditions.
 PERSON_RELATIONS = ("director", "actor", "writer", "producer")
+
+# The relation of interest-query conditions; never a row of item_attributes.
+CO_INTERACTION = "co_interaction"
+
+# A Freebase-style relation path ("film.film.edited_by"): three or more dotted lower-case parts.
+_FREEBASE_PATH = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z0-9_]+){2,}$")
+
+
+def relation_name(raw: str, mapping: dict[str, str] | None = None) -> str:
+    """The relation name rerec uses for a source relation ``raw``: one vocabulary for every input format.
+
+    In order: the user's ``mapping`` (keyed by the source name, or by the name the next rules give),
+    then :data:`KG_RELATIONS` (Freebase names in either direction), then the last component of any
+    other Freebase-style path (``film.film.edited_by`` -> ``edited_by``); any other name is kept.
+    """
+    mapping = mapping or {}
+    if raw in mapping:
+        return mapping[raw]
+    default = KG_RELATIONS.get(raw) or (raw.rsplit(".", 1)[-1] if _FREEBASE_PATH.match(raw) else raw)
+    return mapping.get(default, default)
+
+
+def parse_relation_map(pairs: list[str] | tuple[str, ...] | None) -> dict[str, str]:
+    """``["directedBy=director", ...]`` -> ``{"directedBy": "director"}``; raises ConfigError on a bad pair."""
+    from rerec.errors import ConfigError
+
+    out: dict[str, str] = {}
+    for pair in pairs or ():
+        source, sep, target = str(pair).partition("=")
+        source, target = source.strip(), target.strip()
+        if not sep or not source or not target or "=" in target:
+            raise ConfigError(f"relation_map entry {pair!r} is not FROM=TO. Fix: pass e.g. "
+                              "--relation-map directedBy=director starring=actor.")
+        if target == CO_INTERACTION:
+            raise ConfigError(f"relation_map entry {pair!r} maps onto '{CO_INTERACTION}', which rerec reserves for "
+                              "interest queries. Fix: map it onto another name.")
+        if source in out and out[source] != target:
+            raise ConfigError(f"relation_map maps '{source}' twice ({out[source]} and {target}). Fix: keep one.")
+        out[source] = target
+    return out
 
 
 @dataclass

@@ -8,12 +8,11 @@ folder can never leave a half-written output behind.
 Rows are counted from 1 over the data rows; for text files (RecBole atomic files) the message also
 gives the line number in the file, the header being line 1.
 
-Run ``python -m rerec.data.validate DIR`` to check a folder and print its table sizes.
+``rerec validate-data DIR`` (:mod:`rerec.data.validate_cli`) checks a folder and prints its table sizes.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -112,12 +111,18 @@ def require_unique(df: pd.DataFrame, column: str, src: TableSource, what: str) -
         )
 
 
-def to_number(series: pd.Series, src: TableSource, *, integer: bool, column: str | None = None) -> pd.Series:
+# Whole numbers are stored as int64; a float at or beyond 2^63 has no int64 value.
+_INT64_LIMIT = 2.0**63
+
+
+def to_number(series: pd.Series, src: TableSource, *, integer: bool, column: str | None = None,
+              fix: str | None = None) -> pd.Series:
     """``series`` as float64 (or Int64 when ``integer``); nulls, blanks and :data:`MISSING_TOKENS`
     become null.
 
-    Raises on the first value that is not a finite number (or not a whole number when ``integer``);
-    ``column`` is the name the message gives (default: the series name).
+    Raises on the first value that is not a finite number (or, when ``integer``, not a whole number
+    or beyond the int64 range); ``column`` is the name the message gives (default: the series name),
+    ``fix`` replaces the default advice.
     """
     column = column or str(series.name)
     if pd.api.types.is_bool_dtype(series):
@@ -137,21 +142,64 @@ def to_number(series: pd.Series, src: TableSource, *, integer: bool, column: str
             bad = numbers.isna().to_numpy() & ~blank
     values = numbers.to_numpy()
     bad = bad | np.isinf(values)
+    kind = "a whole number" if integer else "a number"
     if integer:
-        bad |= ~np.isnan(values) & (values != np.round(values))
+        finite = ~np.isnan(values) & ~np.isinf(values)
+        too_big = finite & (np.abs(values) >= _INT64_LIMIT)
+        bad |= too_big | (finite & (values != np.round(values)))
     if bad.any():
         i = _first(bad)
-        kind = "a whole number" if integer else "a number"
+        reason = (f"is too large for {kind} (beyond the 64-bit range)" if integer and too_big[i]
+                  else f"is not {kind}")
         raise InputError(
-            f"'{series.iloc[i]}' is not {kind} ({int(bad.sum())} such rows)",
+            f"'{series.iloc[i]}' {reason} ({int(bad.sum())} such rows)",
             file=src.file,
             column=column,
             row=src.row(i),
-            fix=f"write {column} as {kind}, or leave it empty when unknown",
+            fix=fix or f"write {column} as {kind}, or leave it empty when unknown",
         )
     if integer:
         return numbers.round().astype("Int64")
     return numbers
+
+
+TIMESTAMP_FIX = ("write timestamp as seconds since 1970 (a whole number), a parquet timestamp or an ISO 8601 "
+                 "date like 2024-05-01T12:00:00, or leave it empty when unknown")
+
+
+def to_timestamp(series: pd.Series, src: TableSource, column: str = "timestamp") -> tuple[pd.Series, str | None]:
+    """Timestamps as Int64 seconds since 1970 (UTC), and how they were read: ``None`` (numbers),
+    ``"datetimes"`` (a native datetime column) or ``"dates"`` (ISO 8601 strings; a date without a
+    zone is taken as UTC).
+
+    Numbers are kept as given (any unit; only their order matters). A column that is neither numbers
+    nor dates raises on its first bad value, naming it.
+    """
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    if pd.api.types.is_datetime64_any_dtype(series):
+        stamps = series.dt.tz_localize("UTC") if series.dt.tz is None else series.dt.tz_convert("UTC")
+        seconds = (stamps - epoch) // pd.Timedelta(seconds=1)
+        return seconds.astype("Int64"), "datetimes"
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return to_number(series, src, integer=True, column=column, fix=TIMESTAMP_FIX), None
+    if _parse_clean_numbers(series) is None:
+        blank = _blank(series) | series.astype("str").str.strip().str.lower().isin(MISSING_TOKENS).to_numpy()
+        text = series.where(~blank).astype("str").str.strip()
+        if pd.to_numeric(text[~blank], errors="coerce").isna().all() and (~blank).any():
+            try:
+                dates = pd.to_datetime(text[~blank], errors="coerce", utc=True, format="ISO8601")
+            except (ValueError, TypeError):
+                dates = None
+            if dates is not None and dates.notna().all():
+                seconds = pd.Series(pd.NA, index=series.index, dtype="Int64")
+                seconds[~blank] = ((dates - epoch) // pd.Timedelta(seconds=1)).astype("int64")
+                return seconds, "dates"
+            if dates is not None and dates.notna().any():  # a column of dates with a bad one
+                i = int(np.flatnonzero(~blank)[_first(dates.isna().to_numpy())])
+                raise InputError(f"'{series.iloc[i]}' is not an ISO 8601 date ({int(dates.isna().sum())} such "
+                                 "rows; the others are dates)", file=src.file, column=column, row=src.row(i),
+                                 fix=TIMESTAMP_FIX)
+    return to_number(series, src, integer=True, column=column, fix=TIMESTAMP_FIX), None
 
 
 def _parse_clean_numbers(series: pd.Series) -> pd.Series | None:
@@ -195,11 +243,15 @@ def require_known(
 
 def validate_queries(queries: pd.DataFrame, catalog: Catalog, src: TableSource, *,
                      items_file: str = "the items table", users_file: str = "the users table") -> None:
-    """Query ids unique; type and split known; conditions a JSON list; positives non-empty, among the
-    candidates, and every listed item (positives, candidates, history) in the items table."""
+    """Query ids unique; type and split known; text non-empty; conditions a JSON list of objects each
+    with a ``relation`` and an ``entity`` (``via`` and ``false_premise.item_id`` known items); positives
+    non-empty, among the candidates and meeting every condition they state (``co_interaction``
+    excepted: it is no attribute); at least 2 distinct candidates, one of them a negative; every listed
+    item (positives, candidates, history) in the items table."""
     require_rows(queries, src, "queries")
     require_no_nulls(queries, "query_id", src, "queries")
     require_unique(queries, "query_id", src, "queries")
+    require_no_nulls(queries, "text", src, "queries")
     for column, allowed in (("type", QUERY_TYPES), ("split", SPLITS)):
         bad = ~queries[column].isin(allowed).to_numpy()
         if bad.any():
@@ -211,20 +263,8 @@ def validate_queries(queries: pd.DataFrame, catalog: Catalog, src: TableSource, 
                 row=src.row(i),
                 fix=f"use one of {', '.join(allowed)}",
             )
-    for i, value in enumerate(queries["conditions"]):
-        try:
-            decoded = json.loads(value) if isinstance(value, str) and value else []
-        except json.JSONDecodeError as exc:
-            decoded = exc
-        if not isinstance(decoded, list) or not all(isinstance(c, dict) for c in decoded):
-            raise InputError(
-                f"conditions must be a JSON list of objects, got {str(value)[:80]!r}",
-                file=src.file,
-                column="conditions",
-                row=src.row(i),
-                fix='write conditions as JSON, e.g. [{"relation": "genre", "entity": "Comedy", "text": "a comedy"}]',
-            )
     item_ids = catalog.items["item_id"]
+    decoded_conditions = [_conditions(value, src, i) for i, value in enumerate(queries["conditions"])]
     for column in ("positives", "candidates", "history"):
         if column not in queries.columns:
             continue
@@ -241,6 +281,13 @@ def validate_queries(queries: pd.DataFrame, catalog: Catalog, src: TableSource, 
                          name=column, dtype=object)
         require_known(flat, item_ids, src, what="item id", target=items_file,
                       positions=np.repeat(np.arange(len(queries)), lengths))
+    query_ids = queries["query_id"].tolist()
+    for column in ("positives", "candidates"):
+        for i, listed in enumerate(queries[column]):
+            if len(set(listed)) != len(listed):
+                repeated = next(x for x in listed if list(listed).count(x) > 1)
+                raise InputError(f"item '{repeated}' appears more than once in the {column} of query '{query_ids[i]}'",
+                                 file=src.file, column=column, row=src.row(i), fix=f"list each item once in {column}")
     outside = [not set(p) <= set(c) for p, c in zip(queries["positives"], queries["candidates"], strict=True)]
     if any(outside):
         i = outside.index(True)
@@ -252,6 +299,13 @@ def validate_queries(queries: pd.DataFrame, catalog: Catalog, src: TableSource, 
             row=src.row(i),
             fix="include every positive item in the candidates list",
         )
+    for i, (positives, candidates) in enumerate(zip(queries["positives"], queries["candidates"], strict=True)):
+        if len(candidates) < 2 or len(candidates) == len(positives):
+            raise InputError(f"query '{query_ids[i]}' has {len(candidates)} candidate(s), {len(positives)} of them "
+                             "positive; a query needs at least 2 candidates, one of them a negative",
+                             file=src.file, column="candidates", row=src.row(i),
+                             fix="add negatives (items that do not answer the request) to the candidates")
+    _check_conditions(queries, decoded_conditions, catalog, src, items_file)
     if catalog.users is not None:
         has_user = ~_blank(queries["user_id"])
         users = queries["user_id"][has_user]
@@ -259,34 +313,65 @@ def validate_queries(queries: pd.DataFrame, catalog: Catalog, src: TableSource, 
                       positions=np.flatnonzero(has_user))
 
 
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", nargs="?", default=None,
-                        help="dataset folder: parquet tables or RecBole atomic files "
-                             "(default: the embedded MovieLens-100k)")
+CONDITIONS_EXAMPLE = '[{"relation": "genre", "entity": "Comedy", "text": "a comedy"}]'
 
 
-def cli_main(args: argparse.Namespace) -> int:
-    from rerec.data.load import load_catalog
-
-    catalog = load_catalog(args.input)
-    print(f"{catalog.source}: valid ({catalog.meta.get('format')})")
-    for name in ("items", "interactions", "item_attributes", "users", "queries"):
-        table = getattr(catalog, name)
-        if table is not None:
-            print(f"  {name:16s} {len(table):>9,d} rows")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    from rerec.errors import RerecError
-
-    parser = argparse.ArgumentParser(prog="python -m rerec.data.validate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_cli_arguments(parser)
+def _conditions(value: object, src: TableSource, i: int) -> list[dict]:
     try:
-        sys.exit(cli_main(parser.parse_args()))
-    except RerecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        decoded = json.loads(value) if isinstance(value, str) and value else []
+    except json.JSONDecodeError as exc:
+        decoded = exc
+    if not isinstance(decoded, list) or not all(isinstance(c, dict) for c in decoded):
+        raise InputError(
+            f"conditions must be a JSON list of objects, got {str(value)[:80]!r}",
+            file=src.file,
+            column="conditions",
+            row=src.row(i),
+            fix=f"write conditions as JSON, e.g. {CONDITIONS_EXAMPLE}",
+        )
+    return decoded
+
+
+def _check_conditions(queries: pd.DataFrame, decoded: list[list[dict]], catalog: Catalog, src: TableSource,
+                      items_file: str) -> None:
+    """Every condition names a relation and an entity, the items it names exist, and every positive
+    meets it (a ``co_interaction`` condition is a statement about users, not an attribute)."""
+    from rerec.data.schema import CO_INTERACTION
+
+    attrs = catalog.item_attributes
+    pairs = set(zip(attrs["item_id"], attrs["relation"], attrs["entity"], strict=True))
+    known = set(catalog.items["item_id"])
+    query_ids = queries["query_id"].tolist()
+    for i, (conditions, positives) in enumerate(zip(decoded, queries["positives"], strict=True)):
+        for k, cond in enumerate(conditions, start=1):
+            where = f"condition {k} of query '{query_ids[i]}'"
+            for key in ("relation", "entity"):
+                if not isinstance(cond.get(key), str) or not cond[key].strip():
+                    raise InputError(f"{where} has no '{key}' (a non-empty string), got {json.dumps(cond)[:80]}",
+                                     file=src.file, column="conditions", row=src.row(i),
+                                     fix=f"give every condition a relation and an entity, e.g. {CONDITIONS_EXAMPLE}")
+            if "text" in cond and not isinstance(cond["text"], str):
+                raise InputError(f"{where} has a 'text' that is not a string", file=src.file, column="conditions",
+                                 row=src.row(i), fix="write the condition's text as a string, or leave it out")
+            premise = cond.get("false_premise")
+            if premise is not None and not isinstance(premise, dict):
+                raise InputError(f"{where} has a 'false_premise' that is not an object", file=src.file,
+                                 column="conditions", row=src.row(i),
+                                 fix='write it as {"item_id": "...", "text": "..."}')
+            named = ([("via", cond["via"])] if "via" in cond else []) + (
+                [("false_premise.item_id", premise.get("item_id"))] if premise is not None else [])
+            for name, item in named:
+                if str(item) not in known:
+                    raise InputError(f"{where}: {name} '{item}' is not in {items_file}", file=src.file,
+                                     column="conditions", row=src.row(i),
+                                     fix=f"name an item of {items_file} in {name}")
+            if cond["relation"] == CO_INTERACTION:
+                continue
+            for positive in positives:
+                if (positive, cond["relation"], cond["entity"]) not in pairs:
+                    raise InputError(
+                        f"positive item '{positive}' of query '{query_ids[i]}' does not meet its condition "
+                        f"{cond['relation']} = '{cond['entity']}' (item_attributes has no such row for it)",
+                        file=src.file, column="conditions", row=src.row(i),
+                        fix="correct the condition or the positive: a positive has every (relation, entity) "
+                            "its query's conditions state")

@@ -1,9 +1,10 @@
 """Non-LLM baselines of the recommendation benchmark. Each is a ranker: ``rank(query) -> list[item_id]``,
 a permutation of the query's candidates, best first.
 
-None of them reads the query's stored ``conditions`` or ``positives`` (DESIGN.md "Queries": with the
-candidates shown as evidence, a rule that counts satisfied stored conditions answers explicit queries
-perfectly, so such a rule would measure the generator, not a recommender). What each one may read:
+None of them reads the query's stored ``conditions`` or ``positives`` (``docs/design.md``, "The
+benchmark": with the candidates shown as evidence, a rule that counts satisfied stored conditions can
+answer explicit queries by construction, so such a rule would measure the generator, not a
+recommender). What each one may read:
 
 - :class:`RandomRanker`: nothing; a shuffle seeded by (seed, query id), so results do not depend on
   the order queries are evaluated in.
@@ -28,8 +29,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-
-from rerec.errors import InputError
 
 Query = Mapping[str, Any]  # a row of the queries table: query_id, user_id, text, candidates, ...
 
@@ -78,18 +77,12 @@ class PopularityRanker:
         return _order_by(candidates, self.scores(candidates))
 
 
-def load_embeddings(path: str | Path) -> dict[str, torch.Tensor]:
-    """``{"ids": list[str], "embeddings": FloatTensor[n, d]}`` (the reward stage's format) -> id -> row."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("the LightGCN embeddings are missing", file=str(path),
-                         fix="point --reward to a folder written by 'rerec train-reward-gnn'")
-    state = torch.load(path, weights_only=True, map_location="cpu")
-    if not isinstance(state, dict) or "ids" not in state or "embeddings" not in state:
-        raise InputError("not a LightGCN embedding file (expected keys 'ids' and 'embeddings')", file=str(path),
-                         fix="rerun 'rerec train-reward-gnn'")
-    emb = state["embeddings"].float()
-    return {str(i): emb[n] for n, i in enumerate(state["ids"])}
+def embedding_rows(path: str | Path) -> dict[str, torch.Tensor]:
+    """Id -> embedding row (d,) of a reward-stage embeddings file (:func:`rerec.reward.lightgcn.load_embeddings`)."""
+    from rerec.reward.lightgcn import load_embeddings
+
+    ids, embeddings = load_embeddings(path)
+    return {item_id: embeddings[n] for n, item_id in enumerate(ids)}
 
 
 class LightGCNRanker:
@@ -105,8 +98,8 @@ class LightGCNRanker:
     @classmethod
     def from_reward_dir(cls, reward_dir: str | Path, popularity: PopularityRanker) -> LightGCNRanker:
         reward_dir = Path(reward_dir)
-        return cls(load_embeddings(reward_dir / "user_embeddings.pt"),
-                   load_embeddings(reward_dir / "item_embeddings.pt"), popularity)
+        return cls(embedding_rows(reward_dir / "user_embeddings.pt"),
+                   embedding_rows(reward_dir / "item_embeddings.pt"), popularity)
 
     def rank(self, query: Query) -> list[str]:
         candidates = _candidates(query)

@@ -1,14 +1,18 @@
-"""Evaluate: the recommendation benchmark per query type against baselines, and general-ability
-retention (knowledge on MMLU, instruction following on IFEval-style checks) against the base model.
+"""Evaluate: the recommendation benchmark per query type against baselines, paired differences between
+models on the same queries, and general-ability retention (knowledge on MMLU, instruction following on
+IFEval-style checks) against the zero-shot base model.
 
 Inputs: a prepared data folder (queries with splits), the graphs folder (training interaction graph,
-for popularity), the reward folder (LightGCN embeddings), and any number of models ``NAME=PATH``
-(base zero-shot, SFT only, plain GRPO, ReRec — whichever were given). Output folder::
+for popularity), the reward folder (LightGCN embeddings), and any number of models ``NAME=PATH`` (SFT
+only, ReRec ``rft``, ``plain_grpo``, ``champion`` - whichever were given). The zero-shot base model is
+always a row: the stage loads it from ``EvalConfig.base_model`` (default: the profile's model) unless a
+model named ``base`` is passed; every LLM's retention ratio is against it. Output folder::
 
-    report.json   every number: table per model x query type, per number of conditions, retention
-    report.md     what a reviewer reads (also logged to MLflow)
-    report.html   the same with the figures embedded
-    plots/        a bar chart per query type, retention
+    report.json       every number (keys documented in docs/evaluation.md)
+    report.md         what a reviewer reads (also logged to MLflow)
+    report.html       the same with the figures embedded
+    per_query.parquet one row per (model, query): the scores behind every mean and paired difference
+    plots/            Acc@1 per query type, paired differences, retention
 
 Baselines rank every query of the split; an LLM ranks a stratified subset (``max_queries_per_type``
 per type, seeded) when the full split would not fit its time budget on a CPU, and the baselines are
@@ -16,7 +20,7 @@ then scored on the same subset so the rows compare. The subset and how many answ
 generated within its budget are stated in the report.
 
     rerec evaluate --data prepared/ --graphs graphs/ --reward reward/ \\
-        --model base=smollm2 --model rerec=rft_out/ --profile smollm2 --out eval/
+        --model sft=sft_out/ --model rft=rft_out/ --profile smollm2 --out eval/
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import argparse
 import logging
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +39,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from rerec.config import add_dataclass_arguments, dataclass_from_args
-from rerec.data.schema import decode_conditions
+from rerec.data.schema import QUERY_TYPES, decode_conditions
 from rerec.errors import ConfigError, InputError
 from rerec.eval import metrics as M
 from rerec.io import atomic_dir, write_json
@@ -44,6 +49,10 @@ log = logging.getLogger(__name__)
 
 STAGE = "evaluate"
 BASELINES = ("random", "popularity", "lightgcn", "text_match")
+BASE = "base"  # the zero-shot base model's row
+DEFAULT_BASE_MODEL = "smollm2"
+HEADLINE = "acc@1"  # the metric every row is compared on, and the one paired differences use
+DEFAULT_COMPARE = ("rft:plain_grpo", "rft:sft", "rft:base", "rft:champion")
 
 
 @dataclass
@@ -57,11 +66,23 @@ class EvalConfig:
     baselines: list[str] = field(default_factory=lambda: list(BASELINES),
                                  metadata={"help": f"Baselines to run, of {', '.join(BASELINES)}."})
     base_model: str = field(default="", metadata={
-        "help": "Name of the model that retention is measured against (default: 'base' if given, else the first)."})
+        "help": "The zero-shot base model, always a row and the reference of every retention ratio: 'smollm2', "
+                "'tiny', a model folder or a hub id (default: the profile's model, else smollm2). A model passed "
+                "as --model base=PATH is used instead."})
     profile: str = field(default="", metadata={"help": "Model profile for prompt and budget defaults "
                                                          "(tiny, smollm2, paper); empty: built-in defaults."})
-    # --- ranking metrics
-    ks: list[int] = field(default_factory=lambda: [5, 10], metadata={"help": "K of NDCG@K and Recall@K."})
+    # --- scoring
+    top_k: int = field(default=1, metadata={
+        "help": "Answer items read from each LLM answer, the reward's top_k: Acc@1 reads the first, items "
+                "beyond top_k earn nothing, and NDCG@K/Recall@K are reported for an LLM only at K <= top_k."})
+    ks: list[int] | None = field(default=None, metadata={
+        "help": "K of NDCG@K and Recall@K; any K >= the candidates shown is dropped, as a full ranking scores "
+                "Recall@K = 1 there (default: 5 and 10 above 10 candidates, else the two largest of 2, 3, 5 "
+                "below the count)."})
+    compare: list[str] | None = field(default=None, metadata={
+        "help": "Paired Acc@1 differences MODEL:REFERENCE on the same queries, with bootstrap intervals "
+                "(default: rft:plain_grpo, rft:sft, rft:base, rft:champion, each where both were evaluated; "
+                "a pair given here must name evaluated models)."})
     n_boot: int = field(default=1000, metadata={"help": "Bootstrap resamples for confidence intervals."})
     seed: int = field(default=0, metadata={"help": "Seed of the random baseline, the subset and the bootstrap."})
     # --- prompts (as in training)
@@ -75,16 +96,15 @@ class EvalConfig:
     max_queries_per_type: int | None = field(default=None, metadata={
         "help": "Stratified subset: at most this many queries per type (0 = the whole split; default 0)."})
     max_new_tokens: int | None = field(default=None, metadata={"help": "Tokens generated per answer (default 128)."})
-    batch_size: int = field(default=32, metadata={"help": "Prompts per generation batch (SmolLM2 on 2 CPU cores: "
-                                                         "32 gave 1.7x the tokens/s of 8)."})
+    batch_size: int = field(default=32, metadata={"help": "Prompts per generation batch (larger batches generate "
+                                                         "more tokens per second, at more memory)."})
     model_time_budget_s: float = field(default=540.0, metadata={
         "help": "Seconds per model in all (loading, ranking, MMLU, IFEval); each part also has its own cap."})
+    base_time_budget_s: float | None = field(default=None, metadata={
+        "help": "Seconds for the base model in all (default: model_time_budget_s); its parts keep their caps."})
     rec_time_budget_s: float = field(default=300.0, metadata={
         "help": "Seconds of recommendation generation per model; queries not reached are reported."})
     # --- general-ability retention
-    benchmark_base: bool = field(default=True, metadata={
-        "help": "Rank the queries with the base model too (false: the base model is measured for retention only, "
-                "as the validation gate needs; it compares the challenger with the champion's recorded metric)."})
     retention: bool = field(default=True, metadata={"help": "Measure MMLU and IFEval retention of each LLM."})
     mmlu_max_questions: int = field(default=114, metadata={"help": "MMLU questions (subject-balanced; 0 = 282)."})
     mmlu_time_budget_s: float = field(default=60.0, metadata={"help": "Seconds of MMLU scoring per model."})
@@ -98,13 +118,16 @@ class EvalConfig:
                 "natively; env REREC_PRECISION applies when this is auto).", "choices": ["auto", "bf16", "fp32"]})
 
     def resolved(self) -> EvalConfig:
-        """A copy with every ``None`` filled from the profile or the built-in default."""
+        """A copy with every ``None`` filled from the profile or the built-in default (``ks`` and ``compare``
+        stay ``None``: they depend on the candidates shown and the models given)."""
         defaults: dict[str, Any] = {"mode": "evidence", "n_candidates": 0, "max_history": 5,
                                     "max_prompt_tokens": 768, "max_queries_per_type": 0, "max_new_tokens": 128}
+        base_model = DEFAULT_BASE_MODEL
         if self.profile:
             from rerec.models.profiles import get_profile
 
             p = get_profile(self.profile)
+            base_model = p.model
             defaults.update(mode=p.context_mode, n_candidates=p.n_candidates, max_history=p.max_history,
                             max_prompt_tokens=p.max_prompt_tokens, max_new_tokens=p.max_completion_tokens,
                             max_queries_per_type=math.ceil(p.eval_queries / 4) if p.eval_queries else 0)
@@ -112,9 +135,18 @@ class EvalConfig:
         for key, default in defaults.items():
             if values[key] is None:
                 values[key] = default
+        values["base_model"] = values["base_model"] or base_model
         unknown = sorted(set(values["baselines"]) - set(BASELINES))
         if unknown:
             raise ConfigError(f"Unknown baseline(s) {', '.join(unknown)}. Fix: use some of {', '.join(BASELINES)}.")
+        if values["top_k"] < 1:
+            raise ConfigError(f"top_k must be at least 1, got {values['top_k']}. Fix: use the reward's top_k "
+                              "(1 for top-1 answers).")
+        for name in ("model_time_budget_s", "base_time_budget_s", "rec_time_budget_s"):
+            if values[name] is not None and values[name] < 0:
+                raise ConfigError(f"{name} must not be negative, got {values[name]}. Fix: use a number of seconds.")
+        for text in values["compare"] or []:
+            _parse_pair(text)
         return EvalConfig(**values)
 
 
@@ -178,65 +210,64 @@ def build_baselines(names: list[str], catalog: Any, graphs_dir: Path, reward_dir
     return out
 
 
-def _row(model: str, kind: str, query: dict, ranked: list, parsed: bool, ks: list[int]) -> dict:
+def score_query(model: str, kind: str, query: Mapping, ranked: Sequence[str | None], parsed: bool,
+                ks: Sequence[int], depth: int | None, n_candidates: int) -> dict:
+    """One per-query record: the query's keys, ``n_items`` (items the ranker listed), ``top1`` and every
+    metric of :func:`rerec.eval.metrics.query_metrics` on the first ``depth`` items (None: all; an LLM's
+    ``top_k``), NaN for the metrics that depth is not judged on (:func:`~rerec.eval.metrics.metrics_at_depth`).
+
+    So an LLM boxing all 4 candidates with ``depth`` 1 scores Acc@1 of its first item and no recall."""
+    read = list(ranked) if depth is None else list(ranked)[:depth]
+    judged = set(M.metrics_at_depth(ks, depth, n_candidates))
+    values = M.query_metrics(read, query["positives"], ks, parsed)
     return {"model": model, "kind": kind, "query_id": str(query["query_id"]), "type": query["type"],
-            "n_conditions": query["n_conditions"], **M.query_metrics(ranked, query["positives"], ks, parsed)}
-
-
-def _pick_base(names: list[str], requested: str) -> str | None:
-    if requested:
-        if requested not in names:
-            raise ConfigError(f"--base-model '{requested}' is not one of the models given ({', '.join(names)}). "
-                              "Fix: name one of them, or leave it empty.")
-        return requested
-    if "base" in names:
-        return "base"
-    return names[0] if names else None
+            "n_conditions": query["n_conditions"], "n_items": len(ranked), "top1": read[0] if read else None,
+            **{m: (v if m in judged else math.nan) for m, v in values.items()}}
 
 
 def _traces(model: str, queries: list[dict], answers: list, rows: list[dict], view: Any, n: int) -> dict:
-    """The best and worst answered queries (by NDCG, then Acc@1), with their completions."""
+    """The best and worst answered queries (by Acc@1, then parse), with their completions."""
     scored = [(r, q, a) for r, q, a in zip(rows, queries, answers, strict=True) if a.completion is not None]
-    key = [k for k in rows[0] if k.startswith("ndcg@")][-1] if rows else "acc@1"
-    scored.sort(key=lambda t: (t[0][key], t[0]["acc@1"]), reverse=True)
+    scored.sort(key=lambda t: (t[0]["acc@1"], t[0]["parsed"]), reverse=True)
 
     def show(r: dict, q: dict, a: Any) -> dict:
         return {"query_id": r["query_id"], "type": r["type"], "request": str(q["text"]),
                 "positives": [view.title(p) for p in q["positives"]],
-                "answered": [view.title(i) for i in a.ranked], "acc@1": r["acc@1"], "parsed": a.parsed,
-                "completion": a.completion}
+                "answered": [view.title(i) if i is not None else "(no candidate)" for i in a.ranked],
+                "acc@1": r["acc@1"], "parsed": a.parsed, "completion": a.completion}
 
     best = [show(*t) for t in scored[:n]]
     worst = [show(*t) for t in scored[::-1][:n] if t[0]["query_id"] not in {b["query_id"] for b in best}]
     return {"best": best, "worst": worst}
 
 
-def evaluate_llm(name: str, path: Path, queries: list[dict], view: Any, config: EvalConfig,
-                 rank: bool = True) -> dict:
-    """Rank ``queries`` with one model (unless ``rank`` is false) and measure its retention. Returns rows,
-    traces and stats."""
+def evaluate_llm(name: str, path: Path | str, queries: list[dict], view: Any, config: EvalConfig,
+                 ks: Sequence[int], n_candidates: int, time_budget_s: float | None = None) -> dict:
+    """Rank ``queries`` with one model, reading ``config.top_k`` items of each answer, and measure its
+    retention, all within ``time_budget_s`` (default ``config.model_time_budget_s``). Returns rows, traces
+    and stats."""
     import torch
 
     from rerec.eval.generate import LLMRanker, generate_chat
     from rerec.models.loading import load_model
 
     start = time.perf_counter()
+    total = config.model_time_budget_s if time_budget_s is None else time_budget_s
 
     def budget(cap: float) -> float:
         """A part's seconds: its own cap, within what is left of the model's budget."""
-        return max(0.0, min(cap, config.model_time_budget_s - (time.perf_counter() - start)))
+        return max(0.0, min(cap, total - (time.perf_counter() - start)))
 
     torch.manual_seed(config.seed)
     model, tokenizer = load_model(str(path))
     ranker = LLMRanker(name, model, tokenizer, view, mode=config.mode, max_history=config.max_history,
                        max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
                        max_prompt_tokens=config.max_prompt_tokens or None)
-    queries = queries if rank else []
     answers = ranker.rank_all(queries, time_budget_s=budget(config.rec_time_budget_s)) if queries else []
     done = [(q, a) for q, a in zip(queries, answers, strict=True) if a.completion is not None]
-    rows = [_row(name, "llm", q, a.ranked, a.parsed, config.ks) for q, a in done]
+    rows = [score_query(name, "llm", q, a.ranked, a.parsed, ks, config.top_k, n_candidates) for q, a in done]
     stats = {"n_selected": len(queries), "n_generated": 0, "new_tokens": 0, "tokens_per_second": 0.0,
-             "generation_s": 0.0, "budget_exhausted": False}
+             "generation_s": 0.0, "budget_exhausted": False, "time_budget_s": total}
     if queries:
         gen = ranker.last_generation
         stats.update(n_generated=gen.n_generated, new_tokens=gen.n_new_tokens,
@@ -269,19 +300,29 @@ def evaluate_llm(name: str, path: Path, queries: list[dict], view: Any, config: 
     return {"rows": rows, "stats": stats, "retention": retention, "traces": traces}
 
 
-# ---------------------------------------------------------------- the stage
-def _aggregate(rows: list[dict], config: EvalConfig) -> tuple[list[dict], list[dict]]:
+# ---------------------------------------------------------------- aggregation (pure)
+def aggregate_rows(rows: list[dict], ks: Sequence[int], top_k: int, n_candidates: int, n_boot: int,
+                   seed: int) -> tuple[list[dict], list[dict]]:
+    """``(table, by_conditions)``: per (model, query type, plus "all") and per (model, number of conditions),
+    the mean and 95% bootstrap interval of each metric that model is judged on (baselines: every metric;
+    LLMs: :func:`~rerec.eval.metrics.metrics_at_depth` at ``top_k``). A row holds no key for a metric
+    its model is not judged on."""
     if not rows:
         return [], []
     df = pd.DataFrame(rows)
-    names = M.metric_names(config.ks)
-    by_type = M.aggregate(df, ["model", "type"], names, n_boot=config.n_boot, seed=config.seed)
-    overall = M.aggregate(df.assign(type="all"), ["model", "type"], names, n_boot=config.n_boot, seed=config.seed)
-    by_cond = M.aggregate(df, ["model", "n_conditions"], names, n_boot=config.n_boot, seed=config.seed)
-    kinds = dict(zip(df["model"], df["kind"], strict=False))
-    for r in by_type + overall + by_cond:
-        r["kind"] = kinds[r["model"]]
-    return by_type + overall, by_cond
+    table, by_cond = [], []
+    for _, group in df.groupby("model", sort=True):
+        kind = group["kind"].iloc[0]
+        names = M.metrics_at_depth(ks, None if kind == "baseline" else top_k, n_candidates)
+        kw = {"n_boot": n_boot, "seed": seed}
+        rows_type = M.aggregate(group, ["model", "type"], names, **kw)
+        rows_all = M.aggregate(group.assign(type="all"), ["model", "type"], names, **kw)
+        rows_cond = M.aggregate(group, ["model", "n_conditions"], names, **kw)
+        for r in rows_type + rows_all + rows_cond:
+            r["kind"] = kind
+        table += rows_type + rows_all
+        by_cond += rows_cond
+    return table, by_cond
 
 
 def retention_ratio(model: list[bool], base: list[bool]) -> float | None:
@@ -293,25 +334,161 @@ def retention_ratio(model: list[bool], base: list[bool]) -> float | None:
     return (sum(model[:n]) / n) / (sum(base[:n]) / n)
 
 
+def retention_against_base(results: Mapping[str, Mapping], base: str) -> dict[str, dict]:
+    """Each LLM's retention dict with ``mmlu_ratio`` and ``ifeval_ratio`` against ``base`` (the base's own
+    ratios are 1.0, or None where it scores 0). ``results``: name -> {"retention": {...}}."""
+    ref = results[base]["retention"]
+    out = {}
+    for name, result in results.items():
+        ret = dict(result["retention"])
+        if ret and ref:
+            for key, items in (("mmlu", "mmlu_correct"), ("ifeval", "ifeval_followed")):
+                ret[f"{key}_ratio"] = retention_ratio(ret[items], ref[items])
+        out[name] = ret
+    return out
+
+
+# ---------------------------------------------------------------- paired differences (pure)
+def _parse_pair(text: str) -> tuple[str, str]:
+    model, sep, reference = str(text).partition(":")
+    if not sep or not model or not reference or ":" in reference or model == reference:
+        raise ConfigError(f"compare entry '{text}' is not MODEL:REFERENCE with two different names. "
+                          "Fix: e.g. --compare rft:plain_grpo rft:base.")
+    return model, reference
+
+
+def comparisons(compare: Sequence[str] | None, evaluated: Sequence[str]) -> list[tuple[str, str]]:
+    """The ``(model, reference)`` pairs to compare. ``compare`` None: :data:`DEFAULT_COMPARE`, keeping the
+    pairs whose two models were both evaluated. Given pairs must name evaluated models (else ConfigError,
+    raised before any model runs). Repeats are dropped, the order kept."""
+    if compare is None:
+        pairs = [_parse_pair(c) for c in DEFAULT_COMPARE]
+        pairs = [(a, b) for a, b in pairs if a in evaluated and b in evaluated]
+    else:
+        pairs = [_parse_pair(c) for c in compare]
+        for model, reference in pairs:
+            missing = [m for m in (model, reference) if m not in evaluated]
+            if missing:
+                raise ConfigError(f"compare {model}:{reference}: {', '.join(missing)} is not evaluated here "
+                                  f"(rows: {', '.join(evaluated)}). Fix: pass the model with --model NAME=PATH, "
+                                  "or drop the pair from --compare.")
+    return list(dict.fromkeys(pairs))
+
+
+def _cell(result: Mapping, a: np.ndarray, b: np.ndarray) -> dict:
+    if not len(a):
+        return {"diff": None, "low": None, "high": None, "n": 0, "separated": False,
+                "model_score": None, "reference_score": None}
+    return {"diff": result["diff"], "low": result["low"], "high": result["high"], "n": int(len(a)),
+            "separated": bool(result["separated"]), "model_score": float(np.mean(a)),
+            "reference_score": float(np.mean(b))}
+
+
+def verdict(model: str, reference: str, cell: Mapping, metric: str = "Acc@1") -> str:
+    """One sentence on ``model - reference`` that says no more than the 95% interval: "not separated"
+    when it holds 0, else the range of the difference."""
+    if not cell.get("n"):
+        return f"{model} and {reference} answered no query in common: no comparison."
+    head = (f"{model} − {reference}: {cell['diff']:+.3f} {metric} on the same {cell['n']} queries, 95% interval "
+            f"[{cell['low']:+.3f}, {cell['high']:+.3f}]")
+    if not cell["separated"]:
+        return (f"{head}: not separated. The interval holds 0, so these queries cannot tell {model} from "
+                f"{reference}.")
+    if cell["diff"] > 0:
+        return f"{head}: {model} is ahead, by {cell['low']:.3f} to {cell['high']:.3f} {metric}."
+    return f"{head}: {model} is behind, by {-cell['high']:.3f} to {-cell['low']:.3f} {metric}."
+
+
+def paired_differences(per_query: pd.DataFrame, pairs: Sequence[tuple[str, str]], metric: str = HEADLINE,
+                       n_boot: int = 1000, seed: int = 0) -> list[dict]:
+    """``model - reference`` in ``metric`` on the queries both answered, overall and per query type.
+
+    ``per_query``: one row per (model, query) with ``model``, ``query_id``, ``type`` and ``metric``.
+    Per type: :func:`rerec.eval.metrics.paired_difference`. Overall ("all"): the mean of every per-query
+    difference, its interval from :func:`rerec.eval.metrics.pooled_paired_difference` with one stratum per
+    query type (the subset is drawn per type, so every bootstrap draw keeps each type's count). Returns
+    one entry per pair: ``{"model", "reference", "metric", "by_type": {type: {"diff", "low", "high", "n",
+    "separated", "model_score", "reference_score"}}, "verdict"}``; a cell with n = 0 has None values.
+    """
+    out = []
+    for model, reference in pairs:
+        a = per_query.loc[per_query["model"] == model, ["query_id", "type", metric]]
+        b = per_query.loc[per_query["model"] == reference, ["query_id", "type", metric]]
+        both = a.merge(b, on=["query_id", "type"], suffixes=("_m", "_r"))
+        both = both.dropna(subset=[f"{metric}_m", f"{metric}_r"])
+        types = [t for t in QUERY_TYPES if t in set(both["type"])] + sorted(set(both["type"]) - set(QUERY_TYPES))
+        by_type, strata = {}, []
+        for t in types:
+            g = both[both["type"] == t]
+            x, y = g[f"{metric}_m"].to_numpy(float), g[f"{metric}_r"].to_numpy(float)
+            strata.append((x, y))
+            by_type[t] = _cell(M.paired_difference(x, y, n_boot=n_boot, seed=seed), x, y)
+        pooled = M.pooled_paired_difference(strata, n_boot=n_boot, seed=seed)
+        x, y = both[f"{metric}_m"].to_numpy(float), both[f"{metric}_r"].to_numpy(float)
+        by_type = {"all": _cell(pooled, x, y), **by_type}
+        out.append({"model": model, "reference": reference, "metric": metric, "by_type": by_type,
+                    "verdict": verdict(model, reference, by_type["all"])})
+    return out
+
+
+def paired_result(report: Mapping, model: str, reference: str, type: str = "all",  # noqa: A002
+                  metric: str = HEADLINE) -> dict | None:
+    """The paired difference ``model - reference`` recorded in an evaluation report (report.json's dict).
+
+    Contract (what the registry gate relies on):
+
+    - Returns ``{"diff", "low", "high", "n", "separated", "model_score", "reference_score"}`` for the query
+      type ``type`` ("all" or one of the query types): ``diff`` the mean over the ``n`` queries both models
+      answered of the per-query ``metric`` difference (Acc@1: +1 where only ``model`` is right, -1 where
+      only ``reference`` is), ``[low, high]`` its 95% bootstrap interval, ``separated`` whether the interval
+      excludes 0, and each model's mean on those same queries. Both were scored in this one report, so on
+      its split (``report["split"]``) and query subset.
+    - Returns None when the report holds no such comparison (a model not evaluated, the pair not in
+      ``EvalConfig.compare``, a report written before paired differences existed) or the two models have
+      no query of that type in common. It never raises on a well-formed report and never swaps the pair:
+      ``(reference, model)`` is a different question.
+
+    The gate asks for the challenger against the champion on validation queries, e.g. ``paired_result(
+    report, "rft", "champion")`` with ``compare=["rft:champion"]`` in the evaluate stage's config.
+    """
+    for entry in report.get("paired") or []:
+        if entry.get("model") == model and entry.get("reference") == reference and entry.get("metric") == metric:
+            cell = (entry.get("by_type") or {}).get(type)
+            if not cell or not cell.get("n"):
+                return None
+            return dict(cell)
+    return None
+
+
 def flat_metrics(report: dict) -> dict[str, float]:
-    """MLflow metrics with safe names: ``<model>/<type>/ndcg_at_10``, ``<model>/retention/mmlu_ratio``."""
+    """MLflow metrics with safe names: ``<model>/<type>/acc_at_1``, ``<model>/retention/mmlu_ratio``,
+    ``paired/<model>-<reference>/<type>/acc_at_1_diff`` (and ``_low``, ``_high``)."""
     out: dict[str, float] = {}
     names = M.metric_names(report["ks"])
     for row in report["table"]:
         for m in names:
-            out[safe_metric_name(f"{row['model']}/{row['type']}/{m}")] = row[m]
+            if m in row:
+                out[safe_metric_name(f"{row['model']}/{row['type']}/{m}")] = row[m]
     for row in report["by_conditions"]:
         out[safe_metric_name(f"{row['model']}/conditions_{row['n_conditions']}/acc@1")] = row["acc@1"]
     for model, ret in report["retention"].get("models", {}).items():
         for key in ("mmlu", "ifeval", "mmlu_ratio", "ifeval_ratio"):
             if ret.get(key) is not None:
                 out[safe_metric_name(f"{model}/retention/{key}")] = ret[key]
+    for entry in report.get("paired", []):
+        for t, cell in entry["by_type"].items():
+            for key in ("diff", "low", "high"):
+                name = f"paired/{entry['model']}-{entry['reference']}/{t}/{entry['metric']}_{key}"
+                out[safe_metric_name(name)] = cell[key]
     return {k: float(v) for k, v in out.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
 
 
+# ---------------------------------------------------------------- the stage
 def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Path | None,
-             models: dict[str, Path], out_dir: str | Path, config: EvalConfig | None = None) -> dict:
-    """Run the benchmark and retention; write the report folder atomically. Returns report.json's dict."""
+             models: Mapping[str, Path | str], out_dir: str | Path, config: EvalConfig | None = None) -> dict:
+    """Run the benchmark, the paired differences and retention; write the report folder atomically.
+    ``models``: name -> folder (or a built-in name); the base row is added from ``config.base_model``
+    unless a model is named ``base``. Returns report.json's dict."""
     from rerec.data.load import load_catalog
     from rerec.eval.report import write_report
     from rerec.prompt import CatalogView, shrink_candidates
@@ -319,6 +496,12 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
 
     config = (config or EvalConfig()).resolved()
     precision = resolve_precision(config.precision)
+    base_given = BASE in models
+    llm_models: dict[str, Path | str] = {BASE: models[BASE] if base_given else config.base_model,
+                                         **{k: v for k, v in models.items() if k != BASE}}
+    overlap = sorted(set(llm_models) & set(config.baselines))
+    if overlap:
+        raise ConfigError(f"Model name(s) {', '.join(overlap)} are also baseline names. Fix: rename the --model.")
     catalog = load_catalog(Path(data_dir))
     if catalog.queries is None or not len(catalog.queries):
         raise InputError("the data folder has no queries", file=str(Path(data_dir) / "queries.parquet"),
@@ -337,57 +520,71 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
         notes.append(f"Stratified subset: at most {config.max_queries_per_type} queries per type "
                      f"(seed {config.seed}), {len(selected)} of the {len(split)} {config.split} queries; "
                      "baselines are scored on the same subset.")
+    counts = [len(q["candidates"]) for q in queries]
+    n_min, n_max = min(counts), max(counts)
+    ks, dropped = M.ranking_ks(config.ks, n_min)
+    shown = f"{n_min}" if n_min == n_max else f"{n_min} to {n_max}"
     if config.n_candidates:
         notes.append(f"Candidates shrunk to {config.n_candidates} per query (positives plus hardest "
                      "negatives), as in training.")
+    if dropped:
+        notes.append(f"NDCG@K and Recall@K not reported at K = {', '.join(map(str, dropped))}: queries show {shown} "
+                     f"candidates, and a ranking of all of them has Recall@K = 1 at every K >= {n_min} "
+                     "(K = 1 is Acc@1).")
+    base_source = str(llm_models[BASE])
+    notes.append(f"Base row: the zero-shot model {base_source}"
+                 + (" (passed as 'base')." if base_given else " (EvalConfig.base_model).")
+                 + " Every retention ratio is against it.")
 
-    with stage_run(STAGE, config, tags={"rerec.models": ",".join(models)}) as tracker:
+    with stage_run(STAGE, config, tags={"rerec.models": ",".join(llm_models)}) as tracker:
         tracker.log_params(precision.params())
         rows: list[dict] = []
         baselines = build_baselines(list(config.baselines), catalog, Path(graphs_dir),
                                     Path(reward_dir) if reward_dir else None, config.seed, notes)
+        pairs = comparisons(config.compare, [*baselines, *llm_models])
         for name, ranker in baselines.items():
             if hasattr(ranker, "precompute"):
                 ranker.precompute(queries)
-            rows += [_row(name, "baseline", q, ranker.rank(q), True, config.ks)
+            rows += [score_query(name, "baseline", q, ranker.rank(q), True, ks, None, n_max)
                      for q in tqdm(queries, desc=f"{name}: rank", unit="query")]
         if "lightgcn" in baselines and baselines["lightgcn"].n_fallback:
             n = baselines["lightgcn"].n_fallback
             notes.append(f"LightGCN: {n} {'query' if n == 1 else 'queries'} of users without an embedding "
                          "ranked by popularity.")
         llm: dict[str, dict] = {}
-        base = _pick_base(list(models), config.base_model)
-        for name, path in models.items():
-            rank = config.benchmark_base or name != base or len(models) == 1
-            result = evaluate_llm(name, Path(path), queries, view, config, rank=rank)
-            if not rank:
-                notes.append(f"{name}: measured for retention only (benchmark_base=false).")
+        for name, path in llm_models.items():
+            budget = config.base_time_budget_s if name == BASE else None
+            result = evaluate_llm(name, path, queries, view, config, ks, n_max, time_budget_s=budget)
             rows += result["rows"]
             llm[name] = result
-            if result["stats"]["budget_exhausted"]:
-                notes.append(f"{name}: the time budget ran out after {result['stats']['n_generated']} of "
-                             f"{len(queries)} queries; its rows cover those only.")
-        table, by_conditions = _aggregate(rows, config)
-        retention_models = {}
-        for name, result in llm.items():
-            ret = dict(result["retention"])
-            if ret and base is not None:
-                ref = llm[base]["retention"]
-                for key, items in (("mmlu", "mmlu_correct"), ("ifeval", "ifeval_followed")):
-                    ret[f"{key}_ratio"] = retention_ratio(ret[items], ref[items])
-            retention_models[name] = ret
+            stats = result["stats"]
+            if stats["budget_exhausted"] and stats["n_generated"] < len(queries):
+                notes.append(f"{name}: the time budget ran out after {stats['n_generated']} of {len(queries)} "
+                             "queries; its rows cover those only.")
+            elif stats["budget_exhausted"]:
+                notes.append(f"{name}: the time budget ran out during its last batch; answers cut short there "
+                             "score as unparsed (a larger --rec-time-budget-s avoids it).")
+        table, by_conditions = aggregate_rows(rows, ks, config.top_k, n_max, config.n_boot, config.seed)
+        per_query = pd.DataFrame(rows)
         report = {
             "split": config.split,
             "n_queries_split": len(split),
             "n_queries": len(queries),
             "n_queries_by_type": {str(k): int(v) for k, v in selected["type"].value_counts().sort_index().items()},
-            "ks": list(config.ks),
+            "n_candidates": {"min": n_min, "max": n_max},
+            "top_k": config.top_k,
+            "headline": HEADLINE,
+            "ks": ks,
+            "ks_dropped": dropped,
+            "ranking_metrics": [m for m in M.metrics_at_depth(ks, None, n_max) if m not in (HEADLINE, "parsed")],
+            "base": {"model": BASE, "source": base_source, "from_config": not base_given},
             "models": [*baselines, *llm],
             "kinds": {**{b: "baseline" for b in baselines}, **{m: "llm" for m in llm}},
             "table": table,
             "by_conditions": by_conditions,
+            "paired": paired_differences(per_query, pairs, HEADLINE, config.n_boot, config.seed),
             "llm": {name: r["stats"] for name, r in llm.items()},
-            "retention": {"base_model": base, "models": retention_models} if config.retention and llm else {},
+            "retention": {"base_model": BASE, "models": retention_against_base(llm, BASE)} if config.retention else {},
             "traces": {name: r["traces"] for name, r in llm.items()},
             "notes": notes,
             "config": asdict(config),
@@ -397,7 +594,7 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
         with atomic_dir(out_dir) as tmp:
             write_json(tmp / "report.json", report)
             write_report(report, tmp)
-            pd.DataFrame(rows).to_parquet(tmp / "per_query.parquet", index=False)
+            per_query.to_parquet(tmp / "per_query.parquet", index=False)
         tracker.log_metrics(report["metrics"])
         tracker.log_artifact(out_dir, artifact_path="evaluation")
     return report
@@ -406,7 +603,7 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
 def _parse_model(text: str) -> tuple[str, Path]:
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
-        raise ConfigError(f"--model '{text}' is not NAME=PATH. Fix: e.g. --model base=smollm2 --model rerec=out/rft.")
+        raise ConfigError(f"--model '{text}' is not NAME=PATH. Fix: e.g. --model sft=out/sft --model rft=out/rft.")
     return name, Path(path)
 
 
@@ -415,7 +612,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--graphs", required=True, type=Path, help="Graphs folder (build-graphs).")
     parser.add_argument("--reward", type=Path, default=None, help="Reward folder (train-reward-gnn).")
     parser.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
-                        help="A model to evaluate (repeatable): a folder, 'smollm2' or 'tiny'.")
+                        help="A model to evaluate (repeatable): a folder, 'smollm2' or 'tiny'. The zero-shot "
+                             "base model is added as 'base' from --base-model unless one is named 'base'.")
     parser.add_argument("--out", required=True, type=Path, help="Output folder for the report.")
     add_dataclass_arguments(parser, EvalConfig)
 
@@ -426,7 +624,11 @@ def cli_main(args: argparse.Namespace) -> int:
         raise ConfigError("Two --model flags share a name. Fix: give each model its own NAME.")
     report = evaluate(args.data, args.graphs, args.reward, models, args.out, dataclass_from_args(EvalConfig, args))
     print(f"Evaluation report written to {args.out / 'report.md'}")
-    for row in report["table"]:
-        if row["type"] == "all":
-            print(f"  {row['model']:<14} acc@1 {row['acc@1']:.3f}  parse rate {row['parsed']:.2f}  (n={row['n']})")
+    overall = {row["model"]: row for row in report["table"] if row["type"] == "all"}
+    for name in report["models"]:
+        if name in overall:
+            row = overall[name]
+            print(f"  {name:<14} acc@1 {row['acc@1']:.3f}  parse rate {row['parsed']:.2f}  (n={row['n']})")
+    for entry in report["paired"]:
+        print(f"  {entry['verdict']}")
     return 0

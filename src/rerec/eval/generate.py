@@ -21,7 +21,8 @@ prompt starts and the rows running stop, keeping what they generated; prompts ne
 :class:`LLMRanker` turns a model into a ranker: the prompt from :func:`rerec.prompt.build_messages`
 (the same prompt training sees), the answer parsed with :func:`rerec.answer.parse_answer` and matched
 to the query's candidates with :class:`rerec.reward.matching.TitleMatcher`
-(:func:`rerec.prompt.answer_item_ids`). The ranked list is what the model answered, in its order.
+(:func:`rerec.prompt.answer_ranking`). The ranked list is what the model answered, in its order, an
+answer item naming no candidate kept in its place as None (a miss).
 """
 
 from __future__ import annotations
@@ -363,7 +364,7 @@ def generate_chat(model: Any, tokenizer: Any, user_turns: Sequence[str], **kwarg
 
 @dataclass
 class LLMAnswer:
-    ranked: list[str]  # candidate ids the model answered, in its order
+    ranked: list[str | None]  # candidate id per answer item, in the model's order; None: names no candidate
     parsed: bool  # a boxed answer was found
     completion: str | None  # None: not generated (budget)
     prompt: str = ""
@@ -394,8 +395,7 @@ class LLMRanker:
                                                                max_history=self.max_history)) for q in queries]
 
     def rank_all(self, queries: Sequence[Mapping], time_budget_s: float | None = None) -> list[LLMAnswer]:
-        from rerec.answer import parse_answer
-        from rerec.prompt import answer_item_ids
+        from rerec.prompt import answer_ranking
 
         prompts = self.prompts(queries)
         result = generate_completions(self.model, self.tokenizer, prompts, max_new_tokens=self.max_new_tokens,
@@ -407,5 +407,6 @@ class LLMRanker:
             if text is None:
                 answers.append(LLMAnswer([], False, None, prompt))
                 continue
-            answers.append(LLMAnswer(answer_item_ids(text, query, self.view), parse_answer(text).ok, text, prompt))
+            answer = answer_ranking(text, query, self.view)
+            answers.append(LLMAnswer(answer.ranked, answer.parsed.ok, text, prompt))
         return answers

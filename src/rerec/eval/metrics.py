@@ -2,7 +2,7 @@
 conditions, and bootstrap confidence intervals.
 
 Per query, a ranker returns a ranked list of item ids (an LLM's parsed answer, possibly empty) and the
-query has its ground-truth ``positives`` (one by construction, see DESIGN.md "Queries"):
+query has its ground-truth ``positives`` (one by construction, see ``docs/data.md``, "Queries"):
 
 - ``Acc@1``: 1 when the first item is a positive. With one positive it equals NDCG@1.
 - ``NDCG@K`` = DCG@K / IDCG@K, DCG@K = sum_{r<=K, item_r in G} 1 / log2(r + 1) (ranks from 1), IDCG@K
@@ -11,7 +11,13 @@ query has its ground-truth ``positives`` (one by construction, see DESIGN.md "Qu
   places; ``None`` (an answer that matched no candidate) takes a place and scores nothing. These two
   come from :mod:`rerec.reward.metrics`, shared with the reward.
 - ``Recall@K`` = |top-K ∩ G| / |G|.
+- ``MRR`` = mean of 1 / rank of the first positive in the list (0 when none is listed).
 - parse rate: the fraction of completions whose answer could be parsed (1 for the baselines).
+
+A metric at depth K only says something when it can vary: a ranker that lists all n candidates has
+Recall@K = 1 for every K >= n, and NDCG@K of a list of d < K items is NDCG@d. :func:`ranking_ks` keeps
+the K's below the candidate count and :func:`metrics_at_depth` names the metrics a list of d items is
+judged on (Acc@1 always; NDCG@K and Recall@K for K <= d; MRR only for a list of every candidate).
 
 Confidence intervals are percentile bootstrap intervals of the mean over queries, resampled with a
 seeded generator in one vectorised draw (``n_boot`` x ``n`` indices).
@@ -33,16 +39,54 @@ def acc_at_1(ranked: Sequence[str | None], positives: Iterable[str]) -> float:
     return float(bool(ranked) and ranked[0] is not None and ranked[0] in set(positives))
 
 
+def reciprocal_rank(ranked: Sequence[str | None], positives: Iterable[str]) -> float:
+    """1 / (1-based rank of the first positive in ``ranked``); 0.0 when no positive is listed. A ``None``
+    (an answer item naming no candidate) takes its place like any other item."""
+    relevant = set(positives)
+    for rank, item in enumerate(ranked, start=1):
+        if item is not None and item in relevant:
+            return 1.0 / rank
+    return 0.0
+
+
 def query_metrics(ranked: Sequence[str | None], positives: Iterable[str], ks: Sequence[int] = (5, 10),
                   parsed: bool = True) -> dict[str, float]:
-    """All per-query metrics as ``{"acc@1": ., "ndcg@5": ., "recall@5": ., ..., "parsed": .}``."""
+    """All per-query metrics as ``{"acc@1": ., "ndcg@5": ., "recall@5": ., ..., "mrr": ., "parsed": .}``."""
     positives = list(positives)
     out = {"acc@1": acc_at_1(ranked, positives)}
     for k in ks:
         out[f"ndcg@{k}"] = ndcg_at_k(ranked, positives, k)
         out[f"recall@{k}"] = recall_at_k(ranked, positives, k)
+    out["mrr"] = reciprocal_rank(ranked, positives)
     out["parsed"] = float(parsed)
     return out
+
+
+def auto_ks(n_candidates: int) -> list[int]:
+    """The default K's for ``n_candidates`` shown: 5 and 10 when more than 10 are shown, else the two
+    largest of 2, 3, 5 below the count (4 candidates: [2, 3]; 2 or fewer: none)."""
+    if n_candidates > 10:
+        return [5, 10]
+    return [k for k in (2, 3, 5) if k < n_candidates][-2:]
+
+
+def ranking_ks(ks: Sequence[int] | None, n_candidates: int) -> tuple[list[int], list[int]]:
+    """``(kept, dropped)``: the K's of NDCG@K / Recall@K that can vary when every query shows at least
+    ``n_candidates`` candidates, i.e. ``1 < K < n_candidates`` (K = 1 is Acc@1; at K >= n a full ranking
+    has Recall@K = 1 and NDCG@K = NDCG@n). ``ks`` None: :func:`auto_ks`. Kept K's are sorted and unique."""
+    requested = sorted(set(auto_ks(n_candidates) if ks is None else ks))
+    kept = [k for k in requested if 1 < k < n_candidates]
+    return kept, [k for k in requested if k not in kept]
+
+
+def metrics_at_depth(ks: Sequence[int], depth: int | None, n_candidates: int) -> list[str]:
+    """The metrics a ranker is judged on when its list holds ``depth`` items (None: every candidate) and
+    queries show at most ``n_candidates``: Acc@1, NDCG@K and Recall@K for K <= depth, MRR when the list
+    covers every candidate (depth >= n_candidates), and the parse rate. A top-1 LLM gets Acc@1 alone:
+    its NDCG@K would be its Acc@1 again and its Recall@K would not compare with a full ranking's."""
+    full = depth is None or depth >= n_candidates
+    names = ["acc@1", *[f"{m}@{k}" for k in ks if full or k <= depth for m in ("ndcg", "recall")]]
+    return [*names, *(["mrr"] if full else []), "parsed"]
 
 
 def bootstrap_ci(values: Sequence[float] | np.ndarray, n_boot: int = 1000, alpha: float = 0.05,
@@ -105,7 +149,8 @@ def pooled_paired_difference(strata: Sequence[tuple[Sequence[float], Sequence[fl
 
 
 def metric_names(ks: Sequence[int] = (5, 10)) -> list[str]:
-    return ["acc@1", *[f"{m}@{k}" for k in ks for m in ("ndcg", "recall")], "parsed"]
+    """Every per-query metric of :func:`query_metrics`, in its order."""
+    return ["acc@1", *[f"{m}@{k}" for k in ks for m in ("ndcg", "recall")], "mrr", "parsed"]
 
 
 def aggregate(per_query: pd.DataFrame, by: Sequence[str], metrics: Sequence[str], n_boot: int = 1000,

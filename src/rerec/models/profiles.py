@@ -1,9 +1,8 @@
 """Model profiles: one model plus the budgets that make it affordable where it runs.
 
-Sized by DESIGN.md's measurements ("What a CPU can afford", 2 shared cores): SmolLM2-135M generates
-about 10 tokens/s and one SFT step of 8 x 640 tokens takes about 51 s with a 14 GB peak, so the CPU
-profiles keep prompts short (few candidates in ``evidence`` mode, short history) and completions
-short; ``paper`` holds the GPU settings of ReRec (arXiv 2604.07851).
+On a CPU every prompt and completion token costs, generation most of all, so the CPU profiles keep
+prompts short (few candidates in ``evidence`` mode, short history) and completions short
+(``docs/design.md``, "Model profiles"); ``paper`` holds the GPU settings of ReRec (arXiv 2604.07851).
 
 Stages read a profile for their defaults; any field can still be overridden by the stage's own flags.
 """
@@ -52,7 +51,6 @@ class ModelProfile:
 PROFILES: dict[str, ModelProfile] = {
     # From scratch on a CPU: full fine-tuning, few candidates, no history, very short prompts, the two
     # shortest trace styles (traces must fit max_completion_tokens to parse).
-    # Measured (shared 2-core CPU, 1 thread, logits at answer positions only): ~8 s per step of 16.
     "tiny": ModelProfile(
         name="tiny", model="tiny", use_lora=False, context_mode="evidence", n_candidates=4, max_history=0,
         max_prompt_tokens=256, max_completion_tokens=96, trace_styles="direct,eliminate", sft_steps=600,
@@ -61,11 +59,7 @@ PROFILES: dict[str, ModelProfile] = {
     ),
     # The embedded pretrained model on a CPU: a handful of candidates shown with evidence, "scan" traces (a row
     # per candidate up to the one that fits, then the box). SFT fine-tunes every weight (it learned the checks
-    # faster than LoRA here), RFT uses LoRA. 224 completion tokens: the longest scan traces take 206-218.
-    # Measured (2 shared cores): ~10-12 s per SFT step of 4 prompts at 2 threads, 3.9 GB peak. Val Acc@1 at
-    # 4 candidates (popularity 0.225-0.29): full FT 40 steps 0.29 (100 queries), 70 steps 0.525 (40 queries);
-    # LoRA 75 steps 0.45; with rows that check a multi-hop condition by its relation, 41 steps 0.44, parse
-    # 0.95 (100 queries). Greedy generation of 100 answers ~190-260 s.
+    # faster than LoRA), RFT uses LoRA. 224 completion tokens: room for the longest scan traces of 4 candidates.
     "smollm2": ModelProfile(
         name="smollm2", model="smollm2", use_lora=True, sft_use_lora=False, lora_r=16, context_mode="evidence",
         n_candidates=4, max_history=0, max_prompt_tokens=320, max_completion_tokens=224, trace_styles="scan",

@@ -1,7 +1,7 @@
 """The ``tiny`` model: a Llama of a few million parameters with SmolLM2's tokenizer, randomly initialised.
 
-It exists so that tests and CPU ablations can run hundreds of cheap steps (DESIGN.md, "What a CPU can
-afford"). Sharing SmolLM2's tokenizer keeps prompts, traces and the answer parser identical across
+It exists so that tests and CPU ablations can run hundreds of cheap steps (``docs/design.md``, "Model
+profiles"). Sharing SmolLM2's tokenizer keeps prompts, traces and the answer parser identical across
 profiles. The initial weights are seeded and cached under ``cache_dir()/models/`` so that every stage
 and every test starts from the same model.
 """
@@ -16,7 +16,7 @@ from typing import Any
 from rerec.io import atomic_dir
 from rerec.paths import cache_dir
 
-# 4 layers x 256 wide: the size DESIGN.md measured (about 4.5 s per batch of 16 x 500 tokens here).
+# 4 layers x 256 wide: big enough to learn the answer format, small enough for hundreds of CPU steps.
 TINY_SHAPE = {"hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4,
               "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 2048}
 

@@ -1,4 +1,4 @@
-"""The two graph terms of the dual-graph reward (DESIGN.md, "The method" 1; ReRec, arXiv 2604.07851).
+"""The two graph terms of the dual-graph reward (``docs/method.md``, "Reward"; ReRec, arXiv 2604.07851).
 
 - Query alignment (QAS), on the item–attribute graph: how many of the request's conditions the
   recommended item p meets,
@@ -90,12 +90,19 @@ def query_alignment_score(
     conditions: str | Sequence[Mapping] | None,
     attribute_graph: AttributeGraph,
     ground_truth_item: str | None = None,
+    *,
+    checkable: Sequence[tuple[str, str]] | None = None,
 ) -> float:
     """QAS in [0, 1] (module docstring): the fraction of the query's checkable conditions that
-    ``item_id`` satisfies, else the paper's overlap with the ground truth item; 0 for no item."""
+    ``item_id`` satisfies, else the paper's overlap with the ground truth item; 0 for no item.
+
+    ``checkable``: the pairs :func:`checkable_conditions` gives for ``conditions`` and
+    ``ground_truth_item``, for a caller that scores many items of one query and computes them once
+    (:class:`rerec.reward.scorer.RewardScorer`); ``conditions`` is not read then."""
     if item_id is None:
         return 0.0
-    checkable = checkable_conditions(condition_pairs(conditions), attribute_graph, ground_truth_item)
+    if checkable is None:
+        checkable = checkable_conditions(condition_pairs(conditions), attribute_graph, ground_truth_item)
     if checkable:
         return sum(attribute_graph.satisfies(item_id, r, e) for r, e in checkable) / len(checkable)
     return paper_query_alignment(item_id, ground_truth_item, attribute_graph)
@@ -109,10 +116,9 @@ class ItemEmbeddingTable:
         embeddings: FloatTensor or array (n, d), e.g. LightGCN's final item embeddings.
 
     Build from what ``train-reward-gnn`` saves with :meth:`from_saved` (the dict
-    ``{"ids": list[str], "embeddings": FloatTensor[n, d]}``) or :meth:`load` (its path or folder).
+    ``{"ids": list[str], "embeddings": FloatTensor[n, d]}``) or :meth:`load` (its path or folder, read by
+    :func:`rerec.reward.lightgcn.load_embeddings`).
     """
-
-    FILE = "item_embeddings.pt"
 
     def __init__(self, ids: Sequence[str], embeddings: torch.Tensor | np.ndarray) -> None:
         matrix = np.asarray(
@@ -138,13 +144,10 @@ class ItemEmbeddingTable:
 
     @classmethod
     def load(cls, path: str | Path) -> ItemEmbeddingTable:
-        path = Path(path)
-        if path.is_dir():
-            path = path / cls.FILE
-        if not path.is_file():
-            raise InputError("the item embeddings are missing", file=str(path),
-                             fix="point to the output folder of 'rerec train-reward-gnn'")
-        return cls.from_saved(torch.load(path, weights_only=True, map_location="cpu"))
+        """From ``item_embeddings.pt`` or the ``train-reward-gnn`` folder holding it."""
+        from rerec.reward.lightgcn import load_embeddings
+
+        return cls(*load_embeddings(path))
 
     def __contains__(self, item_id: object) -> bool:
         return item_id in self.index

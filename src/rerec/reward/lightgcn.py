@@ -61,8 +61,7 @@ class LightGCNConfig:
     # Optimisation
     epochs: int = field(default=60, metadata={"help": "Maximum passes over the training edges."})
     batch_size: int = field(default=4096, metadata={"help": "BPR triples (user, positive, negative) per step."})
-    lr: float = field(default=0.01, metadata={"help": "Adam learning rate (0.01 beat 0.005 on ML-100k in "
-                                                           "fewer epochs: Recall@20 0.358 vs 0.351)."})
+    lr: float = field(default=0.01, metadata={"help": "Adam learning rate."})
     lambda_reg: float = field(default=1e-4, metadata={"help": "L2 regularisation of the BPR loss."})
     # Held-out evaluation and early stopping
     valid_fraction: float = field(default=0.1, metadata={"help": "Share of each user's edges held out for "
@@ -77,9 +76,9 @@ class LightGCNConfig:
                                                                "(0: no limit)."})
     seed: int = field(default=0, metadata={"help": "Seed of the held-out split, initialisation and sampling."})
     threads: int = field(default=1, metadata={"help": "torch CPU threads (0: leave torch's default). One is "
-                                                      "the default: on ML-100k the sparse propagation gains "
-                                                      "nothing from more, and 2 threads on 2 busy cores ran "
-                                                      "an epoch in 23 s instead of 1.5 s."})
+                                                      "the default: at MovieLens scale the sparse propagation "
+                                                      "gains nothing from more, and on busy cores extra "
+                                                      "threads wait on each other."})
 
     def __post_init__(self) -> None:
         if not 0 <= self.valid_fraction < 0.5 or not 0 <= self.test_fraction < 0.5:
@@ -185,7 +184,7 @@ def normalized_adjacency(edge_user: Tensor, edge_item: Tensor, num_users: int, n
 
 class _SymmetricSpMM(torch.autograd.Function):
     """``A @ x`` for a symmetric sparse ``A``; the backward is ``A @ grad`` too, which avoids the
-    transpose that makes torch's sparse backward ~5x slower than its forward."""
+    transpose that makes torch's sparse backward several times slower than its forward."""
 
     @staticmethod
     def forward(ctx, x: Tensor, adjacency: Tensor) -> Tensor:
@@ -225,27 +224,32 @@ def sample_negatives(users: Tensor, num_items: int, positive_keys: Tensor, gen: 
 
 # ---------------------------------------------------------------------------- I/O
 def save_embeddings(path: Path, ids: list[str], embeddings: Tensor) -> None:
+    """Write ``{"ids": list[str], "embeddings": FloatTensor[n, d]}``, the format :func:`load_embeddings` reads."""
     torch.save({"ids": list(ids), "embeddings": embeddings.detach().float().contiguous()}, path)
 
 
 def load_embeddings(path: str | Path) -> tuple[list[str], Tensor]:
     """``(ids, embeddings (n, d))`` from ``item_embeddings.pt``/``user_embeddings.pt`` (or their folder,
-    which means the item embeddings)."""
+    which means the item embeddings). The one reader of these files: the reward's PAS table
+    (:meth:`rerec.reward.alignment.ItemEmbeddingTable.load`) and the LightGCN baseline read through it."""
     path = Path(path)
     if path.is_dir():
         path = path / ITEM_EMBEDDINGS
     if not path.is_file():
-        raise InputError("embeddings file not found", file=str(path),
-                         fix="point to a folder written by 'rerec train-reward-gnn'")
+        raise InputError("embeddings file not found: the output of 'rerec train-reward-gnn' is missing here",
+                         file=str(path), fix="point to a folder written by 'rerec train-reward-gnn'")
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
-        ids, embeddings = list(state["ids"]), state["embeddings"]
     except Exception as exc:
         raise InputError(f"cannot read embeddings ({exc})", file=str(path),
                          fix="rerun 'rerec train-reward-gnn'") from None
+    if not isinstance(state, dict) or "ids" not in state or "embeddings" not in state:
+        raise InputError("not a LightGCN embedding file (expected keys 'ids' and 'embeddings')", file=str(path),
+                         fix="rerun 'rerec train-reward-gnn'")
+    ids, embeddings = [str(i) for i in state["ids"]], state["embeddings"]
     if not isinstance(embeddings, Tensor) or embeddings.dim() != 2 or embeddings.size(0) != len(ids):
         raise InputError("embeddings do not match their ids", file=str(path), fix="rerun 'rerec train-reward-gnn'")
-    return ids, embeddings
+    return ids, embeddings.float()
 
 
 def _training_curve(history: list[dict], k: int):
@@ -270,153 +274,198 @@ def _training_curve(history: list[dict], k: int):
 
 
 # ---------------------------------------------------------------------------- stage
+Edges = tuple[Tensor, Tensor]  # (user index, item index) of each edge
+
+
 def train_reward_gnn(graphs_dir: str | Path, out_dir: str | Path, config: LightGCNConfig | None = None) -> dict:
-    """Train LightGCN on ``graphs_dir``'s interaction graph; write embeddings and metrics to ``out_dir``."""
-    from torch_geometric.nn.models import LightGCN
-    from tqdm.auto import tqdm
+    """Train LightGCN on ``graphs_dir``'s interaction graph; write embeddings and metrics to ``out_dir``.
 
-    from rerec.graphs.build import verify_manifest
-
+    Hold out a share of each user's edges for early stopping and for the reported figures, train with BPR
+    until validation Recall@K stops improving, score the best weights and popularity on the held-out edges,
+    and save the embeddings of those weights propagated over the whole graph."""
     config = config or LightGCNConfig()
     graphs_dir, out_dir = Path(graphs_dir), Path(out_dir)
     if config.threads:
         torch.set_num_threads(config.threads)
-    verify_manifest(graphs_dir)
-    graph = InteractionGraph.load(graphs_dir)
-    n_users, n_items, k = graph.num_users, graph.num_items, config.k
-    if graph.num_interactions == 0:
-        raise InputError("the interaction graph has no edges", file=str(graphs_dir),
-                         fix="check interactions.parquet and the excluded val/test pairs")
+    graph = load_interaction_graph(graphs_dir)
 
     with stage_run(STAGE, config) as tracker:
         started = time.perf_counter()
-        part = split_holdout(graph.edge_user, n_users, (config.valid_fraction, config.test_fraction), config.seed)
-        edges = {name: (graph.edge_user[part == p], graph.edge_item[part == p])
-                 for p, name in enumerate(("train", "valid", "test"))}
-        train_u, train_i = edges["train"]
-        if len(edges["valid"][0]) == 0:
-            raise InputError("no user has enough interactions to hold any out for validation",
-                             file=str(graphs_dir), fix="raise --valid-fraction or use a denser graph")
-        adjacency = normalized_adjacency(train_u, train_i, n_users, n_items)
-        positive_keys = torch.sort(train_u * n_items + train_i).values
-
-        torch.manual_seed(config.seed)
-        gen = torch.Generator().manual_seed(config.seed)
-        # The adjacency is normalised once here, so LGConv must not normalise it again.
-        model = LightGCN(n_users + n_items, config.embedding_dim, config.num_layers, normalize=False)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-
-        def lightgcn_scores(emb: Tensor):
-            return lambda users: emb[users] @ emb[n_users:].T
-
-        def validate() -> dict[str, float]:
-            model.eval()
-            with torch.no_grad():
-                emb = propagate(model, adjacency)
-            model.train()
-            return evaluate_scores(lightgcn_scores(emb), n_users, n_items, edges["train"], edges["valid"], k)
-
-        history: list[dict] = []
-        best = {"recall": -1.0, "epoch": 0, "state": copy.deepcopy(model.state_dict())}
-        evals_without_gain, stopped = 0, "max_epochs"
-        n_train = len(train_u)
-        bar = tqdm(range(1, config.epochs + 1), desc="LightGCN", unit="epoch")
-        for epoch in bar:
-            perm = torch.randperm(n_train, generator=gen)
-            total = 0.0
-            for lo in range(0, n_train, config.batch_size):
-                idx = perm[lo: lo + config.batch_size]
-                u, i = train_u[idx], train_i[idx]
-                j = sample_negatives(u, n_items, positive_keys, gen)
-                emb = propagate(model, adjacency)
-                pos = (emb[u] * emb[n_users + i]).sum(-1)
-                neg = (emb[u] * emb[n_users + j]).sum(-1)
-                nodes = torch.cat([u, n_users + i, n_users + j]).unique()
-                loss = model.recommendation_loss(pos, neg, node_id=nodes, lambda_reg=config.lambda_reg)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(idx)
-            record: dict = {"epoch": epoch, "loss": total / n_train}
-            if epoch % config.eval_every == 0 or epoch == config.epochs:
-                valid = validate()
-                record.update({f"valid_recall_at_{k}": valid[f"recall_at_{k}"],
-                               f"valid_ndcg_at_{k}": valid[f"ndcg_at_{k}"]})
-                if valid[f"recall_at_{k}"] > best["recall"]:
-                    best = {"recall": valid[f"recall_at_{k}"], "epoch": epoch,
-                            "state": copy.deepcopy(model.state_dict())}
-                    evals_without_gain = 0
-                else:
-                    evals_without_gain += 1
-                bar.set_postfix(loss=f"{record['loss']:.4f}", recall=f"{valid[f'recall_at_{k}']:.4f}")
-            history.append(record)
-            tracker.log_metrics({key: v for key, v in record.items() if key != "epoch"}, step=epoch)
-            if evals_without_gain >= config.patience:
-                stopped = "early_stopping"
-                break
-            if config.max_seconds and time.perf_counter() - started > config.max_seconds:
-                stopped = "max_seconds"
-                break
-        bar.close()
+        edges = hold_out_edges(graph, config, graphs_dir)
+        adjacency = normalized_adjacency(*edges["train"], graph.num_users, graph.num_items)
+        deadline = started + config.max_seconds if config.max_seconds else None
+        model, fit = fit_lightgcn(graph, edges, adjacency, config, tracker, deadline)
         train_seconds = time.perf_counter() - started
+        metrics = held_out_metrics(model, graph, edges, adjacency, config.k)
+        metrics.update(best_valid_recall_at_k=fit["best_recall"], best_epoch=fit["best_epoch"],
+                       epochs_run=len(fit["history"]), stopped=fit["stopped"], train_seconds=round(train_seconds, 2),
+                       counts={"users": graph.num_users, "items": graph.num_items,
+                               "train_edges": len(edges["train"][0]), "valid_edges": len(edges["valid"][0]),
+                               "test_edges": len(edges["test"][0])},
+                       k=config.k, history=fit["history"])
+        with torch.no_grad():
+            embeddings = propagate(model, normalized_adjacency(graph.edge_user, graph.edge_item, graph.num_users,
+                                                               graph.num_items))
+        write_reward_outputs(out_dir, graph, embeddings, metrics, config, graphs_dir)
+        log_summary(tracker, metrics, train_seconds)
+    return metrics
 
-        model.load_state_dict(best["state"])
+
+def load_interaction_graph(graphs_dir: Path) -> InteractionGraph:
+    """The build-graphs output (its manifest verified first); refused when it has no edges."""
+    from rerec.graphs.build import verify_manifest
+
+    verify_manifest(graphs_dir)
+    graph = InteractionGraph.load(graphs_dir)
+    if graph.num_interactions == 0:
+        raise InputError("the interaction graph has no edges", file=str(graphs_dir),
+                         fix="check interactions.parquet and the excluded val/test pairs")
+    return graph
+
+
+def hold_out_edges(graph: InteractionGraph, config: LightGCNConfig, graphs_dir: Path) -> dict[str, Edges]:
+    """The edges by part, ``train``, ``valid`` and ``test``, split per user (:func:`split_holdout`);
+    refused when no user has enough edges to hold any out for validation."""
+    part = split_holdout(graph.edge_user, graph.num_users, (config.valid_fraction, config.test_fraction), config.seed)
+    edges = {name: (graph.edge_user[part == p], graph.edge_item[part == p])
+             for p, name in enumerate(("train", "valid", "test"))}
+    if len(edges["valid"][0]) == 0:
+        raise InputError("no user has enough interactions to hold any out for validation",
+                         file=str(graphs_dir), fix="raise --valid-fraction or use a denser graph")
+    return edges
+
+
+def fit_lightgcn(graph: InteractionGraph, edges: dict[str, Edges], adjacency: Tensor, config: LightGCNConfig,
+                 tracker, deadline: float | None = None):
+    """BPR training on the train edges with early stopping on validation Recall@K (every ``eval_every``
+    epochs, ``patience`` evaluations without a gain), or until ``deadline`` (a ``time.perf_counter`` value).
+
+    Returns the model holding its best-validation weights (in eval mode) and ``{"history", "best_recall",
+    "best_epoch", "stopped"}``; each epoch's loss (and validation figures) is logged to ``tracker``."""
+    from torch_geometric.nn.models import LightGCN
+    from tqdm.auto import tqdm
+
+    n_users, n_items, k = graph.num_users, graph.num_items, config.k
+    train_u, train_i = edges["train"]
+    positive_keys = torch.sort(train_u * n_items + train_i).values
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    # The adjacency is normalised once (normalized_adjacency), so LGConv must not normalise it again.
+    model = LightGCN(n_users + n_items, config.embedding_dim, config.num_layers, normalize=False)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+
+    def validate() -> dict[str, float]:
         model.eval()
         with torch.no_grad():
-            emb_train = propagate(model, adjacency)
-            known = (torch.cat([edges["train"][0], edges["valid"][0]]), torch.cat([edges["train"][1], edges["valid"][1]]))
-            target = edges["test"] if len(edges["test"][0]) else edges["valid"]
-            if target is edges["valid"]:
-                known = edges["train"]
-            lightgcn = evaluate_scores(lightgcn_scores(emb_train), n_users, n_items, known, target, k)
-            popularity_score = torch.bincount(train_i, minlength=n_items).float()
-            popularity = evaluate_scores(lambda users: popularity_score.expand(len(users), -1),
-                                         n_users, n_items, known, target, k)
-            full = normalized_adjacency(graph.edge_user, graph.edge_item, n_users, n_items)
-            emb_full = propagate(model, full)
+            emb = propagate(model, adjacency)
+        model.train()
+        return evaluate_scores(lambda users: emb[users] @ emb[n_users:].T, n_users, n_items, edges["train"],
+                               edges["valid"], k)
 
-        metrics = {
-            "lightgcn": {key: v for key, v in lightgcn.items() if key != "users"},
-            "popularity": {key: v for key, v in popularity.items() if key != "users"},
-            "evaluated_on": "test" if target is edges["test"] else "valid",
-            "eval_users": lightgcn["users"],
-            "beats_popularity": lightgcn[f"recall_at_{k}"] > popularity[f"recall_at_{k}"],
-            "best_valid_recall_at_k": best["recall"],
-            "best_epoch": best["epoch"],
-            "epochs_run": len(history),
-            "stopped": stopped,
-            "train_seconds": round(train_seconds, 2),
-            "counts": {"users": n_users, "items": n_items, "train_edges": n_train,
-                       "valid_edges": len(edges["valid"][0]), "test_edges": len(edges["test"][0])},
-            "k": k,
-            "history": history,
-        }
-        with atomic_dir(out_dir) as tmp:
-            save_embeddings(tmp / ITEM_EMBEDDINGS, graph.item_ids, emb_full[n_users:])
-            save_embeddings(tmp / USER_EMBEDDINGS, graph.user_ids, emb_full[:n_users])
-            write_json(tmp / "metrics.json", metrics)
-            manifest = {
-                "stage": STAGE,
-                "config": asdict(config),
-                "graphs_manifest_sha256": file_sha256(graphs_dir / "manifest.json"),
-                "outputs": {name: file_sha256(tmp / name) for name in (ITEM_EMBEDDINGS, USER_EMBEDDINGS, "metrics.json")},
-                "embedding_dim": config.embedding_dim,
-            }
-            write_json(tmp / "manifest.json", manifest)
-        summary = {f"test_{key}": v for key, v in metrics["lightgcn"].items()}
-        summary.update({f"popularity_{key}": v for key, v in metrics["popularity"].items()})
-        summary.update({"best_epoch": best["epoch"], "train_seconds": train_seconds})
-        tracker.log_metrics(summary)
-        if tracker.enabled:
-            import matplotlib.pyplot as plt
+    history: list[dict] = []
+    best = {"recall": -1.0, "epoch": 0, "state": copy.deepcopy(model.state_dict())}
+    evals_without_gain, stopped = 0, "max_epochs"
+    n_train = len(train_u)
+    bar = tqdm(range(1, config.epochs + 1), desc="LightGCN", unit="epoch")
+    for epoch in bar:
+        perm = torch.randperm(n_train, generator=gen)
+        total = 0.0
+        for lo in range(0, n_train, config.batch_size):
+            idx = perm[lo: lo + config.batch_size]
+            u, i = train_u[idx], train_i[idx]
+            j = sample_negatives(u, n_items, positive_keys, gen)
+            emb = propagate(model, adjacency)
+            pos = (emb[u] * emb[n_users + i]).sum(-1)
+            neg = (emb[u] * emb[n_users + j]).sum(-1)
+            nodes = torch.cat([u, n_users + i, n_users + j]).unique()
+            loss = model.recommendation_loss(pos, neg, node_id=nodes, lambda_reg=config.lambda_reg)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+        record: dict = {"epoch": epoch, "loss": total / n_train}
+        if epoch % config.eval_every == 0 or epoch == config.epochs:
+            valid = validate()
+            record.update({f"valid_recall_at_{k}": valid[f"recall_at_{k}"],
+                           f"valid_ndcg_at_{k}": valid[f"ndcg_at_{k}"]})
+            if valid[f"recall_at_{k}"] > best["recall"]:
+                best = {"recall": valid[f"recall_at_{k}"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+                evals_without_gain = 0
+            else:
+                evals_without_gain += 1
+            bar.set_postfix(loss=f"{record['loss']:.4f}", recall=f"{valid[f'recall_at_{k}']:.4f}")
+        history.append(record)
+        tracker.log_metrics({key: v for key, v in record.items() if key != "epoch"}, step=epoch)
+        if evals_without_gain >= config.patience:
+            stopped = "early_stopping"
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            stopped = "max_seconds"
+            break
+    bar.close()
+    model.load_state_dict(best["state"])
+    model.eval()
+    return model, {"history": history, "best_recall": best["recall"], "best_epoch": best["epoch"], "stopped": stopped}
 
-            fig = _training_curve(history, k)
-            tracker.log_figure(fig, "plots/training_curve.png")
-            plt.close(fig)
-        log.info("LightGCN %s Recall@%d %.4f NDCG@%d %.4f | popularity Recall@%d %.4f NDCG@%d %.4f",
-                 metrics["evaluated_on"], k, lightgcn[f"recall_at_{k}"], k, lightgcn[f"ndcg_at_{k}"],
-                 k, popularity[f"recall_at_{k}"], k, popularity[f"ndcg_at_{k}"])
-    return metrics
+
+def held_out_metrics(model, graph: InteractionGraph, edges: dict[str, Edges], adjacency: Tensor, k: int) -> dict:
+    """Recall@K / NDCG@K of the model (propagated over the train ``adjacency``) and of popularity on the test
+    edges, with train and validation edges masked; on the validation edges when no test edge was held out."""
+    n_users, n_items = graph.num_users, graph.num_items
+    if len(edges["test"][0]):
+        target, evaluated_on = edges["test"], "test"
+        known = (torch.cat([edges["train"][0], edges["valid"][0]]), torch.cat([edges["train"][1], edges["valid"][1]]))
+    else:
+        target, evaluated_on, known = edges["valid"], "valid", edges["train"]
+    with torch.no_grad():
+        emb = propagate(model, adjacency)
+        lightgcn = evaluate_scores(lambda users: emb[users] @ emb[n_users:].T, n_users, n_items, known, target, k)
+        popularity_score = torch.bincount(edges["train"][1], minlength=n_items).float()
+        popularity = evaluate_scores(lambda users: popularity_score.expand(len(users), -1),
+                                     n_users, n_items, known, target, k)
+    return {
+        "lightgcn": {key: v for key, v in lightgcn.items() if key != "users"},
+        "popularity": {key: v for key, v in popularity.items() if key != "users"},
+        "evaluated_on": evaluated_on,
+        "eval_users": lightgcn["users"],
+        "beats_popularity": lightgcn[f"recall_at_{k}"] > popularity[f"recall_at_{k}"],
+    }
+
+
+def write_reward_outputs(out_dir: Path, graph: InteractionGraph, embeddings: Tensor, metrics: dict,
+                         config: LightGCNConfig, graphs_dir: Path) -> None:
+    """The stage's folder, atomically: user and item rows of ``embeddings`` ``(n_users + n_items, d)``,
+    ``metrics.json`` and a manifest with the sha256 of each output and of the graphs' manifest."""
+    with atomic_dir(out_dir) as tmp:
+        save_embeddings(tmp / ITEM_EMBEDDINGS, graph.item_ids, embeddings[graph.num_users:])
+        save_embeddings(tmp / USER_EMBEDDINGS, graph.user_ids, embeddings[:graph.num_users])
+        write_json(tmp / "metrics.json", metrics)
+        write_json(tmp / "manifest.json", {
+            "stage": STAGE,
+            "config": asdict(config),
+            "graphs_manifest_sha256": file_sha256(graphs_dir / "manifest.json"),
+            "outputs": {name: file_sha256(tmp / name) for name in (ITEM_EMBEDDINGS, USER_EMBEDDINGS, "metrics.json")},
+            "embedding_dim": config.embedding_dim,
+        })
+
+
+def log_summary(tracker, metrics: dict, train_seconds: float) -> None:
+    """The held-out figures and the training curve to the stage run; one log line."""
+    k = metrics["k"]
+    summary = {f"test_{key}": v for key, v in metrics["lightgcn"].items()}
+    summary.update({f"popularity_{key}": v for key, v in metrics["popularity"].items()})
+    summary.update({"best_epoch": metrics["best_epoch"], "train_seconds": train_seconds})
+    tracker.log_metrics(summary)
+    if tracker.enabled:
+        import matplotlib.pyplot as plt
+
+        fig = _training_curve(metrics["history"], k)
+        tracker.log_figure(fig, "plots/training_curve.png")
+        plt.close(fig)
+    lightgcn, popularity = metrics["lightgcn"], metrics["popularity"]
+    log.info("LightGCN %s Recall@%d %.4f NDCG@%d %.4f | popularity Recall@%d %.4f NDCG@%d %.4f",
+             metrics["evaluated_on"], k, lightgcn[f"recall_at_{k}"], k, lightgcn[f"ndcg_at_{k}"],
+             k, popularity[f"recall_at_{k}"], k, popularity[f"ndcg_at_{k}"])
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:

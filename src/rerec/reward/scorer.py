@@ -1,4 +1,4 @@
-"""The dual-graph reward of a batch of completions (DESIGN.md, "The method" 1; ReRec,
+"""The dual-graph reward of a batch of completions (``docs/method.md``, "Reward"; ReRec,
 arXiv 2604.07851, Sec. 3.2):
 
     r = NDCG@K(answer list, G) + w_q·QAS + w_p·PAS + w_f·format
@@ -9,8 +9,11 @@ arXiv 2604.07851, Sec. 3.2):
 - QAS and PAS (:mod:`rerec.reward.alignment`) score the recommended item, the top-1 of the answer
   (None when the first answer item matches no candidate), against each positive, keeping the best.
 - format is ``+format_bonus`` for a *valid* answer and ``-format_penalty`` otherwise. Valid: a
-  ``\\boxed{}`` answer whose items all match candidates, with no item repeated and no more than
-  ``top_k`` items.
+  ``\\boxed{}`` answer whose items each name one candidate, with no item repeated and no more than
+  ``top_k`` items (:meth:`rerec.reward.matching.RankedAnswer.valid`).
+
+The completion's ranked answer comes from :func:`rerec.reward.matching.rank_answers`, the function
+evaluation and serving use too: an answer item that names no candidate keeps its place as a miss.
 
 Malformed completions (no box, empty box, several boxes, non-candidates, repeats, a 10,000-character
 ramble, an echoed prompt) get a defined reward and never raise. The batch path caches one
@@ -24,25 +27,34 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
-from rerec.answer import ParsedAnswer, parse_answer
+from rerec.answer import ParsedAnswer
 from rerec.errors import ConfigError, InputError
 from rerec.reward.alignment import (
     AttributeGraph,
     ItemEmbeddingTable,
     checkable_conditions,
     condition_pairs,
-    paper_query_alignment,
     preference_alignment_score,
+    query_alignment_score,
 )
-from rerec.reward.matching import Embedder, MatchResult, TitleMatcher
+from rerec.reward.matching import Embedder, RankedAnswer, TitleMatcher, rank_answers
 from rerec.reward.metrics import hit_at_k, ndcg_at_k, recall_at_k
+
+WEIGHT_PRESETS: dict[str, dict[str, float]] = {
+    # ours: QAS and PAS weigh half the ranking term, and a malformed answer costs more than any alignment earns
+    "rerec": {"w_query": 0.5, "w_pref": 0.5, "w_format": 1.0, "format_bonus": 0.1, "format_penalty": 0.5},
+    # the paper's code: NDCG@1 + 0.01 QAS + 0.01 PAS + 0.1 (+0.5 valid / -0.5 otherwise)
+    "paper": {"w_query": 0.01, "w_pref": 0.01, "w_format": 0.1, "format_bonus": 0.5, "format_penalty": 0.5},
+}
+WEIGHT_FIELDS = ("w_query", "w_pref", "w_format", "format_bonus", "format_penalty")
 
 
 @dataclass
 class RewardConfig:
-    """Weights and switches of the dual-graph reward."""
+    """Weights and switches of the dual-graph reward. The weights left unset (None) take the ``weights``
+    preset's values; one given explicitly overrides the preset (:meth:`resolved`)."""
 
     # ranking
     top_k: int = field(default=1, metadata={"help": "Answer list length asked for: 1 is top-1 mode "
@@ -51,12 +63,21 @@ class RewardConfig:
     ndcg_k: int | None = field(default=None, metadata={"help": "K of NDCG@K, Recall@K and Hit@K; unset means "
                                                        "top_k, so items beyond the asked length never count."})
     # weights (ReRec Sec. 3.2: r = NDCG + w_q QAS + w_p PAS + w_f format)
-    w_query: float = field(default=0.5, metadata={"help": "Weight of query alignment (QAS, item-attribute graph)."})
-    w_pref: float = field(default=0.5, metadata={"help": "Weight of preference alignment (PAS, LightGCN)."})
-    w_format: float = field(default=1.0, metadata={"help": "Weight of the format term."})
-    format_bonus: float = field(default=0.1, metadata={"help": "Format term of a valid answer (boxed, every item "
-                                                       "a candidate, no repeats, at most top_k items)."})
-    format_penalty: float = field(default=0.5, metadata={"help": "Format term of any other completion is minus this."})
+    weights: str = field(default="rerec", metadata={"help": "Weight preset: rerec (QAS 0.5, PAS 0.5, format 1.0 x "
+                                                            "(+0.1 valid / -0.5 otherwise)) or paper (QAS 0.01, PAS "
+                                                            "0.01, format 0.1 x (+0.5 / -0.5)); a weight given "
+                                                            "explicitly overrides the preset's.",
+                                                    "choices": tuple(WEIGHT_PRESETS)})
+    w_query: float | None = field(default=None, metadata={"help": "Weight of query alignment (QAS, item-attribute "
+                                                                  "graph); unset: the preset's."})
+    w_pref: float | None = field(default=None, metadata={"help": "Weight of preference alignment (PAS, LightGCN); "
+                                                                 "unset: the preset's."})
+    w_format: float | None = field(default=None, metadata={"help": "Weight of the format term; unset: the preset's."})
+    format_bonus: float | None = field(default=None, metadata={"help": "Format term of a valid answer (boxed, every "
+                                                                       "item a candidate, no repeats, at most top_k "
+                                                                       "items); unset: the preset's."})
+    format_penalty: float | None = field(default=None, metadata={"help": "Format term of any other completion is "
+                                                                         "minus this; unset: the preset's."})
     # ablations
     use_qas: bool = field(default=True, metadata={"help": "Include QAS (off: the no-QAS ablation)."})
     use_pas: bool = field(default=True, metadata={"help": "Include PAS (off: the no-PAS ablation)."})
@@ -66,17 +87,25 @@ class RewardConfig:
     cache_queries: int = field(default=4096, metadata={"help": "Distinct queries whose matcher and look-ups are cached."})
 
     def __post_init__(self) -> None:
+        if self.weights not in WEIGHT_PRESETS:
+            raise ConfigError(f"unknown reward weights preset {self.weights!r}. Fix: use one of "
+                              f"{', '.join(WEIGHT_PRESETS)}.")
         if self.top_k < 1:
             raise ConfigError(f"top_k must be at least 1, got {self.top_k}. Fix: use 1 for top-1 answers.")
         if self.ndcg_k is not None and self.ndcg_k < 1:
             raise ConfigError(f"ndcg_k must be at least 1, got {self.ndcg_k}. Fix: leave it unset to use top_k.")
-        for name in ("w_query", "w_pref", "w_format", "format_bonus", "format_penalty"):
-            if getattr(self, name) < 0:
+        for name in WEIGHT_FIELDS:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}. "
                                   "Fix: use 0 to switch a term off.")
         if not -1.0 <= self.embedding_threshold <= 1.0:
             raise ConfigError(f"embedding_threshold is a cosine similarity in [-1, 1], got "
                               f"{self.embedding_threshold}. Fix: use e.g. 0.8.")
+
+    def resolved(self) -> RewardConfig:
+        """A copy with every unset weight taken from the ``weights`` preset."""
+        preset = WEIGHT_PRESETS[self.weights]
+        return replace(self, **{name: preset[name] for name in WEIGHT_FIELDS if getattr(self, name) is None})
 
     @property
     def k(self) -> int:
@@ -157,8 +186,9 @@ class RewardScorer:
     """Score completions against queries with the dual-graph reward (module docstring).
 
     Args:
-        config: weights and switches.
+        config: weights and switches (unset weights take the preset's values).
         titles: item_id -> title for every item that can be a candidate.
+        years: item_id -> release year (optional): tells apart candidates that share a title.
         attribute_graph: anything with ``satisfies``/``attributes_of``
             (:class:`rerec.graphs.attributes.ItemAttributeGraph`); None turns QAS off.
         embeddings: LightGCN item embeddings (:class:`ItemEmbeddingTable` or the saved dict);
@@ -174,12 +204,14 @@ class RewardScorer:
         self,
         config: RewardConfig | None = None,
         titles: Mapping[str, str] | None = None,
+        years: Mapping[str, int | None] | None = None,
         attribute_graph: AttributeGraph | None = None,
         embeddings: ItemEmbeddingTable | Mapping | None = None,
         embedder: Embedder | None = None,
     ) -> None:
-        self.config = config or RewardConfig()
+        self.config = (config or RewardConfig()).resolved()
         self.titles = {str(k): str(v) for k, v in (titles or {}).items()}
+        self.years = {str(k): v for k, v in (years or {}).items() if v is not None}
         self.attribute_graph = attribute_graph
         if embeddings is not None and not isinstance(embeddings, ItemEmbeddingTable):
             embeddings = ItemEmbeddingTable.from_saved(embeddings)
@@ -227,8 +259,8 @@ class RewardScorer:
             self._contexts.move_to_end(key)
             return context
         candidate_ids = _id_list(candidates, "candidates")
-        matcher = TitleMatcher([(i, self.titles.get(i, "")) for i in candidate_ids], embedder=self.embedder,
-                               threshold=self.config.embedding_threshold)
+        matcher = TitleMatcher([(i, self.titles.get(i, ""), self.years.get(i)) for i in candidate_ids],
+                               embedder=self.embedder, threshold=self.config.embedding_threshold)
         context = _QueryContext(matcher, _id_list(positives, "positives"), condition_pairs(conditions))
         if key is not None:
             self._contexts[key] = context
@@ -237,21 +269,18 @@ class RewardScorer:
         return context
 
     def _qas(self, context: _QueryContext, item: str | None) -> float:
+        """The best QAS of ``item`` over the query's positives, cached per (query, item); the checkable
+        conditions of each positive are computed once per query."""
         if item is None or not self.qas_on:
             return 0.0
         value = context.qas.get(item)
         if value is None:
-            graph, best = self.attribute_graph, 0.0
-            if context.checkable is None:  # per positive, once per query
-                context.checkable = [checkable_conditions(context.pairs, graph, truth)
-                                     for truth in context.positives or [None]]
-            for truth, checkable in zip(context.positives or [None], context.checkable, strict=True):
-                if checkable:
-                    score = sum(graph.satisfies(item, r, e) for r, e in checkable) / len(checkable)
-                else:
-                    score = paper_query_alignment(item, truth, graph)
-                best = max(best, score)
-            value = context.qas[item] = best
+            graph, truths = self.attribute_graph, context.positives or [None]
+            if context.checkable is None:
+                context.checkable = [checkable_conditions(context.pairs, graph, truth) for truth in truths]
+            value = context.qas[item] = max(
+                query_alignment_score(item, None, graph, truth, checkable=checkable)
+                for truth, checkable in zip(truths, context.checkable, strict=True))
         return value
 
     def _pas(self, context: _QueryContext, item: str | None) -> float:
@@ -272,40 +301,25 @@ class RewardScorer:
             raise InputError(f"{len(completions)} completions but {len(queries)} queries",
                              fix="pass one query per completion (repeat a prompt's query for each rollout)")
         contexts = [self._context(q) for q in queries]
-        parsed = [parse_answer(_completion_text(c)) for c in completions]
-        matches: list[list[MatchResult]] = [
-            [ctx.matcher.match_lexical(item) for item in p.items] for ctx, p in zip(contexts, parsed, strict=True)
-        ]
-        if self.embedder is not None:
-            self._embedding_fallback(contexts, parsed, matches)
-        return [self._breakdown(ctx, p, m) for ctx, p, m in zip(contexts, parsed, matches, strict=True)]
+        answers = rank_answers([_completion_text(c) for c in completions], [ctx.matcher for ctx in contexts])
+        return [self._breakdown(ctx, a) for ctx, a in zip(contexts, answers, strict=True)]
 
-    def _embedding_fallback(self, contexts: list[_QueryContext], parsed: list[ParsedAnswer],
-                            matches: list[list[MatchResult]]) -> None:
-        pending = [(i, j) for i, row in enumerate(matches) for j, m in enumerate(row) if m.item_id is None]
-        if not pending:
-            return
-        # one forward pass for the whole batch; each matcher then reads the embedder's cache
-        self.embedder.encode(list(dict.fromkeys(parsed[i].items[j] for i, j in pending)))
-        for i, j in pending:
-            matches[i][j] = contexts[i].matcher.match_embedding([parsed[i].items[j]])[0]
-
-    def _breakdown(self, context: _QueryContext, parsed: ParsedAnswer, matches: list[MatchResult]) -> RewardBreakdown:
+    def _breakdown(self, context: _QueryContext, answer: RankedAnswer) -> RewardBreakdown:
         c = self.config
-        ranked = [m.item_id for m in matches]
+        ranked = answer.ranked
         k, positives = c.k, context.positives
         ndcg = ndcg_at_k(ranked, positives, k)
         recall = recall_at_k(ranked, positives, k)
         hit = hit_at_k(ranked, positives, k)
-        recommended = ranked[0] if ranked else None
-        valid = (parsed.ok and len(ranked) <= c.top_k and None not in ranked and len(set(ranked)) == len(ranked))
+        recommended = answer.top1
+        valid = answer.valid(c.top_k)
         fmt = c.format_bonus if valid else -c.format_penalty
         qas = self._qas(context, recommended)
         pas = self._pas(context, recommended)
         total = ndcg + c.w_query * qas + c.w_pref * pas + c.w_format * fmt
         return RewardBreakdown(total=total, ndcg=ndcg, recall=recall, hit=hit, qas=qas, pas=pas, format=fmt,
-                               parsed=parsed, matched_items=ranked, recommended=recommended, valid=valid,
-                               match_kinds=[m.how for m in matches])
+                               parsed=answer.parsed, matched_items=ranked, recommended=recommended, valid=valid,
+                               match_kinds=answer.kinds)
 
     def __call__(self, prompts: Sequence | None = None, completions: Sequence | None = None,
                  **columns: Sequence) -> list[float]:

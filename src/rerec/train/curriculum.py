@@ -37,6 +37,11 @@ FALLBACKS = ("reactivate", "stop")
 
 @dataclass
 class CurriculumConfig:
+    """The online curriculum's knobs (module docstring); ``enabled`` is read by the RFT stage, which
+    builds no scheduler (TRL's shuffled sampler) when it is off."""
+
+    enabled: bool = field(default=True, metadata={"help": "Order prompts by the online curriculum (off: TRL's "
+                                                          "shuffled sampler)."})
     tau: float = field(default=0.2, metadata={"help": "Mastery threshold: prompts with difficulty d < tau leave "
                                                       "the active set (d = mean over rollouts of 1 - r_hat)."})
     probe_every: int = field(default=2, metadata={"help": "Probe mastered prompts again every this many epochs "

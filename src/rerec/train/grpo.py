@@ -3,8 +3,9 @@
 What the subclass changes, and where TRL lets it:
 
 - ``_generate_and_score_completions``: calls TRL's own (generation, reference log-probs, the reward
-  call, metrics) and then replaces ``output["advantages"]`` (B,) by RAAE's per-token (B, T) advantages
-  (:mod:`rerec.train.raae`). TRL 1.16's ``_compute_loss`` reads ``inputs["advantages"]`` and only
+  call, metrics), marks the tokens of the segments that name a wrong answer's item, and replaces
+  ``output["advantages"]`` (B,) by the per-token (B, T) advantages of the estimator the config names
+  (one call into :mod:`rerec.train.raae`; ``grpo`` gives TRL's own values on every token). TRL 1.16's ``_compute_loss`` reads ``inputs["advantages"]`` and only
   unsqueezes it when it is 1-D, so a (B, T) tensor weighs each token's policy-gradient term
   (``tests/test_rft.py`` pins this). The reward is one TRL reward function that calls our scorer and
   keeps the per-completion breakdowns for the advantage, the curriculum and the logs.
@@ -28,10 +29,10 @@ What the subclass changes, and where TRL lets it:
 - ``_save_checkpoint`` / ``_load_optimizer_and_scheduler``: the curriculum state travels with every
   checkpoint (``curriculum_state.json``), next to TRL/HF's model, optimiser, scheduler and RNG states.
 
-Plain GRPO (``advantage_estimator="grpo"``, no curriculum) leaves TRL's advantages and sampler untouched.
-Limitation: RAAE normalises over the completions a process holds; with several processes TRL's sampler
-may split a prompt's group across them, so multi-GPU RAAE needs ``num_generations`` to divide the
-per-device batch (checked at start).
+Plain GRPO (estimator ``grpo``, no curriculum) keeps TRL's advantages and sampler.
+Limitation: the advantage is computed over the completions a process holds; with several processes TRL's
+sampler may split a prompt's group across them, so multi-GPU training needs ``num_generations`` to divide
+the per-device batch (checked at start).
 """
 
 from __future__ import annotations
@@ -54,12 +55,12 @@ from rerec.errors import ConfigError, RerecError
 from rerec.io import write_full_cause
 from rerec.train.curriculum import CurriculumScheduler
 from rerec.train.raae import (
-    anchor_uniform_groups,
+    AdvantageConfig,
     get_advantage_estimator,
+    penalised_segments,
     segment_completion,
-    segment_rewards,
     token_char_spans,
-    token_rewards,
+    token_penalty_mask,
     uniform_groups,
 )
 
@@ -111,23 +112,6 @@ def rollout_config(engine: str) -> dict:
     if engine == "vllm":
         return {"use_vllm": True, "vllm_mode": "colocate"}
     return {"use_vllm": False}
-
-
-@dataclass
-class RAAEOptions:
-    advantage_estimator: str = field(default="raae", metadata={"help": "'raae' (token-level, segment penalty) "
-                                                                       "or 'grpo' (TRL's sequence-level)."})
-    segment_mode: str = field(default="step", metadata={"help": "How completions are split into reasoning "
-                                                                "segments: paragraph, line or step.",
-                                                        "choices": ("paragraph", "line", "step")})
-    w_penalty: float = field(default=0.3, metadata={"help": "RAAE penalty: a wrong answer's segments that name "
-                                                            "the wrong item get r - w_penalty*|r| (paper: 0.3)."})
-    eps: float = field(default=1e-4, metadata={"help": "Added to the group std of the advantages."})
-    uniform_groups: str = field(
-        default="anchor", metadata={"help": "A group whose completions share one reward: 'anchor' (unpenalised "
-                                            "tokens get advantage 0, penalised ones below; ours) or 'paper' (token "
-                                            "normalisation as is, which reinforces the unpenalised tokens of a "
-                                            "wrong answer).", "choices": ("anchor", "paper")})
 
 
 class CurriculumRepeatSampler(Sampler):
@@ -213,20 +197,26 @@ class ReRecGRPOTrainer(GRPOTrainer):
     Args (besides ``GRPOTrainer``'s, minus ``reward_funcs``, which this class supplies):
         score_fn: ``(completions, rows) -> list[ScoredCompletion]`` (rows are the dataset rows, which
             must carry a string ``prompt_id``).
-        raae: :class:`RAAEOptions`; ``advantage_estimator="grpo"`` keeps TRL's advantages.
+        advantage: :class:`~rerec.train.raae.AdvantageConfig` (the estimator by name, the segment mode and
+            the penalty); ``estimator="grpo"`` gives TRL's advantages.
+        reward_range: highest minus lowest achievable reward; the estimator's ``sigma_floor`` is
+            ``advantage.sigma_floor`` times it.
         curriculum: a :class:`CurriculumScheduler` over the dataset's ``prompt_id`` column, or None for
             TRL's shuffled sampler.
         prompts_per_epoch: epoch budget for the curriculum sampler (default: dataset size).
         on_new_epoch: called with the curriculum when a new curriculum epoch opens (logging).
     """
 
-    def __init__(self, *args, score_fn: ScoreFn, raae: RAAEOptions | None = None,
+    def __init__(self, *args, score_fn: ScoreFn, advantage: AdvantageConfig | None = None, reward_range: float = 1.0,
                  curriculum: CurriculumScheduler | None = None, prompts_per_epoch: int | None = None,
                  on_new_epoch: Callable[[CurriculumScheduler], None] | None = None, n_samples_kept: int = 64,
                  **kwargs) -> None:
         self.score_fn = score_fn
-        self.raae = raae or RAAEOptions()
-        get_advantage_estimator(self.raae.advantage_estimator)  # fail early on a bad name
+        self.advantage = advantage or AdvantageConfig()
+        self.estimator = get_advantage_estimator(self.advantage.estimator)  # fails early on a bad name
+        if not reward_range > 0:
+            raise ValueError(f"reward_range must be > 0, got {reward_range}")
+        self.sigma_floor = self.advantage.sigma_floor * reward_range
         self.curriculum = curriculum
         self.prompts_per_epoch = prompts_per_epoch
         self.on_new_epoch = on_new_epoch
@@ -243,10 +233,9 @@ class ReRecGRPOTrainer(GRPOTrainer):
         super().__init__(*args, reward_funcs=[rerec_reward], **kwargs)
         if curriculum is not None:
             self.add_callback(StopOnCurriculumCallback(curriculum))
-        if self.raae.advantage_estimator == "raae" and self.accelerator.num_processes > 1:
-            if self.args.per_device_train_batch_size % self.num_generations:
-                raise ValueError("RAAE on several processes needs num_generations to divide "
-                                 "per_device_train_batch_size, so a prompt's group stays on one process")
+        if self.accelerator.num_processes > 1 and self.args.per_device_train_batch_size % self.num_generations:
+            raise ValueError("the advantage on several processes needs num_generations to divide "
+                             "per_device_train_batch_size, so a prompt's group stays on one process")
 
     # -- log-probabilities --------------------------------------------------------------------------
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
@@ -325,41 +314,40 @@ class ReRecGRPOTrainer(GRPOTrainer):
         )
 
     # -- rewards and advantages ---------------------------------------------------------------------
+    def _penalty_mask(self, texts: list[str], spans: list, scores: list[ScoredCompletion],
+                      mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) bool: the tokens of the segments that name a wrong answer's item (RAAE's penalty)."""
+        if not self.estimator.uses_penalty:
+            return torch.zeros(mask.shape, dtype=torch.bool)
+        segments = [segment_completion(text, self.advantage.segment_mode) for text in texts]
+        flags = [penalised_segments(segs, [] if score.correct else list(score.wrong_item_names))
+                 for segs, score in zip(segments, scores, strict=True)]
+        return token_penalty_mask(flags, segments, spans, mask)
+
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
         started = time.perf_counter()
         mode = "train" if self.model.training else "eval"
+        group_size = self.num_generations if mode == "train" else self.num_generations_eval
         scores = self._last_scores
         if len(scores) != len(inputs):  # pragma: no cover - TRL contract
             raise RuntimeError(f"reward function scored {len(scores)} completions for {len(inputs)} inputs")
         completion_ids, mask = output["completion_ids"], output["completion_mask"]
-        n_tokens = mask.sum(1).tolist()
-        texts, spans, segments, seg_rewards = [], [], [], []
-        penalised_any, penalised_tokens, uniform_rate = 0, 0.0, 0.0
-        use_raae = self.raae.advantage_estimator == "raae"
-        for i, score in enumerate(scores):
-            text, token_spans = token_char_spans(self.processing_class, completion_ids[i, : int(n_tokens[i])].tolist())
+        device = completion_ids.device
+        texts, spans = [], []
+        for i, n in enumerate(mask.sum(1).tolist()):
+            text, token_spans = token_char_spans(self.processing_class, completion_ids[i, : int(n)].tolist())
             texts.append(text)
-            if not use_raae:
-                continue
-            segs = segment_completion(text, self.raae.segment_mode)
-            wrong = [] if score.correct else list(score.wrong_item_names)
-            rewards = segment_rewards(score.total, segs, wrong, self.raae.w_penalty)
             spans.append(token_spans)
-            segments.append(segs)
-            seg_rewards.append(rewards)
-            if any(r != score.total for r in rewards):
-                penalised_any += 1
-        if use_raae:
-            tok = token_rewards(seg_rewards, segments, spans, mask.cpu())
-            totals = torch.tensor([s.total for s in scores], dtype=tok.dtype).unsqueeze(1)
-            penalised_tokens = float(((tok != totals) & mask.cpu().bool()).sum()) / max(float(mask.sum()), 1.0)
-            estimator = get_advantage_estimator("raae")
-            advantages = estimator(tok, mask.cpu(), self.num_generations, eps=self.raae.eps)
-            uniform_rate = float(uniform_groups(totals.squeeze(1), self.num_generations)[1].float().mean())
-            if self.raae.uniform_groups == "anchor":
-                advantages = anchor_uniform_groups(advantages, totals.squeeze(1), mask.cpu(), self.num_generations)
-            output["advantages"] = advantages.to(device=completion_ids.device)
+        penalised = self._penalty_mask(texts, spans, scores, mask.cpu())
+        rewards = torch.tensor([s.total for s in scores], dtype=torch.float32, device=device)
+        if group_size >= 2:  # TRL's advantages are 0 for groups of one (evaluation only)
+            output["advantages"] = self.estimator(rewards, penalised.to(device), mask, group_size,
+                                                  w_penalty=self.advantage.w_penalty, sigma_floor=self.sigma_floor)
+        moved = penalised & (self.advantage.w_penalty * rewards.abs().cpu() > 0).unsqueeze(1)  # penalty != 0
+        penalised_any = int(moved.any(1).sum())
+        penalised_tokens = float(moved.sum()) / max(float(mask.sum()), 1.0)
+        uniform_rate = float(uniform_groups(rewards.cpu(), group_size)[1].float().mean()) if group_size >= 2 else 0.0
 
         metrics = self._metrics[mode]
         metrics["rerec/raae_s"].append(time.perf_counter() - started)  # this override's own cost per batch
@@ -377,7 +365,14 @@ class ReRecGRPOTrainer(GRPOTrainer):
         if mode == "train":
             prompt_ids = [str(x["prompt_id"]) for x in inputs]
             if self.curriculum is not None:
-                self.curriculum.record(prompt_ids, [s.normalised for s in scores])
+                ids, values = prompt_ids, [s.normalised for s in scores]
+                if self.accelerator.num_processes > 1:
+                    # every process must hold the same curriculum: its sampler orders the next epoch's prompts,
+                    # and the processes split one order between them
+                    from accelerate.utils import gather_object
+
+                    ids, values = gather_object(ids), gather_object(values)
+                self.curriculum.record(ids, values)
             for pid, text, score in zip(prompt_ids, texts, scores, strict=True):
                 self.sample_completions.append({"step": self.state.global_step, "prompt_id": pid, "completion": text,
                                                 "reward": score.total, "correct": score.correct})

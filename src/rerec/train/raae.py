@@ -1,18 +1,23 @@
-"""Reasoning-aware advantage estimation (RAAE), ReRec (arXiv 2604.07851) section 3.3, as pure functions.
+"""Reasoning-aware advantage estimation (RAAE), ReRec (arXiv 2604.07851) section 3.3, as pure functions
+(the method and its reasoning: ``docs/method.md``).
 
 A completion is split into reasoning segments; when the final answer is wrong, every segment other than
 the answer that names the wrongly recommended item is penalised,
 
-    r_seg = r - w_penalty * |r|                      (always lower than r, also when r < 0)
+    r_{i,t} = r_i - w_penalty * |r_i|                 on the tokens of a penalised segment, r_i elsewhere
 
-(the paper writes ``(1 - w_penalty) * r``, which *raises* a negative reward). Segment rewards are
-broadcast to their tokens and normalised over all valid tokens of the prompt's G completions:
+(the paper writes ``(1 - w_penalty) * r``, which *raises* a negative reward). The default estimator,
+``raae``, adds the penalty to GRPO's sequence-level advantage in units of the group's reward spread:
 
-    A_{i,t} = (r_{i,t} - mean_{j,s valid} r_{j,s}) / (std_{j,s valid} r_{j,s} + eps)
+    A_{i,t} = (r_i - mean_g r) / (std_g r + eps) + (r_{i,t} - r_i) / max(std_g r, sigma_floor)
 
-Advantage estimators are registered by name (verl's ``core_algos`` style): ``"grpo"`` (sequence-level,
-each completion counted once, TRL's unbiased std) and ``"raae"`` (token-level, every valid token
-counted once, population std). Shapes: B = number of completions (prompts x G), T = completion length.
+so nothing penalised gives GRPO's advantages exactly and the penalty's effect is bounded by
+``w_penalty * |r_i| / sigma_floor`` whatever share of the tokens it hits. The paper's token-level
+normalisation (``raae_paper``) is kept for reference; it is unbounded.
+
+Advantage estimators are registered by name (verl's ``core_algos`` style) and share one signature
+(:func:`get_advantage_estimator`). Shapes: B = number of completions (prompts x G, each prompt's G
+completions consecutive, as TRL lays them out), T = completion length.
 """
 
 from __future__ import annotations
@@ -20,29 +25,37 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from rerec.answer import parse_answer
+from rerec.errors import ConfigError
+
 __all__ = [
     "Segment",
+    "ItemName",
     "segment_completion",
     "mentions_item",
     "segment_rewards",
+    "penalised_segments",
     "token_char_spans",
     "token_rewards",
+    "token_penalty_mask",
+    "penalised_token_rewards",
     "group_normalise",
-    "sequence_group_normalise",
+    "grpo_group_stats",
+    "grpo_sequence_advantages",
     "uniform_groups",
     "anchor_uniform_groups",
     "register_advantage_estimator",
     "get_advantage_estimator",
     "ADVANTAGE_ESTIMATORS",
+    "AdvantageConfig",
 ]
 
 SEGMENT_MODES = ("paragraph", "line", "step")
 
-_BOXED = re.compile(r"\\boxed\{")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 _STEP_START = re.compile(r"^[ \t]*(?:step[ \t]*\d+[ \t]*[:.)-]|\d+[.)])", re.IGNORECASE | re.MULTILINE)
 
@@ -58,6 +71,13 @@ class Segment:
     is_answer: bool = False
 
 
+def _answer_start(text: str) -> int | None:
+    """Where the box the answer is read from starts (:func:`rerec.answer.parse_answer`'s ``span``): the
+    last *complete* box, so a final box cut off by the token limit is not the answer segment."""
+    span = parse_answer(text).span
+    return span[0] if span is not None else None
+
+
 def _starts(text: str, mode: str) -> list[int]:
     if mode == "paragraph":
         return [0] + [m.end() for m in _PARAGRAPH_BREAK.finditer(text) if m.end() < len(text)]
@@ -65,9 +85,9 @@ def _starts(text: str, mode: str) -> list[int]:
         return [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n" and i + 1 < len(text)]
     if mode == "step":
         starts = [0] + [m.start() for m in _STEP_START.finditer(text)]
-        boxed = list(_BOXED.finditer(text))
-        if boxed:  # the line holding the final answer is a segment of its own, not part of the last step
-            starts.append(text.rfind("\n", 0, boxed[-1].start()) + 1)
+        answer_at = _answer_start(text)
+        if answer_at is not None:  # the line holding the answer is a segment of its own, not part of the last step
+            starts.append(text.rfind("\n", 0, answer_at) + 1)
         return starts
     raise ValueError(f"unknown segment mode {mode!r}; use one of {', '.join(SEGMENT_MODES)}")
 
@@ -78,12 +98,12 @@ def segment_completion(text: str, mode: str = "paragraph") -> list[Segment]:
     ``paragraph``: blank-line separated blocks; ``line``: lines; ``step``: numbered steps ("1." / "2)" /
     "Step 3:") with any preamble as its own segment and the line holding the final ``\\boxed{}`` split
     off. Separators stay with the segment before them, so every character (and so every token) belongs
-    to exactly one segment. The segment holding the last ``\\boxed{`` is the answer segment.
+    to exactly one segment. The answer segment is the one holding the box the parser answers from (the
+    last complete ``\\boxed{...}``); a completion without a complete box has none.
     """
     starts = sorted(set(_starts(text, mode)))
     ends = starts[1:] + [len(text)]
-    boxed = list(_BOXED.finditer(text))
-    answer_at = boxed[-1].start() if boxed else None
+    answer_at = _answer_start(text)
     segments = []
     for start, end in zip(starts, ends, strict=True):
         is_answer = answer_at is not None and start <= answer_at < end
@@ -91,44 +111,73 @@ def segment_completion(text: str, mode: str = "paragraph") -> list[Segment]:
     return segments
 
 
-def _title_variants(title: str) -> set[str]:
-    """"Matrix, The (1999)" -> {"matrix, the (1999)", "matrix, the", "the matrix"}."""
+@dataclass(frozen=True)
+class ItemName:
+    """How reasoning text can name one candidate: its ``title`` and its displayed ``number``.
+    ``year`` is required in the text when another candidate shares the title (a remake), so a segment
+    about "Cape Fear (1962)" does not name "Cape Fear (1991)"."""
+
+    title: str | None = None
+    number: int | None = None
+    year: int | None = None
+    year_required: bool = False
+
+
+def _title_variants(title: str, year: int | None = None, year_required: bool = False) -> set[str]:
+    """"Matrix, The (1999)" -> {"matrix, the (1999)", "matrix, the", "the matrix"}; with
+    ``year_required`` only the forms that carry the year: {"matrix, the (1999)", "the matrix (1999)"}."""
     low = " ".join(title.lower().split())
-    variants = {low}
     bare = re.sub(r"\s*\(\d{4}\)\s*$", "", low).strip()
-    variants.add(bare)
+    found = re.search(r"\((\d{4})\)\s*$", low)
+    year = int(found.group(1)) if found else year
+    forms = {bare}
     article = re.match(r"^(.*), (the|a|an)$", bare)
     if article:
-        variants.add(f"{article.group(2)} {article.group(1)}")
+        forms.add(f"{article.group(2)} {article.group(1)}")
+    with_year = {f"{f} ({year})" for f in forms} if year is not None else set()
+    variants = with_year if year_required and with_year else forms | with_year
     return {v for v in variants if len(v) >= 2}
 
 
-def mentions_item(text: str, name: str | int) -> bool:
+def _names_number(text: str, number: int) -> bool:
+    """An explicit candidate reference: "candidate 7", "option 7", "number 7", "no. 7", "#7", "[7]".
+    A line that starts "7." is a reasoning step as often as a candidate, so it never counts alone (the
+    prompt's candidate line "7. Title" names the item by its title)."""
+    n = re.escape(str(number))
+    pattern = rf"(?:#\s*{n}\b|\[{n}\]|\b(?:candidate|option|number|no\.)\s*#?\s*{n}\b)"
+    return re.search(pattern, text, re.IGNORECASE) is not None
+
+
+def mentions_item(text: str, name: str | int | ItemName) -> bool:
     """Whether ``text`` names an item: a title (case-insensitive, with or without its year suffix, and
-    "Matrix, The" as "The Matrix") or, for an ``int`` / digit string, its candidate number as "#7",
-    "7.", "7)", "[7]", "(7)", "candidate 7" or "option 7"."""
-    name = str(name).strip()
-    if name.isdigit():
-        n = re.escape(name)
-        pattern = (
-            rf"(?:#\s*{n}\b|\[{n}\]|\({n}\)|(?:candidate|option|number|no\.)\s*#?\s*{n}\b"
-            rf"|(?:^|\s){n}[.)](?!\d))"
-        )
-        return re.search(pattern, text, re.IGNORECASE | re.MULTILINE) is not None
+    "Matrix, The" as "The Matrix"; only with its year when :class:`ItemName` says a remake shares the
+    title), or a candidate number given as an ``int``, a digit string or ``ItemName.number``, in an
+    explicit reference (:func:`_names_number`)."""
+    if isinstance(name, ItemName):
+        if name.number is not None and _names_number(text, name.number):
+            return True
+        if not name.title:
+            return False
+        variants = _title_variants(name.title, name.year, name.year_required)
+    else:
+        name = str(name).strip()
+        if name.isdigit():
+            return _names_number(text, int(name))
+        variants = _title_variants(name)
     low = " ".join(text.lower().split())
-    return any(re.search(rf"(?<!\w){re.escape(v)}(?!\w)", low) for v in _title_variants(name))
+    return any(re.search(rf"(?<!\w){re.escape(v)}(?!\w)", low) for v in variants)
 
 
 def segment_rewards(
-    reward: float, segments: Sequence[Segment], wrong_item_names: Sequence[str | int], w_penalty: float
+    reward: float, segments: Sequence[Segment], wrong_item_names: Sequence[str | int | ItemName], w_penalty: float
 ) -> list[float]:
     """One reward per segment (RAAE's segment penalty).
 
     Args:
         reward: the completion's scalar reward r.
         segments: from :func:`segment_completion`.
-        wrong_item_names: names of the wrongly recommended item (title and/or candidate number); empty
-            when the answer is right or absent, in which case every segment keeps r.
+        wrong_item_names: names of the wrongly recommended item (:class:`ItemName`, or a title and/or a
+            candidate number); empty when the answer is right or absent: every segment keeps r.
         w_penalty: in [0, 1]; penalised segments get ``r - w_penalty * |r|``.
     Returns:
         list of floats, one per segment; the answer segment always keeps r.
@@ -228,27 +277,6 @@ def group_normalise(
     return centred / (std[group].unsqueeze(1) + eps) * mask_f
 
 
-def sequence_group_normalise(
-    sequence_rewards: torch.Tensor,
-    mask: torch.Tensor,
-    group_size: int | None = None,
-    group_ids: torch.Tensor | None = None,
-    eps: float = 1e-4,
-    correction: int = 1,
-) -> torch.Tensor:
-    """GRPO's sequence-level advantage (each completion counted once, TRL's unbiased std by default),
-    broadcast to (B, T) over the valid tokens. ``sequence_rewards`` is (B,)."""
-    group = _group_index(sequence_rewards.shape[0], group_size, group_ids).to(sequence_rewards.device)
-    n_groups = int(group.max()) + 1
-    ones = torch.ones_like(sequence_rewards)
-    count = torch.zeros(n_groups, dtype=sequence_rewards.dtype).index_add_(0, group, ones)
-    mean = torch.zeros_like(count).index_add_(0, group, sequence_rewards) / count
-    centred = sequence_rewards - mean[group]
-    std = (torch.zeros_like(count).index_add_(0, group, centred**2) / (count - correction).clamp(min=1)).sqrt()
-    adv = centred / (std[group] + eps)
-    return adv.unsqueeze(1) * mask.to(adv.dtype)
-
-
 def uniform_groups(sequence_rewards: torch.Tensor, group_size: int | None = None,
                    group_ids: torch.Tensor | None = None, tol: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
     """``(group index per completion (B,), whether each group's completions share one reward (n_groups,))``:
@@ -294,12 +322,73 @@ def anchor_uniform_groups(
     return (advantages - shift[group].unsqueeze(1)) * mask.to(advantages.dtype)
 
 
+# ----------------------------------------------------------------------------------------- penalty mask
+def penalised_segments(segments: Sequence[Segment], wrong_item_names: Sequence[str | int]) -> list[bool]:
+    """Which segments RAAE penalises: exactly those :func:`segment_rewards` lowers (it is asked with
+    r = 1 and w_penalty = 1, so a penalised segment comes back as 0), so both share one definition."""
+    return [r < 1.0 for r in segment_rewards(1.0, segments, wrong_item_names, 1.0)]
+
+
+def token_penalty_mask(
+    penalised: Sequence[Sequence[bool]],
+    segments: Sequence[Sequence[Segment]],
+    token_spans: Sequence[Sequence[tuple[int, int]]],
+    completion_mask: torch.Tensor,
+) -> torch.Tensor:
+    """(B, T) bool: token t of completion i lies in a penalised segment (the segment holding its first
+    character, as in :func:`token_rewards`); padding is False. ``penalised`` holds B lists, one flag
+    per segment (:func:`penalised_segments`)."""
+    flags = [[float(p) for p in row] for row in penalised]
+    return token_rewards(flags, segments, token_spans, completion_mask) > 0.5
+
+
+# ----------------------------------------------------------------------------------------- estimators
+EPS = 1e-4  # TRL's: GRPO's advantage is (r - mean) / (std + 1e-4)
+
+
+def _check_groups(batch_size: int, group_size: int) -> None:
+    if group_size < 2 or batch_size % group_size:
+        raise ValueError(f"a batch of {batch_size} completions is not a whole number of groups of {group_size} "
+                         "(GRPO needs at least 2 completions per prompt, consecutive as TRL lays them out)")
+
+
+def grpo_group_stats(rewards: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each completion's group mean and group std (B,) of the rewards (B,), TRL 1.16's way: groups of
+    ``group_size`` consecutive completions, ``nanmean`` and the unbiased (Bessel-corrected) ``nanstd``."""
+    _check_groups(rewards.shape[0], group_size)
+    grouped = rewards.view(-1, group_size)
+    mean = torch.nanmean(grouped, dim=1, keepdim=True)
+    variance = torch.nanmean((grouped - mean) ** 2, dim=1, keepdim=True)
+    count = torch.sum(~torch.isnan(grouped), dim=1, keepdim=True).to(rewards.dtype)
+    variance = variance * (count / (count - 1))
+    std = torch.sqrt(variance).squeeze(1)
+    return mean.squeeze(1).repeat_interleave(group_size), std.repeat_interleave(group_size)
+
+
+def grpo_sequence_advantages(rewards: torch.Tensor, group_size: int, eps: float = EPS) -> torch.Tensor:
+    """GRPO's advantage (B,): ``(r_i - mean_g r) / (std_g r + eps)`` with TRL's unbiased group std."""
+    mean, std = grpo_group_stats(rewards, group_size)
+    return torch.nan_to_num((rewards - mean) / (std + eps), nan=0.0)
+
+
+def penalised_token_rewards(rewards: torch.Tensor, penalised: torch.Tensor, mask: torch.Tensor,
+                            w_penalty: float) -> torch.Tensor:
+    """(B, T) token rewards ``r_{i,t}``: ``r_i - w_penalty * |r_i|`` on penalised tokens, ``r_i`` on the
+    other valid ones, 0 on padding."""
+    penalty = (w_penalty * rewards.abs()).unsqueeze(1) * penalised.to(rewards.dtype)
+    return (rewards.unsqueeze(1) - penalty) * mask.to(rewards.dtype)
+
+
 AdvantageEstimator = Callable[..., torch.Tensor]
 ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {}
 
 
-def register_advantage_estimator(name: str) -> Callable[[AdvantageEstimator], AdvantageEstimator]:
+def register_advantage_estimator(name: str, uses_penalty: bool = True) -> Callable[[AdvantageEstimator],
+                                                                                   AdvantageEstimator]:
+    """Register an estimator under ``name`` (verl's ``core_algos`` style). ``uses_penalty=False`` tells the
+    trainer it need not segment completions for it."""
     def wrap(fn: AdvantageEstimator) -> AdvantageEstimator:
+        fn.uses_penalty = uses_penalty  # type: ignore[attr-defined]
         ADVANTAGE_ESTIMATORS[name] = fn
         return fn
 
@@ -307,22 +396,92 @@ def register_advantage_estimator(name: str) -> Callable[[AdvantageEstimator], Ad
 
 
 def get_advantage_estimator(name: str) -> AdvantageEstimator:
-    """``estimator(token_rewards (B, T), mask (B, T), group_size, eps) -> advantages (B, T)``."""
+    """``estimator(rewards (B,), penalised (B, T) bool, mask (B, T), group_size, *, w_penalty, sigma_floor,
+    eps=EPS) -> advantages (B, T)``, 0 on padding; groups are ``group_size`` consecutive completions."""
     if name not in ADVANTAGE_ESTIMATORS:
         raise ValueError(f"unknown advantage estimator {name!r}; use one of {', '.join(ADVANTAGE_ESTIMATORS)}")
     return ADVANTAGE_ESTIMATORS[name]
 
 
-@register_advantage_estimator("grpo")
-def grpo_advantages(token_rewards: torch.Tensor, mask: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
-    """Plain GRPO: each completion's reward is its mean token reward (r itself when nothing is
-    penalised), normalised per group at the sequence level, broadcast to its tokens."""
-    mask_f = mask.to(token_rewards.dtype)
-    seq = (token_rewards * mask_f).sum(1) / mask_f.sum(1).clamp(min=1)
-    return sequence_group_normalise(seq, mask, group_size=group_size, eps=eps)
+@register_advantage_estimator("grpo", uses_penalty=False)
+def grpo_advantages(rewards: torch.Tensor, penalised: torch.Tensor | None, mask: torch.Tensor, group_size: int, *,
+                    w_penalty: float = 0.0, sigma_floor: float = 1.0, eps: float = EPS) -> torch.Tensor:
+    """Plain GRPO (TRL's advantage), broadcast to the valid tokens: ``A_{i,t} = (r_i - mean_g r) /
+    (std_g r + eps)``. The penalty arguments are ignored."""
+    return grpo_sequence_advantages(rewards, group_size, eps).unsqueeze(1) * mask.to(rewards.dtype)
 
 
 @register_advantage_estimator("raae")
-def raae_advantages(token_rewards: torch.Tensor, mask: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
-    """RAAE: token-level normalisation over all valid tokens of each group."""
-    return group_normalise(token_rewards, mask, group_size=group_size, eps=eps)
+def raae_advantages(rewards: torch.Tensor, penalised: torch.Tensor, mask: torch.Tensor, group_size: int, *,
+                    w_penalty: float, sigma_floor: float, eps: float = EPS) -> torch.Tensor:
+    """Bounded RAAE (ours): GRPO's advantage plus the token's penalty in units of the group's reward spread,
+
+        A_{i,t} = (r_i - mean_g r) / (std_g r + eps) + (r_{i,t} - r_i) / max(std_g r, sigma_floor)
+
+    with ``r_{i,t} - r_i = -w_penalty * |r_i|`` on penalised tokens and 0 elsewhere, ``std_g`` TRL's
+    unbiased group std. Nothing penalised gives GRPO's advantages exactly; the penalty's effect is linear
+    in ``w_penalty * |r_i|`` and at most ``w_penalty * |r_i| / sigma_floor`` whatever share of the
+    tokens it hits. ``sigma_floor`` (> 0) is in reward units (the trainer takes a fraction of the
+    reward's range). Returns (B, T), 0 on padding."""
+    if not sigma_floor > 0:
+        raise ValueError(f"sigma_floor must be > 0, got {sigma_floor}")
+    mean, std = grpo_group_stats(rewards, group_size)
+    base = torch.nan_to_num((rewards - mean) / (std + eps), nan=0.0)
+    mask_f = mask.to(rewards.dtype)
+    shift = -(w_penalty * rewards.abs()) / std.clamp(min=sigma_floor)
+    return base.unsqueeze(1) * mask_f + shift.unsqueeze(1) * penalised.to(rewards.dtype) * mask_f
+
+
+@register_advantage_estimator("raae_paper")
+def raae_paper_advantages(rewards: torch.Tensor, penalised: torch.Tensor, mask: torch.Tensor, group_size: int, *,
+                          w_penalty: float, sigma_floor: float = 1.0, eps: float = EPS) -> torch.Tensor:
+    """The paper's token-level normalisation, literally: ``A_{i,t} = (r_{i,t} - mean) / (std + eps)`` over all
+    valid tokens of the group (population std). Kept for reference: it is UNBOUNDED, since in a group whose
+    completions share one reward a penalised token gets about ``-1/sqrt(share of penalised tokens)``
+    however small the penalty (``sigma_floor`` is ignored)."""
+    _check_groups(rewards.shape[0], group_size)
+    tok = penalised_token_rewards(rewards, penalised, mask, w_penalty)
+    return group_normalise(tok, mask, group_size=group_size, eps=eps)
+
+
+@register_advantage_estimator("raae_anchored")
+def raae_anchored_advantages(rewards: torch.Tensor, penalised: torch.Tensor, mask: torch.Tensor, group_size: int, *,
+                             w_penalty: float, sigma_floor: float = 1.0, eps: float = EPS) -> torch.Tensor:
+    """``raae_paper`` with the groups whose completions share one reward shifted so that their unpenalised
+    tokens get 0 (:func:`anchor_uniform_groups`), kept to reproduce results trained with it. Unbounded like
+    ``raae_paper``."""
+    advantages = raae_paper_advantages(rewards, penalised, mask, group_size, w_penalty=w_penalty, eps=eps)
+    return anchor_uniform_groups(advantages, rewards, mask, group_size)
+
+
+ESTIMATORS = tuple(ADVANTAGE_ESTIMATORS)
+
+
+@dataclass
+class AdvantageConfig:
+    """How RFT turns rewards into per-token advantages (the estimator and RAAE's segment penalty)."""
+
+    estimator: str = field(default="raae", metadata={
+        "help": "raae (GRPO plus a bounded segment penalty), grpo (TRL's sequence-level advantage), raae_paper "
+                "(the paper's token-level normalisation, unbounded) or raae_anchored (raae_paper with "
+                "uniform-reward groups anchored at 0).", "choices": ESTIMATORS})
+    segment_mode: str = field(default="step", metadata={"help": "How completions are split into reasoning "
+                                                                "segments: paragraph, line or step.",
+                                                        "choices": SEGMENT_MODES})
+    w_penalty: float = field(default=0.3, metadata={"help": "Segment penalty: a wrong answer's segments that name "
+                                                            "the wrong item get r - w_penalty*|r| (paper: 0.3)."})
+    sigma_floor: float = field(default=0.1, metadata={"help": "Floor of the group reward std that scales the "
+                                                              "penalty (raae), as a fraction of the reward's range "
+                                                              "(highest minus lowest achievable reward)."})
+
+    def __post_init__(self) -> None:
+        if self.estimator not in ADVANTAGE_ESTIMATORS:
+            raise ConfigError(f"unknown advantage estimator {self.estimator!r}. Fix: use one of "
+                              f"{', '.join(ADVANTAGE_ESTIMATORS)}.")
+        if self.segment_mode not in SEGMENT_MODES:
+            raise ConfigError(f"unknown segment mode {self.segment_mode!r}. Fix: use one of {', '.join(SEGMENT_MODES)}.")
+        if not 0.0 <= self.w_penalty <= 1.0:
+            raise ConfigError(f"w_penalty must be in [0, 1], got {self.w_penalty}. Fix: use the paper's 0.3.")
+        if not 0.0 < self.sigma_floor <= 1.0:
+            raise ConfigError(f"sigma_floor is a fraction of the reward's range in (0, 1], got {self.sigma_floor}. "
+                              "Fix: use 0.1.")

@@ -1,5 +1,5 @@
 """rft: curriculum GRPO with reasoning-aware segmented advantages and the dual-graph reward (ReRec,
-arXiv 2604.07851; DESIGN.md "The method").
+arXiv 2604.07851; ``docs/method.md``).
 
 Inputs: --data (prepare-data folder with queries), --graphs (build-graphs folder: the item-attribute
 graph for QAS), --reward (train-reward-gnn folder: item embeddings for PAS), --model (the SFT output or
@@ -11,6 +11,12 @@ Output (--out, written all at once when training finishes): a Hugging Face model
 LR scheduler, RNG and curriculum state); a run killed at any point continues with ``--resume`` and
 finishes at the same step, with the same curriculum state, as a run that was never stopped.
 
+The config nests one dataclass per part of the method, each knob declared once: ``reward``
+(:class:`~rerec.reward.scorer.RewardConfig`, flags ``--reward-*``), ``advantage``
+(:class:`~rerec.train.raae.AdvantageConfig`, ``--advantage-*``) and ``curriculum``
+(:class:`~rerec.train.curriculum.CurriculumConfig`, ``--curriculum-*``); a JSON config nests the same way,
+``{"steps": 30, "reward": {"weights": "paper"}, "curriculum": {"tau": 0.1}}``.
+
 Ablations (``--ablation``): plain_grpo (TRL's sequence-level advantages, no curriculum, no QAS/PAS),
 no_raae, no_curriculum, no_qas, no_pas.
 """
@@ -18,6 +24,7 @@ no_raae, no_curriculum, no_qas, no_pas.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import resource
@@ -30,10 +37,14 @@ from typing import Any
 from rerec.config import add_dataclass_arguments, check_minimums, dataclass_from_args
 from rerec.errors import ConfigError, InputError, RerecError
 from rerec.io import atomic_dir, write_json
+from rerec.models.folder import write_model_folder
 from rerec.models.profiles import PROFILES, get_profile
-from rerec.tracking import stage_run
-from rerec.train.curriculum import FALLBACKS, CurriculumConfig
+from rerec.reward.scorer import RewardConfig
+from rerec.tracking import StageTracker, stage_run
+from rerec.train.curriculum import CurriculumConfig
+from rerec.train.distributed import is_main_process, world_size
 from rerec.train.precision import PRECISIONS, resolve_precision
+from rerec.train.raae import AdvantageConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,25 +74,17 @@ class RFTConfig:
     lr: float | None = field(default=None, metadata={"help": "Learning rate."})
     max_completion_tokens: int | None = field(default=None, metadata={"help": "Completion length limit."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
-    # --- ReRec (arXiv 2604.07851 Sec. 3.3-3.4)
-    ablation: str = field(default="none", metadata={"help": "Ablation arm.", "choices": ABLATIONS})
-    advantage: str = field(default="raae", metadata={"help": "raae (token-level) or grpo (sequence-level).",
-                                                     "choices": ("raae", "grpo")})
-    segment_mode: str = field(default="step", metadata={"help": "RAAE segments: paragraph, line or step.",
-                                                        "choices": ("paragraph", "line", "step")})
-    w_penalty: float = field(default=0.3, metadata={"help": "RAAE penalty weight (paper: 0.3)."})
-    uniform_groups: str = field(default="anchor", metadata={
-        "help": "RAAE in a group whose completions share one reward: anchor (unpenalised tokens get 0; ours) or "
-                "paper (plain token normalisation, which reinforces a shared wrong answer).",
-        "choices": ("anchor", "paper")})
-    use_curriculum: bool = field(default=True, metadata={"help": "Online curriculum over prompts."})
-    tau: float = field(default=0.2, metadata={"help": "Curriculum mastery threshold on difficulty."})
-    probe_every: int = field(default=2, metadata={"help": "Probe mastered prompts every this many epochs."})
-    probe_fraction: float = field(default=0.25, metadata={"help": "Fraction of mastered prompts probed."})
-    min_active: int = field(default=4, metadata={"help": "Fewest active prompts before the fallback."})
-    fallback: str = field(default="reactivate", metadata={"help": "Curriculum fallback.", "choices": FALLBACKS})
-    use_qas: bool = field(default=True, metadata={"help": "QAS term of the reward."})
-    use_pas: bool = field(default=True, metadata={"help": "PAS term of the reward."})
+    # --- ReRec (arXiv 2604.07851 Sec. 3.2-3.4): one nested config each, flags --reward-*, --advantage-*,
+    # --curriculum-*, JSON {"reward": {...}, "advantage": {...}, "curriculum": {...}}
+    ablation: str = field(default="none", metadata={"help": "Ablation arm: plain_grpo (grpo advantage, no "
+                                                            "curriculum, no QAS/PAS), no_raae, no_curriculum, "
+                                                            "no_qas, no_pas; it overrides the nested options it "
+                                                            "names.", "choices": ABLATIONS})
+    reward: RewardConfig = field(default_factory=RewardConfig, metadata={"help": "The dual-graph reward."})
+    advantage: AdvantageConfig = field(default_factory=AdvantageConfig, metadata={
+        "help": "Rewards to per-token advantages (RAAE)."})
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig, metadata={"help": "The online "
+                                                                                             "curriculum."})
     # --- run
     save_steps: int = field(default=10, metadata={"help": "Checkpoint every this many steps."})
     time_budget_s: float = field(default=0.0, metadata={"help": "Stop after this many seconds (0 = no limit)."})
@@ -106,20 +109,20 @@ class RFTConfig:
                 "batch_size": p.rft_batch_size, "num_generations": p.num_generations, "lr": p.rft_lr,
                 "max_completion_tokens": p.max_completion_tokens, "rollout_engine": p.rollout_engine}
         out = replace(self, **{k: v for k, v in fill.items() if getattr(self, k) is None})
-        arm = {"plain_grpo": dict(advantage="grpo", use_curriculum=False, use_qas=False, use_pas=False),
-               "no_raae": dict(advantage="grpo"), "no_curriculum": dict(use_curriculum=False),
-               "no_qas": dict(use_qas=False), "no_pas": dict(use_pas=False)}.get(self.ablation, {})
-        out = replace(out, **arm)
+        grpo, no_curriculum = {"advantage": {"estimator": "grpo"}}, {"curriculum": {"enabled": False}}
+        arm = {"plain_grpo": {**grpo, **no_curriculum, "reward": {"use_qas": False, "use_pas": False}},
+               "no_raae": grpo, "no_curriculum": no_curriculum, "no_qas": {"reward": {"use_qas": False}},
+               "no_pas": {"reward": {"use_pas": False}}}.get(self.ablation, {})
+        out = replace(out, **{group: replace(getattr(out, group), **values) for group, values in arm.items()})
+        out = replace(out, reward=out.reward.resolved())
         check_minimums(out, {"steps": 1, "batch_size": 1, "lr": 0, "lora_r": 1, "beta": 0, "n_candidates": 2,
                              "max_history": 0, "n_train": 0, "max_completion_tokens": 1, "temperature": 0,
-                             "probe_every": 0, "min_active": 0, "save_steps": 1, "time_budget_s": 0,
-                             "stop_after_steps": 0,
+                             "save_steps": 1, "time_budget_s": 0, "stop_after_steps": 0,
                              "threads": 0}, strict=("lr", "temperature"))
+        check_minimums(out.curriculum, {"probe_every": 0, "min_active": 0}, prefix="curriculum.")
         if out.num_generations < 2:
             raise ConfigError(f"num_generations must be at least 2 (GRPO compares a prompt's completions), got "
                               f"{out.num_generations}. Fix: pass --num-generations 4.")
-        if not 0.0 <= out.w_penalty <= 1.0:
-            raise ConfigError(f"w_penalty must be in [0, 1], got {out.w_penalty}. Fix: use the paper's 0.3.")
         return out
 
 
@@ -159,35 +162,43 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build_scorer(data_dir, graphs_dir, reward_dir, cfg: RFTConfig, titles: dict[str, str]):
+def wrong_item_name(item_id: str, row: dict, titles: dict[str, str], years: dict[str, int | None]):
+    """How a completion's reasoning can name the item it wrongly recommended (RAAE's penalty target): its
+    title (with the year when another candidate shares the title) and its candidate number."""
+    from rerec.train.raae import ItemName
+
+    candidates = [str(c) for c in row["candidates"]]
+    title = titles.get(item_id, item_id)
+    shared = sum(titles.get(c) == title for c in candidates) > 1
+    number = candidates.index(item_id) + 1 if item_id in candidates else None
+    return ItemName(title=title, number=number, year=years.get(item_id), year_required=shared)
+
+
+def build_scorer(data_dir, graphs_dir, reward_dir, cfg: RFTConfig, titles: dict[str, str],
+                 years: dict[str, int | None] | None = None):
     """The dual-graph :class:`~rerec.reward.scorer.RewardScorer` and an adapter to the trainer's
     ``ScoreFn``."""
-    from rerec.reward.scorer import RewardConfig, RewardScorer
+    from rerec.reward.scorer import RewardScorer
     from rerec.train.grpo import ScoredCompletion
 
     graph = embeddings = None
-    if cfg.use_qas and graphs_dir is not None:
+    if cfg.reward.use_qas and graphs_dir is not None:
         from rerec.graphs.attributes import ItemAttributeGraph
 
         graph = ItemAttributeGraph.load(graphs_dir)
-    if cfg.use_pas and reward_dir is not None:
+    if cfg.reward.use_pas and reward_dir is not None:
         from rerec.reward.alignment import ItemEmbeddingTable
 
         embeddings = ItemEmbeddingTable.load(reward_dir)
-    scorer = RewardScorer(RewardConfig(use_qas=cfg.use_qas, use_pas=cfg.use_pas), titles=titles,
-                          attribute_graph=graph, embeddings=embeddings)
+    years = years or {}
+    scorer = RewardScorer(cfg.reward, titles=titles, years=years, attribute_graph=graph, embeddings=embeddings)
 
     def score_fn(texts: list[str], rows: list[dict]) -> list[ScoredCompletion]:
         out = []
         for b, row in zip(scorer.score(texts, rows), rows, strict=True):
             positives = {str(p) for p in row["positives"]}
             correct = b.recommended is not None and b.recommended in positives
-            wrong: list = []
-            if b.recommended is not None and not correct:
-                candidates = [str(c) for c in row["candidates"]]
-                wrong = [titles.get(b.recommended, b.recommended)]
-                if b.recommended in candidates:
-                    wrong.append(candidates.index(b.recommended) + 1)
+            wrong = [] if correct or b.recommended is None else [wrong_item_name(b.recommended, row, titles, years)]
             out.append(ScoredCompletion(total=b.total, normalised=scorer.normalised(b.total), correct=correct,
                                         wrong_item_names=wrong, parsed=bool(b.parsed.ok), components=b.metrics()))
         return out
@@ -250,7 +261,7 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
 
     from rerec.models.loading import LoraSpec, load_model
     from rerec.train.curriculum import CurriculumScheduler
-    from rerec.train.grpo import RAAEOptions, ReRecGRPOTrainer, choose_rollout_engine, rollout_config
+    from rerec.train.grpo import ReRecGRPOTrainer, choose_rollout_engine, rollout_config
     from rerec.train.sft import load_view_and_queries
 
     cfg = (config or RFTConfig()).resolved()
@@ -261,7 +272,7 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
     out_dir = Path(out_dir)
     work = out_dir.with_name(out_dir.name + ".rft-work")
     ckpt_dir = work / "checkpoints"
-    resume_from = latest_checkpoint(ckpt_dir, need_curriculum=cfg.use_curriculum) if resume else None
+    resume_from = latest_checkpoint(ckpt_dir, need_curriculum=cfg.curriculum.enabled) if resume else None
     if not resume and ckpt_dir.exists() and any(ckpt_dir.glob("checkpoint-*")):
         raise RerecError(f"A previous rft run left checkpoints in {ckpt_dir}. Fix: pass --resume to continue it, "
                          f"or delete that folder to start again.")
@@ -277,13 +288,10 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
                                   else None, trainable=True)
     tokenizer.padding_side = "left"
     train_ds = build_dataset(view, queries, tokenizer, cfg)
-    scorer, score_fn = build_scorer(data_dir, graphs_dir, reward_dir, cfg, dict(view.titles))
+    scorer, score_fn = build_scorer(data_dir, graphs_dir, reward_dir, cfg, dict(view.titles), dict(view.years))
     curriculum = None
-    if cfg.use_curriculum:
-        curriculum = CurriculumScheduler(
-            train_ds["prompt_id"], CurriculumConfig(tau=cfg.tau, probe_every=cfg.probe_every,
-                                                    probe_fraction=cfg.probe_fraction, min_active=cfg.min_active,
-                                                    fallback=cfg.fallback), seed=cfg.seed)
+    if cfg.curriculum.enabled:
+        curriculum = CurriculumScheduler(train_ds["prompt_id"], cfg.curriculum, seed=cfg.seed)
     metrics: dict[str, Any] = {"profile": cfg.profile, "model": start_model, "ablation": cfg.ablation,
                                "n_train_prompts": len(train_ds), "resumed_from": str(resume_from) if resume_from else None}
     history: list[dict] = []
@@ -293,7 +301,12 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
     log.info("RFT rollouts: %s (%s)", engine, engine_reason)
     metrics.update(precision.params(), rollout_engine=engine, rollout_engine_reason=engine_reason)
 
-    with stage_run(STAGE, cfg, tags={"rerec.profile": cfg.profile, "rerec.ablation": cfg.ablation}) as tracker:
+    # Several processes (torchrun): every rank trains, only rank 0 tracks and writes the output.
+    main_process = is_main_process()
+    metrics["world_size"] = world_size()
+    tracking = (stage_run(STAGE, cfg, tags={"rerec.profile": cfg.profile, "rerec.ablation": cfg.ablation})
+                if main_process else contextlib.nullcontext(StageTracker(None)))
+    with tracking as tracker:
         tracker.log_params({**precision.params(), "rollout_engine_used": engine, "rollout_engine_reason": engine_reason})
         trainer_ref: dict[str, Any] = {}
 
@@ -337,8 +350,7 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
         )
         trainer = ReRecGRPOTrainer(
             model=model, args=args, train_dataset=train_ds, processing_class=tokenizer, score_fn=score_fn,
-            raae=RAAEOptions(advantage_estimator=cfg.advantage, segment_mode=cfg.segment_mode,
-                             w_penalty=cfg.w_penalty, uniform_groups=cfg.uniform_groups),
+            advantage=cfg.advantage, reward_range=scorer.bounds[1] - scorer.bounds[0],
             curriculum=curriculum, on_new_epoch=on_new_epoch, callbacks=[_Track()],
         )
         trainer_ref["trainer"] = trainer
@@ -354,23 +366,18 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
             metrics.update(curriculum_epoch=curriculum.epoch, curriculum_active=len(curriculum.active),
                            curriculum_mastered=len(curriculum.mastered), curriculum_stopped=curriculum.stopped)
         tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float) and v is not None})
+        if not main_process:
+            return metrics
 
         with atomic_dir(out_dir) as tmp:
-            final = trainer.model
-            if cfg.use_lora:
-                final.save_pretrained(tmp / "adapter")
-                final = final.merge_and_unload()
-            final.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            last_ckpt = latest_checkpoint(ckpt_dir, need_curriculum=cfg.use_curriculum)
+            write_model_folder(tmp, trainer.model, tokenizer, lora=cfg.use_lora,
+                               metrics={**metrics, "history": history, "config": asdict(cfg)},
+                               samples=trainer.sample_completions)
+            last_ckpt = latest_checkpoint(ckpt_dir, need_curriculum=cfg.curriculum.enabled)
             if last_ckpt is not None:
                 shutil.copytree(last_ckpt, tmp / "checkpoints" / last_ckpt.name)
             if curriculum is not None:
                 write_json(tmp / "curriculum.json", curriculum.state_dict())
-            write_json(tmp / "metrics.json", {**metrics, "history": history, "config": asdict(cfg)})
-            with open(tmp / "samples.jsonl", "w", encoding="utf-8") as f:
-                for sample in trainer.sample_completions:
-                    f.write(json.dumps(sample) + "\n")
         shutil.rmtree(work, ignore_errors=True)
         tracker.log_artifact(out_dir / "metrics.json")
         tracker.log_artifact(out_dir / "samples.jsonl", artifact_path="samples")

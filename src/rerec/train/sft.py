@@ -1,9 +1,9 @@
-"""sft-warmup: a short supervised pass on reasoning traces synthesised from the graphs (DESIGN.md,
-"SFT warm-up"), so that a small model writes the answer format before RFT.
+"""sft-warmup: a short supervised pass on reasoning traces synthesised from the graphs (docs/method.md),
+so that a small model writes the answer format before RFT.
 
 Inputs: --data (a prepare-data folder: queries with splits), --graphs (a build-graphs folder; its
-item-attribute graph decides every fact of a trace), --profile (tiny | smollm2 | paper, the budgets of
-DESIGN.md "What a CPU can afford"), optionally --model to start from another model folder.
+item-attribute graph decides every fact of a trace), --profile (tiny | smollm2 | paper: the model profiles of
+:mod:`rerec.models.profiles`), optionally --model to start from another model folder.
 
 Output (--out, written all at once): a Hugging Face model folder (LoRA merged into the weights),
 ``adapter/`` (the LoRA adapter, when LoRA is used), ``metrics.json`` (train/validation loss, parse
@@ -32,7 +32,7 @@ from rerec.io import atomic_dir, write_json
 from rerec.models.profiles import PROFILES, get_profile
 from rerec.prompt import (
     CatalogView,
-    answer_item_ids,
+    answer_ranking,
     build_messages,
     candidate_lines,
     render_prompt,
@@ -189,8 +189,7 @@ def answer_only_trainer_class() -> type:
     """``SFTTrainer`` whose loss applies the vocabulary head only where labels are set.
 
     The loss equals TRL's completion-only cross-entropy, but logits for prompt tokens are never
-    built: for ``tiny`` the 49k-word head is most of the compute (DESIGN.md measured about 3x faster
-    and 3.4x less memory). Works for any model with ``get_decoder()`` and ``get_output_embeddings()``,
+    built: for ``tiny`` the 49k-word head is most of the compute. Works for any model with ``get_decoder()`` and ``get_output_embeddings()``,
     wrapped in peft or not.
     """
     import torch.nn.functional as F
@@ -230,7 +229,8 @@ def evaluate_choice(model: Any, tokenizer: Any, rows: list[dict], view: CatalogV
                     max_history: int = 0, max_new_tokens: int = 64, batch_size: int = 16,
                     desc: str = "generate") -> dict:
     """Greedy generation on ``rows`` (already shrunk) with :func:`rerec.eval.generate.generate_completions`:
-    parse rate, Acc@1 and the completions."""
+    parse rate, Acc@1, the completions and each row's hit (the first answer item is a positive;
+    :func:`rerec.prompt.answer_ranking`)."""
     from rerec.answer import parse_answer
     from rerec.eval.generate import generate_completions
 
@@ -240,10 +240,8 @@ def evaluate_choice(model: Any, tokenizer: Any, rows: list[dict], view: CatalogV
                                   desc=desc)
     completions = [c or "" for c in result.completions]
     parsed = [parse_answer(c).ok for c in completions]
-    hits = []
-    for row, text in zip(rows, completions, strict=True):
-        answered = answer_item_ids(text, row, view)
-        hits.append(bool(answered) and answered[0] in {str(p) for p in row["positives"]})
+    hits = [answer_ranking(text, row, view).top1 in {str(p) for p in row["positives"]}
+            for row, text in zip(rows, completions, strict=True)]
     n = max(len(rows), 1)
     by_type: dict[str, list[bool]] = {}
     for row, hit in zip(rows, hits, strict=True):

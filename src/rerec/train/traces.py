@@ -1,12 +1,13 @@
-"""Reasoning traces synthesised from the graphs, the SFT warm-up's targets (DESIGN.md, "SFT warm-up").
+"""Reasoning traces synthesised from the graphs, the SFT warm-up's targets (``docs/design.md``).
 
 A trace checks the request's stored conditions against the candidates, says what rules candidates
-out, notices a misinformed premise, and ends with ``format_answer([positive title])``. Every factual
+out, notices a misinformed premise, and ends with the boxed answer naming the positive (:func:`rerec.prompt.answer_text`: its title, or
+title and year when another candidate shares the title). Every factual
 sentence is decided by the item-attribute index (:class:`rerec.prompt.CatalogView`) and recorded as a
 :class:`Fact`, so tests can check each one against the graph. Several styles, picked by a seeded RNG,
 keep the model from learning one sentence.
 
-Traces stay short on purpose: on a CPU every completion token costs (DESIGN.md, "What a CPU can afford").
+Traces stay short on purpose: on a CPU every completion token costs (``docs/design.md``, "Model profiles").
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rerec.answer import format_answer
 from rerec.data.phrasing import genre_word
 from rerec.data.schema import decode_conditions
-from rerec.prompt import CatalogView, describe_shared
+from rerec.prompt import CatalogView, answer_text, describe_shared
 
 STYLES = ("checklist", "eliminate", "direct", "table", "scan")
 #: What ``synthesize_trace`` picks from when no style is given: the styles of free prose. ``table`` (one
@@ -85,11 +85,10 @@ def check_label(cond: Mapping, view: CatalogView) -> str:
     """A condition's name in a table row's check: :func:`condition_label`, but a multi-hop condition is
     its relation alone ("director yes"). A candidate line mentions a relation as evidence about the
     request's items, so the check reads whether the copied line names it; the condition's full name
-    (5-15 tokens again per row) is in the "Wanted" line. On MovieLens-100k training queries the line
-    names the relation exactly when the condition holds for 99.2% of (candidate, condition) pairs (2,571
-    of 2,592; the rest: evidence about a misinformed premise's item, or cut by ``max_facts``). Measured
-    against the old rows ("producer of Fargo yes"), 41 CPU SFT steps each, 100 val queries at 224 tokens:
-    implicit Acc@1 0.68 -> 0.88, parse 0.80 -> 0.95 (``bench/results/sft_check_labels_cpu.json``)."""
+    (5-15 tokens again per row) is in the "Wanted" line. A row that repeats the full name asks the model to
+    check words the candidate line does not contain. The line names the relation exactly when the
+    condition holds, except for evidence about a misinformed premise's item and facts cut by
+    ``max_facts``."""
     if cond.get("via") is not None:
         return str(cond["relation"])
     return condition_label(cond, view)
@@ -128,10 +127,9 @@ def no_fit_query(query: Mapping, view: CatalogView) -> dict | None:
 
     A ``table``/``scan`` trace of it checks every row, finds none that fits and names the closest. SFT
     can mix a few in (``no_fit_rate``) so that a model which misjudges every row still ends its scan after
-    the last candidate with a boxed answer, instead of inventing rows 5, 6, ... until the token limit
-    (what SmolLM2 did on the unparsed answers inspected here). Off by default: at the CPU budget of
-    ``make run`` (43 SFT steps) a 0.1 share made verdicts worse ("yes, yes - no.", teacher-forced verdicts
-    0.82 against 0.99) and test parse fell from 0.90 to 0.60.
+    the last candidate with a boxed answer, instead of inventing further rows until the token limit.
+    Off by default: at a short CPU budget, examples without a match muddle the per-row verdicts more than
+    they help the model stop.
     """
     conditions = [c for c in decode_conditions(query.get("conditions") or []) if c["relation"] in view.relations]
     positives = {str(p) for p in query["positives"]}
@@ -258,5 +256,5 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
         style = "direct"
     if not lines:
         lines.append(f"{view.name(positive)} fits the request best.")
-    lines.append(format_answer([view.title(positive)]))
+    lines.append(answer_text(positive, query, view))
     return Trace(text="\n".join(lines), style=style, answer_id=positive, facts=facts)

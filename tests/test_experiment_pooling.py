@@ -1,11 +1,17 @@
-"""bench/pool_ablation.py: arms of separate runs pair within a seed and pool over seeds; bad runs name the fix."""
+"""Pooling ablation runs (rerec.experiments.pooling and experiments/pool_ablation.py): arms of separate runs pair
+within a seed and pool over seeds; bad runs name the fix."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from bench.pool_ablation import group_by_seed, load_run, main, pool
 from rerec.errors import InputError
+from rerec.experiments.pooling import group_by_seed, load_run, pool
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def recs(hits, types=None, prefix="q"):
@@ -15,13 +21,13 @@ def recs(hits, types=None, prefix="q"):
 
 def write_run(path, seed, records):
     path.mkdir(parents=True)
-    summary = {"bench": "ablation"} if seed is None else {"bench": "ablation", "seed": seed}
+    summary = {"experiment": "ablation"} if seed is None else {"experiment": "ablation", "seed": seed}
     (path / "ablation.json").write_text(json.dumps(summary))
     (path / "records.json").write_text(json.dumps(records))
     return path
 
 
-def test_arms_of_separate_runs_pair_within_a_seed_and_pool_over_seeds(tmp_path, capsys):
+def test_arms_of_separate_runs_pair_within_a_seed_and_pool_over_seeds(tmp_path):
     types = ["explicit", "explicit", "interest", "interest"]
     # seed 0: the default arms in one run, an ablation in another; seed 1: one run with all three
     a = write_run(tmp_path / "s0a", 0, {"plain_grpo": recs([1, 1, 0, 0], types), "rerec": recs([1, 0, 0, 0], types)})
@@ -44,8 +50,10 @@ def test_arms_of_separate_runs_pair_within_a_seed_and_pool_over_seeds(tmp_path, 
     assert bon["alpha"] == 0.025 and bon["low"] <= rerec["all"]["low"] and bon["high"] >= rerec["all"]["high"]
 
     out = tmp_path / "pooled.json"
-    assert main([str(a), str(b), str(c), "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "pool_ablation.py"), str(a), str(b), str(c),
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout
     assert "[pool] rerec - plain_grpo: -0.250 over 8 queries of 2 seed(s)" in printed
     assert json.loads(out.read_text())["arms"]["no_raae"]["seeds"] == [0, 1]
 

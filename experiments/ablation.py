@@ -3,82 +3,59 @@ single-component ablations), scored by validation Acc@1 per query type with 95% 
 plus the paired difference of each arm against plain GRPO on the same validation queries.
 
     # folders from the pipeline stages (prepare-data, build-graphs, train-reward-gnn, sft-warmup):
-    .venv/bin/python bench/ablation.py --data D --graphs G --reward R --sft SFT_MODEL_DIR --out /tmp/ablation
-    .venv/bin/python bench/ablation.py ... --arms all                 # + no_raae no_curriculum no_qas no_pas
-    .venv/bin/python bench/ablation.py ... --profile cpu-hour         # 2 CPU cores: about 45 minutes
-    .venv/bin/python bench/ablation.py ... --profile paper            # GPU: G=5, lr 5e-6, 768/768, w 0.3
-    .venv/bin/python bench/ablation.py ... --arms rerec_p1,no_curriculum \
-        --variants '{"rerec_p1": {"probe_every": 1, "probe_fraction": 0.5}}'   # a named ReRec variant as an arm
-    .venv/bin/python bench/pool_ablation.py RUN_DIR ...               # pair arms across runs, pool over --seed
+    .venv/bin/python experiments/ablation.py --data D --graphs G --reward R --sft SFT_MODEL_DIR --out /tmp/ablation
+    .venv/bin/python experiments/ablation.py ... --arms all            # + no_raae no_curriculum no_qas no_pas
+    .venv/bin/python experiments/ablation.py ... --budget cpu-hour     # sized for an hour on 2 CPU cores
+    .venv/bin/python experiments/ablation.py ... --budget paper        # GPU: G=5, lr 5e-6, 768/768, w 0.3
+    .venv/bin/python experiments/ablation.py ... --arms weights        # plain_grpo, rerec, rerec_paper_weights
+    .venv/bin/python experiments/ablation.py ... --arms rerec_p1,no_curriculum \
+        --variants '{"rerec_p1": {"curriculum": {"probe_every": 1, "probe_fraction": 0.5}}}'   # a named variant
+    .venv/bin/python experiments/pool_ablation.py RUN_DIR ...          # pair arms across runs, pool over --seed
 
-Profiles:
+Budgets (``--budget``; ``--profile`` is its deprecated spelling):
 - ``cpu``: the model profile's (``--model-profile``, default smollm2) CPU budgets, ``--steps`` RFT steps
   per arm, the arms one after the other.
 - ``cpu-hour``: sized to finish within an hour on 2 shared cores (``CPU_HOUR``): 22 steps per arm, the arms
-  side by side (``--parallel``), lr 2e-4 (at the profile's 5e-5, 16 steps moved val Acc@1 by at most
-  0.04), 24 training prompts so that the curriculum gets past its first epoch, 100 val queries.
+  side by side (``--parallel``), a learning rate above the model profile's so that few steps can move the
+  policy, 24 training prompts so that the curriculum gets past its first epoch, 100 val queries.
 - ``paper``: ReRec's GPU settings.
 
+Arms (:mod:`rerec.experiments.ablation`) are ablation switches (``none`` = ReRec, named ``rerec``), built-in
+variants (``rerec_paper_weights``, ``plain_grpo_paper_weights``: the reward with the paper's weights, see
+``docs/method.md``) or variants named with ``--variants``; a variant's options nest as the RFT config does
+(``{"reward": {"weights": "paper"}}``). ``--arms weights`` compares plain GRPO, ReRec and ReRec with the
+paper's reward weights in one run; every arm's resolved reward weights are recorded in ``ablation.json``.
+
 Every arm starts from the same weights, gets the same steps, seed and prompts. Any flag given overrides
-the profile. Prints a table and ONE JSON line at the end; writes ``ablation.json`` and the per-query hits
+the budget. Prints a table and ONE JSON line at the end; writes ``ablation.json`` and the per-query hits
 (``records.json``) under --out. The seed also picks the validation queries and their candidates, so runs of
-one seed pair query by query, and ``bench/pool_ablation.py`` pools such pairs over seeds.
+one seed pair query by query, and ``experiments/pool_ablation.py`` pools such pairs over seeds. Validation
+queries only: the test split is for the final report of a change, never for choosing between arms.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-ARMS_DEFAULT = ["plain_grpo", "none"]  # "none" = full ReRec
-ARMS_ALL = ["plain_grpo", "none", "no_raae", "no_curriculum", "no_qas", "no_pas"]
+from rerec.errors import RerecError  # noqa: E402
+from rerec.experiments.ablation import (  # noqa: E402
+    BUILTIN_VARIANTS,
+    arm_fields,
+    check_variants,
+    resolve_arms,
+    summarise,
+)
 
 CPU_HOUR = dict(steps=22, lr=2e-4, n_train=24, n_eval=100, parallel=True)
-PAPER = dict(num_generations=5, lr=5e-6, max_completion_tokens=768, w_penalty=0.3, context_mode="titles",
-             n_candidates=20, batch_size=16)
-
-
-RESERVED = {"rerec", "sft_start"}  # result names that are not ablation switches
-
-
-def arm_fields(arm: str, variants: dict[str, dict]) -> tuple[str, dict]:
-    """An arm's name in the results and the RFTConfig fields it sets on top of the shared ones: an ablation
-    switch (``none`` = ReRec, named ``rerec``), or a variant named in ``--variants`` (ReRec unless the variant
-    sets ``ablation``)."""
-    from rerec.errors import ConfigError
-    from rerec.train.rft import ABLATIONS
-
-    if arm in variants:
-        return arm, {"ablation": "none", **variants[arm]}
-    if arm in ABLATIONS:
-        return ("rerec" if arm == "none" else arm), {"ablation": arm}
-    raise ConfigError(f"--arms: unknown arm {arm!r}. Fix: use an ablation switch ({', '.join(ABLATIONS)}) or the "
-                      "name of a variant defined with --variants.")
-
-
-def check_variants(variants) -> dict[str, dict]:
-    """``--variants``: a JSON object of named arms, each an object of RFTConfig fields."""
-    from rerec.errors import ConfigError
-    from rerec.train.rft import ABLATIONS
-
-    if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
-        raise ConfigError('--variants: expected an object of named arms, each an object of RFTConfig fields, e.g. '
-                          '\'{"rerec_probe1": {"probe_every": 1}}\'.')
-    bad = [name for name in variants if not re.fullmatch(r"[A-Za-z0-9_.-]+", name)]
-    if bad:
-        raise ConfigError(f"--variants: {bad[0]!r} cannot name an arm (it names the arm's output folder). Fix: use "
-                          "letters, digits, '_', '.' and '-'.")
-    clash = sorted(set(variants) & (set(ABLATIONS) | RESERVED))
-    if clash:
-        raise ConfigError(f"--variants: {', '.join(clash)} already name(s) an arm. Fix: give the variant another "
-                          "name, such as rerec_probe1.")
-    return variants
+PAPER = dict(num_generations=5, lr=5e-6, max_completion_tokens=768, advantage={"w_penalty": 0.3},
+             context_mode="titles", n_candidates=20, batch_size=16)
 
 
 def evaluate_arm(model_dir: Path, rows, view, cfg) -> list[dict]:
@@ -86,7 +63,6 @@ def evaluate_arm(model_dir: Path, rows, view, cfg) -> list[dict]:
     import torch
 
     from rerec.models.loading import load_model
-    from rerec.prompt import answer_item_ids
     from rerec.train.sft import evaluate_choice
 
     cuda = torch.cuda.is_available()
@@ -96,48 +72,25 @@ def evaluate_arm(model_dir: Path, rows, view, cfg) -> list[dict]:
     result = evaluate_choice(model, tokenizer, rows, view, mode=cfg.context_mode, max_history=cfg.max_history,
                              max_new_tokens=cfg.max_completion_tokens, batch_size=64 if cuda else 16,
                              desc=f"eval {model_dir.name}")
-    out = []
-    for row, text in zip(rows, result["completions"], strict=True):
-        answered = answer_item_ids(text, row, view)
-        out.append({"query_id": row["query_id"], "type": str(row.get("type")),
-                    "hit": float(bool(answered) and answered[0] in {str(p) for p in row["positives"]})})
-    return out
-
-
-def summarise(records: list[dict], baseline: list[dict] | None) -> dict:
-    from rerec.eval.metrics import bootstrap_ci, paired_difference
-
-    types = sorted({r["type"] for r in records}) + ["all"]
-    summary = {}
-    base = {r["query_id"]: r["hit"] for r in baseline} if baseline else None
-    for t in types:
-        part = [r for r in records if t == "all" or r["type"] == t]
-        hits = [r["hit"] for r in part]
-        low, high = bootstrap_ci(hits)
-        entry = {"n": len(hits), "acc_at_1": sum(hits) / max(len(hits), 1), "ci95": [low, high]}
-        if base is not None:
-            paired = paired_difference(hits, [base[r["query_id"]] for r in part])
-            entry.update(diff_vs_plain=paired["diff"], diff_ci95=[paired["low"], paired["high"]],
-                         separated=paired["separated"])
-        summary[t] = entry
-    return summary
+    return [{"query_id": row["query_id"], "type": str(row.get("type")), "hit": float(hit)}
+            for row, hit in zip(rows, result["hits"], strict=True)]
 
 
 def setup(args):
     """The arms' shared RFT config (before the ablation switch), the item view and the validation rows."""
-    from rerec.config import dataclass_from_dict
+    from rerec.config import dataclass_from_dict, merge_config_dicts
     from rerec.prompt import shrink_candidates
     from rerec.train.rft import RFTConfig
     from rerec.train.sft import load_view_and_queries, query_rows
 
-    extra = PAPER if args.profile == "paper" else {}
+    extra = PAPER if args.budget == "paper" else {}
     overrides = {k: v for k, v in (("lr", args.lr), ("max_completion_tokens", args.max_completion_tokens),
                                    ("batch_size", args.batch_size), ("num_generations", args.num_generations))
                  if v is not None}
-    base_cfg = dataclass_from_dict(RFTConfig, {
-        "profile": args.model_profile if args.profile != "paper" else "paper", "steps": args.steps,
+    base_cfg = dataclass_from_dict(RFTConfig, merge_config_dicts({
+        "profile": args.model_profile if args.budget != "paper" else "paper", "steps": args.steps,
         "n_train": args.n_train, "seed": args.seed, "save_steps": 10**9, "threads": args.threads,
-        **extra, **overrides, **args.rft_config}, where="--rft-config")
+        **extra, **overrides}, args.rft_config), where="--rft-config")
     view, queries = load_view_and_queries(args.data, args.graphs)
     resolved = base_cfg.resolved()
     rows = [shrink_candidates(r, resolved.n_candidates, view, seed=args.seed)
@@ -147,18 +100,21 @@ def setup(args):
 
 def train_and_evaluate(args, arm: str, cfg, view, rows) -> tuple[str, dict, list[dict]]:
     """Train one arm from the SFT checkpoint, then score it on the validation rows."""
-    from rerec.config import dataclass_from_dict
-    from rerec.train.rft import RFTConfig, rft
+    from rerec.config import config_with
+    from rerec.train.rft import rft
 
     name, fields = arm_fields(arm, args.variants)
-    cfg = dataclass_from_dict(RFTConfig, {**cfg.__dict__, **fields}, where=f"arm {name}")
+    cfg = config_with(cfg, fields, where=f"arm {name}")
     t0 = time.perf_counter()
     metrics = rft(args.data, args.graphs, args.reward, args.sft, args.out / name, cfg)
     train_s = time.perf_counter() - t0
-    recs = evaluate_arm(args.out / name, rows, view, cfg.resolved())
+    resolved = cfg.resolved()
+    recs = evaluate_arm(args.out / name, rows, view, resolved)
     return name, {"train_s": train_s, "eval_s": time.perf_counter() - t0 - train_s, "steps": metrics["steps"],
                   "final_train_reward": metrics.get("final_reward"),
-                  "peak_memory_mb": metrics.get("peak_memory_mb")}, recs
+                  "peak_memory_mb": metrics.get("peak_memory_mb"),
+                  "reward": asdict(resolved.reward), "advantage": asdict(resolved.advantage),
+                  "curriculum": asdict(resolved.curriculum)}, recs
 
 
 def _arm_worker(args, arm: str, threads: int) -> tuple[str, dict, list[dict]]:
@@ -179,8 +135,9 @@ def _arm_worker(args, arm: str, threads: int) -> tuple[str, dict, list[dict]]:
 
 def train_in_parallel(args, arms: list[str]) -> tuple[dict, dict]:
     """Every arm at once, one process each, the cores split between them. Decoding a small model on a CPU is
-    bound by memory bandwidth, not arithmetic: two 1-thread processes generate 1.5x the tokens per second of
-    one 2-thread process here, and the arms share the machine's state (load, thermal) while they run."""
+    bound by memory bandwidth, not arithmetic, so one-thread processes side by side generate more tokens per
+    second than one process with every thread; and the arms share the machine's state (load, thermal) while
+    they run."""
     import multiprocessing
     import os
     from concurrent.futures import ProcessPoolExecutor
@@ -205,19 +162,26 @@ def main(argv=None) -> int:
     ap.add_argument("--reward", required=True, type=Path)
     ap.add_argument("--sft", required=True, help="The SFT checkpoint every arm starts from (folder, or tiny/smollm2).")
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--profile", choices=("cpu", "cpu-hour", "paper"), default="cpu")
+    ap.add_argument("--budget", choices=("cpu", "cpu-hour", "paper"), default="cpu",
+                    help="cpu, cpu-hour or paper (module doc).")
+    ap.add_argument("--profile", dest="deprecated_profile", choices=("cpu", "cpu-hour", "paper"), default=None,
+                    help="Deprecated spelling of --budget.")
     ap.add_argument("--model-profile", default="smollm2", help="Model profile giving the CPU budgets.")
-    ap.add_argument("--arms", default="default", help="'default' (plain_grpo, rerec), 'all', or a comma list of "
-                                                      "ablation names (none = ReRec) and --variants names.")
+    ap.add_argument("--arms", default="default", help="'default' (plain_grpo, rerec), 'all' (+ the four single "
+                                                      "ablations), 'weights' (plain_grpo, rerec, rerec_paper_weights), "
+                                                      "or a comma list of ablation names (none = ReRec), built-in "
+                                                      f"variants ({', '.join(BUILTIN_VARIANTS)}) and --variants names.")
     ap.add_argument("--variants", type=json.loads, default={},
-                    help='Named arms with their own RFTConfig fields, as a JSON object, e.g. \'{"rerec_tau01": '
-                         '{"tau": 0.1}}\' (ReRec unless a variant sets "ablation"); list them in --arms.')
+                    help='Named arms with their own RFTConfig fields, as a JSON object nested like the RFT config, '
+                         'e.g. \'{"rerec_tau01": {"curriculum": {"tau": 0.1}}}\' (ReRec unless a variant sets '
+                         '"ablation"); list them in --arms.')
     ap.add_argument("--steps", type=int, default=None, help="RFT steps per arm (equal budget).")
-    ap.add_argument("--lr", type=float, default=None, help="RFT learning rate (default: the profile's).")
-    ap.add_argument("--max-completion-tokens", type=int, default=None, help="Rollout length (default: the profile's).")
-    ap.add_argument("--batch-size", type=int, default=None, help="Prompts per RFT step (default: the profile's).")
-    ap.add_argument("--num-generations", type=int, default=None, help="Completions per prompt, G (default: the "
-                                                                       "profile's).")
+    ap.add_argument("--lr", type=float, default=None, help="RFT learning rate (default: the model profile's).")
+    ap.add_argument("--max-completion-tokens", type=int, default=None,
+                    help="Rollout length (default: the model profile's).")
+    ap.add_argument("--batch-size", type=int, default=None, help="Prompts per RFT step (default: the model profile's).")
+    ap.add_argument("--num-generations", type=int, default=None,
+                    help="Completions per prompt, G (default: the model profile's).")
     ap.add_argument("--arm-budget-s", type=float, default=0.0,
                     help="Bound the time instead of fixing --steps: the FIRST arm trains until this many seconds "
                          "(or --steps), and every later arm gets exactly the steps the first one reached, so the "
@@ -227,38 +191,38 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads in all (0 = every core).")
     ap.add_argument("--rft-config", type=json.loads, default={},
-                    help='More RFTConfig fields for every arm, as a JSON object: e.g. \'{"probe_every": 1, '
-                         '"probe_fraction": 0.5}\' (the arm still sets its ablation switches).')
+                    help='More RFTConfig fields for every arm, as a JSON object nested like the RFT config: e.g. '
+                         '\'{"curriculum": {"probe_every": 1}, "reward": {"weights": "paper"}}\' (the arm still '
+                         'sets its ablation switches and its variant\'s fields).')
     ap.add_argument("--eval-start", action=argparse.BooleanOptionalAction, default=True,
                     help="Also score the SFT checkpoint itself (the arms' common start).")
     ap.add_argument("--parallel", action=argparse.BooleanOptionalAction, default=None,
                     help="Train the arms at the same time, one process each, the threads split between them "
                          "(each arm's output goes to <out>/<arm>.log; not with --arm-budget-s).")
     args = ap.parse_args(argv)
-    for defaults in (CPU_HOUR if args.profile == "cpu-hour" else {}, dict(n_train=0, n_eval=200, parallel=False)):
+    if args.deprecated_profile is not None:
+        print("[ablation] --profile is deprecated: use --budget (same values).", file=sys.stderr)
+        args.budget = args.deprecated_profile
+    for defaults in (CPU_HOUR if args.budget == "cpu-hour" else {}, dict(n_train=0, n_eval=200, parallel=False)):
         for key, value in defaults.items():
             if getattr(args, key) is None:
                 setattr(args, key, value)
 
     import torch
 
-    from rerec.config import dataclass_from_dict
-    from rerec.train.rft import RFTConfig
+    from rerec.config import config_with
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    arms = {"default": ARMS_DEFAULT, "all": ARMS_ALL}.get(args.arms) or args.arms.split(",")
     args.variants = check_variants(args.variants)
-    names = [arm_fields(arm, args.variants)[0] for arm in arms]  # unknown arms fail here, before any work
-    if len(set(names)) != len(names):
-        raise SystemExit(f"--arms names an arm twice: {','.join(arms)}")
+    arms = resolve_arms(args.arms, args.variants)  # unknown or repeated arms fail here, before any work
     if args.parallel and args.arm_budget_s:
         raise SystemExit("--parallel trains the arms at the same time, so none can set the step count of the others "
                          "(--arm-budget-s). Fix: give --steps instead.")
     base_cfg, view, rows = setup(args)
     for arm in arms:  # a variant's mistyped field fails here, before any arm trains
         name, fields = arm_fields(arm, args.variants)
-        dataclass_from_dict(RFTConfig, {**base_cfg.__dict__, **fields}, where=f"--variants {name}")
+        config_with(base_cfg, fields, where=f"--variants {name}").resolved()
     resolved = base_cfg.resolved()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -274,9 +238,9 @@ def main(argv=None) -> int:
         for arm in arms:
             cfg = base_cfg
             if args.arm_budget_s and first_steps is None:
-                cfg = RFTConfig(**{**cfg.__dict__, "time_budget_s": args.arm_budget_s})
+                cfg = replace(cfg, time_budget_s=args.arm_budget_s)
             elif first_steps is not None:
-                cfg = RFTConfig(**{**cfg.__dict__, "stop_after_steps": first_steps})  # same LR schedule, same steps
+                cfg = replace(cfg, stop_after_steps=first_steps)  # same LR schedule, same steps
             name, results[name], records[name] = train_and_evaluate(args, arm, cfg, view, rows)
             if args.arm_budget_s and first_steps is None:
                 first_steps = int(results[name]["steps"])
@@ -299,11 +263,13 @@ def main(argv=None) -> int:
             verdict = "separated" if e["separated"] else "NOT separated (the interval holds 0)"
             print(f"[ablation] {name} - plain_grpo: {e['diff_vs_plain']:+.3f}, paired 95% CI "
                   f"[{e['diff_ci95'][0]:+.3f}, {e['diff_ci95'][1]:+.3f}]: {verdict}")
-    summary = {"bench": "ablation", "profile": args.profile, "model_profile": args.model_profile,
+    summary = {"experiment": "ablation", "budget": args.budget, "model_profile": args.model_profile,
                "steps_per_arm": sorted({r["steps"] for r in results.values() if "steps" in r}),
                "parallel": args.parallel, "lr": resolved.lr, "n_train": args.n_train, "batch_size": resolved.batch_size,
                "num_generations": resolved.num_generations, "n_eval": len(rows), "seed": args.seed,
-               "rft_config": args.rft_config, "variants": {v: args.variants[v] for v in arms if v in args.variants},
+               "rft_config": args.rft_config,
+               "variants": {v: {**BUILTIN_VARIANTS, **args.variants}[v] for v in arms
+                            if v in args.variants or v in BUILTIN_VARIANTS},
                "device": "cuda" if torch.cuda.is_available() else "cpu", "arms": results}
     (args.out / "ablation.json").write_text(json.dumps(summary, indent=2))
     # per-query hits, so that arms of separate runs (same --n-eval and --seed) can be paired later
@@ -314,8 +280,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from rerec.errors import RerecError
-
     try:
         sys.exit(main())
     except RerecError as err:

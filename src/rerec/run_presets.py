@@ -1,16 +1,18 @@
-"""``rerec run`` profiles: per-stage config dicts (JSON pipeline parameters) for the train pipeline.
+"""Run presets: per-stage config dicts (JSON pipeline parameters) for one run of the train pipeline, chosen
+with ``rerec run --preset NAME``, ``make run PRESET=NAME`` or the pipeline parameter ``preset``.
 
-Each dict holds only fields the stage's config dataclass has; anything left out takes the stage's own
-default or its model profile's (:mod:`rerec.models.profiles`). ``tests/test_pipeline_run.py`` checks
-every dict against the dataclasses, so a renamed field fails a test rather than a run.
+A preset is not a model profile (:mod:`rerec.models.profiles`): a model profile is one model with the budgets
+that make it affordable where it runs; a preset says, for every stage, which model profile it uses and what it
+changes on top. Each dict holds only fields the stage's config dataclass has; anything left out takes the
+stage's own default or its model profile's. ``tests/test_pipeline_run.py`` checks every dict against the
+dataclasses, so a renamed field fails a test rather than a run.
 
 - ``smoke``: the whole DAG in a few minutes on the tiny model, numbers meaningless (for tests).
 - ``tiny``: the tiny from-scratch model with its profile budgets.
 - ``default`` (``make run``): the embedded SmolLM2 with ``scan`` traces (the ``smollm2`` model profile),
-  SFT cut to 450 s, RFT to one step (60 s budget) and the evaluations to stratified subsets (the gate
-  measures the SFT reference for retention only). Measured on 2 cores: 1176 s (target 20 minutes); test
-  Acc@1 SFT 0.479, RFT 0.479, popularity 0.312, parse 0.94 (48 queries). The ``tiny`` model never learned
-  the choice on this CPU.
+  sized to finish within about 20 minutes on a 2-core CPU: SFT cut to 450 s, RFT to a 60 s budget, the
+  evaluations to stratified subsets (they add the zero-shot base model as a row; the gate caps it at
+  90 s). SmolLM2 rather than ``tiny``: the from-scratch model learns the answer format but not the choice.
 - ``smollm2``: the embedded pretrained SmolLM2-135M-Instruct with CPU budgets.
 - ``paper``: the paper's GPU settings (Qwen2.5-3B-Instruct, G=5, lr 5e-6, 768/768 tokens).
 """
@@ -29,7 +31,7 @@ _SMOKE_EVAL = {"profile": "tiny", "n_boot": 50, "max_queries_per_type": 3, "max_
                "ifeval_max_instructions": 4, "ifeval_max_new_tokens": 16, "ifeval_time_budget_s": 20.0,
                "n_traces": 1}
 
-PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
         "prepare": {"seed": 0, "n_explicit": 60, "n_implicit": 40, "n_misinformed": 30, "n_interest": 30},
         "graph": {},
@@ -52,7 +54,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "gate_eval": {"profile": "tiny", "split": "val"},
         "register": {},
     },
-    # make run: SmolLM2 with scan traces and cut budgets (measured on 2 cores: see the module docstring)
+    # make run: SmolLM2 with scan traces and cut budgets (see the module docstring)
     "default": {
         "prepare": {"seed": 0},
         "graph": {},
@@ -64,7 +66,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                  "batch_size": 64, "mmlu_max_questions": 32, "mmlu_time_budget_s": 10.0,
                  "ifeval_max_instructions": 16, "ifeval_max_new_tokens": 48, "ifeval_time_budget_s": 12.0},
         "gate_eval": {"profile": "smollm2", "split": "val", "max_queries_per_type": 4, "rec_time_budget_s": 60.0,
-                      "batch_size": 64, "benchmark_base": False, "mmlu_max_questions": 12,
+                      "batch_size": 64, "base_time_budget_s": 90.0, "mmlu_max_questions": 12,
                       "mmlu_time_budget_s": 10.0, "ifeval_max_instructions": 6, "ifeval_max_new_tokens": 48,
                       "ifeval_time_budget_s": 15.0},
         "register": {},
@@ -92,15 +94,15 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def profile_configs(name: str) -> dict[str, dict[str, Any]]:
-    """A deep copy of the profile's per-stage config dicts."""
-    if name not in PROFILES:
-        raise ConfigError(f"Unknown run profile '{name}'. Fix: use one of {', '.join(PROFILES)}.")
-    return copy.deepcopy(PROFILES[name])
+def preset_configs(name: str) -> dict[str, dict[str, Any]]:
+    """A deep copy of the preset's per-stage config dicts."""
+    if name not in PRESETS:
+        raise ConfigError(f"Unknown run preset '{name}'. Fix: use one of {', '.join(PRESETS)}.")
+    return copy.deepcopy(PRESETS[name])
 
 
 def stage_config_classes() -> dict[str, type]:
-    """Profile key -> the stage's config dataclass (imports the stages)."""
+    """Preset key (stage) -> the stage's config dataclass (imports the stages)."""
     import typing
 
     from rerec.data.prepare import prepare_data

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The accelerator check of bench/, sized for a short GPU lease: SmolLM2 SFT warm-up (scan traces, full
-# fine-tuning), then bench/ablation.py (plain GRPO against ReRec from that checkpoint, equal steps,
+# The GPU recipe, sized for a short accelerator lease: SmolLM2 SFT warm-up (scan traces, full
+# fine-tuning), then experiments/ablation.py (plain GRPO against ReRec from that checkpoint, equal steps,
 # the first arm bounded in time), then bench/rft_overhead.py with whatever time is left.
 #
-#   bench/gpu.sh DATA GRAPHS REWARD OUT      # folders of prepare-data, build-graphs, train-reward-gnn
+#   experiments/gpu.sh DATA GRAPHS REWARD OUT      # folders of prepare-data, build-graphs, train-reward-gnn
 #
 # Knobs (environment): SFT_STEPS SFT_BATCH SFT_BUDGET_S ARM_BUDGET_S RFT_BATCH N_EVAL MAX_TOKENS
 # DEADLINE_S (the whole script's wall-clock bound; the overhead bench only runs inside it).
@@ -25,7 +25,7 @@ $PY -m rerec sft-warmup --data "$DATA" --graphs "$GRAPHS" --out "$OUT/sft" --pro
 [ -f "$OUT/sft/metrics.json" ] && cp "$OUT/sft/metrics.json" "$OUT/sft_metrics.json"
 
 echo "== ablation $(date +%T) (elapsed $((SECONDS - start)) s)"
-$PY "$HERE/bench/ablation.py" --data "$DATA" --graphs "$GRAPHS" --reward "$REWARD" --sft "$OUT/sft" \
+$PY "$HERE/experiments/ablation.py" --data "$DATA" --graphs "$GRAPHS" --reward "$REWARD" --sft "$OUT/sft" \
     --out "$OUT/ablation" --steps 1000 --arm-budget-s "${ARM_BUDGET_S:-120}" --batch-size "${RFT_BATCH:-8}" \
     --max-completion-tokens "${MAX_TOKENS:-224}" --n-eval "${N_EVAL:-160}" \
     2>&1 | tee "$OUT/ablation.log" | grep -v "it/s\]$\|s/it\]$"

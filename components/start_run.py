@@ -1,0 +1,45 @@
+"""start-run: the pipeline's first step. Turns the typed pipeline parameters into every stage's config
+(checked against the stage dataclasses, so a typo fails here and not in a GPU step an hour later) and
+opens the MLflow parent run that every stage nests under."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+
+from components.image import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def start_run(
+    pipeline: str,
+    preset: str,
+    data_uri: str = "",
+    base_model: str = "",
+    sft_steps: int = 0,
+    rft_steps: int = 0,
+    rft_lr: float = 0.0,
+    reward_weights: str = "",
+    ablation: str = "none",
+    plain_grpo_arm: bool = False,
+    model_name: str = "rerec-recommender",
+    config_overrides: str = "{}",
+    kfp_run_id: str = "",
+) -> NamedTuple("StageConfigs", [  # spelled out: the component's source must hold it
+    ("parent_run_id", str), ("prepare", str), ("graph", str), ("reward", str), ("sft", str), ("rft", str),
+    ("plain_grpo", str), ("eval", str), ("gate_eval", str), ("register", str)]):
+    import json
+
+    from rerec.pipeline_params import TrainParams, stage_configs, validate_stage_configs
+    from rerec.pipeline_run import open_pipeline_run
+    from rerec.tracking import tracking_enabled, use_pipeline_run
+
+    params = TrainParams(preset=preset, data_uri=data_uri, base_model=base_model, sft_steps=sft_steps,
+                         rft_steps=rft_steps, rft_lr=rft_lr, reward_weights=reward_weights, ablation=ablation,
+                         plain_grpo_arm=plain_grpo_arm, model_name=model_name, config_overrides=config_overrides)
+    configs = stage_configs(params)
+    validate_stage_configs(configs)
+    use_pipeline_run("", "", kfp_run_id)
+    parent = open_pipeline_run(pipeline, kfp_run_id, vars(params), configs) if tracking_enabled() else ""
+    print(json.dumps({"parent_run_id": parent, "configs": configs}, indent=2, sort_keys=True))
+    stages = ("prepare", "graph", "reward", "sft", "rft", "plain_grpo", "eval", "gate_eval", "register")
+    return (parent, *(json.dumps(configs[k], sort_keys=True) for k in stages))

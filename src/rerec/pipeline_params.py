@@ -1,0 +1,176 @@
+"""The typed parameters a person sets in the Kubeflow UI, and how they become each stage's config.
+
+:class:`TrainParams` lists them with their help (the compiled pipeline's parameter descriptions come from
+it). :func:`stage_configs` is the mapping, a pure function:
+
+1. start from the run preset's per-stage configs (:mod:`rerec.run_presets`);
+2. apply the typed parameters that are set (an empty string, 0 or "none" means "the preset decides",
+   so an unset parameter adds no key);
+3. merge the advanced JSON overrides ``{"<stage>": {...}}`` last, nested objects key by key.
+
+The RFT config nests its reward settings: ``reward_weights="paper"`` becomes
+``{"rft": {"reward": {"weights": "paper"}}}``. The optional plain-GRPO arm is the final rft config with
+``ablation`` set to ``plain_grpo``: the same start model, steps, learning rate and seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from rerec.errors import ConfigError
+
+ABLATIONS = ("none", "plain_grpo", "no_raae", "no_curriculum", "no_qas", "no_pas")
+REWARD_WEIGHTS = ("rerec", "paper")
+#: stage keys of the configs a pipeline run uses (the run presets' keys plus the plain-GRPO arm)
+ARM_STAGE = "plain_grpo"
+
+
+@dataclass
+class TrainParams:
+    """What the ``train`` pipeline asks for; each help text is the parameter's description in the UI."""
+
+    preset: str = field(default="smollm2", metadata={
+        "help": "Run preset: model and budgets of every stage. smoke (minutes, tiny model), tiny, default "
+                "(the CPU run of 'make run'), smollm2 (the embedded SmolLM2-135M), paper (the paper's GPU "
+                "settings, Qwen2.5-3B-Instruct)."})
+    data_uri: str = field(default="", metadata={
+        "help": "Dataset folder: s3://bucket/folder/ with parquet tables or RecBole atomic files (downloaded with "
+                "the rerec-s3 credentials), or a path inside the image. Empty: the embedded MovieLens-100k."})
+    base_model: str = field(default="", metadata={
+        "help": "Model SFT starts from: s3://bucket/folder/ of a Hugging Face model folder, a hub id, or "
+                "smollm2 / tiny. Empty: the preset's model."})
+    sft_steps: int = field(default=0, metadata={"help": "SFT optimiser steps (0: the preset's)."})
+    rft_steps: int = field(default=0, metadata={"help": "RFT optimiser steps (0: the preset's)."})
+    rft_lr: float = field(default=0.0, metadata={"help": "RFT learning rate (0: the preset's)."})
+    reward_weights: str = field(default="", metadata={
+        "help": "Reward weights of RFT: rerec or paper (NDCG@1 + 0.01 QAS + 0.01 PAS + 0.1 format). "
+                "Empty: the RFT default."})
+    ablation: str = field(default="none", metadata={
+        "help": "RFT ablation arm: none (full ReRec), plain_grpo, no_raae, no_curriculum, no_qas, no_pas."})
+    plain_grpo_arm: bool = field(default=False, metadata={
+        "help": "Also train a plain-GRPO arm from the same SFT model with the same budget, and evaluate it beside "
+                "ReRec (model 'plain_grpo' in the report)."})
+    model_name: str = field(default="rerec-recommender", metadata={"help": "Registered model name in MLflow."})
+    config_overrides: str = field(default="{}", metadata={
+        "help": 'Advanced: per-stage config fields as JSON, applied last, e.g. {"rft": {"beta": 0.04}, '
+                '"eval": {"max_queries_per_type": 50}}. Stages: prepare, graph, reward, sft, rft, plain_grpo, eval, '
+                "gate_eval, register."})
+
+
+#: Kubernetes scheduling parameters (not stage configs): applied to the GPU steps by the cluster.
+SCHEDULING_HELP = {
+    "gpu_node_selector": 'Node labels the GPU steps must run on, e.g. {"nvidia.com/gpu.product": '
+                         '"NVIDIA-H100-80GB-HBM3"}. Empty: any node with a free GPU.',
+    "gpu_tolerations": 'Tolerations of the GPU steps, e.g. [{"key": "nvidia.com/gpu", "operator": "Exists", '
+                       '"effect": "NoSchedule"}]. Empty: none.',
+}
+
+
+def param_help() -> dict[str, str]:
+    """Parameter name -> description, for the pipelines' docstrings."""
+    return {f.name: f.metadata["help"] for f in fields(TrainParams)}
+
+
+def pipeline_docstring(summary: str, names: list[str]) -> str:
+    """A Google-style docstring (KFP reads parameter descriptions from its ``Args:`` section)."""
+    helps = {**param_help(), **SCHEDULING_HELP}
+    lines = [summary, "", "Args:"]
+    lines += [f"    {name}: {helps[name]}" for name in names]
+    return "\n".join(lines) + "\n"
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    """``extra`` over ``base``; nested objects are merged key by key (``{"reward": {"weights": ..}}``)."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_overrides(text: str | dict | None, stages: tuple[str, ...]) -> dict[str, dict]:
+    """The advanced JSON overrides as ``{stage: {field: value}}``; refuses other shapes and unknown stages."""
+    if isinstance(text, dict):
+        values = text
+    else:
+        try:
+            values = json.loads(text or "{}")
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config_overrides is not valid JSON ({exc}). "
+                              'Fix: pass an object such as {"rft": {"beta": 0.04}}.') from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"config_overrides must be a JSON object of stages, got {type(values).__name__}. "
+                          'Fix: pass an object such as {"rft": {"beta": 0.04}}.')
+    unknown = sorted(set(values) - set(stages))
+    if unknown:
+        raise ConfigError(f"config_overrides names unknown stage(s) {', '.join(unknown)}. "
+                          f"Fix: use some of {', '.join(stages)}.")
+    for stage, value in values.items():
+        if not isinstance(value, dict):
+            raise ConfigError(f"config_overrides['{stage}'] must be an object of config fields, got "
+                              f"{type(value).__name__}. Fix: e.g. {{\"{stage}\": {{\"seed\": 1}}}}.")
+    return values
+
+
+def stage_configs(params: TrainParams | dict[str, Any]) -> dict[str, dict]:
+    """Per-stage config dicts for a pipeline run (see the module docstring). Keys: the run preset's stages
+    and ``plain_grpo``. Checks the choices of the typed parameters; the configs' own fields are checked
+    against their dataclasses by :func:`validate_stage_configs`."""
+    from rerec.run_presets import STAGES, preset_configs
+
+    p = params if isinstance(params, TrainParams) else TrainParams(**params)
+    if p.ablation not in ABLATIONS:
+        raise ConfigError(f"ablation '{p.ablation}' is not an arm. Fix: use one of {', '.join(ABLATIONS)}.")
+    if p.reward_weights and p.reward_weights not in REWARD_WEIGHTS:
+        raise ConfigError(f"reward_weights '{p.reward_weights}' is not a weighting. Fix: use "
+                          f"{' or '.join(REWARD_WEIGHTS)}, or leave it empty for the RFT default.")
+    for name in ("sft_steps", "rft_steps"):
+        if getattr(p, name) < 0:
+            raise ConfigError(f"{name} must be >= 0 (0: the preset's), got {getattr(p, name)}.")
+    if p.rft_lr < 0:
+        raise ConfigError(f"rft_lr must be >= 0 (0: the preset's), got {p.rft_lr}.")
+    configs = preset_configs(p.preset)
+    typed: dict[str, dict] = {"sft": {}, "rft": {}, "eval": {}, "gate_eval": {}, "register": {}}
+    if p.base_model:  # SFT starts from it; evaluation's zero-shot base row and retention reference are it
+        typed["sft"]["model"] = p.base_model
+        typed["eval"]["base_model"] = typed["gate_eval"]["base_model"] = p.base_model
+    if p.sft_steps:
+        typed["sft"]["steps"] = p.sft_steps
+    if p.rft_steps:
+        typed["rft"]["steps"] = p.rft_steps
+    if p.rft_lr:
+        typed["rft"]["lr"] = p.rft_lr
+    if p.ablation != "none":
+        typed["rft"]["ablation"] = p.ablation
+    if p.reward_weights:
+        typed["rft"]["reward"] = {"weights": p.reward_weights}
+    if p.model_name:
+        typed["register"]["model_name"] = p.model_name
+    overrides = parse_overrides(p.config_overrides, (*STAGES, ARM_STAGE))
+    out = {stage: _merge(_merge(configs[stage], typed.get(stage, {})), overrides.get(stage, {})) for stage in STAGES}
+    top_k = (out["rft"].get("reward") or {}).get("top_k")
+    for stage in ("eval", "gate_eval"):  # evaluation reads as many answer items as the reward asks for
+        if top_k is not None and "top_k" not in overrides.get(stage, {}):
+            out[stage]["top_k"] = top_k
+    out[ARM_STAGE] = _merge(_merge(out["rft"], {"ablation": "plain_grpo"}), overrides.get(ARM_STAGE, {}))
+    return out
+
+
+def validate_stage_configs(configs: dict[str, dict]) -> None:
+    """Build every stage's config dataclass from its dict, so that a typo fails the first step of a run
+    (one :class:`ConfigError` naming the stage and field) instead of a GPU step an hour later."""
+    from rerec.config import dataclass_from_dict
+    from rerec.run_presets import stage_config_classes
+
+    classes = {**stage_config_classes()}
+    classes[ARM_STAGE] = classes["rft"]
+    for stage, values in configs.items():
+        config = dataclass_from_dict(classes[stage], values, where=f"the {stage} config")
+        resolved = getattr(config, "resolved", None)
+        if callable(resolved):
+            resolved()  # model profile values filled in and ranges checked, as the stage itself will
