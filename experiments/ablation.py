@@ -36,6 +36,7 @@ queries only: the test split is for the final report of a change, never for choo
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 import time
@@ -200,6 +201,9 @@ def main(argv=None) -> int:
                     help="Train the arms at the same time, one process each, the threads split between them "
                          "(each arm's output goes to <out>/<arm>.log; not with --arm-budget-s).")
     args = ap.parse_args(argv)
+    from rerec.experiments.provenance import provenance
+
+    run = provenance(argv)
     if args.deprecated_profile is not None:
         print("[ablation] --profile is deprecated: use --budget (same values).", file=sys.stderr)
         args.budget = args.deprecated_profile
@@ -263,7 +267,9 @@ def main(argv=None) -> int:
             verdict = "separated" if e["separated"] else "NOT separated (the interval holds 0)"
             print(f"[ablation] {name} - plain_grpo: {e['diff_vs_plain']:+.3f}, paired 95% CI "
                   f"[{e['diff_ci95'][0]:+.3f}, {e['diff_ci95'][1]:+.3f}]: {verdict}")
-    summary = {"experiment": "ablation", "budget": args.budget, "model_profile": args.model_profile,
+    summary = {"experiment": "ablation", **run,
+               "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "sft": str(args.sft),
+               "budget": args.budget, "model_profile": args.model_profile,
                "steps_per_arm": sorted({r["steps"] for r in results.values() if "steps" in r}),
                "parallel": args.parallel, "lr": resolved.lr, "n_train": args.n_train, "batch_size": resolved.batch_size,
                "num_generations": resolved.num_generations, "n_eval": len(rows), "seed": args.seed,
