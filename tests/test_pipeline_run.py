@@ -103,6 +103,9 @@ def test_rerec_run_smoke_writes_report_and_mlflow(tmp_path, arm):
     assert report["split"] == "test" and report["table"]
     assert ("plain_grpo" in report["models"]) is arm and {"sft", "rft"} <= set(report["models"])
     assert (out / "report" / "report.html").exists()
+    record = json.loads((out / "run.json").read_text())
+    assert record["preset"] == "smoke" and len(record["commit"]) == 40 and "rerec.cli run" in record["command"]
+    assert {"prepare-data", "build-graphs", "register"} <= set(record["stage_seconds"]), record["stage_seconds"]
     assert "mlflow ui --backend-store-uri sqlite:///" in proc.stdout and str(out / "report.json") in proc.stdout
 
     import mlflow
@@ -218,3 +221,21 @@ def test_start_and_finish_run_steps_open_and_close_one_parent_run(mlflow_env):
     with pytest.raises(ConfigError, match="unknown option"):
         start_run.python_func(pipeline="train", preset="smoke", config_overrides='{"rft": {"stesp": 1}}',
                               kfp_run_id="kfp-run-8")
+
+
+def test_run_record_names_every_stage_under_the_parent_run(mlflow_env, tmp_path):
+    """run.json: the stages' wall seconds come from the parent run's nested MLflow runs, in start order."""
+    import mlflow
+
+    from rerec.run import stage_seconds, write_run_record
+
+    with mlflow.start_run(run_name="train-smoke") as parent:
+        for name in ("prepare-data", "build-graphs"):
+            with mlflow.start_run(run_name=name, nested=True):
+                pass
+    stages = stage_seconds(parent.info.run_id)
+    assert list(stages) == ["prepare-data", "build-graphs"] and all(s >= 0 for s in stages.values())
+    result = {"preset": "smoke", "seconds": 12.5, "run_id": parent.info.run_id}
+    record = json.loads(write_run_record(tmp_path, result, {"sft": {"steps": 3}}, stages).read_text())
+    assert record["stage_seconds"] == stages and record["configs"] == {"sft": {"steps": 3}}
+    assert record["seconds"] == 12.5 and record["commit"] and record["machine"]["cores_visible"] >= 1

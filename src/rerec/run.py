@@ -7,6 +7,7 @@ Python environment, the same code the cluster runs in the project image), under 
 with a nested run per stage. MLflow goes to ``MLFLOW_TRACKING_URI`` when set, else to a sqlite database
 in the output folder. Writes:
 
+    OUT/run.json       command, commit, machine, the preset's stage configs, each stage's seconds
     OUT/report.json    the evaluation table per model and query type, parse rates, retention
     OUT/report/        report.md, report.html and plots/
     OUT/kfp/           the pipeline root: every stage's artifacts
@@ -130,8 +131,32 @@ def run_pipeline(preset: str, out: Path, *, input_dir: Path | None = None, plain
         finally:
             mlflow.end_run(status=status)
             os.environ.pop("REREC_PARENT_RUN_ID", None)
-    return {"report": str(out / "report.json"), "report_html": str(out / "report" / "report.html"),
-            "run_id": parent.info.run_id, "tracking_uri": uri, "seconds": round(seconds, 1), "preset": preset}
+    result = {"report": str(out / "report.json"), "report_html": str(out / "report" / "report.html"),
+              "run_id": parent.info.run_id, "tracking_uri": uri, "seconds": round(seconds, 1), "preset": preset}
+    write_run_record(out, result, preset_configs(preset), stage_seconds(parent.info.run_id))
+    return result
+
+
+def stage_seconds(parent_run_id: str) -> dict[str, float]:
+    """Wall seconds of each stage's MLflow run under the pipeline's parent run, by run name."""
+    from mlflow.tracking import MlflowClient
+
+    runs = MlflowClient().search_runs(
+        [MlflowClient().get_run(parent_run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=100)
+    return {r.info.run_name: round((r.info.end_time - r.info.start_time) / 1000, 1)
+            for r in sorted(runs, key=lambda r: r.info.start_time) if r.info.end_time}
+
+
+def write_run_record(out: Path, result: dict, configs: dict, stages: dict[str, float]) -> Path:
+    """``OUT/run.json``: where the run came from (command, commit, machine), its preset's stage configs, the
+    stages' wall seconds and the whole run's."""
+    from rerec.experiments.provenance import provenance
+
+    record = {**provenance(), "preset": result["preset"], "seconds": result["seconds"], "stage_seconds": stages,
+              "configs": configs, "mlflow_run_id": result["run_id"], "report": "report.json"}
+    (out / "run.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return out / "run.json"
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
