@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--step-pairs", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/precision_sft_smollm2_cpu.json")
+    ap.add_argument("--out", type=Path, default=ROOT / "experiments/results/precision_sft_smollm2_cpu.json")
     args = ap.parse_args(argv)
 
     import torch
