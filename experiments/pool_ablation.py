@@ -35,7 +35,9 @@ def main(argv=None) -> int:
     result = pool_runs(args.runs, args.reference, alpha=args.alpha)
     print(pooled_table(result))
     if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
+        from rerec.experiments.provenance import provenance
+
+        args.out.write_text(json.dumps({**provenance(argv), **result}, indent=2))
     print(json.dumps(result))
     return 0
 
