@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import resource
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +29,8 @@ from typing import Any
 from rerec.config import add_dataclass_arguments, check_minimums, dataclass_from_args
 from rerec.errors import ConfigError, InputError
 from rerec.eval.decisions import decision_accuracy
-from rerec.io import atomic_dir, write_json
+from rerec.io import atomic_dir
+from rerec.models.folder import write_model_folder
 from rerec.models.profiles import PROFILES, get_profile
 from rerec.prompt import (
     CatalogView,
@@ -358,20 +360,13 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
                 peak_memory_mb=peak_memory_mb(), n_candidates=cfg.n_candidates, context_mode=cfg.context_mode,
             )
             tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
-            import shutil
-
             shutil.rmtree(tmp / "_trainer", ignore_errors=True)
-            if cfg.use_lora:
-                model.save_pretrained(tmp / "adapter")
-                model = model.merge_and_unload()
-            model.save_pretrained(tmp)
             tokenizer.padding_side = "left"
-            tokenizer.save_pretrained(tmp)
-            write_json(tmp / "metrics.json", {**metrics, "history": history, "config": asdict(cfg)})
-            with open(tmp / "samples.jsonl", "w", encoding="utf-8") as f:
-                for row, text in list(zip(eval_rows, after["completions"], strict=True))[:50]:
-                    f.write(json.dumps({"query_id": row.get("query_id"), "type": row.get("type"),
-                                        "positives": [str(p) for p in row["positives"]], "completion": text}) + "\n")
+            samples = [{"query_id": row.get("query_id"), "type": row.get("type"),
+                        "positives": [str(p) for p in row["positives"]], "completion": text}
+                       for row, text in list(zip(eval_rows, after["completions"], strict=True))[:50]]
+            write_model_folder(tmp, model, tokenizer, lora=cfg.use_lora,
+                               metrics={**metrics, "history": history, "config": asdict(cfg)}, samples=samples)
         tracker.log_artifact(Path(out_dir) / "metrics.json")
         tracker.log_artifact(Path(out_dir) / "samples.jsonl", artifact_path="samples")
     return metrics
