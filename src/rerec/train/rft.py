@@ -256,10 +256,10 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
         resume: bool = False) -> dict:
     """Run curriculum GRPO with RAAE; returns the metrics (also in ``metrics.json``)."""
     import torch
-    from transformers import TrainerCallback
     from trl import GRPOConfig
 
     from rerec.models.loading import LoraSpec, load_model
+    from rerec.train.callbacks import TrackingCallback, deadline_after
     from rerec.train.curriculum import CurriculumScheduler
     from rerec.train.grpo import ReRecGRPOTrainer, choose_rollout_engine, rollout_config
     from rerec.train.sft import load_view_and_queries
@@ -295,7 +295,7 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
     metrics: dict[str, Any] = {"profile": cfg.profile, "model": start_model, "ablation": cfg.ablation,
                                "n_train_prompts": len(train_ds), "resumed_from": str(resume_from) if resume_from else None}
     history: list[dict] = []
-    deadline = time.perf_counter() + cfg.time_budget_s if cfg.time_budget_s else None
+    deadline = deadline_after(cfg.time_budget_s)
 
     engine, engine_reason = choose_rollout_engine(cfg.rollout_engine, precision.device == "cuda", vllm_available())
     log.info("RFT rollouts: %s (%s)", engine, engine_reason)
@@ -327,18 +327,6 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
                     samples = list(trainer.sample_completions)[-cfg.n_samples_logged:]
                     tracker.log_table(pd.DataFrame(samples), f"samples/epoch_{cur.epoch:03d}.json")
 
-        class _Track(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
-                logs = {k: v for k, v in (logs or {}).items() if isinstance(v, int | float)}
-                history.append({"step": state.global_step, **logs})
-                tracker.log_metrics(logs, step=state.global_step)
-
-            def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
-                if deadline is not None and time.perf_counter() > deadline:
-                    control.should_training_stop = True
-                if cfg.stop_after_steps and state.global_step >= cfg.stop_after_steps:
-                    control.should_training_stop = True
-
         per_step = cfg.batch_size * cfg.num_generations
         args = GRPOConfig(
             **precision.trainer_kwargs(), **rollout_config(engine),
@@ -351,7 +339,8 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
         trainer = ReRecGRPOTrainer(
             model=model, args=args, train_dataset=train_ds, processing_class=tokenizer, score_fn=score_fn,
             advantage=cfg.advantage, reward_range=scorer.bounds[1] - scorer.bounds[0],
-            curriculum=curriculum, on_new_epoch=on_new_epoch, callbacks=[_Track()],
+            curriculum=curriculum, on_new_epoch=on_new_epoch,
+            callbacks=[TrackingCallback(tracker, history, deadline=deadline, stop_after_steps=cfg.stop_after_steps)],
         )
         trainer_ref["trainer"] = trainer
         start = time.perf_counter()

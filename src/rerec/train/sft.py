@@ -267,10 +267,10 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
     """Run the warm-up and write the model folder; returns the metrics (also in ``metrics.json``)."""
     import torch
     from datasets import Dataset
-    from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     from rerec.models.loading import LoraSpec, load_model
+    from rerec.train.callbacks import TrackingCallback, deadline_after
 
     cfg = (config or SFTWarmupConfig()).resolved()
     precision = resolve_precision(cfg.precision)
@@ -316,21 +316,7 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
 
         if cfg.eval_before:
             metrics.update(log_decisions(model, 0, "_before"))
-        deadline = time.perf_counter() + cfg.time_budget_s if cfg.time_budget_s else None
-
-        class _Track(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
-                logs = {k: v for k, v in (logs or {}).items() if isinstance(v, int | float)}
-                history.append({"step": state.global_step, **logs})
-                tracker.log_metrics(logs, step=state.global_step)
-
-            def on_evaluate(self, args, state, control, model=None, **kw):  # noqa: ANN001
-                if model is not None:
-                    log_decisions(model, state.global_step)
-
-            def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
-                if deadline is not None and time.perf_counter() > deadline:
-                    control.should_training_stop = True
+        deadline = deadline_after(cfg.time_budget_s)
 
         with atomic_dir(out_dir) as tmp:
             args = SFTConfig(
@@ -344,7 +330,9 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
             )
             trainer_class = answer_only_trainer_class() if cfg.answer_logits_only else SFTTrainer
             trainer = trainer_class(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                                 processing_class=tokenizer, callbacks=[_Track()])
+                                 processing_class=tokenizer,
+                                 callbacks=[TrackingCallback(tracker, history, deadline=deadline,
+                                                             on_evaluate=log_decisions)])
             start = time.perf_counter()
             result = trainer.train()
             train_s = time.perf_counter() - start
