@@ -42,9 +42,10 @@ from rerec.models.profiles import PROFILES, get_profile
 from rerec.reward.scorer import RewardConfig
 from rerec.tracking import StageTracker, stage_run
 from rerec.train.curriculum import CurriculumConfig
-from rerec.train.distributed import is_main_process, world_size
 from rerec.train.precision import PRECISIONS, resolve_precision
 from rerec.train.raae import AdvantageConfig
+from rerec.train.ranks import is_main_process, world_size
+from rerec.train.resume import latest_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -131,31 +132,6 @@ def vllm_available() -> bool:
     from trl.import_utils import is_vllm_available
 
     return is_vllm_available()
-
-
-def checkpoint_is_complete(folder: str | Path, need_curriculum: bool) -> bool:
-    """Whether a ``checkpoint-N`` folder was written to the end: HF writes ``trainer_state.json`` last (not
-    atomically), ``curriculum_state.json`` follows it (atomically). A kill or a full disk before that leaves
-    a folder without them, or with a truncated trainer state, that must not be resumed from."""
-    try:
-        json.loads((Path(folder) / "trainer_state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return not need_curriculum or (Path(folder) / "curriculum_state.json").is_file()
-
-
-def latest_checkpoint(folder: str | Path, need_curriculum: bool = True) -> Path | None:
-    """The newest complete ``checkpoint-N`` under ``folder``: one with the trainer state (and the
-    curriculum state when ``need_curriculum``) written, so a checkpoint cut short by a kill is skipped."""
-    folder = Path(folder)
-    if (folder / "checkpoints").is_dir():
-        folder = folder / "checkpoints"
-    found = []
-    for path in folder.glob("checkpoint-*"):
-        suffix = path.name.rsplit("-", 1)[-1]
-        if suffix.isdigit() and checkpoint_is_complete(path, need_curriculum):
-            found.append((int(suffix), path))
-    return max(found)[1] if found else None
 
 
 def peak_memory_mb() -> float:
