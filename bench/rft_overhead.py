@@ -99,12 +99,7 @@ def main(argv=None) -> int:
     chosen = resolve_precision()
     before_precision = Precision(chosen.device, "float32", "today's path")
     cuda = chosen.device == "cuda"
-    if args.model == "tiny":
-        from rerec.models.tiny import tiny_model_dir
-
-        model_path = tiny_model_dir()
-    else:
-        model_path = resolve_model_dir(args.model)
+    model_path = resolve_model_dir(args.model)  # 'tiny' -> its cached folder
     tokenizer = load_tokenizer(model_path)
     tokenizer.padding_side = "left"
     dataset = make_dataset(args.prompts * (args.steps + 1))

@@ -5,11 +5,6 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "rerec"
-# Circles still to break (issue 19, after the generator branch merges): remove an entry when it is gone.
-KNOWN_CIRCLES = {
-    frozenset({"rerec.models.loading", "rerec.models.tiny"}),
-    frozenset({"rerec.train.distributed", "rerec.train.grpo", "rerec.train.rft"}),
-}
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -68,6 +63,6 @@ def test_the_circle_finder_finds_circles():
     assert circles(graph) == [frozenset({"a", "b", "c"})]
 
 
-def test_no_new_import_circles():
-    new = [sorted(c) for c in circles(import_graph()) if c not in KNOWN_CIRCLES]
-    assert new == [], f"import circles: {new}"
+def test_no_import_circles():
+    found = [sorted(c) for c in circles(import_graph())]
+    assert found == [], f"import circles: {found}"

@@ -44,11 +44,11 @@ def test_unloadable_model_folder_is_one_clear_error(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.json").write_text(text)
     no_weights = tmp_path / "no_weights"
-    shutil.copytree(tiny_model_dir(), no_weights)
+    shutil.copytree(resolve_model_dir("tiny"), no_weights)
     for weights in no_weights.glob("*.safetensors"):
         weights.unlink()
     truncated = tmp_path / "truncated_weights"
-    shutil.copytree(tiny_model_dir(), truncated)
+    shutil.copytree(resolve_model_dir("tiny"), truncated)
     for weights in truncated.glob("*.safetensors"):
         weights.write_bytes(weights.read_bytes()[:1000])  # a copy cut short
     for folder, reason in [(tmp_path / "empty_config", "model_type"), (tmp_path / "config_not_json", "JSON"),
@@ -72,10 +72,12 @@ def test_tiny_model_is_small_seeded_and_cached():
     a, b = build_tiny_model(tok, seed=0), build_tiny_model(tok, seed=0)
     assert 5_000_000 < count_parameters(a) < 20_000_000
     assert all((p == q).all() for p, q in zip(a.parameters(), b.parameters(), strict=True))
-    folder = tiny_model_dir()
-    assert tiny_model_dir() == folder and (folder / "config.json").is_file()
+    folder = resolve_model_dir("tiny")
+    assert resolve_model_dir("tiny") == folder and (folder / "config.json").is_file()
     model, tok2 = load_model("tiny")
     assert model.config.vocab_size == len(tok2) and model.config.hidden_size == 256
+    # a cached tiny model is found without loading a tokenizer (the loader is only called to build it)
+    assert tiny_model_dir(lambda: pytest.fail("loaded a tokenizer for a cached model")) == folder
 
 
 def test_lora_wraps_only_adapters_as_trainable():

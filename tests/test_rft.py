@@ -388,7 +388,7 @@ RESUME_SCRIPT = textwrap.dedent("""
         trainer.add_callback(Slow())
     ckpt = None
     if resume:
-        from rerec.train.rft import latest_checkpoint
+        from rerec.train.resume import latest_checkpoint
         ckpt = str(latest_checkpoint(out))
     trainer.train(resume_from_checkpoint=ckpt)
     w = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
@@ -525,7 +525,8 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_and_resumes
     import errno
 
     from rerec.errors import RerecError
-    from rerec.train.rft import RFTConfig, latest_checkpoint, rft
+    from rerec.train.resume import latest_checkpoint
+    from rerec.train.rft import RFTConfig, rft
 
     real_save = torch.save
 
@@ -558,7 +559,7 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_and_resumes
 
 
 def test_a_checkpoint_with_a_truncated_trainer_state_is_not_resumed_from(tmp_path):
-    from rerec.train.rft import latest_checkpoint
+    from rerec.train.resume import latest_checkpoint
 
     for step, state in ((1, "{}"), (2, '{"global_step": 2, "log_hi')):  # checkpoint-2 cut short by a kill
         (tmp_path / f"checkpoint-{step}").mkdir()

@@ -109,7 +109,7 @@ def test_two_processes_train_write_once_and_resume_after_sigkill(tmp_path):
 
     started = time.monotonic()
     job = _launch(tmp_path, out, resume=False, env=env, log=tmp_path / "killed.log")
-    from rerec.train.rft import latest_checkpoint
+    from rerec.train.resume import latest_checkpoint
 
     deadline = time.monotonic() + 600
     while latest_checkpoint(checkpoints) is None or latest_checkpoint(checkpoints).name == "checkpoint-1":

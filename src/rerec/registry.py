@@ -11,7 +11,8 @@ upload), creates a model version, tags it with its evaluation numbers and lineag
   champion, ranked on the same queries in the same run, and the paired bootstrap interval of
   ``challenger - champion`` on ``config.query_metric`` (per query, :func:`rerec.eval.metrics.paired_difference`)
   lies above ``config.margin``: by default the challenger must be better with 95% confidence;
-- it keeps at least ``config.min_general_retention`` of its reference model's general ability.
+- it keeps at least ``config.min_general_retention`` of the zero-shot base model's general ability (the
+  evaluation report's ``base`` row, :func:`rerec.eval.evaluate.retention_against_base`).
 
 A champion's old score, recorded months ago on other data, is never the yardstick. With no champion yet,
 the first model is promoted when its metric is above ``config.min_metric``. A report that does not
@@ -75,8 +76,8 @@ class RegisterConfig:
     min_metric: float = field(default=0.0, metadata={
         "help": "With no champion yet, promote only a model whose metric is above this (higher_is_better)."})
     retention_metric: str = field(default="metrics.rft/retention/mmlu_ratio", metadata={
-        "help": "General-ability retention in report.json: the model's score over its reference model's "
-                "(1.0 = kept all)."})
+        "help": "General-ability retention in report.json: the challenger's score over the zero-shot base "
+                "model's (the evaluation report's 'base' row) on the same questions (1.0 = kept all)."})
     required_split: str = field(default="val", metadata={
         "help": "The split the report must be on: the gate selects models, so never on test."})
     min_general_retention: float = field(default=0.95, metadata={

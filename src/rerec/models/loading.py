@@ -28,6 +28,7 @@ from typing import Any
 
 from rerec.errors import RerecError
 from rerec.io import atomic_dir
+from rerec.models.tiny import tiny_model_dir
 from rerec.paths import cache_dir, smollm2_gguf
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,7 @@ def resolve_model_dir(name_or_path: str | os.PathLike) -> Path | str:
     if name == "smollm2":
         return smollm2_dir()
     if name == "tiny":
-        from rerec.models.tiny import tiny_model_dir
-
-        return tiny_model_dir()
+        return tiny_model_dir(lambda: load_tokenizer("smollm2"))
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +44,16 @@ def build_tiny_model(tokenizer: Any, seed: int = 0, **overrides: Any) -> Any:
     return model
 
 
-def tiny_model_dir(seed: int = 0, **overrides: Any) -> Path:
-    """The cached folder of the seeded tiny model (created on first use from SmolLM2's tokenizer)."""
-    from rerec.models.loading import load_tokenizer
-
+def tiny_model_dir(smollm2_tokenizer: Callable[[], Any], seed: int = 0, **overrides: Any) -> Path:
+    """The cached folder of the seeded tiny model, created on first use with the tokenizer
+    ``smollm2_tokenizer()`` returns (SmolLM2's; :func:`rerec.models.loading.resolve_model_dir` passes its
+    loader, so that this module needs nothing from the loader and a cached model loads no tokenizer)."""
     shape = {**TINY_SHAPE, **overrides}
     key = hashlib.sha256(json.dumps({"shape": shape, "seed": seed}, sort_keys=True).encode()).hexdigest()[:12]
     target = cache_dir() / "models" / f"tiny-{key}"
     if (target / "config.json").is_file():
         return target
-    tokenizer = load_tokenizer("smollm2")
+    tokenizer = smollm2_tokenizer()
     model = build_tiny_model(tokenizer, seed=seed, **overrides)
     with atomic_dir(target) as tmp:
         model.save_pretrained(tmp)

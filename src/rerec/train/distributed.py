@@ -24,21 +24,9 @@ import os
 import sys
 from pathlib import Path
 
+from rerec.train.ranks import is_main_process, rank
+
 ENTRY_MODULE = "rerec.train.distributed"
-
-
-def rank() -> int:
-    """This process's global rank (0 when not launched by torchrun)."""
-    return int(os.environ.get("RANK", "0"))
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def is_main_process() -> bool:
-    """Rank 0: the one process that writes outputs, metrics and the MLflow run."""
-    return rank() == 0
 
 
 def torchrun_command(nproc_per_node: int | str, args: list[str], *, standalone: bool = True) -> list[str]:

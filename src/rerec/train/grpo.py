@@ -396,7 +396,7 @@ class ReRecGRPOTrainer(GRPOTrainer):
         earlier one is intact. HF rotates old checkpoints only after a save completes, so it is still there."""
         import shutil
 
-        from rerec.train.rft import latest_checkpoint
+        from rerec.train.resume import latest_checkpoint
 
         shutil.rmtree(folder, ignore_errors=True)
         previous = latest_checkpoint(os.path.dirname(folder), need_curriculum=self.curriculum is not None)

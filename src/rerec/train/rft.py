@@ -42,9 +42,10 @@ from rerec.models.profiles import PROFILES, get_profile
 from rerec.reward.scorer import RewardConfig
 from rerec.tracking import StageTracker, stage_run
 from rerec.train.curriculum import CurriculumConfig
-from rerec.train.distributed import is_main_process, world_size
 from rerec.train.precision import PRECISIONS, resolve_precision
 from rerec.train.raae import AdvantageConfig
+from rerec.train.ranks import is_main_process, world_size
+from rerec.train.resume import latest_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -131,31 +132,6 @@ def vllm_available() -> bool:
     from trl.import_utils import is_vllm_available
 
     return is_vllm_available()
-
-
-def checkpoint_is_complete(folder: str | Path, need_curriculum: bool) -> bool:
-    """Whether a ``checkpoint-N`` folder was written to the end: HF writes ``trainer_state.json`` last (not
-    atomically), ``curriculum_state.json`` follows it (atomically). A kill or a full disk before that leaves
-    a folder without them, or with a truncated trainer state, that must not be resumed from."""
-    try:
-        json.loads((Path(folder) / "trainer_state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return not need_curriculum or (Path(folder) / "curriculum_state.json").is_file()
-
-
-def latest_checkpoint(folder: str | Path, need_curriculum: bool = True) -> Path | None:
-    """The newest complete ``checkpoint-N`` under ``folder``: one with the trainer state (and the
-    curriculum state when ``need_curriculum``) written, so a checkpoint cut short by a kill is skipped."""
-    folder = Path(folder)
-    if (folder / "checkpoints").is_dir():
-        folder = folder / "checkpoints"
-    found = []
-    for path in folder.glob("checkpoint-*"):
-        suffix = path.name.rsplit("-", 1)[-1]
-        if suffix.isdigit() and checkpoint_is_complete(path, need_curriculum):
-            found.append((int(suffix), path))
-    return max(found)[1] if found else None
 
 
 def peak_memory_mb() -> float:
@@ -254,134 +230,180 @@ def _difficulty_figure(curriculum):
 def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | Path | None,
         model_dir: str | Path | None, out_dir: str | Path, config: RFTConfig | None = None,
         resume: bool = False) -> dict:
-    """Run curriculum GRPO with RAAE; returns the metrics (also in ``metrics.json``)."""
-    import torch
-    from transformers import TrainerCallback
-    from trl import GRPOConfig
+    """Run curriculum GRPO with RAAE; returns the metrics (also in ``metrics.json``).
 
-    from rerec.models.loading import LoraSpec, load_model
-    from rerec.train.curriculum import CurriculumScheduler
-    from rerec.train.grpo import ReRecGRPOTrainer, choose_rollout_engine, rollout_config
-    from rerec.train.sft import load_view_and_queries
+    Steps: find the checkpoint to resume from; load the start model, the training prompts, the reward and
+    the curriculum; choose the rollout engine; train; rank 0 writes the model folder."""
+    from rerec.train.callbacks import TrackingCallback, deadline_after
+    from rerec.train.sft import load_trainable_model, load_view_and_queries, seed_torch
 
     cfg = (config or RFTConfig()).resolved()
     precision = resolve_precision(cfg.precision)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
+    seed_torch(cfg.seed, cfg.threads)
     out_dir = Path(out_dir)
     work = out_dir.with_name(out_dir.name + ".rft-work")
     ckpt_dir = work / "checkpoints"
-    resume_from = latest_checkpoint(ckpt_dir, need_curriculum=cfg.curriculum.enabled) if resume else None
+    resume_from = checkpoint_to_resume(ckpt_dir, resume, cfg.curriculum.enabled)
+    start_model = start_model_name(model_dir, cfg)
+    view, queries = load_view_and_queries(data_dir, graphs_dir)
+    model, tokenizer = load_trainable_model(start_model, cfg.use_lora, cfg.lora_r)
+    tokenizer.padding_side = "left"
+    train_ds = build_dataset(view, queries, tokenizer, cfg)
+    scorer, score_fn = build_scorer(data_dir, graphs_dir, reward_dir, cfg, dict(view.titles), dict(view.years))
+    curriculum = build_curriculum(train_ds["prompt_id"], cfg)
+    metrics: dict[str, Any] = {"profile": cfg.profile, "model": start_model, "ablation": cfg.ablation,
+                               "n_train_prompts": len(train_ds), "resumed_from": str(resume_from) if resume_from else None}
+    history: list[dict] = []
+    deadline = deadline_after(cfg.time_budget_s)
+    engine, engine_reason = rollout_engine(cfg, precision)
+    metrics.update(precision.params(), rollout_engine=engine, rollout_engine_reason=engine_reason)
+    # Several processes (torchrun): every rank trains, only rank 0 tracks and writes the output.
+    main_process = is_main_process()
+    metrics["world_size"] = world_size()
+    with stage_tracking(cfg, main_process) as tracker:
+        tracker.log_params({**precision.params(), "rollout_engine_used": engine, "rollout_engine_reason": engine_reason})
+        epoch_log = EpochLog(tracker, cfg.n_samples_logged)
+        trainer = build_trainer(model, tokenizer, train_ds, cfg, precision, engine, ckpt_dir, score_fn, scorer,
+                                curriculum, epoch_log, TrackingCallback(tracker, history, deadline=deadline,
+                                                                        stop_after_steps=cfg.stop_after_steps))
+        epoch_log.trainer = trainer
+        metrics.update(train(trainer, resume_from, history, scorer, curriculum))
+        tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float) and v is not None})
+        if not main_process:
+            return metrics
+        write_rft_folder(out_dir, trainer.model, tokenizer, cfg, {**metrics, "history": history, "config": asdict(cfg)},
+                         trainer.sample_completions, ckpt_dir, curriculum)
+        shutil.rmtree(work, ignore_errors=True)
+        tracker.log_artifact(out_dir / "metrics.json")
+        tracker.log_artifact(out_dir / "samples.jsonl", artifact_path="samples")
+    return metrics
+
+
+def checkpoint_to_resume(ckpt_dir: Path, resume: bool, need_curriculum: bool) -> Path | None:
+    """With ``resume``, the newest complete checkpoint in ``ckpt_dir`` (``None``: start from the beginning).
+    Without it, checkpoints left by an earlier run are refused rather than silently overwritten."""
+    resume_from = latest_checkpoint(ckpt_dir, need_curriculum=need_curriculum) if resume else None
     if not resume and ckpt_dir.exists() and any(ckpt_dir.glob("checkpoint-*")):
         raise RerecError(f"A previous rft run left checkpoints in {ckpt_dir}. Fix: pass --resume to continue it, "
                          f"or delete that folder to start again.")
     if resume and resume_from is None:
         log.info("--resume: no complete checkpoint in %s, starting from the beginning", ckpt_dir)
+    return resume_from
 
+
+def start_model_name(model_dir: str | Path | None, cfg: RFTConfig) -> str:
+    """The model RFT starts from: ``model_dir``, else the profile's. A KL term (``beta`` > 0) with full
+    fine-tuning needs it as a folder or a built-in name: TRL loads the reference model from it."""
     start_model = str(model_dir) if model_dir is not None else get_profile(cfg.profile).model
     if cfg.beta > 0 and not cfg.use_lora and not Path(start_model).is_dir() and start_model not in ("tiny", "smollm2"):
         raise ConfigError(f"beta={cfg.beta} with full fine-tuning needs the start model as a folder (TRL loads the "
                           f"reference from it), got {start_model!r}. Fix: pass --model <folder> or use LoRA.")
-    view, queries = load_view_and_queries(data_dir, graphs_dir)
-    model, tokenizer = load_model(start_model, lora=LoraSpec(r=cfg.lora_r, alpha=2 * cfg.lora_r) if cfg.use_lora
-                                  else None, trainable=True)
-    tokenizer.padding_side = "left"
-    train_ds = build_dataset(view, queries, tokenizer, cfg)
-    scorer, score_fn = build_scorer(data_dir, graphs_dir, reward_dir, cfg, dict(view.titles), dict(view.years))
-    curriculum = None
-    if cfg.curriculum.enabled:
-        curriculum = CurriculumScheduler(train_ds["prompt_id"], cfg.curriculum, seed=cfg.seed)
-    metrics: dict[str, Any] = {"profile": cfg.profile, "model": start_model, "ablation": cfg.ablation,
-                               "n_train_prompts": len(train_ds), "resumed_from": str(resume_from) if resume_from else None}
-    history: list[dict] = []
-    deadline = time.perf_counter() + cfg.time_budget_s if cfg.time_budget_s else None
+    return start_model
+
+
+def build_curriculum(prompt_ids: list[str], cfg: RFTConfig):
+    """The online curriculum over the training prompts; ``None`` when it is off."""
+    if not cfg.curriculum.enabled:
+        return None
+    from rerec.train.curriculum import CurriculumScheduler
+
+    return CurriculumScheduler(prompt_ids, cfg.curriculum, seed=cfg.seed)
+
+
+def rollout_engine(cfg: RFTConfig, precision: Any) -> tuple[str, str]:
+    """``(engine, reason)``: who generates the rollouts (:func:`rerec.train.grpo.choose_rollout_engine`)."""
+    from rerec.train.grpo import choose_rollout_engine
 
     engine, engine_reason = choose_rollout_engine(cfg.rollout_engine, precision.device == "cuda", vllm_available())
     log.info("RFT rollouts: %s (%s)", engine, engine_reason)
-    metrics.update(precision.params(), rollout_engine=engine, rollout_engine_reason=engine_reason)
+    return engine, engine_reason
 
-    # Several processes (torchrun): every rank trains, only rank 0 tracks and writes the output.
-    main_process = is_main_process()
-    metrics["world_size"] = world_size()
-    tracking = (stage_run(STAGE, cfg, tags={"rerec.profile": cfg.profile, "rerec.ablation": cfg.ablation})
-                if main_process else contextlib.nullcontext(StageTracker(None)))
-    with tracking as tracker:
-        tracker.log_params({**precision.params(), "rollout_engine_used": engine, "rollout_engine_reason": engine_reason})
-        trainer_ref: dict[str, Any] = {}
 
-        def on_new_epoch(cur):
-            tracker.log_metrics({"curriculum/active": len(cur.active), "curriculum/mastered": len(cur.mastered),
-                                 "curriculum/probes": len(cur.probes), "curriculum/epoch": cur.epoch},
-                                step=cur.epoch)
-            if tracker.enabled and cur.epoch > 0:
-                import matplotlib.pyplot as plt
+def stage_tracking(cfg: RFTConfig, main_process: bool):
+    """The stage's MLflow run on the main process; a tracker that records nothing on the other ranks."""
+    if not main_process:
+        return contextlib.nullcontext(StageTracker(None))
+    return stage_run(STAGE, cfg, tags={"rerec.profile": cfg.profile, "rerec.ablation": cfg.ablation})
 
-                fig = _difficulty_figure(cur)
-                tracker.log_figure(fig, f"curriculum/difficulty_epoch_{cur.epoch:03d}.png")
-                plt.close(fig)
-                trainer = trainer_ref.get("trainer")
-                if trainer is not None and trainer.sample_completions:
-                    import pandas as pd
 
-                    samples = list(trainer.sample_completions)[-cfg.n_samples_logged:]
-                    tracker.log_table(pd.DataFrame(samples), f"samples/epoch_{cur.epoch:03d}.json")
+class EpochLog:
+    """The curriculum's ``on_new_epoch``: its counts at each epoch and, after the first, the difficulty
+    histogram and the ``n_samples`` latest sample completions of ``trainer`` (set once it exists)."""
 
-        class _Track(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
-                logs = {k: v for k, v in (logs or {}).items() if isinstance(v, int | float)}
-                history.append({"step": state.global_step, **logs})
-                tracker.log_metrics(logs, step=state.global_step)
+    def __init__(self, tracker: StageTracker, n_samples: int) -> None:
+        self.tracker, self.n_samples = tracker, n_samples
+        self.trainer: Any = None
 
-            def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
-                if deadline is not None and time.perf_counter() > deadline:
-                    control.should_training_stop = True
-                if cfg.stop_after_steps and state.global_step >= cfg.stop_after_steps:
-                    control.should_training_stop = True
+    def __call__(self, cur) -> None:
+        self.tracker.log_metrics({"curriculum/active": len(cur.active), "curriculum/mastered": len(cur.mastered),
+                                  "curriculum/probes": len(cur.probes), "curriculum/epoch": cur.epoch},
+                                 step=cur.epoch)
+        if not self.tracker.enabled or cur.epoch <= 0:
+            return
+        import matplotlib.pyplot as plt
 
-        per_step = cfg.batch_size * cfg.num_generations
-        args = GRPOConfig(
-            **precision.trainer_kwargs(), **rollout_config(engine),
-            output_dir=str(ckpt_dir), max_steps=cfg.steps, per_device_train_batch_size=per_step,
-            num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_tokens,
-            learning_rate=cfg.lr, beta=cfg.beta, temperature=cfg.temperature, logging_steps=1,
-            save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, report_to=[], seed=cfg.seed,
-            gradient_checkpointing=False, disable_tqdm=False, dataloader_num_workers=0,
-        )
-        trainer = ReRecGRPOTrainer(
-            model=model, args=args, train_dataset=train_ds, processing_class=tokenizer, score_fn=score_fn,
-            advantage=cfg.advantage, reward_range=scorer.bounds[1] - scorer.bounds[0],
-            curriculum=curriculum, on_new_epoch=on_new_epoch, callbacks=[_Track()],
-        )
-        trainer_ref["trainer"] = trainer
-        start = time.perf_counter()
-        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        train_s = time.perf_counter() - start
-        last = {k: v for entry in history for k, v in entry.items()}
-        metrics.update(steps=int(result.global_step), train_s=train_s, peak_memory_mb=peak_memory_mb(),
-                       final_reward=last.get("reward"), final_parse_rate=last.get("rerec/parse_rate"),
-                       final_accuracy=last.get("rerec/accuracy"),
-                       reward_bounds=list(scorer.bounds))
-        if curriculum is not None:
-            metrics.update(curriculum_epoch=curriculum.epoch, curriculum_active=len(curriculum.active),
-                           curriculum_mastered=len(curriculum.mastered), curriculum_stopped=curriculum.stopped)
-        tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float) and v is not None})
-        if not main_process:
-            return metrics
+        fig = _difficulty_figure(cur)
+        self.tracker.log_figure(fig, f"curriculum/difficulty_epoch_{cur.epoch:03d}.png")
+        plt.close(fig)
+        if self.trainer is not None and self.trainer.sample_completions:
+            import pandas as pd
 
-        with atomic_dir(out_dir) as tmp:
-            write_model_folder(tmp, trainer.model, tokenizer, lora=cfg.use_lora,
-                               metrics={**metrics, "history": history, "config": asdict(cfg)},
-                               samples=trainer.sample_completions)
-            last_ckpt = latest_checkpoint(ckpt_dir, need_curriculum=cfg.curriculum.enabled)
-            if last_ckpt is not None:
-                shutil.copytree(last_ckpt, tmp / "checkpoints" / last_ckpt.name)
-            if curriculum is not None:
-                write_json(tmp / "curriculum.json", curriculum.state_dict())
-        shutil.rmtree(work, ignore_errors=True)
-        tracker.log_artifact(out_dir / "metrics.json")
-        tracker.log_artifact(out_dir / "samples.jsonl", artifact_path="samples")
+            samples = list(self.trainer.sample_completions)[-self.n_samples:]
+            self.tracker.log_table(pd.DataFrame(samples), f"samples/epoch_{cur.epoch:03d}.json")
+
+
+def build_trainer(model, tokenizer, train_ds, cfg: RFTConfig, precision: Any, engine: str, ckpt_dir: Path, score_fn,
+                  scorer, curriculum, on_new_epoch, callback):
+    """The :class:`~rerec.train.grpo.ReRecGRPOTrainer`: ``batch_size`` prompts x ``num_generations``
+    completions a step, a log every step, a checkpoint every ``save_steps`` into ``ckpt_dir`` (the last two
+    kept)."""
+    from trl import GRPOConfig
+
+    from rerec.train.grpo import ReRecGRPOTrainer, rollout_config
+
+    per_step = cfg.batch_size * cfg.num_generations
+    args = GRPOConfig(
+        **precision.trainer_kwargs(), **rollout_config(engine),
+        output_dir=str(ckpt_dir), max_steps=cfg.steps, per_device_train_batch_size=per_step,
+        num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_tokens,
+        learning_rate=cfg.lr, beta=cfg.beta, temperature=cfg.temperature, logging_steps=1,
+        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, report_to=[], seed=cfg.seed,
+        gradient_checkpointing=False, disable_tqdm=False, dataloader_num_workers=0,
+    )
+    return ReRecGRPOTrainer(
+        model=model, args=args, train_dataset=train_ds, processing_class=tokenizer, score_fn=score_fn,
+        advantage=cfg.advantage, reward_range=scorer.bounds[1] - scorer.bounds[0],
+        curriculum=curriculum, on_new_epoch=on_new_epoch, callbacks=[callback],
+    )
+
+
+def train(trainer, resume_from: Path | None, history: list[dict], scorer, curriculum) -> dict:
+    """Train (from ``resume_from`` when given); the run's metrics: steps, time, peak memory, the last logged
+    reward, parse rate and accuracy (from ``history``), the reward's bounds and the curriculum's state."""
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    train_s = time.perf_counter() - start
+    last = {k: v for entry in history for k, v in entry.items()}
+    metrics = dict(steps=int(result.global_step), train_s=train_s, peak_memory_mb=peak_memory_mb(),
+                   final_reward=last.get("reward"), final_parse_rate=last.get("rerec/parse_rate"),
+                   final_accuracy=last.get("rerec/accuracy"), reward_bounds=list(scorer.bounds))
+    if curriculum is not None:
+        metrics.update(curriculum_epoch=curriculum.epoch, curriculum_active=len(curriculum.active),
+                       curriculum_mastered=len(curriculum.mastered), curriculum_stopped=curriculum.stopped)
     return metrics
+
+
+def write_rft_folder(out_dir: Path, model, tokenizer, cfg: RFTConfig, metrics: dict, samples, ckpt_dir: Path,
+                     curriculum) -> None:
+    """The output, all at once: the model folder (:func:`rerec.models.folder.write_model_folder`), the last
+    complete checkpoint under ``checkpoints/`` and the curriculum's state in ``curriculum.json``."""
+    with atomic_dir(out_dir) as tmp:
+        write_model_folder(tmp, model, tokenizer, lora=cfg.use_lora, metrics=metrics, samples=samples)
+        last_ckpt = latest_checkpoint(ckpt_dir, need_curriculum=cfg.curriculum.enabled)
+        if last_ckpt is not None:
+            shutil.copytree(last_ckpt, tmp / "checkpoints" / last_ckpt.name)
+        if curriculum is not None:
+            write_json(tmp / "curriculum.json", curriculum.state_dict())
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:

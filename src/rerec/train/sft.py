@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import resource
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +29,8 @@ from typing import Any
 from rerec.config import add_dataclass_arguments, check_minimums, dataclass_from_args
 from rerec.errors import ConfigError, InputError
 from rerec.eval.decisions import decision_accuracy
-from rerec.io import atomic_dir, write_json
+from rerec.io import atomic_dir
+from rerec.models.folder import write_model_folder
 from rerec.models.profiles import PROFILES, get_profile
 from rerec.prompt import (
     CatalogView,
@@ -262,19 +264,74 @@ def peak_memory_mb() -> float:
 
 def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str | Path,
                config: SFTWarmupConfig | None = None) -> dict:
-    """Run the warm-up and write the model folder; returns the metrics (also in ``metrics.json``)."""
-    import torch
-    from datasets import Dataset
-    from transformers import TrainerCallback
-    from trl import SFTConfig, SFTTrainer
+    """Run the warm-up and write the model folder; returns the metrics (also in ``metrics.json``).
 
-    from rerec.models.loading import LoraSpec, load_model
+    Steps: read the queries and the start model; measure the model on validation queries; train on
+    synthesised traces; measure it again; write the model folder."""
+    from rerec.train.callbacks import TrackingCallback, deadline_after
 
     cfg = (config or SFTWarmupConfig()).resolved()
     precision = resolve_precision(cfg.precision)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
+    seed_torch(cfg.seed, cfg.threads)
+    view, train_rows, val_rows, eval_rows = load_split_rows(data_dir, graphs_dir, cfg)
+    model, tokenizer = load_trainable_model(cfg.model, cfg.use_lora, cfg.lora_r)
+    metrics: dict[str, Any] = {"profile": cfg.profile, "model": cfg.model,
+                               "popularity_acc_at_1": popularity_accuracy(eval_rows, view),
+                               "n_train_queries": len(train_rows), "n_eval_queries": len(eval_rows)}
+    with stage_run(STAGE, cfg, tags={"rerec.profile": cfg.profile}) as tracker:
+        tracker.log_params(precision.params())
+        metrics.update(precision.params())
+        if cfg.eval_before:
+            before, _ = measure_choice(model, tokenizer, eval_rows, view, cfg, "before")
+            metrics.update(before)
+            tracker.log_metrics(before)
+        train_examples = sft_examples(train_rows, view, tokenizer, cfg)
+        eval_examples = sft_examples(val_rows[:32], view, tokenizer, cfg, augment=False)
+        history: list[dict] = []
+        decisions = DecisionLog(tokenizer, eval_examples, tracker, history)
+        if cfg.eval_before:
+            metrics.update(decisions(model, 0, "_before"))
+        deadline = deadline_after(cfg.time_budget_s)
+        with atomic_dir(out_dir) as tmp:
+            trainer = build_trainer(model, tokenizer, train_examples, eval_examples, cfg, precision, tmp / "_trainer",
+                                    TrackingCallback(tracker, history, deadline=deadline, on_evaluate=decisions))
+            trained = train(trainer)
+            model = trainer.model
+            metrics.update(decisions.latest)
+            after, completions = measure_choice(model, tokenizer, eval_rows, view, cfg, "after")
+            metrics.update({**trained, **after}, peak_memory_mb=peak_memory_mb(), n_candidates=cfg.n_candidates,
+                           context_mode=cfg.context_mode)
+            tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
+            shutil.rmtree(tmp / "_trainer", ignore_errors=True)
+            write_sft_folder(tmp, model, tokenizer, cfg, {**metrics, "history": history, "config": asdict(cfg)},
+                             eval_rows, completions)
+        tracker.log_artifact(Path(out_dir) / "metrics.json")
+        tracker.log_artifact(Path(out_dir) / "samples.jsonl", artifact_path="samples")
+    return metrics
+
+
+def seed_torch(seed: int, threads: int = 0) -> None:
+    """Seed torch's generators and set its CPU threads (0 = torch's default); the training stages start here."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+
+
+def load_trainable_model(name: str, use_lora: bool, lora_r: int) -> tuple[Any, Any]:
+    """The start model in train mode, wrapped in a fresh LoRA adapter (rank ``lora_r``, alpha ``2 * lora_r``)
+    when ``use_lora``, and its tokenizer."""
+    from rerec.models.loading import LoraSpec, load_model
+
+    return load_model(name, lora=LoraSpec(r=lora_r, alpha=2 * lora_r) if use_lora else None, trainable=True)
+
+
+def load_split_rows(data_dir: str | Path, graphs_dir: str | Path | None,
+                    cfg: SFTWarmupConfig) -> tuple[CatalogView, list[dict], list[dict], list[dict]]:
+    """``(view, train rows, val rows, eval rows)``: the training queries (``n_train``), every validation query
+    (its first 32 give the trainer's loss and the decision accuracies) and the ``n_eval`` validation queries
+    measured by generation, shrunk to ``n_candidates``."""
     view, queries = load_view_and_queries(data_dir, graphs_dir)
     train_rows = query_rows(queries, "train", cfg.n_train, cfg.seed)
     val_rows = query_rows(queries, "val", 0, cfg.seed)
@@ -283,98 +340,83 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
                          column="split", fix="rerun 'rerec prepare-data' with non-zero train and val fractions")
     eval_rows = [shrink_candidates(r, cfg.n_candidates, view, seed=cfg.seed)
                  for r in query_rows(queries, "val", cfg.n_eval, cfg.seed)]
-    model, tokenizer = load_model(cfg.model, lora=LoraSpec(r=cfg.lora_r, alpha=2 * cfg.lora_r) if cfg.use_lora else None,
-                                  trainable=True)
-    gen_kwargs = dict(mode=cfg.context_mode, max_history=cfg.max_history, max_new_tokens=cfg.max_new_tokens,
-                      batch_size=cfg.eval_batch_size)
-    metrics: dict[str, Any] = {"profile": cfg.profile, "model": cfg.model,
-                               "popularity_acc_at_1": popularity_accuracy(eval_rows, view),
-                               "n_train_queries": len(train_rows), "n_eval_queries": len(eval_rows)}
-    with stage_run(STAGE, cfg, tags={"rerec.profile": cfg.profile}) as tracker:
-        tracker.log_params(precision.params())
-        metrics.update(precision.params())
-        if cfg.eval_before:
-            before = evaluate_choice(model, tokenizer, eval_rows, view, desc="before SFT", **gen_kwargs)
-            metrics.update(parse_rate_before=before["parse_rate"], acc_at_1_before=before["acc_at_1"])
-            tracker.log_metrics({"parse_rate_before": before["parse_rate"], "acc_at_1_before": before["acc_at_1"]})
-        train_ds = Dataset.from_list(sft_examples(train_rows, view, tokenizer, cfg))
-        eval_examples = sft_examples(val_rows[:32], view, tokenizer, cfg, augment=False)
-        eval_ds = Dataset.from_list(eval_examples)
-        history: list[dict] = []
-        latest_decisions: dict[str, float] = {}
+    return view, train_rows, val_rows, eval_rows
 
-        def log_decisions(model: Any, step: int, suffix: str = "") -> dict[str, float]:
-            """Teacher-forced accuracy of checks, verdicts and the boxed answer (rerec.eval.decisions)."""
-            acc = decision_accuracy(model, tokenizer, eval_examples)
-            named = {f"decision_{k}_acc{suffix}": v for k, v in acc.items() if k in ("check", "verdict", "answer")}
-            tracker.log_metrics(named, step=step)
-            history.append({"step": step, **named})
-            latest_decisions.update(named)
-            return named
 
-        if cfg.eval_before:
-            metrics.update(log_decisions(model, 0, "_before"))
-        deadline = time.perf_counter() + cfg.time_budget_s if cfg.time_budget_s else None
+def measure_choice(model: Any, tokenizer: Any, rows: list[dict], view: CatalogView, cfg: SFTWarmupConfig,
+                   when: str) -> tuple[dict, list[str]]:
+    """Parse rate and Acc@1 by generation (:func:`evaluate_choice`) ``before`` or ``after`` training, as
+    metrics named ``*_before`` / ``*_after`` (after training also Acc@1 per query type and the generation
+    time), and the completions."""
+    result = evaluate_choice(model, tokenizer, rows, view, mode=cfg.context_mode, max_history=cfg.max_history,
+                             max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size, desc=f"{when} SFT")
+    named = {f"parse_rate_{when}": result["parse_rate"], f"acc_at_1_{when}": result["acc_at_1"]}
+    if when == "after":
+        named.update(acc_at_1_by_type_after=result["acc_at_1_by_type"], generate_s_after=result["generate_s"])
+    return named, result["completions"]
 
-        class _Track(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
-                logs = {k: v for k, v in (logs or {}).items() if isinstance(v, int | float)}
-                history.append({"step": state.global_step, **logs})
-                tracker.log_metrics(logs, step=state.global_step)
 
-            def on_evaluate(self, args, state, control, model=None, **kw):  # noqa: ANN001
-                if model is not None:
-                    log_decisions(model, state.global_step)
+class DecisionLog:
+    """Teacher-forced accuracy of a trace's checks, verdicts and boxed answer on ``examples``
+    (:func:`rerec.eval.decisions.decision_accuracy`), logged to ``tracker`` and ``history`` at each call;
+    ``latest`` keeps the last value of each."""
 
-            def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
-                if deadline is not None and time.perf_counter() > deadline:
-                    control.should_training_stop = True
+    def __init__(self, tokenizer: Any, examples: list[dict], tracker: Any, history: list[dict]) -> None:
+        self.tokenizer, self.examples, self.tracker, self.history = tokenizer, examples, tracker, history
+        self.latest: dict[str, float] = {}
 
-        with atomic_dir(out_dir) as tmp:
-            args = SFTConfig(
-                **precision.trainer_kwargs(),
-                output_dir=str(tmp / "_trainer"), max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
-                per_device_eval_batch_size=cfg.batch_size, learning_rate=cfg.lr, lr_scheduler_type="linear",
-                warmup_steps=max(1, cfg.steps // 20), logging_steps=max(1, cfg.steps // 20),
-                eval_strategy="steps", eval_steps=max(50, cfg.steps // 4), save_strategy="no", report_to="none",
-                seed=cfg.seed, max_length=cfg.max_new_tokens + 1024,
-                completion_only_loss=True, prediction_loss_only=True, dataloader_num_workers=0, disable_tqdm=False,
-            )
-            trainer_class = answer_only_trainer_class() if cfg.answer_logits_only else SFTTrainer
-            trainer = trainer_class(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                                 processing_class=tokenizer, callbacks=[_Track()])
-            start = time.perf_counter()
-            result = trainer.train()
-            train_s = time.perf_counter() - start
-            final_eval = trainer.evaluate()  # its on_evaluate logs the final decision accuracies
-            model = trainer.model
-            metrics.update(latest_decisions)
-            after = evaluate_choice(model, tokenizer, eval_rows, view, desc="after SFT", **gen_kwargs)
-            metrics.update(
-                steps=int(result.global_step), train_s=train_s, train_loss=float(result.training_loss),
-                eval_loss=float(final_eval.get("eval_loss", float("nan"))),
-                parse_rate_after=after["parse_rate"], acc_at_1_after=after["acc_at_1"],
-                acc_at_1_by_type_after=after["acc_at_1_by_type"], generate_s_after=after["generate_s"],
-                peak_memory_mb=peak_memory_mb(), n_candidates=cfg.n_candidates, context_mode=cfg.context_mode,
-            )
-            tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
-            import shutil
+    def __call__(self, model: Any, step: int, suffix: str = "") -> dict[str, float]:
+        acc = decision_accuracy(model, self.tokenizer, self.examples)
+        named = {f"decision_{k}_acc{suffix}": v for k, v in acc.items() if k in ("check", "verdict", "answer")}
+        self.tracker.log_metrics(named, step=step)
+        self.history.append({"step": step, **named})
+        self.latest.update(named)
+        return named
 
-            shutil.rmtree(tmp / "_trainer", ignore_errors=True)
-            if cfg.use_lora:
-                model.save_pretrained(tmp / "adapter")
-                model = model.merge_and_unload()
-            model.save_pretrained(tmp)
-            tokenizer.padding_side = "left"
-            tokenizer.save_pretrained(tmp)
-            write_json(tmp / "metrics.json", {**metrics, "history": history, "config": asdict(cfg)})
-            with open(tmp / "samples.jsonl", "w", encoding="utf-8") as f:
-                for row, text in list(zip(eval_rows, after["completions"], strict=True))[:50]:
-                    f.write(json.dumps({"query_id": row.get("query_id"), "type": row.get("type"),
-                                        "positives": [str(p) for p in row["positives"]], "completion": text}) + "\n")
-        tracker.log_artifact(Path(out_dir) / "metrics.json")
-        tracker.log_artifact(Path(out_dir) / "samples.jsonl", artifact_path="samples")
-    return metrics
+
+def build_trainer(model: Any, tokenizer: Any, train_examples: list[dict], eval_examples: list[dict],
+                  cfg: SFTWarmupConfig, precision: Any, output_dir: Path, callback: Any) -> Any:
+    """TRL's ``SFTTrainer`` (or :func:`answer_only_trainer_class`'s, with ``answer_logits_only``) on the
+    prompt/completion examples: linear decay after a 5% warm-up, a validation loss every quarter of the
+    run (at least 50 steps apart), no checkpoints."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    args = SFTConfig(
+        **precision.trainer_kwargs(),
+        output_dir=str(output_dir), max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size, learning_rate=cfg.lr, lr_scheduler_type="linear",
+        warmup_steps=max(1, cfg.steps // 20), logging_steps=max(1, cfg.steps // 20),
+        eval_strategy="steps", eval_steps=max(50, cfg.steps // 4), save_strategy="no", report_to="none",
+        seed=cfg.seed, max_length=cfg.max_new_tokens + 1024,
+        completion_only_loss=True, prediction_loss_only=True, dataloader_num_workers=0, disable_tqdm=False,
+    )
+    trainer_class = answer_only_trainer_class() if cfg.answer_logits_only else SFTTrainer
+    return trainer_class(model=model, args=args, train_dataset=Dataset.from_list(train_examples),
+                         eval_dataset=Dataset.from_list(eval_examples), processing_class=tokenizer,
+                         callbacks=[callback])
+
+
+def train(trainer: Any) -> dict:
+    """Train, then take the final validation loss (the evaluation also logs the final decision accuracies
+    through the trainer's callback): ``steps``, ``train_s``, ``train_loss``, ``eval_loss``."""
+    start = time.perf_counter()
+    result = trainer.train()
+    train_s = time.perf_counter() - start
+    final_eval = trainer.evaluate()
+    return {"steps": int(result.global_step), "train_s": train_s, "train_loss": float(result.training_loss),
+            "eval_loss": float(final_eval.get("eval_loss", float("nan")))}
+
+
+def write_sft_folder(folder: Path, model: Any, tokenizer: Any, cfg: SFTWarmupConfig, metrics: dict,
+                     eval_rows: list[dict], completions: list[str]) -> None:
+    """The model folder (:func:`rerec.models.folder.write_model_folder`), its tokenizer padding on the left,
+    with the first 50 validation completions as samples."""
+    tokenizer.padding_side = "left"
+    samples = [{"query_id": row.get("query_id"), "type": row.get("type"),
+                "positives": [str(p) for p in row["positives"]], "completion": text}
+               for row, text in list(zip(eval_rows, completions, strict=True))[:50]]
+    write_model_folder(folder, model, tokenizer, lora=cfg.use_lora, metrics=metrics, samples=samples)
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
