@@ -1,7 +1,7 @@
 """Tokens/s of rerec's generator against today's float32 transformers ``generate``, measured side by side.
 
     .venv/bin/python bench/generate.py                      # prints one JSON line
-    .venv/bin/python bench/generate.py --out bench/results/generate_cpu.json   # also the full records
+    .venv/bin/python bench/generate.py --out bench/results/generate_smollm2_cpu.json   # also the full records
 
 Prompts: real validation queries of the embedded MovieLens-100k (prepared once into the rerec cache), shown
 with ``--candidates`` candidates in ``evidence`` mode (about 460 tokens with the default), the embedded
