@@ -32,7 +32,6 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -112,10 +111,11 @@ def machine(threads: int) -> dict:
 
 
 def provenance() -> tuple[str, bool]:
-    """The commit this run starts from, and whether src/ or bench/ differ from it."""
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "src", "bench"], capture_output=True, text=True, cwd=ROOT)
-    return commit, bool(dirty.stdout.strip())
+    """The commit this run starts from, and whether src/, bench/ or experiments/ differ from it."""
+    from rerec.experiments.provenance import provenance as run_record
+
+    record = run_record()
+    return record["commit"], record["uncommitted_changes"]
 
 
 def main(argv=None) -> int:
