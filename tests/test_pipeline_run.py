@@ -233,8 +233,12 @@ def test_run_record_names_every_stage_under_the_parent_run(mlflow_env, tmp_path)
         for name in ("prepare-data", "build-graphs"):
             with mlflow.start_run(run_name=name, nested=True):
                 pass
+        for split in ("val", "test"):
+            with mlflow.start_run(run_name="evaluate", nested=True):
+                mlflow.log_param("split", split)
     stages = stage_seconds(parent.info.run_id)
-    assert list(stages) == ["prepare-data", "build-graphs"] and all(s >= 0 for s in stages.values())
+    assert list(stages) == ["prepare-data", "build-graphs", "evaluate (val)", "evaluate (test)"]
+    assert all(s >= 0 for s in stages.values())
     result = {"preset": "smoke", "seconds": 12.5, "run_id": parent.info.run_id}
     record = json.loads(write_run_record(tmp_path, result, {"sft": {"steps": 3}}, stages).read_text())
     assert record["stage_seconds"] == stages and record["configs"] == {"sft": {"steps": 3}}

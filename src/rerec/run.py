@@ -138,14 +138,23 @@ def run_pipeline(preset: str, out: Path, *, input_dir: Path | None = None, plain
 
 
 def stage_seconds(parent_run_id: str) -> dict[str, float]:
-    """Wall seconds of each stage's MLflow run under the pipeline's parent run, by run name."""
+    """Wall seconds of each stage's MLflow run under the pipeline's parent run, by run name (with the split
+    for stages that have one), in start order."""
     from mlflow.tracking import MlflowClient
 
     runs = MlflowClient().search_runs(
         [MlflowClient().get_run(parent_run_id).info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=100)
-    return {r.info.run_name: round((r.info.end_time - r.info.start_time) / 1000, 1)
-            for r in sorted(runs, key=lambda r: r.info.start_time) if r.info.end_time}
+    seconds: dict[str, float] = {}
+    for r in sorted(runs, key=lambda r: r.info.start_time):
+        if not r.info.end_time:
+            continue
+        split = r.data.params.get("split")  # evaluate runs twice: the gate on val, the report on test
+        name = f"{r.info.run_name} ({split})" if split else r.info.run_name
+        while name in seconds:
+            name += "'"
+        seconds[name] = round((r.info.end_time - r.info.start_time) / 1000, 1)
+    return seconds
 
 
 def write_run_record(out: Path, result: dict, configs: dict, stages: dict[str, float]) -> Path:
