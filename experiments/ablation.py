@@ -53,6 +53,7 @@ from rerec.experiments.ablation import (  # noqa: E402
     resolve_arms,
     summarise,
 )
+from rerec.experiments.pooling import write_run  # noqa: E402
 
 CPU_HOUR = dict(steps=22, lr=2e-4, n_train=24, n_eval=100, parallel=True)
 PAPER = dict(num_generations=5, lr=5e-6, max_completion_tokens=768, advantage={"w_penalty": 0.3},
@@ -277,10 +278,8 @@ def main(argv=None) -> int:
                "variants": {v: {**BUILTIN_VARIANTS, **args.variants}[v] for v in arms
                             if v in args.variants or v in BUILTIN_VARIANTS},
                "device": "cuda" if torch.cuda.is_available() else "cpu", "arms": results}
-    (args.out / "ablation.json").write_text(json.dumps(summary, indent=2))
     # per-query hits, so that arms of separate runs (same --n-eval and --seed) can be paired later
-    per_query = {**records, **({"sft_start": start_records} if start_records is not None else {})}
-    (args.out / "records.json").write_text(json.dumps(per_query))
+    write_run(args.out, summary, {**records, **({"sft_start": start_records} if start_records is not None else {})})
     print(json.dumps(summary))
     return 0
 

@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
 
+    from rerec.experiments.pooling import write_run
     from rerec.experiments.provenance import provenance
 
     record = provenance(argv)
@@ -64,13 +65,11 @@ def main(argv=None) -> int:
         seconds[arm] = round(time.perf_counter() - start, 1)
         hits = [r["hit"] for r in records[arm]]
         print(f"[test] seed {seed} {arm}: Acc@1 {sum(hits) / len(hits):.3f} on {len(hits)} test queries", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
     summary = {"experiment": "ablation_test", **record, "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                "split": "test", "seed": seed, "run": str(args.run), "run_commit": run.get("commit"),
                "n_eval": len(rows), "eval_s": seconds,
                "acc_at_1": {a: sum(r["hit"] for r in recs) / len(recs) for a, recs in records.items()}}
-    (args.out / "ablation.json").write_text(json.dumps(summary, indent=2))
-    (args.out / "records.json").write_text(json.dumps(records))
+    write_run(args.out, summary, records)
     print(json.dumps(summary))
     return 0
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from rerec.errors import InputError
+from rerec.experiments import pooling
 from rerec.experiments.pooling import group_by_seed, load_run, pool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,3 +71,10 @@ def test_bad_runs_say_what_is_wrong(tmp_path):
         group_by_seed([one, (str(tmp_path / "z"), 0, {"no_pas": recs([1, 1, 1])})])
     with pytest.raises(InputError, match="no run holds the reference arm 'plain'.*plain_grpo, rerec"):
         pool(group_by_seed([one]), "plain")
+
+
+def test_a_written_run_loads_back(tmp_path):
+    records = {"plain_grpo": [{"query_id": "q1", "type": "explicit", "hit": 1.0}],
+               "rerec": [{"query_id": "q1", "type": "explicit", "hit": 0.0}]}
+    pooling.write_run(tmp_path / "run", {"seed": 7, "split": "test"}, records)
+    assert load_run(tmp_path / "run") == (7, records)

@@ -23,6 +23,15 @@ from rerec.errors import InputError
 Records = dict[str, list[dict]]
 
 
+def write_run(out: Path, summary: dict, records: Records) -> None:
+    """Write a run folder as :func:`load_run` reads it: ``ablation.json`` (the summary, with its ``seed``) and
+    ``records.json`` (per arm, the per-query records)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ablation.json").write_text(json.dumps(summary, indent=2))
+    (out / "records.json").write_text(json.dumps(records))
+
+
 def load_run(run: Path) -> tuple[int, Records]:
     """A run folder's seed and per-arm records (``[{"query_id", "type", "hit"}, ...]``)."""
     run = Path(run)
