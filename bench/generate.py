@@ -110,14 +110,6 @@ def machine(threads: int) -> dict:
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
-def provenance() -> tuple[str, bool]:
-    """The commit this run starts from, and whether src/, bench/ or experiments/ differ from it."""
-    from rerec.experiments.provenance import provenance as run_record
-
-    record = run_record()
-    return record["commit"], record["uncommitted_changes"]
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2")
@@ -131,7 +123,9 @@ def main(argv=None) -> int:
                                                       "every arm on BATCH*WAVES prompts, measuring what each part buys.")
     ap.add_argument("--out", type=Path, default=None, help="Also write the full results (per-run records) here.")
     args = ap.parse_args(argv)
-    commit, dirty = provenance()
+    from rerec.experiments.provenance import provenance
+
+    run = provenance(argv)  # the commit this run starts from
 
     import torch
 
@@ -204,7 +198,7 @@ def main(argv=None) -> int:
     }
     print(json.dumps(line))
     if args.out is not None:
-        full = {"command": " ".join([sys.executable, *sys.argv]), "commit": commit, "uncommitted_changes": dirty,
+        full = {**run,
                 "machine": machine(args.threads), "seed": "greedy (no sampling)", "summary": line, "runs": runs,
                 "prompt_tokens": lengths, "per_prompt_last_rep": per_prompt}
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -62,14 +62,6 @@ def make_dataset(n_prompts: int):
     return Dataset.from_list(rows)
 
 
-def provenance() -> tuple[str, bool]:
-    """The commit this run starts from, and whether src/, bench/ or experiments/ differ from it."""
-    from rerec.experiments.provenance import provenance as run_record
-
-    record = run_record()
-    return record["commit"], record["uncommitted_changes"]
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2", help="'smollm2', 'tiny' or a model folder.")
@@ -82,7 +74,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="Also write the full results (per-step records) here.")
     args = ap.parse_args(argv)
-    commit, dirty = provenance()
+    from rerec.experiments.provenance import provenance
+
+    run = provenance(argv)  # the commit this run starts from
 
     import torch
     from transformers import AutoModelForCausalLM
@@ -215,7 +209,7 @@ def main(argv=None) -> int:
     }
     print(json.dumps(result))
     if args.out is not None:
-        full = {"command": " ".join([sys.executable, *sys.argv]), "commit": commit, "uncommitted_changes": dirty,
+        full = {**run,
                 "machine": {"cores_visible": len(os.sched_getaffinity(0)), "load_average_at_start_of_write":
                             [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__},
                 "seed": args.seed, "summary": result, "steps": records}

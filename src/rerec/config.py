@@ -17,6 +17,7 @@ declared once, in its own dataclass, with one default.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import difflib
 import types
@@ -271,14 +272,29 @@ def dataclass_from_dict(cls: type[T], values: dict[str, Any], where: str = "conf
 
 def merge_config_dicts(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """``override`` on top of ``base``, nested objects merged key by key (so ``{"curriculum": {"tau": 0.1}}``
-    changes tau and keeps the base's other curriculum options); neither input is changed."""
-    out = dict(base)
+    changes tau and keeps the base's other curriculum options); the result shares no object with either
+    input, so changing it changes neither."""
+    out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = merge_config_dicts(out[key], value)
         else:
-            out[key] = value
+            out[key] = copy.deepcopy(value)
     return out
+
+
+def json_object(text: str | None, subject: str, shape: str, fix: str) -> dict[str, Any]:
+    """``text`` parsed as a JSON object (empty: ``{}``); anything else is a :class:`ConfigError` naming
+    ``subject``, the ``shape`` expected and the ``fix``."""
+    import json
+
+    try:
+        values = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{subject} is not valid JSON ({exc}). Fix: {fix}") from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"{subject} must be {shape}, got {type(values).__name__}. Fix: {fix}")
+    return values
 
 
 def config_with(cfg: T, overrides: dict[str, Any], where: str = "config") -> T:

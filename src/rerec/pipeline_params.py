@@ -15,11 +15,10 @@ The RFT config nests its reward settings: ``reward_weights="paper"`` becomes
 
 from __future__ import annotations
 
-import copy
-import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from rerec.config import json_object, merge_config_dicts
 from rerec.errors import ConfigError
 
 ABLATIONS = ("none", "plain_grpo", "no_raae", "no_curriculum", "no_qas", "no_pas")
@@ -82,30 +81,10 @@ def pipeline_docstring(summary: str, names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    """``extra`` over ``base``; nested objects are merged key by key (``{"reward": {"weights": ..}}``)."""
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def parse_overrides(text: str | dict | None, stages: tuple[str, ...]) -> dict[str, dict]:
     """The advanced JSON overrides as ``{stage: {field: value}}``; refuses other shapes and unknown stages."""
-    if isinstance(text, dict):
-        values = text
-    else:
-        try:
-            values = json.loads(text or "{}")
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"config_overrides is not valid JSON ({exc}). "
-                              'Fix: pass an object such as {"rft": {"beta": 0.04}}.') from exc
-    if not isinstance(values, dict):
-        raise ConfigError(f"config_overrides must be a JSON object of stages, got {type(values).__name__}. "
-                          'Fix: pass an object such as {"rft": {"beta": 0.04}}.')
+    values = text if isinstance(text, dict) else json_object(
+        text, "config_overrides", "a JSON object of stages", 'pass an object such as {"rft": {"beta": 0.04}}.')
     unknown = sorted(set(values) - set(stages))
     if unknown:
         raise ConfigError(f"config_overrides names unknown stage(s) {', '.join(unknown)}. "
@@ -152,12 +131,12 @@ def stage_configs(params: TrainParams | dict[str, Any]) -> dict[str, dict]:
     if p.model_name:
         typed["register"]["model_name"] = p.model_name
     overrides = parse_overrides(p.config_overrides, (*STAGES, ARM_STAGE))
-    out = {stage: _merge(_merge(configs[stage], typed.get(stage, {})), overrides.get(stage, {})) for stage in STAGES}
+    out = {stage: merge_config_dicts(merge_config_dicts(configs[stage], typed.get(stage, {})), overrides.get(stage, {})) for stage in STAGES}
     top_k = (out["rft"].get("reward") or {}).get("top_k")
     for stage in ("eval", "gate_eval"):  # evaluation reads as many answer items as the reward asks for
         if top_k is not None and "top_k" not in overrides.get(stage, {}):
             out[stage]["top_k"] = top_k
-    out[ARM_STAGE] = _merge(_merge(out["rft"], {"ablation": "plain_grpo"}), overrides.get(ARM_STAGE, {}))
+    out[ARM_STAGE] = merge_config_dicts(merge_config_dicts(out["rft"], {"ablation": "plain_grpo"}), overrides.get(ARM_STAGE, {}))
     return out
 
 

@@ -344,22 +344,15 @@ def use_pipeline_run(tracking_uri: str, parent_run_id: str, kfp_run_id: str, *,
 
 def stage_config(stage: Callable[..., Any], config_json: str, cls: type | None = None) -> Any:
     """Parse a stage's JSON config into the dataclass its ``config`` parameter is annotated with."""
-    from rerec.config import dataclass_from_dict
-    from rerec.errors import ConfigError
+    from rerec.config import dataclass_from_dict, json_object
 
     if cls is None:
         cls = typing.get_type_hints(stage)["config"]
         options = [a for a in typing.get_args(cls) if a is not type(None)]
         if options:  # ``Config | None`` -> Config
             cls = options[0]
-    try:
-        values = json.loads(config_json or "{}")
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{stage.__name__}: the config is not valid JSON ({exc}). "
-                          'Fix: pass a JSON object such as {"seed": 0}.') from exc
-    if not isinstance(values, dict):
-        raise ConfigError(f"{stage.__name__}: the config must be a JSON object, got {type(values).__name__}. "
-                          'Fix: pass a JSON object such as {"seed": 0}.')
+    values = json_object(config_json, f"{stage.__name__}: the config", "a JSON object",
+                         'pass a JSON object such as {"seed": 0}.')
     return dataclass_from_dict(cls, values, where=f"{stage.__name__} config")
 
 
