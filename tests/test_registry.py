@@ -101,6 +101,41 @@ def test_paired_comparison_by_hand():
     assert registry.paired_comparison(table, "rft", "champion", "ndcg@99") is None
 
 
+def test_the_gate_and_the_report_share_one_paired_statistic():
+    """By hand: a - b is +1, 0 on two explicit queries and -1 on one implicit one (q4: b never answered it;
+    q5: a's NaN). Stratified by type, a draw sums the explicit pair to 0, 1 or 2 (1/4, 1/2, 1/4) and adds -1,
+    so the mean over 3 queries is -1/3, 0 or +1/3 and the 95% interval is [-1/3, +1/3]. Unstratified, all
+    three draws are the -1 with probability 1/27 > 2.5%, so its low end would be -1: this fails if either side
+    stops stratifying. The gate (registry.paired_comparison) and the report (evaluate.paired_differences)
+    give the same cells, with the same default draw count."""
+    import math
+
+    import pandas as pd
+
+    from rerec.eval.evaluate import EvalConfig, paired_differences
+    from rerec.eval.metrics import PAIRED_N_BOOT, paired_by_type
+
+    df = pd.DataFrame([("a", "q1", "explicit", 1.0), ("a", "q2", "explicit", 1.0), ("a", "q3", "implicit", 0.0),
+                       ("a", "q4", "implicit", 1.0), ("a", "q5", "explicit", math.nan),
+                       ("b", "q1", "explicit", 0.0), ("b", "q2", "explicit", 1.0), ("b", "q3", "implicit", 1.0),
+                       ("b", "q5", "explicit", 1.0)], columns=["model", "query_id", "type", "acc@1"])
+    cells = paired_by_type(df, "a", "b", "acc@1")
+    assert list(cells) == ["all", "explicit", "implicit"]
+    assert cells["all"] == {"diff": 0.0, "low": pytest.approx(-1 / 3), "high": pytest.approx(1 / 3), "n": 3,
+                            "separated": False, "model_score": pytest.approx(2 / 3),
+                            "reference_score": pytest.approx(2 / 3)}
+    assert (cells["explicit"]["diff"], cells["explicit"]["n"]) == (0.5, 2)
+    assert (cells["implicit"]["low"], cells["implicit"]["high"], cells["implicit"]["separated"]) == (-1.0, -1.0, True)
+
+    gate_view = registry.paired_comparison(df, "a", "b", "acc@1")
+    (report_view,) = paired_differences(df, [("a", "b")])
+    assert {"all": gate_view["all"], **gate_view["by_type"]} == cells == report_view["by_type"]
+    assert RegisterConfig().n_boot == EvalConfig().n_boot == PAIRED_N_BOOT
+    assert (RegisterConfig().seed, RegisterConfig().alpha) == (EvalConfig().seed, 0.05)
+    # the interval is the one the verdict and the gate print
+    assert "[-0.333, +0.333]: not separated" in report_view["verdict"]
+
+
 def test_report_value_paths():
     report = {"metrics": {"rft/all/acc_at_1": 0.3, "sft/all/acc_at_1": 0.2}, "bad": float("nan")}
     assert report_value(report, "metrics.rft/all/acc_at_1") == 0.3

@@ -9,8 +9,8 @@ upload), creates a model version, tags it with its evaluation numbers and lineag
 
 - the evaluation report (on validation queries, never test) holds the challenger *and* the current
   champion, ranked on the same queries in the same run, and the paired bootstrap interval of
-  ``challenger - champion`` on ``config.query_metric`` (per query, :func:`rerec.eval.metrics.paired_difference`)
-  lies above ``config.margin``: by default the challenger must be better with 95% confidence;
+  ``challenger - champion`` on ``config.query_metric`` (per query; :func:`rerec.eval.metrics.paired_by_type`,
+  the statistic of the evaluation report's paired differences: overall stratified by query type) lies above ``config.margin``: by default the challenger must be better with 95% confidence;
 - it keeps at least ``config.min_general_retention`` of the zero-shot base model's general ability (the
   evaluation report's ``base`` row, :func:`rerec.eval.evaluate.retention_against_base`).
 
@@ -41,6 +41,7 @@ from typing import Any
 
 from rerec.config import add_dataclass_arguments, dataclass_from_args
 from rerec.errors import ConfigError, RerecError
+from rerec.eval.metrics import PAIRED_N_BOOT, paired_by_type
 from rerec.models.folder import check_model_folder
 from rerec.tracking import bound_mlflow_http_retries, git_commit, safe_metric_name, with_retries
 
@@ -68,7 +69,8 @@ class RegisterConfig:
         "help": "The paired interval of challenger - champion must lie above this (0: better with confidence "
                 "1 - alpha); negative values let a challenger that is not worse by more than |margin| through."})
     alpha: float = field(default=0.05, metadata={"help": "1 - confidence of the paired bootstrap interval."})
-    n_boot: int = field(default=2000, metadata={"help": "Bootstrap resamples of the paired interval."})
+    n_boot: int = field(default=PAIRED_N_BOOT, metadata={
+        "help": "Bootstrap resamples of the paired interval (the evaluation report's default too)."})
     seed: int = field(default=0, metadata={"help": "Seed of the bootstrap."})
     metric: str = field(default="metrics.rft/all/acc_at_1", metadata={
         "help": "The challenger's summary metric, recorded on the version and used for a first model: a dotted path "
@@ -132,31 +134,21 @@ class GateDecision:
     reason: str
 
 
-def paired_comparison(per_query, challenger: str, champion: str, metric: str, *, n_boot: int = 2000,
+def paired_comparison(per_query, challenger: str, champion: str, metric: str, *, n_boot: int = PAIRED_N_BOOT,
                       alpha: float = 0.05, seed: int = 0) -> dict | None:
-    """``challenger - champion`` on ``metric`` over the queries both models answered, overall (``all``) and
-    per query ``type``: ``{"diff", "low", "high", "separated", "n"}`` each, from
-    :func:`rerec.eval.metrics.paired_difference` (bootstrap of the per-query differences). ``per_query`` is
-    the report's table of (model, query_id, type, metric...) rows. None when the champion has no rows."""
-    from rerec.eval.metrics import paired_difference
-
+    """``challenger - champion`` on ``metric`` over the queries both models answered, overall (``all``,
+    stratified by query type) and per query ``type``: ``{"diff", "low", "high", "separated", "n",
+    "model_score", "reference_score"}`` each, from :func:`rerec.eval.metrics.paired_by_type`, the statistic
+    of the evaluation report's paired differences (same defaults, so the same interval). ``per_query`` is the
+    report's table of (model, query_id, type, metric...) rows. None when the two share no query."""
     if per_query is None or metric not in getattr(per_query, "columns", ()):
         return None
-    mine = per_query[per_query["model"] == challenger][["query_id", "type", metric]]
-    theirs = per_query[per_query["model"] == champion][["query_id", metric]]
-    if mine.empty or theirs.empty:
+    cells = paired_by_type(per_query, challenger, champion, metric, n_boot=n_boot, alpha=alpha, seed=seed)
+    overall = cells.pop("all")
+    if not overall["n"]:
         return None
-    both = mine.merge(theirs, on="query_id", suffixes=("_challenger", "_champion"))
-    if both.empty:
-        return None
-
-    def pair(rows) -> dict:
-        out = paired_difference(rows[f"{metric}_challenger"].to_numpy(float), rows[f"{metric}_champion"].to_numpy(float),
-                                n_boot=n_boot, alpha=alpha, seed=seed)
-        return {**out, "n": int(len(rows))}
-
     return {"metric": metric, "challenger": challenger, "champion": champion, "alpha": alpha,
-            "all": pair(both), "by_type": {str(t): pair(rows) for t, rows in sorted(both.groupby("type"))}}
+            "all": overall, "by_type": cells}
 
 
 def _interval(comparison: dict, higher_is_better: bool) -> tuple[float, float, float]:

@@ -39,7 +39,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from rerec.config import add_dataclass_arguments, dataclass_from_args
-from rerec.data.schema import QUERY_TYPES, decode_conditions
+from rerec.data.schema import decode_conditions
 from rerec.errors import ConfigError, InputError
 from rerec.eval import metrics as M
 from rerec.io import atomic_dir, write_json
@@ -83,7 +83,8 @@ class EvalConfig:
         "help": "Paired Acc@1 differences MODEL:REFERENCE on the same queries, with bootstrap intervals "
                 "(default: rft:plain_grpo, rft:sft, rft:base, rft:champion, each where both were evaluated; "
                 "a pair given here must name evaluated models)."})
-    n_boot: int = field(default=1000, metadata={"help": "Bootstrap resamples for confidence intervals."})
+    n_boot: int = field(default=M.PAIRED_N_BOOT, metadata={
+        "help": "Bootstrap resamples for confidence intervals and the paired differences (the gate's default too)."})
     seed: int = field(default=0, metadata={"help": "Seed of the random baseline, the subset and the bootstrap."})
     # --- prompts (as in training)
     mode: str | None = field(default=None, metadata={"help": "Prompt context mode, 'evidence' or 'titles' "
@@ -375,15 +376,6 @@ def comparisons(compare: Sequence[str] | None, evaluated: Sequence[str]) -> list
     return list(dict.fromkeys(pairs))
 
 
-def _cell(result: Mapping, a: np.ndarray, b: np.ndarray) -> dict:
-    if not len(a):
-        return {"diff": None, "low": None, "high": None, "n": 0, "separated": False,
-                "model_score": None, "reference_score": None}
-    return {"diff": result["diff"], "low": result["low"], "high": result["high"], "n": int(len(a)),
-            "separated": bool(result["separated"]), "model_score": float(np.mean(a)),
-            "reference_score": float(np.mean(b))}
-
-
 def verdict(model: str, reference: str, cell: Mapping, metric: str = "Acc@1") -> str:
     """One sentence on ``model - reference`` that says no more than the 95% interval: "not separated"
     when it holds 0, else the range of the difference."""
@@ -400,32 +392,16 @@ def verdict(model: str, reference: str, cell: Mapping, metric: str = "Acc@1") ->
 
 
 def paired_differences(per_query: pd.DataFrame, pairs: Sequence[tuple[str, str]], metric: str = HEADLINE,
-                       n_boot: int = 1000, seed: int = 0) -> list[dict]:
-    """``model - reference`` in ``metric`` on the queries both answered, overall and per query type.
-
-    ``per_query``: one row per (model, query) with ``model``, ``query_id``, ``type`` and ``metric``.
-    Per type: :func:`rerec.eval.metrics.paired_difference`. Overall ("all"): the mean of every per-query
-    difference, its interval from :func:`rerec.eval.metrics.pooled_paired_difference` with one stratum per
-    query type (the subset is drawn per type, so every bootstrap draw keeps each type's count). Returns
-    one entry per pair: ``{"model", "reference", "metric", "by_type": {type: {"diff", "low", "high", "n",
-    "separated", "model_score", "reference_score"}}, "verdict"}``; a cell with n = 0 has None values.
+                       n_boot: int = M.PAIRED_N_BOOT, seed: int = 0) -> list[dict]:
+    """``model - reference`` in ``metric`` on the queries both answered, overall and per query type: per pair
+    :func:`rerec.eval.metrics.paired_by_type` (95% interval; overall stratified by query type), the statistic
+    the promotion gate computes too. Returns one entry per pair: ``{"model", "reference", "metric",
+    "by_type": {"all" | type: {"diff", "low", "high", "n", "separated", "model_score", "reference_score"}},
+    "verdict"}``; a cell with n = 0 has None values.
     """
     out = []
     for model, reference in pairs:
-        a = per_query.loc[per_query["model"] == model, ["query_id", "type", metric]]
-        b = per_query.loc[per_query["model"] == reference, ["query_id", "type", metric]]
-        both = a.merge(b, on=["query_id", "type"], suffixes=("_m", "_r"))
-        both = both.dropna(subset=[f"{metric}_m", f"{metric}_r"])
-        types = [t for t in QUERY_TYPES if t in set(both["type"])] + sorted(set(both["type"]) - set(QUERY_TYPES))
-        by_type, strata = {}, []
-        for t in types:
-            g = both[both["type"] == t]
-            x, y = g[f"{metric}_m"].to_numpy(float), g[f"{metric}_r"].to_numpy(float)
-            strata.append((x, y))
-            by_type[t] = _cell(M.paired_difference(x, y, n_boot=n_boot, seed=seed), x, y)
-        pooled = M.pooled_paired_difference(strata, n_boot=n_boot, seed=seed)
-        x, y = both[f"{metric}_m"].to_numpy(float), both[f"{metric}_r"].to_numpy(float)
-        by_type = {"all": _cell(pooled, x, y), **by_type}
+        by_type = M.paired_by_type(per_query, model, reference, metric, n_boot=n_boot, seed=seed)
         out.append({"model": model, "reference": reference, "metric": metric, "by_type": by_type,
                     "verdict": verdict(model, reference, by_type["all"])})
     return out
@@ -435,7 +411,9 @@ def paired_result(report: Mapping, model: str, reference: str, type: str = "all"
                   metric: str = HEADLINE) -> dict | None:
     """The paired difference ``model - reference`` recorded in an evaluation report (report.json's dict).
 
-    Contract (what the registry gate relies on):
+    Contract (what a reader of the report relies on; the registry gate computes the same statistic,
+    :func:`rerec.eval.metrics.paired_by_type`, from ``per_query.parquet`` with its own ``n_boot``/``alpha``/``seed``,
+    so with the defaults it reads the same interval):
 
     - Returns ``{"diff", "low", "high", "n", "separated", "model_score", "reference_score"}`` for the query
       type ``type`` ("all" or one of the query types): ``diff`` the mean over the ``n`` queries both models

@@ -148,6 +148,57 @@ def pooled_paired_difference(strata: Sequence[tuple[Sequence[float], Sequence[fl
             "per_stratum": [float(d.mean()) if d.size else math.nan for d in diffs]}
 
 
+# The one draw count of every paired comparison: the report's (EvalConfig.n_boot) and the gate's
+# (RegisterConfig.n_boot) default to it, so that on the same per-query table both give the same interval.
+PAIRED_N_BOOT = 1000
+
+
+def paired_by_type(per_query: pd.DataFrame, model: str, reference: str, metric: str, *,
+                   n_boot: int = PAIRED_N_BOOT, alpha: float = 0.05, seed: int = 0) -> dict[str, dict]:
+    """``model - reference`` in ``metric`` on the queries both answered, overall and per query type: the one
+    statistic behind the report's paired differences (:func:`rerec.eval.evaluate.paired_differences`) and the
+    promotion gate (:func:`rerec.registry.paired_comparison`).
+
+    ``per_query``: one row per (model, query) with ``model``, ``query_id``, ``type`` and ``metric``. A query
+    counts when both models have a row of it with a finite ``metric``. Per type: :func:`paired_difference`.
+    Overall (``"all"``): the mean of every per-query difference, its interval from
+    :func:`pooled_paired_difference` with one stratum per query type, because the evaluation subset is drawn
+    per type (``max_queries_per_type``), so every bootstrap draw keeps each type's count. Types come in
+    :data:`rerec.data.schema.QUERY_TYPES` order, then any other in sorted order, each drawn with the same
+    ``seed``.
+
+    Returns ``{"all": cell, type: cell, ...}``; a cell is ``{"diff", "low", "high", "n", "separated",
+    "model_score", "reference_score"}`` (each model's mean on those queries); with no query in common
+    ``"all"`` is the only key, with ``n`` 0 and None values.
+    """
+    from rerec.data.schema import QUERY_TYPES
+
+    a = per_query.loc[per_query["model"] == model, ["query_id", "type", metric]]
+    b = per_query.loc[per_query["model"] == reference, ["query_id", "type", metric]]
+    both = a.merge(b, on=["query_id", "type"], suffixes=("_m", "_r"))
+    both = both.dropna(subset=[f"{metric}_m", f"{metric}_r"])
+    present = set(both["type"])
+    types = [t for t in QUERY_TYPES if t in present] + sorted(present - set(QUERY_TYPES))
+    by_type, strata = {}, []
+    for t in types:
+        g = both[both["type"] == t]
+        x, y = g[f"{metric}_m"].to_numpy(float), g[f"{metric}_r"].to_numpy(float)
+        strata.append((x, y))
+        by_type[str(t)] = _paired_cell(paired_difference(x, y, n_boot=n_boot, alpha=alpha, seed=seed), x, y)
+    pooled = pooled_paired_difference(strata, n_boot=n_boot, alpha=alpha, seed=seed)
+    x, y = both[f"{metric}_m"].to_numpy(float), both[f"{metric}_r"].to_numpy(float)
+    return {"all": _paired_cell(pooled, x, y), **by_type}
+
+
+def _paired_cell(result: dict, a: np.ndarray, b: np.ndarray) -> dict:
+    if not len(a):
+        return {"diff": None, "low": None, "high": None, "n": 0, "separated": False,
+                "model_score": None, "reference_score": None}
+    return {"diff": result["diff"], "low": result["low"], "high": result["high"], "n": int(len(a)),
+            "separated": bool(result["separated"]), "model_score": float(np.mean(a)),
+            "reference_score": float(np.mean(b))}
+
+
 def metric_names(ks: Sequence[int] = (5, 10)) -> list[str]:
     """Every per-query metric of :func:`query_metrics`, in its order."""
     return ["acc@1", *[f"{m}@{k}" for k in ks for m in ("ndcg", "recall")], "mrr", "parsed"]
