@@ -123,3 +123,14 @@ def test_random_titles_round_trip():
         prefix = "".join(rng.choice(["1. ", "{", "}", "\\boxed{Heat} ", "text "]) for _ in range(rng.randint(0, 3)))
         parsed = parse_answer(prefix + "\n" + format_answer(titles))
         assert parsed.items == titles, (prefix, titles, format_answer(titles))
+
+
+def test_canonical_text_is_nfc_without_format_characters():
+    from rerec.answer import canonical_text, has_format_characters
+
+    assert canonical_text("Cafe\u0301 Society") == "Café Society"
+    for hidden in ("Caf\u200bé Society", "\u202eCafé Society\u200f", "Caf\u00ade\u0301 Society\ufeff"):
+        assert has_format_characters(hidden)
+        assert canonical_text(hidden) == "Café Society", repr(hidden)
+    assert canonical_text("Heat (1995)") == "Heat (1995)" and not has_format_characters("Café Society")
+    assert canonical_text("Ｈｅａｔ ½") == "Ｈｅａｔ ½"  # NFC, not NFKC: compatibility forms are kept

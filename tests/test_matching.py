@@ -98,16 +98,61 @@ def test_no_match(text):
     assert TitleMatcher(CANDIDATES).match(text) == MatchResult(None, None, 0.0)
 
 
-def test_a_number_in_range_is_a_candidate_number_even_when_a_title_is_that_number():
-    # the prompt promises "a candidate number, like \\boxed{3}, is also accepted": that promise wins
+def test_a_number_in_range_is_a_candidate_number_unless_another_candidate_is_titled_so():
+    # the prompt promises "a candidate number, like \\boxed{3}, is also accepted"; a bare number that is
+    # also another candidate's title names two candidates and credits neither
     matcher = TitleMatcher([("a", "Heat", 1995), ("b", "1", 1999), ("c", "10", 1979)])
-    assert matcher.match("1") == MatchResult("a", "number", 1.0)
+    assert matcher.match("1") == MatchResult(None, "ambiguous", 0.0)
+    assert matcher.match("#1") == MatchResult("a", "number", 1.0)
+    assert matcher.match("candidate 1") == MatchResult("a", "number", 1.0)
     assert matcher.match("2") == MatchResult("b", "number", 1.0)
     # out of range: a title
     assert matcher.match("10") == MatchResult("c", "exact", 1.0)
     # the film "1" is named by its displayed label
     assert matcher.match("1 (1999)") == MatchResult("b", "exact", 1.0)
     assert matcher.answer_text("b") == "1 (1999)" and matcher.answer_text("c") == "10"
+
+
+def test_a_film_titled_with_a_candidate_number_is_ambiguous_when_bare():
+    """The film "10" (1979) shown as candidate 3 of 20: \\boxed{10} names candidate 10 and the film "10";
+    it credits neither (before: candidate 10, another item)."""
+    candidates = [(f"i{k}", f"Film {k}", 1990) for k in range(1, 21)]
+    candidates[2] = ("ten", "10", 1979)
+    matcher = TitleMatcher(candidates)
+    for text in ("10", " 10 ", "10."):
+        assert matcher.match(text) == MatchResult(None, "ambiguous", 0.0), text
+    assert matcher.match("#10") == MatchResult("i10", "number", 1.0)
+    assert matcher.match("option 10") == MatchResult("i10", "number", 1.0)
+    assert matcher.match("10 (1979)") == MatchResult("ten", "exact", 1.0)
+    assert matcher.match("3") == MatchResult("ten", "number", 1.0)
+    assert matcher.answer_text("ten") == "10 (1979)"
+    # the film "3" shown as candidate 3: both readings name it
+    candidates[2] = ("three", "3", None)
+    assert TitleMatcher(candidates).match("3") == MatchResult("three", "number", 1.0)
+    # a title "10" without a year among 20: the SFT target falls back to a number that is no title
+    candidates[2] = ("ten", "10", None)
+    candidates[9] = ("i10", "3", None)
+    matcher = TitleMatcher(candidates)
+    assert matcher.match(matcher.answer_text("ten")).item_id == "ten"
+    assert matcher.match(matcher.answer_text("i10")).item_id == "i10"
+
+
+def test_look_alike_titles_decomposed_accents_and_format_characters():
+    """NFC and invisible format characters: a decomposed accent or a U+200B cannot tell two titles apart,
+    nor keep an answer from matching its title."""
+    decomposed = "Cafe\u0301 Society"
+    matcher = TitleMatcher([("a", decomposed, 2016), ("b", "Heat", 1995)])
+    assert matcher.match("Café Society") == MatchResult("a", "exact", 1.0)
+    for hidden in ("Caf\u200bé Society", "Café Society\u200f", "\u202eCafé Society", "Café\u00ad Society"):
+        assert matcher.match(hidden) == MatchResult("a", "exact", 1.0), repr(hidden)
+    hidden_title = TitleMatcher([("a", "Caf\u200bé Society", 2016), ("b", "Heat", 1995)])
+    assert hidden_title.match("Café Society") == MatchResult("a", "exact", 1.0)
+    assert hidden_title.match("cafe society") == MatchResult("a", "normalised", 1.0)
+    # two items that differ only invisibly: the answer names both, so it credits neither
+    twins = TitleMatcher([("x", decomposed, 2016), ("y", "Café Society", 2016), ("z", "Heat", 1995)])
+    for text in ("Café Society", decomposed, "Café Society (2016)"):
+        assert twins.match(text) == MatchResult(None, "ambiguous", 0.0), repr(text)
+    assert [twins.answer_text(i) for i in ("x", "y")] == ["1", "2"]
 
 
 def test_remakes_sharing_a_title_are_told_apart_by_year_or_ambiguous():
@@ -141,7 +186,8 @@ def test_answer_text_round_trips_on_random_catalogs():
 
     rng = random.Random(1)
     pool = ["Heat", "Cape Fear", "10", "9", "1", "Crimes; Director's Cut", "Se7en {1995}", "A\\B", "Sabrina",
-            "Usual Suspects, The", "The Usual Suspects", "\\boxed{x}", "3. Heat", "#2", "Heat (1995)"]
+            "Usual Suspects, The", "The Usual Suspects", "\\boxed{x}", "3. Heat", "#2", "Heat (1995)", "2",
+            "Cafe\u0301 Society", "Café Society", "Caf\u200bé Society", "4."]
     for _ in range(500):
         n = rng.randint(1, 12)
         candidates = [(f"i{k}", rng.choice(pool), rng.choice([None, 1962, 1991, 1995])) for k in range(n)]

@@ -25,6 +25,7 @@ Rules:
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 BOX_OPEN = "\\boxed{"
@@ -137,6 +138,24 @@ def parse_answer(text: str) -> ParsedAnswer:
     items = split_items(boxed)
     return ParsedAnswer(boxed=boxed, items=items, n_boxes=n_boxes, ok=bool(items),
                         span=(opened, content_end + 1), truncated=truncated)
+
+
+def has_format_characters(text: str) -> bool:
+    """Whether ``text`` holds a Unicode format character (category Cf: zero-width space U+200B,
+    right-to-left mark U+200F, right-to-left override U+202E, soft hyphen, BOM, ...)."""
+    return not text.isascii() and any(unicodedata.category(c) == "Cf" for c in text)
+
+
+def canonical_text(text: str) -> str:
+    """``text`` as titles are compared everywhere: Unicode NFC (a decomposed ``e`` + U+0301 becomes ``é``)
+    with every format character (category Cf) removed. Invisible differences cannot tell two titles
+    apart, so the loader stores titles in this form and the matcher reads answers in it; ASCII text is
+    returned as it is."""
+    if text.isascii():
+        return text
+    if has_format_characters(text):
+        text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    return unicodedata.normalize("NFC", text)
 
 
 def format_answer(items: list[str]) -> str:

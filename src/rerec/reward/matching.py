@@ -7,7 +7,9 @@ an answer item by these rules, in this order of precedence:
 
 1. ``number``: a bare candidate reference as the prompt promises it ("7", "#7", "[7]", "(7)", "7.",
    "candidate 7", "option 7", "no. 7") with 7 a displayed number. A number outside 1..n is read as a
-   title instead (a film called "1941" among 4 candidates).
+   title instead (a film called "1941" among 4 candidates). A bare number ("10", "10.") that is also
+   the title of *another* candidate (the film "10" shown as candidate 3 of 20) names two candidates:
+   ``ambiguous``, never either one ("#10", "candidate 10" stay numbers).
 2. ``exact``: the text equals a candidate's title or its displayed label, title plus year
    ("Cape Fear (1962)").
 3. ``number``: a candidate line as the prompt shows it, "7. Title ...": candidate 7, unless the text
@@ -19,6 +21,10 @@ an answer item by these rules, in this order of precedence:
    is that text.
 5. ``embedding``: cosine similarity of sentence embeddings (all-MiniLM-L6-v2) at or above a
    threshold, only when an embedder is given, only for texts no lexical rule matched.
+
+Texts are compared in :func:`rerec.answer.canonical_text` form (NFC, Unicode format characters such
+as U+200B removed) on both sides, so a decomposed accent or an invisible character neither tells two
+titles apart nor stops an answer matching.
 
 When a rule finds several candidates (two "Cape Fear" films and the answer "Cape Fear") the item is
 ``ambiguous``: it credits no candidate, never the first displayed one. :meth:`TitleMatcher.answer_text`
@@ -40,7 +46,7 @@ from typing import NamedTuple, Protocol
 
 import torch
 
-from rerec.answer import ParsedAnswer, parse_answer, unescape
+from rerec.answer import ParsedAnswer, canonical_text, parse_answer, unescape
 
 # Articles that MovieLens (and many catalogs) move to the end: "Usual Suspects, The",
 # "Postino, Il", "Boot, Das", "Misérables, Les".
@@ -53,6 +59,7 @@ _LEADING_ARTICLE = re.compile(rf"^(?:{_ARTICLE_ALT})(?:\s+|(?<=')\s*)", re.IGNOR
 _PARENTHETICAL = re.compile(r"^(.*?)\s*\(([^()]*)\)\s*$")
 _APOSTROPHES = re.compile(r"['’‘`´]")
 _NON_WORD = re.compile(r"[\W_]+")
+_BARE_NUMBER = re.compile(r"^\s*\d{1,4}\s*\.?\s*$")
 _CANDIDATE_NUMBER = re.compile(
     r"^\s*(?:candidate|option|item|no\.?|number|#)?\s*[\[(#]?\s*(\d{1,4})\s*[\]).:]?\s*$", re.IGNORECASE
 )
@@ -83,11 +90,11 @@ def _drop_articles(text: str) -> str:
 def normalise_title(title: str) -> str:
     """A title's matching key: ``"Matrix, The (1999)"`` and ``"the matrix"`` -> ``"matrix"``.
 
-    Accents folded (NFKD), case-folded, a trailing year in brackets dropped, one leading or trailing
+    Format characters removed, accents folded (NFKD), case-folded, a trailing year in brackets dropped, one leading or trailing
     article dropped (also before a trailing parenthetical alternative title), apostrophes removed,
     ``&`` read as "and", other punctuation and runs of whitespace collapsed to one space.
     """
-    text = _YEAR_SUFFIX.sub("", _fold(title))
+    text = _YEAR_SUFFIX.sub("", _fold(canonical_text(title)))
     paren = _PARENTHETICAL.match(text)
     if paren and paren.group(1):
         text = f"{_drop_articles(paren.group(1))} ({paren.group(2)})"
@@ -99,7 +106,7 @@ def normalise_title(title: str) -> str:
 @lru_cache(maxsize=1 << 16)
 def _alias_keys(title: str) -> tuple[str, ...]:
     """Extra keys for "Main (Alternative)" titles: the main part and the alternative."""
-    text = _YEAR_SUFFIX.sub("", _fold(title))
+    text = _YEAR_SUFFIX.sub("", _fold(canonical_text(title)))
     paren = _PARENTHETICAL.match(text)
     if not (paren and paren.group(1)):
         return ()
@@ -185,7 +192,7 @@ class TitleMatcher:
         self._aliases: dict[str, list[int]] = {}
         for i, c in enumerate(self.candidates):
             for text in (c.title, c.title.strip(), c.label):
-                _index(self._exact, text, i)
+                _index(self._exact, canonical_text(text), i)
             _index(self._keys, normalise_title(c.title), i)
             if "(" in c.title:
                 for key in _alias_keys(c.title):
@@ -219,17 +226,25 @@ class TitleMatcher:
 
     def _title(self, text: str) -> MatchResult:
         """Rules 2 and 4 (no numbers): what a title text names."""
+        text = canonical_text(text)
         hits = self._exact.get(text)
         return self._result(hits, "exact") if hits else self._normalised(text)
 
     def match_lexical(self, text: str) -> MatchResult:
         """Every rule but the embedding one (dictionary look-ups)."""
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str):
+            return NO_MATCH
+        text = canonical_text(text)
+        if not text.strip():
             return NO_MATCH
         number = _CANDIDATE_NUMBER.match(text)
         if number:
             found = self._by_number(int(number.group(1)))
             if found is not None:
+                if _BARE_NUMBER.match(text):  # "10": candidate 10, or the film "10"?
+                    titled = self._title(text.strip().rstrip(".").strip())
+                    if titled.how is not None and titled.item_id != found.item_id:
+                        return AMBIGUOUS
                 return found
         stripped = text.strip()
         hits = self._exact.get(text) or self._exact.get(stripped)
@@ -251,7 +266,9 @@ class TitleMatcher:
     def _title_could_be(self, text: str, position: int) -> bool:
         """Whether ``text`` names candidate ``position`` among others (e.g. a remake's shared title)."""
         c = self.candidates[position]
-        return text in (c.title, c.title.strip(), c.label) or normalise_title(text) == normalise_title(c.title)
+        text = canonical_text(text)
+        return (text in {canonical_text(t) for t in (c.title, c.title.strip(), c.label)}
+                or normalise_title(text) == normalise_title(c.title))
 
     def match_embedding(self, texts: list[str]) -> list[MatchResult]:
         """The embedding step alone, for texts the lexical steps did not match (needs an embedder)."""
@@ -288,13 +305,14 @@ class TitleMatcher:
 
     def answer_text(self, item_id: str) -> str:
         """The shortest answer text that :meth:`match_lexical` maps back to ``item_id`` alone: its title,
-        else its title and year, else its number. What SFT targets box (before escaping)."""
+        else its title and year, else its number ("#7" where a candidate is titled "7"). What SFT
+        targets box (before escaping)."""
         for position, c in enumerate(self.candidates):
             if c.item_id == str(item_id):
-                for text in (c.title.strip(), c.label.strip()):
+                for text in (c.title.strip(), c.label.strip(), str(position + 1)):
                     if text and self.match_lexical(text).item_id == c.item_id:
                         return text
-                return str(position + 1)
+                return f"#{position + 1}"
         raise KeyError(f"{item_id!r} is not a candidate")
 
 
