@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-#: the user the images run as (USER 10001 in images/Dockerfile.*)
+#: the user the images run as (USER 10001:10001 in images/Dockerfile.*)
 RUN_AS_USER = 10001
 
 
@@ -90,8 +90,8 @@ MLFLOW_AUTH_ENV = {
 
 def cluster_step(task: PipelineTask, options: ClusterOptions, kind: str, *, gpus: int = 0,
                  node_selector=None, tolerations=None, retries: int = 0) -> PipelineTask:
-    """What every step gets on a cluster: credentials from the Secrets, requests and limits, a deadline,
-    a non-root security context; GPU steps also their GPUs, ``REREC_REQUIRE_GPU=1`` and the run-time node
+    """What every step gets on a cluster: credentials from the Secrets, requests and limits, a deadline;
+    GPU steps also their GPUs, ``REREC_REQUIRE_GPU=1`` and the run-time node
     selector and tolerations; resumable steps retries."""
     if gpus > 0:
         task.set_accelerator_type(options.accelerator_type).set_accelerator_limit(gpus)
@@ -106,10 +106,9 @@ def cluster_step(task: PipelineTask, options: ClusterOptions, kind: str, *, gpus
     kubernetes.use_secret_as_env(task, secret_name=options.mlflow_secret, secret_key_to_env=MLFLOW_AUTH_ENV,
                                  optional=True)
     kubernetes.set_timeout(task, options.timeout_for(kind))
-    # The KFP launcher writes artifacts under the container's own paths, so the root filesystem stays
-    # writable in pipeline pods; the compiler adds no privilege escalation, no capabilities and the
-    # RuntimeDefault seccomp profile, and this pins the user.
-    kubernetes.set_security_context(task, run_as_user=RUN_AS_USER, run_as_group=RUN_AS_USER, run_as_non_root=True)
+    # No kubernetes.set_security_context: its field (securityContext) needs KFP backend 2.16, and KFP 2.15
+    # (Kubeflow 1.11) refuses the whole pipeline for it (tests/test_kfp_backend_compat.py). The images'
+    # numeric USER 10001:10001 is what the pods run as.
     if gpus > 0:
         if node_selector is not None:
             kubernetes.add_node_selector_json(task, node_selector)

@@ -134,7 +134,7 @@ def test_cluster_settings_of_every_step(name):
             env = {e["name"]: e.get("value") for e in container.get("env", [])}
             assert ("accelerator" in res) == gpu and (env.get("REREC_REQUIRE_GPU") == "1") == gpu, display
             assert int(k8s["activeDeadlineSeconds"]) > 0, display
-            assert k8s["securityContext"] == {"runAsGroup": "10001", "runAsNonRoot": True, "runAsUser": "10001"}
+            assert "securityContext" not in k8s, display  # KFP 2.15 refuses it; the image's USER holds
             if gpu:
                 assert k8s["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"].endswith("gpu_node_selector")
                 assert k8s["tolerations"][0]["tolerationJson"]["componentInputParameter"].endswith("gpu_tolerations")
