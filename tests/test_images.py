@@ -183,6 +183,44 @@ def test_build_context_holds_only_what_the_images_copy():
                     assert (ROOT / source).exists() and not _ignored(source, patterns), (flavor, source)
 
 
+def _copied_files(dockerfile: Path) -> dict[str, str]:
+    """Image path -> repository path of every file a Dockerfile's COPY puts in the image (a folder
+    destination, ending in '/', keeps the source's file name)."""
+    out = {}
+    for op, rest in instructions(dockerfile):
+        if op == "COPY" and not rest.startswith("--"):
+            *sources, dest = rest.split()
+            for source in sources:
+                out[dest + Path(source).name if dest.endswith("/") else dest] = source
+    return out
+
+
+def _manifest_file_args() -> list[tuple[str, str, str]]:
+    """(object, option, path) of every ``--option=/opt/rerec/...`` argument of a container in manifests/."""
+    found = []
+    for path in sorted((ROOT / "manifests").rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            text = json.dumps(doc)
+            for option, file in re.findall(r'"(--[a-z-]+)=(/opt/rerec/[^"]+)"', text):
+                found.append((f"{path.relative_to(ROOT)} {doc.get('kind')}/{doc['metadata']['name']}", option, file))
+    return found
+
+
+@pytest.mark.parametrize("flavor", ["cpu", "cuda"])
+def test_files_the_manifests_name_are_in_the_image(flavor):
+    """The rerec-schedule Job uploads /opt/rerec/pipelines/retrain.yaml: the image must carry it, from a file
+    the build context holds (an image without it fails the first install, issue 27)."""
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    copied = _copied_files(DOCKERFILES[flavor])
+    args = _manifest_file_args()
+    assert ("manifests/base/recurring-run.yaml Job/rerec-schedule", "--package",
+            "/opt/rerec/pipelines/retrain.yaml") in args
+    for where, option, file in args:
+        assert file in copied, f"{where}: {option}={file} is not in the {flavor} image (no COPY puts it there)"
+        assert (ROOT / copied[file]).is_file() and not _ignored(copied[file], patterns), (where, copied[file])
+
+
 def test_lock_pins_follow_includes():
     cpu = build.lock_pins(ROOT / LOCK_OF["cpu"])
     cuda = build.lock_pins(ROOT / LOCK_OF["cuda"])
