@@ -57,7 +57,7 @@ bench: $(STAMP)
 	done
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench experiments components pipelines images
+	$(VENV)/bin/ruff check src tests bench experiments components pipelines images tools
 
 compile: $(STAMP)
 	$(PY) -m pipelines.compile

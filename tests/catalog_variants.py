@@ -86,8 +86,13 @@ def _recbole_lines() -> dict[str, list[str]]:
     out[".inter"] = [inter[0]] + [x for x in inter[1:] if x.split("\t")[0] in users and x.split("\t")[1] in items]
     user = lines(".user")
     out[".user"] = [user[0]] + [x for x in user[1:] if x.split("\t")[0] in users]
+    # the embedded link file is keyed by MovieLens global ids: the slice's is keyed by its own item ids
+    from rerec.data.embedded import read_link_ids
+
+    to_item = read_link_ids().groupby("link_id")["item_id"].agg(list).to_dict()
     link = lines(".link")
-    out[".link"] = [link[0]] + [x for x in link[1:] if x.split("\t")[0] in items]
+    out[".link"] = [link[0]] + [f"{item}\t{x.split(chr(9))[1]}" for x in link[1:]
+                                for item in to_item.get(x.split("\t")[0], []) if item in items]
     entities = {x.split("\t")[1] for x in out[".link"][1:]}
     kg = lines(".kg")
     out[".kg"] = [kg[0]] + [x for x in kg[1:] if x.split("\t")[0] in entities or x.split("\t")[2] in entities]
@@ -271,6 +276,20 @@ def _recbole_both_titles(files) -> None:
         line + "\t" + line.split("\t")[1].upper() for line in files[".item"][1:]]
 
 
+def _recbole_scrambled_link(files) -> None:
+    """The link file's item ids shifted onto other items (what reading MovieLens global ids as ML-100k
+    ids does): every fact lands on the wrong film."""
+    rows = files[".link"]
+    ids = [r.split("\t")[0] for r in rows[1:]]
+    shifted = ids[7:] + ids[:7]
+    files[".link"] = [rows[0]] + [f"{i}\t{r.split(chr(9))[1]}" for i, r in zip(shifted, rows[1:], strict=True)]
+
+
+def _no_graph(t) -> None:
+    """Genres and years only, like ml-latest-small: no knowledge graph at all."""
+    t["item_attributes"] = t["item_attributes"].iloc[0:0]
+
+
 def _recbole_no_genres(files) -> None:
     rows = files[".item"]
     for k in (1, 2, 3):
@@ -296,6 +315,10 @@ def _recbole_iso_ts(files) -> None:
 VARIANTS: list[Variant] = [
     Variant("parquet-base", "the slice as parquet tables, relations in rerec's names", _parquet(lambda t: None)),
     Variant("recbole-base", "the slice as RecBole atomic files with its Freebase knowledge graph", _recbole()),
+    Variant("recbole-scrambled-link", "a .link file whose item ids point at other items (another numbering)",
+            _recbole(_recbole_scrambled_link), refused="does not describe this catalog's items"),
+    Variant("no-graph", "genres and years only, no knowledge graph (implicit and misinformed skipped)",
+            _parquet(_no_graph)),
     Variant("freebase-relations", "parquet item_attributes with Freebase relation names (both directions)",
             _parquet(_relations(FREEBASE)), notes=("relations_renamed",)),
     Variant("custom-relations-mapped", "own relation names (directedBy, starring...) mapped with --relation-map",

@@ -285,20 +285,36 @@ def test_hand_built_catalog_explicit():
         assert conditions <= {("genre", "Comedy"), ("decade", "1990s"), ("year", "1995")}
 
 
-def test_a_requested_type_the_catalog_cannot_give_is_an_error():
-    """No person relation: implicit queries cannot exist. Asking for them fails naming the cause and
-    the flags, instead of writing an empty table."""
+def _four_films(graph_rows=()) -> Catalog:
     items = pd.DataFrame({"item_id": list("abcd"), "title": list("ABCD"), "year": pd.array([1995] * 4, dtype="Int64"),
                           "genres": [["Comedy"], ["Drama"], ["Comedy"], ["Drama"]]})
-    attrs = pd.DataFrame([(i, "genre", g[0]) for i, g in zip(items["item_id"], items["genres"], strict=True)],
-                         columns=["item_id", "relation", "entity"])
+    attrs = pd.DataFrame([(i, "genre", g[0]) for i, g in zip(items["item_id"], items["genres"], strict=True)]
+                         + list(graph_rows), columns=["item_id", "relation", "entity"])
     inter = pd.DataFrame({"user_id": ["u", "u", "v", "v"], "item_id": ["a", "b", "c", "d"], "rating": [5.0] * 4})
-    catalog = Catalog(items, inter, attrs)
+    return Catalog(items, inter, attrs)
+
+
+def test_a_requested_type_the_catalog_cannot_give_is_an_error():
+    """A graph without any person relation (a naming slip, as often as not): implicit queries cannot
+    exist. Asking for them fails naming the cause and the flags, instead of writing an empty table."""
+    catalog = _four_films([("a", "language", "en"), ("b", "language", "en")])
     config = QueryConfig(n_explicit=0, n_implicit=2, n_misinformed=0, n_interest=0, n_candidates=2)
     with pytest.raises(InputError, match="person relation") as info:
         generate_queries(catalog, config, progress=False)
     assert "--relation-map" in str(info.value) and "--n-implicit 0" in str(info.value)
-    assert "genre" in str(info.value)  # the relations it has
+    assert '{"prepare": {"n_implicit": 0}}' in str(info.value)  # the same fix for rerec run and Kubeflow
+    assert "language" in str(info.value)  # the relations it has
+
+
+def test_a_catalog_without_a_graph_skips_the_graph_query_types(caplog):
+    """Genres and years only (ml-latest-small): implicit and misinformed queries are skipped with a
+    warning that says why, and the other types are built."""
+    config = QueryConfig(n_explicit=4, n_implicit=2, n_misinformed=2, n_interest=0, n_candidates=2)
+    with caplog.at_level("WARNING"):
+        queries = generate_queries(_four_films(), config, progress=False)
+    assert set(queries["type"]) == {"explicit"}
+    assert set(queries.attrs["skipped_types"]) == {"implicit", "misinformed"}
+    assert "no knowledge graph" in caplog.text and "implicit queries skipped" in caplog.text
 
 
 def test_config_errors():

@@ -26,7 +26,8 @@ import warnings
 from pathlib import Path
 
 from rerec.errors import RerecError
-from rerec.run_presets import PRESETS, preset_configs
+from rerec.pipeline_params import ARM_STAGE, parse_overrides
+from rerec.run_presets import PRESETS, STAGES, preset_configs
 from rerec.tracking import bound_mlflow_http_retries, git_commit, with_retries
 
 EXPERIMENT = "rerec"
@@ -72,8 +73,12 @@ def test_report_dir(pipeline_root: Path, since: float = 0.0) -> Path:
     return max(found)[1]
 
 
-def run_pipeline(preset: str, out: Path, *, input_dir: Path | None = None, plain_grpo_arm: bool = False) -> dict:
-    """Run the train pipeline locally; returns {"report", "run_id", "tracking_uri", "seconds", ...}."""
+def run_pipeline(preset: str, out: Path, *, input_dir: Path | None = None, plain_grpo_arm: bool = False,
+                 config_overrides: str = "{}") -> dict:
+    """Run the train pipeline locally; returns {"report", "run_id", "tracking_uri", "seconds", ...}.
+
+    ``config_overrides`` is the pipeline's parameter of that name: JSON ``{"<stage>": {field: value}}``,
+    e.g. ``{"prepare": {"n_implicit": 0}}``; refused before anything runs when malformed."""
     import kfp.local
     import mlflow
 
@@ -82,6 +87,7 @@ def run_pipeline(preset: str, out: Path, *, input_dir: Path | None = None, plain
     from pipelines.train import make_train_pipeline
 
     preset_configs(preset)  # an unknown preset is refused before anything is written
+    parse_overrides(config_overrides, (*STAGES, ARM_STAGE))  # and so are malformed overrides
     if input_dir is not None and not Path(input_dir).is_dir():  # before OUT exists: a refusal leaves nothing
         raise RerecError(f"--input {input_dir} is not a folder. Fix: pass a dataset folder (parquet tables or "
                          "RecBole atomic files), or leave --input out for the embedded MovieLens-100k.")
@@ -115,7 +121,7 @@ def run_pipeline(preset: str, out: Path, *, input_dir: Path | None = None, plain
             try:
                 # start-run finds REREC_PARENT_RUN_ID in its environment and nests the stages under this run
                 pipeline(preset=preset, data_uri=str(Path(input_dir).resolve()) if input_dir else "",
-                         plain_grpo_arm=plain_grpo_arm)
+                         plain_grpo_arm=plain_grpo_arm, config_overrides=config_overrides)
             except RuntimeError as exc:
                 raise RerecError(f"The train pipeline failed: {exc}. Fix: read the failing stage's log above "
                                  f"(its artifacts are under {out / 'kfp'}), fix the cause and rerun.") from exc
@@ -179,13 +185,17 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset folder (default: the embedded MovieLens-100k)")
     parser.add_argument("--plain-grpo-arm", action="store_true",
                         help="also train a plain-GRPO arm beside ReRec and evaluate both")
+    parser.add_argument("--config-overrides", default="{}", metavar="JSON",
+                        help='per-stage config fields, as the pipeline\'s config_overrides parameter: e.g. '
+                             '\'{"prepare": {"n_implicit": 0}, "rft": {"beta": 0.04}}\'')
 
 
 def cli_main(args: argparse.Namespace) -> int:
     if args.deprecated_profile is not None:
         print("rerec run: --profile is deprecated and will be removed; use --preset (same values).", file=sys.stderr)
         args.preset = args.deprecated_profile
-    result = run_pipeline(args.preset, args.out, input_dir=args.input, plain_grpo_arm=args.plain_grpo_arm)
+    result = run_pipeline(args.preset, args.out, input_dir=args.input, plain_grpo_arm=args.plain_grpo_arm,
+                          config_overrides=args.config_overrides)
     uri = result["tracking_uri"]
     print(f"\nrerec run ({result['preset']}) finished in {result['seconds']:.0f} s.")
     print(f"Report: {result['report']}  (page: {result['report_html']})")

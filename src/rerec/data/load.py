@@ -600,7 +600,10 @@ def _load_recbole(folder: Path, relation_map: dict[str, str] | None,
         if "link" not in raw:
             raise InputError("a knowledge graph (.kg) comes without its .link file", file=str(found["kg"]),
                              fix="add the .link file that maps item_id to entity_id, or remove the .kg file")
-        attributes = _kg_attributes(raw["kg"], files["kg"], raw["link"], files["link"], items, files["items"], meta,
+        link = raw["link"]
+        if embedded:
+            link = _realign_embedded_links(link, found["link"].name, meta)
+        attributes = _kg_attributes(raw["kg"], files["kg"], link, files["link"], items, files["items"], meta,
                                     relation_map)
     else:
         attributes = pd.DataFrame({c: pd.Series([], dtype="str") for c in ("item_id", "relation", "entity")})
@@ -610,6 +613,20 @@ def _load_recbole(folder: Path, relation_map: dict[str, str] | None,
     catalog = Catalog(items, interactions, attributes, users, None, meta=meta)
     _check_references(catalog, files)
     return catalog, files
+
+
+def _realign_embedded_links(link: pd.DataFrame, table: str, meta: dict) -> pd.DataFrame:
+    """The embedded link file is keyed by MovieLens global ids: onto ML-100k ids, counted (docs/data.md)."""
+    from rerec.data.embedded import realign_links
+
+    link = link.assign(item_id=link["item_id"].str.strip())
+    realigned, counts = realign_links(link)
+    note(meta, "kg_links_realigned", table, counts["links"],
+         f"the embedded link file is keyed by MovieLens global movie ids: {counts['aligned']} links moved onto the "
+         f"ML-100k film of the same title and year ({counts['items_linked']} items), {counts['dropped']} that "
+         "could not be aligned dropped")
+    meta["kg_links"] = counts
+    return realigned
 
 
 # RecBole item columns read as the contract's: contract name -> file names, first found wins.
@@ -642,6 +659,12 @@ def _kg_attributes(kg: pd.DataFrame, kg_src: v.TableSource, link: pd.DataFrame, 
     attributes = _rename_relations(attributes, relation_map, Path(kg_src.file).name, meta, kg_src.file)
     attributes = attributes.drop_duplicates(ignore_index=True).astype("str")
     linked = head_linked | kg["tail_id"].isin(link["entity_id"])
+    # facts between two catalog items (sequel, prequel ...), for the graph's consistency check
+    both = by_head.merge(entity_to_item.rename(columns={"entity_id": "tail_id", "item_id": "other_item_id"}),
+                         on="tail_id")
+    meta["kg_item_pairs"] = pd.DataFrame({
+        "item_id": both["item_id"].astype("str"), "other_item_id": both["other_item_id"].astype("str"),
+        "relation": both["relation_id"].map(lambda r: relation_name(r, relation_map)).astype("str")})
     meta.update(kg_triples=len(kg), kg_triples_dropped=int((~linked).sum()), kg_attribute_rows=len(attributes))
     return attributes
 

@@ -34,9 +34,11 @@ from pathlib import Path
 import pandas as pd
 
 from rerec.config import add_dataclass_arguments, dataclass_from_args
+from rerec.data.kg_check import GraphAgreement, graph_agreement
 from rerec.data.queries import QueryConfig, generate_queries
 from rerec.data.schema import QUERY_TYPES, SPLITS, decode_conditions, parse_relation_map
 from rerec.data.splits import audit_queries
+from rerec.data.validate import require_pipeline_splits
 from rerec.errors import ConfigError, InputError, RerecError
 from rerec.io import atomic_dir, file_sha256, write_json
 from rerec.tracking import stage_run
@@ -59,6 +61,12 @@ class PrepareConfig(QueryConfig):
     train_fraction: float = field(default=0.8, metadata={"help": "Share of queries in the train split."})
     val_fraction: float = field(default=0.1, metadata={"help": "Share of queries in the validation split."})
     test_fraction: float = field(default=0.1, metadata={"help": "Share of queries in the test split."})
+    kg_check: str = field(
+        default="refuse",
+        metadata={"help": "What to do with a knowledge graph that agrees with the item table no better than "
+                          "chance (items sharing a director share genres and years no more often than random "
+                          "items: the mark of a link file keyed by other ids): refuse it, or warn and go on.",
+                  "choices": ["refuse", "warn"]})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -130,12 +138,16 @@ def prepare_data(input_dir: Path | None, out_dir: Path, config: PrepareConfig | 
     config = config or PrepareConfig()
     with stage_run(STAGE, config) as tracker:
         catalog = load_catalog(input_dir, relation_map=config.relation_mapping())
+        agreement = check_graph(catalog, config.kg_check)
         if catalog.queries is not None:
             log.info("keeping the %d queries of the input", len(catalog.queries))
+            skipped = {}
             queries = catalog.queries
+            require_pipeline_splits(queries, str(Path(catalog.source or ".") / "queries.parquet"))
             generated = False
         else:
             queries = generate_queries(catalog, config, fractions=config.fractions, progress=progress)
+            skipped = queries.attrs.get("skipped_types", {})
             generated = True
         catalog.queries = queries
         stats = query_statistics(queries)
@@ -149,6 +161,8 @@ def prepare_data(input_dir: Path | None, out_dir: Path, config: PrepareConfig | 
         stats["relations"] = {str(k): int(v) for k, v in
                               catalog.item_attributes["relation"].value_counts().sort_index().items()}
         stats["audit"] = audit_queries(queries, catalog.interactions)
+        stats["kg_agreement"] = agreement.as_dict()
+        stats["skipped_types"] = skipped
         if not generated and (stats["audit"]["heldout_in_history"] or stats["audit"]["negatives_in_user_items"]):
             log.warning("the input's queries break the leakage rules (kept as given): %s", stats["audit"])
         with atomic_dir(out_dir) as tmp:
@@ -178,6 +192,25 @@ def prepare_data(input_dir: Path | None, out_dir: Path, config: PrepareConfig | 
         tracker.log_artifact(Path(out_dir) / "stats.json")
         tracker.log_artifact(Path(out_dir) / "manifest.json")
     return {"stats": stats, "manifest": manifest, "out_dir": str(out_dir)}
+
+
+def check_graph(catalog, action: str = "refuse") -> GraphAgreement:
+    """Measure whether the knowledge graph describes the catalog's own items (:mod:`rerec.data.kg_check`),
+    log the figure, and refuse (``action="refuse"``) a graph that agrees no better than chance."""
+    agreement = graph_agreement(catalog.items, catalog.item_attributes, catalog.meta.get("kg_item_pairs"))
+    log.info("%s", agreement.summary())
+    if agreement.verdict == "at chance":
+        message = (f"the knowledge graph does not describe this catalog's items ({agreement.summary()}): items "
+                   "that share a graph entity (a director, an actor) share genres, years and title words no "
+                   "more often than random items, which is what a link file keyed by another numbering gives")
+        fix = ("check that the item ids of the link file (.link) or of item_attributes are this catalog's item "
+               "ids (not, say, MovieLens global ids read as ML-100k ids) and translate them if not; or remove "
+               "the graph files; or pass --kg-check warn to keep the graph anyway")
+        if action == "refuse":
+            raise InputError(message, file=catalog.meta.get("files", {}).get("link", "item_attributes"),
+                             column="item_id", fix=fix)
+        log.warning("%s. Kept because of --kg-check warn. Fix: %s", message, fix)
+    return agreement
 
 
 def _check_reloads(folder: Path) -> None:
@@ -213,5 +246,8 @@ def cli_main(args: argparse.Namespace) -> int:
     console.print(statistics_table(result["stats"]))
     for change in result["stats"]["normalisations"]:
         console.print(f"normalised {change['table']}: {change['change']} ({change['count']:,})", markup=False)
+    console.print(GraphAgreement.from_dict(result["stats"]["kg_agreement"]).summary(), markup=False)
+    for qtype, reason in result["stats"]["skipped_types"].items():
+        console.print(f"skipped {qtype} queries: {reason}", markup=False)
     console.print(f"wrote {args.out} ({result['stats']['n_queries']:,} queries)")
     return 0

@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 from rerec.data import phrasing
 from rerec.data.schema import (
     CO_INTERACTION,
+    NAMED_RELATIONS,
     PERSON_RELATIONS,
     QUERY_COLUMNS,
     QUERY_TYPES,
@@ -270,6 +271,10 @@ class _Index:
             self._neighbours = (_neighbours_from_ranking(*ranking, c.interest_neighbours),
                                 _neighbours_from_ranking(*ranking, 3 * c.interest_neighbours))
         return self._neighbours
+
+    def graph_relations(self) -> set[str]:
+        """Relations of a knowledge graph: every relation except those derived from the item table."""
+        return {r for r, _ in self.pair_items} - set(NAMED_RELATIONS)
 
     def has_relation(self, relation: str) -> np.ndarray:
         key = (relation, "*")
@@ -555,7 +560,10 @@ def generate_queries(catalog: Catalog, config: QueryConfig | None = None, *,
     changing one type's count does not change the others.
 
     Raises :class:`InputError` when a type is asked for (``n_<type> > 0``) and the catalog cannot give
-    a single query of it, saying why and which flag fixes it; fewer than asked is a logged warning.
+    a single query of it, saying why and which flag fixes it; fewer than asked is a logged warning. A
+    catalog without any knowledge graph (genres and years only, like ml-latest-small) cannot support
+    implicit and misinformed queries by construction: those two are skipped with a warning instead, and
+    listed in the returned frame's ``attrs["skipped_types"]`` with the reason.
     """
     config = config or QueryConfig()
     fractions = tuple(fractions or getattr(config, "fractions", DEFAULT_FRACTIONS))
@@ -567,6 +575,15 @@ def generate_queries(catalog: Catalog, config: QueryConfig | None = None, *,
                          "(or lower --min-rating)")
     targets = {"explicit": config.n_explicit, "implicit": config.n_implicit,
                "misinformed": config.n_misinformed, "interest": config.n_interest}
+    skipped = {}
+    if not index.graph_relations():
+        for qtype in ("implicit", "misinformed"):
+            if targets[qtype]:
+                skipped[qtype] = (f"the catalog has no knowledge graph (item_attributes holds only "
+                                  f"{', '.join(sorted({r for r, _ in index.pair_items})) or 'nothing'}), and "
+                                  f"{qtype} queries hop through a person relation such as director or actor")
+                log.warning("%s queries skipped: %s", qtype, skipped[qtype])
+                targets[qtype] = 0
     rows: list[dict] = []
     bar = tqdm(total=sum(targets.values()), desc="queries", unit="q", disable=not progress)
     for type_index, qtype in enumerate(QUERY_TYPES):
@@ -592,7 +609,9 @@ def generate_queries(catalog: Catalog, config: QueryConfig | None = None, *,
             reason, fix = _why_none(qtype, index)
             raise InputError(f"no {qtype} query could be built from this catalog ({reason}), although "
                              f"--n-{qtype} {targets[qtype]} asks for them", file=catalog.source or None,
-                             fix=f"{fix}, or pass --n-{qtype} 0 to build none")
+                             fix=f"{fix}, or ask for none: --n-{qtype} 0 to prepare-data, or "
+                                 f"--config-overrides '{{\"prepare\": {{\"n_{qtype}\": 0}}}}' to rerec run "
+                                 "(the pipeline's config_overrides parameter on Kubeflow)")
         if made < targets[qtype]:
             log.warning("generated %d of %d %s queries: the catalog has too few qualifying users/items",
                         made, targets[qtype], qtype)
@@ -600,6 +619,7 @@ def generate_queries(catalog: Catalog, config: QueryConfig | None = None, *,
     columns = QUERY_COLUMNS + ["history", "n_conditions"]
     frame = pd.DataFrame(rows, columns=columns)
     frame["n_conditions"] = frame["n_conditions"].astype("int64")
+    frame.attrs["skipped_types"] = skipped
     return frame
 
 
