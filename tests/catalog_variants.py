@@ -199,6 +199,20 @@ def _control_titles(t) -> None:
     _set_item(t, "title", {0: "Two\nLines", 1: "Tab\there", 2: "Bell\x07 and\r\nreturn", 3: "Trailing\n"})
 
 
+def _unicode_titles(t) -> None:
+    _set_item(t, "title", {0: "Cafe\u0301 Society", 1: "Fa\u200brgo Nights", 2: "\u202eMirror Image\u200f",
+                           3: "Soft\u00adhyphen"})
+
+
+def _look_alike_titles(t) -> None:
+    _set_item(t, "title", {0: "Cafe\u0301 Society", 1: "Café Society"})
+    _set_item(t, "year", {0: 2016, 1: 2016})
+
+
+def _whitespace_ids(t) -> None:
+    _set_item(t, "item_id", {1: " " + str(t["items"]["item_id"].iloc[0]) + " "})
+
+
 def _one_genre_row(t) -> None:
     first = t["items"]["item_id"].iloc[0]
     t["item_attributes"] = pd.concat([t["item_attributes"], pd.DataFrame(
@@ -359,6 +373,23 @@ VARIANTS: list[Variant] = [
     Variant("recbole-both-title-columns", "RecBole .item with both movie_title and title",
             _recbole(_recbole_both_titles), notes=("shadowed_columns",)),
     Variant("user-queries", "hand-made queries.parquet (kept as given)", _parquet(_query_edit(lambda rows: None))),
+    Variant("unicode-titles", "titles with a decomposed accent, U+200B, U+202E/U+200F and a soft hyphen",
+            _parquet(_unicode_titles), notes=("title_unicode",)),
+    Variant("look-alike-titles", "'Cafe\\u0301 Society' and 'Café Society', both 2016",
+            _parquet(_look_alike_titles), refused="differ only by invisible characters"),
+    Variant("year-out-of-range", "a year of -500", _parquet(lambda t: _set_item(t, "year", {3: -500})),
+            refused="four-digit calendar year"),
+    Variant("ids-differ-by-whitespace", "two item ids that differ only by surrounding spaces",
+            _parquet(_whitespace_ids), refused="differ only by whitespace"),
+    Variant("query-history-holds-positive", "a hand-made query whose history holds its positive",
+            _parquet(_query_edit(lambda r: r[0].update(history=list(r[0]["positives"])))),
+            refused="holds its positive"),
+    Variant("query-history-holds-candidate", "a hand-made query whose history holds one of its negatives",
+            _parquet(_query_edit(lambda r: r[1].update(history=[r[1]["candidates"][0]]))),
+            refused="holds its candidate"),
+    Variant("user-queries-all-train", "hand-made queries, every one in the train split",
+            _parquet(_query_edit(lambda r: [q.update(split="train") for q in r])),
+            refused="no val and no test split"),
     Variant("one-fractional-id", "float ids with a single 1.5", _parquet(_one_fractional_id), refused="1.5"),
     Variant("huge-float-ids", "float ids >= 2^63", _parquet(_huge_float_ids), refused="2^53"),
     Variant("huge-timestamp", "a timestamp of 1e30", _parquet(_huge_timestamp), refused="1e+30"),

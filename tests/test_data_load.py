@@ -160,9 +160,9 @@ def small_queries() -> pd.DataFrame:
         "conditions": [json.dumps([{"relation": "decade", "entity": "1990s", "text": "90s"}]),
                        json.dumps([{"relation": "director", "entity": "m.coen", "text": "x", "via": "2"}])],
         "positives": [["1"], ["3"]],
-        "candidates": [["2", "1", "3"], ["3", "1"]],
+        "candidates": [["2", "1"], ["3", "1"]],
         "split": ["train", "test"],
-        "history": [["2"], []],
+        "history": [["3"], []],  # a history holds none of its query's candidates
         "n_conditions": [1, 1],
     })
 

@@ -62,6 +62,14 @@ def parquet_folder(folder: Path, **override: pd.DataFrame | None) -> Path:
     return folder
 
 
+def items_with(**columns) -> pd.DataFrame:
+    """The valid folder's items table with some columns replaced."""
+    base = {"item_id": ["1", "2", "3"], "title": ["Toy Story", "Fargo", "Heat"], "year": [1995, 1996, 1995],
+            "genres": [["Animation"], ["Crime"], ["Action"]]}
+    base.update(columns)
+    return pd.DataFrame(base)
+
+
 def queries(**columns) -> pd.DataFrame:
     base = {
         "query_id": ["q1", "q2"], "user_id": ["u1", "u2"], "type": ["explicit", "implicit"],
@@ -247,6 +255,32 @@ CASES = [
     ("queries-null-conditions",
      lambda p: parquet_folder(p, queries=queries(conditions=[None, "[]"])),
      "queries.parquet", "conditions", "1"),
+    ("parquet-look-alike-titles",  # a decomposed accent: the same title and year once composed (issue 28)
+     lambda p: parquet_folder(p, items=items_with(title=["Toy Story", "Cafe\u0301 Society", "Café Society"],
+                                                   year=[1995, 2016, 2016])),
+     "items.parquet", "title", "3"),
+    ("parquet-format-character-twin",
+     lambda p: parquet_folder(p, items=items_with(title=["Heat\u200b", "Fargo", "Heat"], year=[1995, 1996, 1995])),
+     "items.parquet", "title", "3"),
+    ("parquet-negative-year",
+     lambda p: parquet_folder(p, items=items_with(year=[1995, -500, 1995])),
+     "items.parquet", "year", "2"),
+    ("recbole-five-digit-year",
+     lambda p: recbole_folder(p, item=[ITEM_HEADER, ["1", "Toy Story", "1995", "Animation"],
+                                       ["2", "Fargo", "99999", "Crime"], ["3", "Heat", "1995", "Action"]]),
+     "toy.item", "release_year", "2 (line 3)"),
+    ("parquet-item-ids-differ-by-whitespace",
+     lambda p: parquet_folder(p, items=items_with(item_id=["1", "2", " 2"])),
+     "items.parquet", "item_id", "3"),
+    ("parquet-user-ids-differ-by-whitespace",
+     lambda p: parquet_folder(p, users=pd.DataFrame({"user_id": ["u1", "u2", "u1 "]})),
+     "users.parquet", "user_id", "3"),
+    ("queries-history-holds-positive",
+     lambda p: parquet_folder(p, queries=queries(history=[["3", "1"], []])),
+     "queries.parquet", "history", "1"),
+    ("queries-history-holds-candidate",
+     lambda p: parquet_folder(p, queries=queries(history=[["3"], ["1"]])),
+     "queries.parquet", "history", "2"),
     ("parquet-reserved-relation",
      lambda p: parquet_folder(p, item_attributes=pd.DataFrame({"item_id": ["2"], "relation": ["co_interaction"],
                                                                "entity": ["1"]})),
@@ -337,4 +371,60 @@ def test_prepare_data_cli_rejects_bad_input_cleanly(tmp_path, capsys):
     assert cli.main(["prepare-data", "--input", str(bad), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "toy.inter" in err and "column 'user_id'" in err and "Fix:" in err
+    assert not out.exists()
+
+
+def test_look_alike_titles_are_refused_naming_both_items_and_what_differs(tmp_path):
+    folder = parquet_folder(tmp_path / "p", items=items_with(title=["Toy Story", "Cafe\u0301 Society", "Café Society"],
+                                                              year=[1995, 2016, 2016]))
+    with pytest.raises(InputError) as info:
+        load_catalog(folder)
+    message = str(info.value)
+    assert "items '2' (row 2) and '3'" in message and "Cafe\\u0301 Society" in message, message
+    assert "become one title 'Café Society' (2016)" in message and "differ visibly" in message
+
+
+def test_titles_are_nfc_without_format_characters_and_the_change_is_counted(tmp_path):
+    """Decomposed accents and invisible format characters (U+200B, U+200F, U+202E) are normalised and
+    counted; distinct years keep two look-alike titles apart (the year tells them apart)."""
+    titles = ["Cafe\u0301 Society", "Fa\u200brgo", "\u202eHeat\u200f"]
+    catalog = load_catalog(parquet_folder(tmp_path / "p", items=items_with(title=titles)))
+    assert catalog.items["title"].tolist() == ["Café Society", "Fargo", "Heat"]
+    [entry] = [n for n in catalog.meta["normalisations"] if n["key"] == "title_unicode"]
+    assert entry["count"] == 3 and entry["table"] == "items.parquet"
+    remakes = items_with(title=["Cafe\u0301 Society", "Café Society", "Heat"], year=[1995, 2016, 1995])
+    assert load_catalog(parquet_folder(tmp_path / "q", items=remakes)).items["title"].tolist()[:2] == [
+        "Café Society", "Café Society"]
+    # a clean catalog is not touched and reports nothing
+    plain = load_catalog(parquet_folder(tmp_path / "r"))
+    assert not [n for n in plain.meta["normalisations"] if n["key"] == "title_unicode"]
+
+
+def test_ids_differing_only_by_whitespace_say_so(tmp_path):
+    folder = parquet_folder(tmp_path / "p", items=items_with(item_id=["1", "2", " 2"]))
+    with pytest.raises(InputError) as info:
+        load_catalog(folder)
+    message = str(info.value)
+    assert "'2' (row 2) and ' 2' differ only by whitespace" in message, message
+
+
+@pytest.mark.parametrize("year", [-500, 0, 99999, 3000])
+def test_years_outside_four_digits_are_refused(tmp_path, year):
+    with pytest.raises(InputError) as info:
+        load_catalog(parquet_folder(tmp_path / "p", items=items_with(year=[1995, year, 1995])))
+    assert f"year {year} is not a four-digit calendar year" in str(info.value)
+    assert "leave year empty" in str(info.value)
+
+
+@pytest.mark.parametrize(("splits", "missing"), [(["train", "train"], "no val and no test"),
+                                                 (["train", "test"], "no val"), (["val", "test"], "no train")])
+def test_prepare_data_refuses_user_queries_without_every_split(tmp_path, capsys, splits, missing):
+    """User queries all in train used to pass prepare-data and fail at sft-warmup with a fix about
+    --val-fraction, which does not apply to queries a user brings."""
+    folder = parquet_folder(tmp_path / "p", queries=queries(split=splits))
+    out = tmp_path / "out"
+    assert cli.main(["prepare-data", "--input", str(folder), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"the queries have {missing} split" in err and "queries.parquet" in err and "column 'split'" in err
+    assert "set split to 'val' on some queries" in err and "Traceback" not in err
     assert not out.exists()

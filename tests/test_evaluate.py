@@ -32,7 +32,7 @@ def make_catalog() -> Catalog:
         cond = [{"relation": "genre", "entity": genre, "text": genre.lower()}] * (1 + n % 2)
         rows.append({"query_id": f"q{n}", "user_id": users[n % 6], "type": TYPES[n % 4],
                      "text": f"something like {TITLES[n % 8]}", "conditions": encode_conditions(cond),
-                     "positives": [positive], "candidates": candidates, "history": [candidates[(n + 1) % 5]],
+                     "positives": [positive], "candidates": candidates, "history": [str(1 + (n + 5) % 8)],
                      "n_conditions": len(cond), "split": "test" if n < 12 else "val"})
     return Catalog(items=items, interactions=inter, item_attributes=attrs, queries=pd.DataFrame(rows))
 

@@ -134,3 +134,29 @@ def test_s3_errors_of_the_artifact_store_are_classified_and_explained(monkeypatc
                                          r"answered 403 AccessDenied"):
         with_retries(denied, "log the model", attempts=3)
     assert count == [1]
+
+
+def test_a_stage_without_a_tracking_uri_says_where_its_run_goes(monkeypatch, tmp_path, caplog):
+    """A stand-alone stage with no MLFLOW_TRACKING_URI used to write ./mlflow.db without a word."""
+    import logging
+
+    import mlflow
+
+    from rerec.tracking import default_store_notice, stage_run
+
+    monkeypatch.chdir(tmp_path)
+    for var in ("MLFLOW_TRACKING_URI", "REREC_PARENT_RUN_ID", "REREC_TRACKING"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr("mlflow.tracking._tracking_service.utils._tracking_uri", None)
+    notice = default_store_notice("prepare-data")
+    assert notice and "prepare-data" in notice and "mlflow.db" in notice and str(tmp_path) in notice
+    assert "REREC_TRACKING=off" in notice and "MLFLOW_TRACKING_URI" in notice
+    with caplog.at_level(logging.WARNING, logger="rerec.tracking"), stage_run("prepare-data"):
+        pass
+    assert any("mlflow.db" in r.getMessage() for r in caplog.records)
+    assert (tmp_path / "mlflow.db").exists()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    try:
+        assert default_store_notice("prepare-data") is None
+    finally:
+        mlflow.set_tracking_uri(None)

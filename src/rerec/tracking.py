@@ -156,6 +156,9 @@ def stage_run(stage: str, config: Any = None, *, tags: Mapping[str, Any] | None 
         return
     import mlflow
 
+    notice = default_store_notice(stage)
+    if notice:
+        log.warning("%s", notice)
     mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "rerec"))
     parent = os.environ.get("REREC_PARENT_RUN_ID")
     all_tags = {
@@ -172,6 +175,22 @@ def stage_run(stage: str, config: Any = None, *, tags: Mapping[str, Any] | None 
         if config is not None:
             tracker.log_params(config)
         yield tracker
+
+
+def default_store_notice(stage: str) -> str | None:
+    """What to tell a user whose stage records into MLflow's default store: with no tracking URI set
+    (``MLFLOW_TRACKING_URI`` or ``mlflow.set_tracking_uri``), MLflow writes ``mlflow.db`` (and
+    ``mlruns/``) into the working directory, which a stand-alone ``rerec prepare-data`` would otherwise
+    do without a word. None when a URI is set."""
+    from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
+
+    if is_tracking_uri_set():
+        return None
+    import mlflow
+
+    return (f"no MLFLOW_TRACKING_URI is set, so the {stage} run is recorded in MLflow's default store "
+            f"{mlflow.get_tracking_uri()} (in the working directory {os.getcwd()}); set MLFLOW_TRACKING_URI to "
+            "your server or store, or REREC_TRACKING=off to record nothing")
 
 
 def log_figure_file(tracker: StageTracker, figure: Any, out_dir: str | os.PathLike, name: str) -> Path:

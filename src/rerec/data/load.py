@@ -43,6 +43,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rerec.answer import canonical_text
 from rerec.data import validate as v
 from rerec.data.schema import CO_INTERACTION, NAMED_RELATIONS, REQUIRED, Catalog, relation_name
 from rerec.errors import InputError
@@ -206,6 +207,68 @@ def _clean_text(series: pd.Series, table: str, column: str, meta: dict) -> pd.Se
     return text
 
 
+def _canonical_titles(titles: pd.Series, table: str, column: str, meta: dict) -> pd.Series:
+    """Titles in :func:`rerec.answer.canonical_text` form (NFC, no format characters), counted."""
+    values = titles.tolist()
+    canonical = [t if t.isascii() else canonical_text(t) for t in values]
+    changed = sum(a != b for a, b in zip(values, canonical, strict=True))
+    if not changed:
+        return titles
+    note(meta, "title_unicode", table, changed,
+         f"{column}: Unicode composed (NFC) and invisible format characters (U+200B, U+200F, U+202E, ...) "
+         "removed, so a look-alike title cannot name another item")
+    return pd.Series(canonical, index=titles.index, name=titles.name, dtype=object).astype("str")
+
+
+def _visible(text: str) -> str:
+    """``text`` with invisible and combining characters written as ``\\uXXXX``, for messages."""
+    import unicodedata
+
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cf", "Cc", "Mn", "Zl", "Zp") else c
+                   for c in text)
+
+
+def _refuse_merged_titles(df: pd.DataFrame, raw_titles: pd.Series, src: v.TableSource, column: str) -> None:
+    """Two items whose titles became one (title, year) by normalisation, though they differed as given
+    ("Cafe\\u0301 Society" and "Café Society"), cannot be told apart by any answer: refused."""
+    frame = pd.DataFrame({"title": df["title"].to_numpy(), "year": df["year"].fillna(-(2**62)).to_numpy("int64"),
+                          "raw": raw_titles.to_numpy()})
+    distinct = frame.groupby(["title", "year"], sort=False)["raw"].transform("nunique").to_numpy()
+    if not (distinct > 1).any():
+        return
+    second = int(np.flatnonzero(distinct > 1)[0])
+    key = (frame["title"].iat[second], frame["year"].iat[second])
+    same = np.flatnonzero((frame["title"] == key[0]).to_numpy() & (frame["year"] == key[1]).to_numpy())
+    first = int(next(i for i in same if frame["raw"].iat[i] != frame["raw"].iat[second]))
+    first, second = sorted((first, second))
+    year = df["year"].iat[second]
+    ids = df["item_id"]
+    raise InputError(
+        f"items '{ids.iat[first]}' (row {src.row(first)}) and '{ids.iat[second]}' have titles that differ only by "
+        f"invisible characters, Unicode composition or control characters ('{_visible(raw_titles.iat[first])}' and "
+        f"'{_visible(raw_titles.iat[second])}') and become one title '{key[0]}'"
+        f"{'' if pd.isna(year) else f' ({year})'}; no answer could tell them apart",
+        file=src.file, column=column, row=src.row(second),
+        fix="if they are one item, keep one row and point its interactions at one id; if they are two, give "
+            "them titles (or years) that differ visibly")
+
+
+def _require_unique_ids(df: pd.DataFrame, raw: pd.Series, column: str, src: v.TableSource, what: str) -> None:
+    """``column`` unique after stripping; two ids that differed only by whitespace are named as such."""
+    dup = df[column].duplicated(keep="first").to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        first = int(np.flatnonzero((df[column] == df[column].iat[i]).to_numpy())[0])
+        a, b = str(raw.iat[first]), str(raw.iat[i])
+        if a != b and a.strip() == b.strip():
+            raise InputError(
+                f"{column} {a!r} (row {src.row(first)}) and {b!r} differ only by whitespace; ids are read without "
+                f"leading and trailing whitespace, so both are '{df[column].iat[i]}' in the {what} table",
+                file=src.file, column=column, row=src.row(i),
+                fix=f"remove the whitespace around ids and keep one row per {column}, or give them distinct ids")
+    v.require_unique(df, column, src, what)
+
+
 def _ids(df: pd.DataFrame, column: str, src: v.TableSource, what: str, *, label: str | None = None) -> pd.Series:
     """Validate no nulls, then ids as str (see :func:`_id_strings`). ``label`` names the column in messages."""
     label = label or column
@@ -342,15 +405,19 @@ def _normalise_items(df: pd.DataFrame, src: v.TableSource, genre_sep: str | None
     v.require_columns(df, REQUIRED["items"], src, "items")
     v.require_rows(df, src, "items")
     df = df.copy()
+    raw_ids = df["item_id"]
     df["item_id"] = _ids(df, "item_id", src, "items")
-    v.require_unique(df, "item_id", src, "items")
+    _require_unique_ids(df, raw_ids, "item_id", src, "items")
     title = names.get("title", "title")
     df["title"], decoded = _decode_column(df["title"], src, title)
     note(meta, "bytes_decoded", table, decoded, f"{title}: bytes decoded as UTF-8")
     v.require_no_nulls(df.rename(columns={"title": title}), title, src, "items")
-    df["title"] = _clean_text(df["title"], table, title, meta)
     df["year"] = (v.to_number(df["year"], src, integer=True, column=names.get("year"))
                   if "year" in df else pd.array([pd.NA] * len(df), "Int64"))
+    v.require_years(df["year"], src, names.get("year", "year"))
+    raw_titles = df["title"].astype("str")
+    df["title"] = _canonical_titles(_clean_text(df["title"], table, title, meta), table, title, meta)
+    _refuse_merged_titles(df, raw_titles, src, title)
     df["genres"] = (_genres(df["genres"].rename(names.get("genres", "genres")), src, genre_sep, table, meta)
                     if "genres" in df else [[] for _ in range(len(df))])
     rest = [c for c in df.columns if c not in ("item_id", "title", "year", "genres")]
@@ -395,8 +462,9 @@ def _normalise_users(df: pd.DataFrame, src: v.TableSource) -> pd.DataFrame:
     v.require_columns(df, REQUIRED["users"], src, "users")
     v.require_rows(df, src, "users")
     df = df.copy()
+    raw_ids = df["user_id"]
     df["user_id"] = _ids(df, "user_id", src, "users")
-    v.require_unique(df, "user_id", src, "users")
+    _require_unique_ids(df, raw_ids, "user_id", src, "users")
     return df[["user_id", *[c for c in df.columns if c != "user_id"]]]
 
 

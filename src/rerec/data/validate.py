@@ -163,6 +163,24 @@ def to_number(series: pd.Series, src: TableSource, *, integer: bool, column: str
     return numbers
 
 
+# A year is a calendar year of four digits: beyond these it is a typo, another unit or a code for
+# "unknown" (Book-Crossing writes 0), and requests state it ("from 1995", "from the 1990s").
+YEAR_RANGE = (1000, 2999)
+
+
+def require_years(years: pd.Series, src: TableSource, column: str = "year") -> None:
+    """Every known year within :data:`YEAR_RANGE`."""
+    low, high = YEAR_RANGE
+    values = years.to_numpy(dtype="float64", na_value=np.nan)
+    bad = ~np.isnan(values) & ((values < low) | (values > high))
+    if bad.any():
+        i = _first(bad)
+        raise InputError(
+            f"year {int(values[i])} is not a four-digit calendar year ({low}-{high}; {int(bad.sum())} such rows)",
+            file=src.file, column=column, row=src.row(i),
+            fix=f"correct it, or leave {column} empty where the year is unknown (0 or 9999 for 'unknown' included)")
+
+
 TIMESTAMP_FIX = ("write timestamp as seconds since 1970 (a whole number), a parquet timestamp or an ISO 8601 "
                  "date like 2024-05-01T12:00:00, or leave it empty when unknown")
 
@@ -246,8 +264,9 @@ def validate_queries(queries: pd.DataFrame, catalog: Catalog, src: TableSource, 
     """Query ids unique; type and split known; text non-empty; conditions a JSON list of objects each
     with a ``relation`` and an ``entity`` (``via`` and ``false_premise.item_id`` known items); positives
     non-empty, among the candidates and meeting every condition they state (``co_interaction``
-    excepted: it is no attribute); at least 2 distinct candidates, one of them a negative; every listed
-    item (positives, candidates, history) in the items table."""
+    excepted: it is no attribute); at least 2 distinct candidates, one of them a negative; a history
+    holding none of the query's candidates (its positives included); every listed item (positives,
+    candidates, history) in the items table."""
     require_rows(queries, src, "queries")
     require_no_nulls(queries, "query_id", src, "queries")
     require_unique(queries, "query_id", src, "queries")
@@ -305,12 +324,28 @@ def validate_queries(queries: pd.DataFrame, catalog: Catalog, src: TableSource, 
                              "positive; a query needs at least 2 candidates, one of them a negative",
                              file=src.file, column="candidates", row=src.row(i),
                              fix="add negatives (items that do not answer the request) to the candidates")
+    _check_history(queries, src)
     _check_conditions(queries, decoded_conditions, catalog, src, items_file)
     if catalog.users is not None:
         has_user = ~_blank(queries["user_id"])
         users = queries["user_id"][has_user]
         require_known(users, catalog.users["user_id"], src, what="user id", target=users_file,
                       positions=np.flatnonzero(has_user))
+
+
+def require_pipeline_splits(queries: pd.DataFrame, file: str) -> None:
+    """Queries a user brings have a train, a val and a test query: sft-warmup and rft train on train and
+    choose checkpoints on val, evaluate reports on test. Refused here rather than stages later."""
+    counts = {s: int((queries["split"] == s).sum()) for s in SPLITS}
+    missing = [s for s in SPLITS if not counts[s]]
+    if missing:
+        shown = ", ".join(f"{n:,} {s}" for s, n in counts.items())
+        raise InputError(
+            f"the queries have no {' and no '.join(missing)} split ({shown}); training needs train and val "
+            "queries and the report test queries", file=file, column="split",
+            fix="set split to 'val' on some queries and 'test' on others in your queries table (e.g. 10% each, "
+                "all queries of one (user, positive) pair in one split), or remove the queries table to have "
+                "prepare-data generate and split queries (--train-fraction/--val-fraction/--test-fraction)")
 
 
 CONDITIONS_EXAMPLE = '[{"relation": "genre", "entity": "Comedy", "text": "a comedy"}]'
@@ -330,6 +365,33 @@ def _conditions(value: object, src: TableSource, i: int) -> list[dict]:
             fix=f"write conditions as JSON, e.g. {CONDITIONS_EXAMPLE}",
         )
     return decoded
+
+
+def _check_history(queries: pd.DataFrame, src: TableSource) -> None:
+    """A query's history (what the prompt says the user watched) holds none of its positives (the answer
+    would be in the request) and none of its candidates (an item shown as watched and as a recommendation)."""
+    if "history" not in queries.columns:
+        return
+    query_ids = queries["query_id"].tolist()
+    for i, (history, positives, candidates) in enumerate(
+            zip(queries["history"], queries["positives"], queries["candidates"], strict=True)):
+        if not len(history):
+            continue
+        seen = set(history)
+        answer = [p for p in positives if p in seen]
+        if answer:
+            raise InputError(
+                f"the history of query '{query_ids[i]}' holds its positive item '{answer[0]}': the prompt would list "
+                "the answer among the items the user watched", file=src.file, column="history", row=src.row(i),
+                fix="remove the positive from that history (a history lists what the user had seen before the "
+                    "request), or use another positive")
+        shown = [c for c in candidates if c in seen]
+        if shown:
+            raise InputError(
+                f"the history of query '{query_ids[i]}' holds its candidate '{shown[0]}': the prompt would show it as "
+                "watched and as a recommendation", file=src.file, column="history", row=src.row(i),
+                fix="remove it from the history or from the candidates (a negative is an item the user has not "
+                    "interacted with)")
 
 
 def _check_conditions(queries: pd.DataFrame, decoded: list[list[dict]], catalog: Catalog, src: TableSource,
