@@ -25,6 +25,7 @@ alias moves by compare-and-set, and a challenger never displaces a champion it w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -244,6 +245,35 @@ def _version_by_alias(client, name: str, alias: str):
     return with_retries(get, f"read alias '{alias}' of '{name}'")
 
 
+#: seconds one MLflow HTTP request may take while the model is uploaded (one request per file)
+ARTIFACT_UPLOAD_TIMEOUT_S = 3600
+
+
+class _PyfuncFlavor:
+    """``mlflow.pyfunc`` as the flavor of ``mlflow.models.Model.log`` (any module with ``save_model``),
+    taking the ``validate_serving_input`` switch that Model.log reads and pyfunc's save_model refuses."""
+
+    @staticmethod
+    def save_model(path, mlflow_model=None, validate_serving_input=True, **kwargs):
+        import mlflow.pyfunc
+
+        return mlflow.pyfunc.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+
+
+@contextlib.contextmanager
+def _http_timeout(seconds: int):
+    """MLFLOW_HTTP_REQUEST_TIMEOUT raised to at least ``seconds`` inside the block (an upload), restored after."""
+    before = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT")
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(seconds, int(before or 0)))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_HTTP_REQUEST_TIMEOUT", None)
+        else:
+            os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = before
+
+
 def _log_model(model_dir: Path, name: str, data_dir: Path | None = None, settings=None, notes=()):
     """Log the pyfunc recommender (:mod:`rerec.pyfunc`, :func:`rerec.pyfunc.model_kwargs`): the HF folder
     and the catalog view of ``data_dir`` as artifacts, the serving settings as ``model_config``, the
@@ -264,8 +294,15 @@ def _log_model(model_dir: Path, name: str, data_dir: Path | None = None, setting
         else:
             log.warning("register: no --data given, so the model is logged without its catalog and cannot serve. "
                         "Fix: pass the prepared data folder.")
-        info = mlflow.pyfunc.log_model(name="model", pip_requirements=pip_requirements(),
-                                       **model_kwargs(model_dir, catalog_file, settings, view))
+        # mlflow.pyfunc.log_model, less its check of the input example: that check loads the model and predicts
+        # in this process (a CPU pod sized for an upload, where a 3B model does not fit). The example is
+        # stored all the same; serving tries it where the model is served. Model.log is what log_model calls.
+        # Each HTTP request gets ARTIFACT_UPLOAD_TIMEOUT_S rather than 30 s: a weights file is several GB.
+        with _http_timeout(ARTIFACT_UPLOAD_TIMEOUT_S):
+            info = mlflow.models.Model.log(artifact_path=None, name="model", flavor=_PyfuncFlavor,
+                                           flavor_name="pyfunc.ModelFromCode",
+                                           validate_serving_input=False, pip_requirements=pip_requirements(),
+                                           **model_kwargs(model_dir, catalog_file, settings, view))
         mlflow.log_dict({"settings": settings.to_dict(), "notes": list(notes), "catalog": data_dir is not None},
                         "serving.json")
         return info
