@@ -73,6 +73,17 @@ def toy_score(texts, rows):
     return out
 
 
+def recording(score_fn=toy_score):
+    """A score_fn that keeps what it returned, call by call: what the trainer's reward handed over."""
+    calls = []
+
+    def fn(texts, rows):
+        calls.append(score_fn(texts, rows))
+        return calls[-1]
+
+    return fn, calls
+
+
 def toy_dataset(n=4):
     from datasets import Dataset
 
@@ -128,14 +139,15 @@ def test_advantage_hook_is_per_token_and_drives_the_loss(model_dir, tmp_path):
     import trl
 
     assert trl.__version__ == "1.16.0"
-    trainer = make_trainer(model_dir, tmp_path, gradient_checkpointing=False, reward_range=2.0)
+    score_fn, calls = recording()
+    trainer = make_trainer(model_dir, tmp_path, gradient_checkpointing=False, reward_range=2.0, score_fn=score_fn)
     batch = next(iter(trainer.get_train_dataloader()))
     torch.manual_seed(0)
     out = trainer._generate_and_score_completions(batch)
     adv, mask, ids = out["advantages"], out["completion_mask"], out["completion_ids"]
     assert adv.dim() == 2 and adv.shape == ids.shape == mask.shape
-    # recompute by hand from the kept scores
-    scores = trainer._last_scores
+    # recompute by hand from the scores of the one reward call of this batch
+    (scores,) = calls
     segs, flags, spans = [], [], []
     for i, s in enumerate(scores):
         text, sp = token_char_spans(trainer.processing_class, ids[i, : int(mask[i].sum())].tolist())
@@ -327,14 +339,16 @@ def test_plain_grpo_and_unpenalised_raae_give_trls_own_advantages(model_dir, tmp
         return out
 
     monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", capture)
-    trainer = make_trainer(model_dir, tmp_path, estimator=estimator, w_penalty=w_penalty)
+    score_fn, calls = recording()
+    trainer = make_trainer(model_dir, tmp_path, estimator=estimator, w_penalty=w_penalty, score_fn=score_fn)
     batch = next(iter(trainer.get_train_dataloader()))
     out = trainer._generate_and_score_completions(batch)
     adv, mask = out["advantages"], out["completion_mask"]
     assert trls["advantages"].dim() == 1 and adv.shape == mask.shape
     assert trls["advantages"].abs().max() > 0
     assert torch.equal(adv, trls["advantages"].unsqueeze(1) * mask)
-    totals = torch.tensor([s.total for s in trainer._last_scores]).view(-1, 2)
+    (scores,) = calls
+    totals = torch.tensor([s.total for s in scores]).view(-1, 2)
     expected = (totals - totals.mean(1, keepdim=True)) / (totals.std(1, keepdim=True) + 1e-4)
     torch.testing.assert_close(adv[:, 0], expected.flatten(), rtol=1e-4, atol=1e-5)
 
@@ -565,3 +579,21 @@ def test_a_checkpoint_with_a_truncated_trainer_state_is_not_resumed_from(tmp_pat
         (tmp_path / f"checkpoint-{step}").mkdir()
         (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
     assert latest_checkpoint(tmp_path, need_curriculum=False) == tmp_path / "checkpoint-1"
+
+
+def test_the_reward_hands_each_batch_s_scores_over_once():
+    """ScoringReward: TRL's call gives the totals; take() gives that call's breakdowns once, and refuses a
+    batch it did not score (no stale scores) or a count that does not match."""
+    from rerec.train.grpo import ScoringReward
+
+    reward = ScoringReward(toy_score)
+    assert reward.__name__ == "rerec_reward"  # the name of TRL's reward metrics
+    rows = {"answer": ["Fargo", "Fargo"], "prompt_id": ["p", "p"], "other": "not per-row"}
+    totals = reward(["x", "y"], ["\\boxed{Fargo}", [{"content": "Heat"}]], **rows)
+    scores = reward.take(2)
+    assert [s.total for s in scores] == totals and [s.correct for s in scores] == [True, False]
+    with pytest.raises(RuntimeError, match="did not call the reward"):
+        reward.take(2)
+    reward(["x"], ["Heat"], answer=["Fargo"])
+    with pytest.raises(RuntimeError, match="scored 1 completions for 2 inputs"):
+        reward.take(2)

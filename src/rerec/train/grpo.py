@@ -3,12 +3,14 @@
 What the subclass changes, and where TRL lets it:
 
 - ``_generate_and_score_completions``: calls TRL's own (generation, reference log-probs, the reward
-  call, metrics), marks the tokens of the segments that name a wrong answer's item, and replaces
+  call, metrics), takes the batch's per-completion scores from the reward function TRL called
+  (:class:`ScoringReward`, handed over once per batch), marks the tokens of the segments that name a wrong answer's item, and replaces
   ``output["advantages"]`` (B,) by the per-token (B, T) advantages of the estimator the config names
   (one call into :mod:`rerec.train.raae`; ``grpo`` gives TRL's own values on every token). TRL 1.16's ``_compute_loss`` reads ``inputs["advantages"]`` and only
   unsqueezes it when it is 1-D, so a (B, T) tensor weighs each token's policy-gradient term
-  (``tests/test_rft.py`` pins this). The reward is one TRL reward function that calls our scorer and
-  keeps the per-completion breakdowns for the advantage, the curriculum and the logs.
+  (``tests/test_rft.py`` pins this). The reward is one TRL reward function (:class:`ScoringReward`) that
+  calls our scorer and keeps the per-completion breakdowns until this override takes them for the
+  advantage, the curriculum and the logs.
 - ``_get_train_sampler``: a :class:`CurriculumRepeatSampler` that orders prompts with the
   :class:`~rerec.train.curriculum.CurriculumScheduler` (same repeat layout as TRL's ``RepeatSampler``).
   An epoch is a fixed budget of ``prompts_per_epoch`` prompts (the dataset size by default) drawn from
@@ -83,6 +85,38 @@ class ScoredCompletion:
 
 # (completion texts, dataset rows) -> one ScoredCompletion per completion
 ScoreFn = Callable[[list[str], list[dict]], list[ScoredCompletion]]
+
+
+class ScoringReward:
+    """The one reward function the trainer gives TRL, and the hand-over of its per-completion breakdowns.
+
+    TRL calls it inside its own ``_generate_and_score_completions`` (the totals become TRL's rewards, metrics
+    and fallback advantages); :meth:`ReRecGRPOTrainer._generate_and_score_completions` then :meth:`take`s the
+    breakdowns of that same batch (for RAAE's penalty, the curriculum and the logs). Each batch's scores are
+    taken once: a take with no call before it, or with a different count, is an error rather than a stale batch.
+    """
+
+    __name__ = "rerec_reward"  # TRL names the reward's metrics after it: rewards/rerec_reward/mean
+
+    def __init__(self, score_fn: ScoreFn) -> None:
+        self.score_fn = score_fn
+        self._scores: list[ScoredCompletion] | None = None
+
+    def __call__(self, prompts, completions, completion_ids=None, **columns) -> list[float]:
+        texts = [_completion_text(c) for c in completions]
+        keys = [k for k, v in columns.items() if isinstance(v, list) and len(v) == len(texts)]
+        rows = [{k: columns[k][i] for k in keys} for i in range(len(texts))]
+        self._scores = list(self.score_fn(texts, rows))
+        return [s.total for s in self._scores]
+
+    def take(self, n: int) -> list[ScoredCompletion]:
+        """The breakdowns of the batch TRL just scored (``n`` completions), handed over once."""
+        scores, self._scores = self._scores, None
+        if scores is None:
+            raise RuntimeError("no scores to take: TRL did not call the reward function for this batch")
+        if len(scores) != n:
+            raise RuntimeError(f"reward function scored {len(scores)} completions for {n} inputs")
+        return scores
 
 
 ROLLOUT_ENGINES = ("rerec", "vllm")
@@ -211,7 +245,6 @@ class ReRecGRPOTrainer(GRPOTrainer):
                  curriculum: CurriculumScheduler | None = None, prompts_per_epoch: int | None = None,
                  on_new_epoch: Callable[[CurriculumScheduler], None] | None = None, n_samples_kept: int = 64,
                  **kwargs) -> None:
-        self.score_fn = score_fn
         self.advantage = advantage or AdvantageConfig()
         self.estimator = get_advantage_estimator(self.advantage.estimator)  # fails early on a bad name
         if not reward_range > 0:
@@ -220,17 +253,9 @@ class ReRecGRPOTrainer(GRPOTrainer):
         self.curriculum = curriculum
         self.prompts_per_epoch = prompts_per_epoch
         self.on_new_epoch = on_new_epoch
-        self._last_scores: list[ScoredCompletion] = []
         self.sample_completions: deque = deque(maxlen=n_samples_kept)
-
-        def rerec_reward(prompts, completions, completion_ids=None, **columns):
-            texts = [_completion_text(c) for c in completions]
-            keys = [k for k, v in columns.items() if isinstance(v, list) and len(v) == len(texts)]
-            rows = [{k: columns[k][i] for k in keys} for i in range(len(texts))]
-            self._last_scores = list(self.score_fn(texts, rows))
-            return [s.total for s in self._last_scores]
-
-        super().__init__(*args, reward_funcs=[rerec_reward], **kwargs)
+        self.reward = ScoringReward(score_fn)
+        super().__init__(*args, reward_funcs=[self.reward], **kwargs)
         if curriculum is not None:
             self.add_callback(StopOnCurriculumCallback(curriculum))
         if self.accelerator.num_processes > 1 and self.args.per_device_train_batch_size % self.num_generations:
@@ -325,13 +350,11 @@ class ReRecGRPOTrainer(GRPOTrainer):
         return token_penalty_mask(flags, segments, spans, mask)
 
     def _generate_and_score_completions(self, inputs):
-        output = super()._generate_and_score_completions(inputs)
+        output = super()._generate_and_score_completions(inputs)  # calls self.reward on this batch
+        scores = self.reward.take(len(inputs))
         started = time.perf_counter()
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
-        scores = self._last_scores
-        if len(scores) != len(inputs):  # pragma: no cover - TRL contract
-            raise RuntimeError(f"reward function scored {len(scores)} completions for {len(inputs)} inputs")
         completion_ids, mask = output["completion_ids"], output["completion_mask"]
         device = completion_ids.device
         texts, spans = [], []
