@@ -283,7 +283,7 @@ def cli_main(args: argparse.Namespace, client: Any = None) -> int:
         if client is None:
             import kfp
 
-            client = kfp.Client(host=args.host, namespace=args.namespace)
+            client = kfp.Client(host=args.host, namespace=args.namespace, **_in_cluster_credentials())
         result = schedule(client, name=args.name, cron=args.cron, params=params, package=args.package,
                           experiment=args.experiment, service_account=args.service_account)
     except RerecError:
@@ -292,6 +292,16 @@ def cli_main(args: argparse.Namespace, client: Any = None) -> int:
         raise _kfp_error(args.host, exc) from exc
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _in_cluster_credentials() -> dict:
+    """kfp.Client sends the profile ServiceAccount's projected token (``KF_PIPELINES_SA_TOKEN_PATH``) only
+    when it picks the in-cluster host itself; given a host, as the rerec-schedule Job gives it, it sends
+    nothing and multi-user KFP refuses the call. When that token is mounted, pass it explicitly."""
+    from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
+
+    path = os.environ.get("KF_PIPELINES_SA_TOKEN_PATH", "/var/run/secrets/kubeflow/pipelines/token")
+    return {"credentials": ServiceAccountTokenVolumeCredentials(path)} if Path(path).is_file() else {}
 
 
 def _kfp_error(host: str | None, exc: Exception) -> RerecError:
