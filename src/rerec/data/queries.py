@@ -59,10 +59,14 @@ from rerec.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CO_INTERACTION", "QueryConfig", "co_interaction_neighbours", "generate_queries", "popularity_weights"]
+__all__ = ["CO_INTERACTION", "Neighbourhoods", "QueryConfig", "co_interaction_neighbours", "generate_queries",
+           "popularity_weights"]
 
 _TIME_RELATIONS = ("decade", "year")
 _IGNORED_GENRES = frozenset({"unknown", "(no genres listed)", ""})
+
+
+_CACHED_MASK_ITEMS = 256
 
 
 @dataclass
@@ -115,12 +119,62 @@ class QueryConfig:
             raise ConfigError("history_size, max_via_items and interest_neighbours must be >= 1. Fix: raise them.")
 
 
-def co_interaction_neighbours(catalog: Catalog, top_m: int, min_rating: float, wide: int = 1) -> np.ndarray:
-    """Boolean (n_items, n_items) matrix, rows/columns in ``catalog.items`` order: ``[x, i]`` is True
-    when item i is among the ``top_m * wide`` items most similar to x by Jaccard similarity of their
-    sets of liking users (ties broken by item order; an item is never its own neighbour; items that
-    share no liking user are never neighbours)."""
-    return _neighbours_from_ranking(*_co_interaction_ranking(catalog, min_rating), top_m * wide)
+class Neighbourhoods:
+    """Each item's co-interaction neighbours, ranked: the ``top`` items most similar to it by Jaccard
+    similarity of their sets of liking users, most similar first, ties broken by item order; an item is
+    never its own neighbour, and items that share no liking user are never neighbours.
+
+    Stored sparse (CSR over item positions in ``catalog.items`` order): ``n_items * top`` positions at
+    most, never an items x items matrix. ``limit(m)`` views the first ``m`` of each ranking (the top-m
+    neighbourhood is a prefix of the top-``top`` one).
+    """
+
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray, m: int | None = None) -> None:
+        self.indptr, self.indices = indptr, indices
+        self.n = len(indptr) - 1
+        self.m = m
+        self._sets: dict[int, frozenset[int]] = {}
+
+    def limit(self, m: int) -> Neighbourhoods:
+        """The first ``m`` neighbours of each item."""
+        return Neighbourhoods(self.indptr, self.indices, m if self.m is None else min(m, self.m))
+
+    def row(self, x: int) -> np.ndarray:
+        """Item x's neighbours (positions), most similar first."""
+        start, end = self.indptr[x], self.indptr[x + 1]
+        if self.m is not None:
+            end = min(end, start + self.m)
+        return self.indices[start:end]
+
+    def __getitem__(self, key: tuple[int, int]) -> bool:
+        """``[x, i]``: whether item i is a neighbour of item x."""
+        x, i = key
+        x = int(x)
+        if x not in self._sets:
+            self._sets[x] = frozenset(self.row(x).tolist())
+        return int(i) in self._sets[x]
+
+    def mask(self, items: int | list[int]) -> np.ndarray:
+        """Bool over all items: a neighbour of (any of) ``items``."""
+        out = np.zeros(self.n, dtype=bool)
+        for x in np.atleast_1d(items):
+            out[self.row(int(x))] = True
+        return out
+
+    def to_dense(self) -> np.ndarray:
+        """The (n_items, n_items) boolean matrix ``[x, i]`` (for small catalogs and tests)."""
+        out = np.zeros((self.n, self.n), dtype=bool)
+        for x in range(self.n):
+            out[x, self.row(x)] = True
+        return out
+
+
+def co_interaction_neighbours(catalog: Catalog, top_m: int, min_rating: float, wide: int = 1) -> Neighbourhoods:
+    """Each item's ``top_m * wide`` co-interaction neighbours (:class:`Neighbourhoods`; ``[x, i]`` is True
+    when item i is among the items most similar to x by Jaccard similarity of their sets of liking users,
+    rows and columns in ``catalog.items`` order). Memory and time grow with the liked interactions
+    (the sum over users of their liked items squared), not with items squared."""
+    return _co_interaction_ranking(catalog, min_rating, top_m * wide)
 
 
 def popularity_weights(popularity: np.ndarray, pool: np.ndarray, positive: int, bandwidth: float) -> np.ndarray | None:
@@ -139,31 +193,74 @@ def popularity_weights(popularity: np.ndarray, pool: np.ndarray, positive: int, 
     return weights / weights.sum()
 
 
-def _co_interaction_ranking(catalog: Catalog, min_rating: float) -> tuple[np.ndarray, np.ndarray]:
-    """(items ordered by decreasing Jaccard similarity per row, co-liked mask), both (n_items, n_items)."""
+# Work per chunk of items: entries of the dense (chunk, n_items) block, and expanded co-likes.
+_CHUNK_CELLS = 1 << 24
+_CHUNK_PAIRS = 1 << 24
+
+
+def _co_interaction_ranking(catalog: Catalog, min_rating: float, top: int) -> Neighbourhoods:
+    """The ``top`` co-interaction neighbours of every item (:class:`Neighbourhoods`).
+
+    Sparse and chunked: for a chunk of items x, every user who liked x contributes each of their liked
+    items i to the count co[x, i] (a ragged gather of user rows, then one ``bincount`` into a
+    (chunk, n_items) block), so the work is the sum over users of their liked items squared and the
+    memory one block. Jaccard ``co / (support_x + support_i - co)`` is computed in float32 exactly as
+    the dense product did, and each row's ranking is by (Jaccard descending, item position ascending)
+    through one int64 key per cell: the float32 bit pattern (order-preserving for values >= 0) above the
+    reversed position, so an ``argpartition`` on it has no ties to break.
+    """
     item_ids = catalog.items["item_id"].astype(str).to_numpy()
+    n = len(item_ids)
     position = pd.Index(item_ids)
     liked = _liked_interactions(catalog.interactions, min_rating)
     users = pd.Index(np.sort(liked["user_id"].astype(str).unique()))
     rows = users.get_indexer(liked["user_id"].astype(str))
     cols = position.get_indexer(liked["item_id"].astype(str))
     keep = cols >= 0
-    matrix = np.zeros((len(users), len(item_ids)), dtype=np.float32)
-    matrix[rows[keep], cols[keep]] = 1.0
-    co = matrix.T @ matrix  # (n_items, n_items) co-liking counts
-    support = np.diag(co).copy()
-    union = support[:, None] + support[None, :] - co
-    jaccard = np.divide(co, union, out=np.zeros_like(co), where=union > 0)
-    np.fill_diagonal(jaccard, -1.0)
-    co_liked = co > 0
-    np.fill_diagonal(co_liked, False)
-    return np.argsort(-jaccard, axis=1, kind="stable"), co_liked
-
-
-def _neighbours_from_ranking(order: np.ndarray, co_liked: np.ndarray, m: int) -> np.ndarray:
-    neighbours = np.zeros(co_liked.shape, dtype=bool)
-    np.put_along_axis(neighbours, order[:, : min(m, len(order) - 1)], True, axis=1)
-    return neighbours & co_liked
+    pairs = np.unique(rows[keep].astype(np.int64) * max(n, 1) + cols[keep])  # one per (user, item), user-major
+    pair_user, pair_item = pairs // max(n, 1), pairs % max(n, 1)
+    user_ptr = np.searchsorted(pair_user, np.arange(len(users) + 1))  # user -> their liked items (sorted)
+    by_item = np.argsort(pair_item, kind="stable")
+    item_users = pair_user[by_item]
+    item_ptr = np.searchsorted(pair_item[by_item], np.arange(n + 1))  # item -> users who liked it
+    support = np.diff(item_ptr).astype(np.float32)
+    user_len = np.diff(user_ptr)
+    cost = np.bincount(pair_item, weights=user_len[pair_user], minlength=n)  # expanded co-likes per item
+    k = min(top, n - 1)
+    shift = max(int(n).bit_length(), 1)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    chunks_out: list[np.ndarray] = []
+    start = 0
+    while start < n and k > 0:
+        # as many items as fit both budgets (at least one)
+        width = max(1, min(n - start, _CHUNK_CELLS // max(n, 1)))
+        spent = np.cumsum(cost[start:start + width])
+        width = max(1, int(np.searchsorted(spent, _CHUNK_PAIRS, side="right")))
+        stop = start + width
+        lo, hi = item_ptr[start], item_ptr[stop]
+        chunk_users = item_users[lo:hi]
+        chunk_rows = np.repeat(np.arange(width), np.diff(item_ptr[start:stop + 1]))
+        lengths = user_len[chunk_users]
+        offsets = np.repeat(user_ptr[chunk_users] - (np.cumsum(lengths) - lengths), lengths)
+        co_items = pair_item[offsets + np.arange(int(lengths.sum()))]
+        co = np.bincount(np.repeat(chunk_rows, lengths) * n + co_items, minlength=width * n)
+        co = co.reshape(width, n).astype(np.float32)
+        union = support[start:stop, None] + support[None, :] - co
+        jaccard = np.divide(co, union, out=np.zeros_like(co), where=union > 0)
+        del co, union
+        jaccard[np.arange(width), np.arange(start, stop)] = -1.0
+        key = (jaccard.view(np.int32).astype(np.int64) << shift) | (n - 1 - np.arange(n, dtype=np.int64))
+        top_k = np.argpartition(key, n - k, axis=1)[:, n - k:]  # k < n: the k largest keys, unordered
+        top_key = np.take_along_axis(key, top_k, axis=1)
+        order = np.argsort(-top_key, axis=1, kind="stable")
+        ranked = np.take_along_axis(top_k, order, axis=1)
+        positive = np.take_along_axis(jaccard, ranked, axis=1) > 0  # co-liked: a prefix of each ranking
+        counts = positive.sum(axis=1)
+        indptr[start + 1:stop + 1] = counts
+        chunks_out.append(ranked[positive])
+        start = stop
+    indices = np.concatenate(chunks_out) if chunks_out else np.empty(0, dtype=np.int64)
+    return Neighbourhoods(np.cumsum(indptr), indices)
 
 
 def _liked_interactions(interactions: pd.DataFrame, min_rating: float) -> pd.DataFrame:
@@ -172,14 +269,45 @@ def _liked_interactions(interactions: pd.DataFrame, min_rating: float) -> pd.Dat
     return interactions
 
 
+class _Positions(frozenset):
+    """A set of item positions read like a boolean vector over all items: ``positions[p]``."""
+
+    def __getitem__(self, p: int) -> bool:
+        return p in self
+
+
 @dataclass
 class _User:
+    """One user, in memory that grows with their interactions (no vector over all items is kept: a
+    catalog of 162k users and 62k items would need 20 GB of them)."""
+
     user_id: str
     items: np.ndarray  # item positions, by timestamp
     liked: np.ndarray  # positions rated >= min_rating, by timestamp
-    mask: np.ndarray  # bool over all items: interacted
-    split: dict[int, str]  # liked position -> the split of a query answered by it
-    shown: np.ndarray  # bool over all items: interacted and not held out, so it may appear in any prompt
+    liked_split: np.ndarray  # the split of a query answered by each liked item (aligned with liked)
+    n_items: int
+    _shown: _Positions | None = None
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Bool over all items: interacted (built when asked for)."""
+        out = np.zeros(self.n_items, dtype=bool)
+        out[self.items] = True
+        return out
+
+    @property
+    def split(self) -> dict[int, str]:
+        """Liked position -> the split of a query answered by it."""
+        return dict(zip(self.liked.tolist(), self.liked_split.tolist(), strict=True))
+
+    @property
+    def shown(self) -> _Positions:
+        """Positions interacted and not held out, so they may appear in any prompt (``user.shown[p]``);
+        built on first use."""
+        if self._shown is None:
+            heldout = set(self.liked[self.liked_split != "train"].tolist())
+            self._shown = _Positions(p for p in self.items.tolist() if p not in heldout)
+        return self._shown
 
 
 class _Index:
@@ -219,7 +347,7 @@ class _Index:
         self.popularity = np.bincount(
             self.position.get_indexer(catalog.interactions["item_id"].astype(str)).clip(0), minlength=self.n)
         self.users = self._index_users(catalog.interactions)
-        self._neighbours: tuple[np.ndarray, np.ndarray] | None = None
+        self._neighbours: tuple[Neighbourhoods, Neighbourhoods] | None = None
         self._catalog = catalog
 
     def _index_users(self, interactions: pd.DataFrame) -> list[_User]:
@@ -239,24 +367,27 @@ class _Index:
         positions, liked = frame["pos"].to_numpy(), frame["liked"].to_numpy(dtype=bool)
         # every (user, liked item) pair is given the split of any query it answers, before any query is
         # built, so no history or request can show a held-out answer (see rerec.data.splits)
-        pair_split = iter(assign_pair_splits(int(liked.sum()), self.fractions, self.config.seed))
+        pair_split = np.asarray(assign_pair_splits(int(liked.sum()), self.fractions, self.config.seed), dtype=object)
+        split_bounds = np.cumsum(liked)[bounds - 1]  # liked pairs before each user's first row
         users = []
-        for user_id, items, likes in zip(user_ids, np.split(positions, bounds), np.split(liked, bounds), strict=True):
-            mask = np.zeros(self.n, dtype=bool)
-            mask[items] = True
-            split = {int(p): next(pair_split) for p in items[likes]}
-            shown = mask.copy()
-            shown[[p for p, sp in split.items() if sp != "train"]] = False
-            users.append(_User(str(user_id), items, items[likes], mask, split, shown))
+        for user_id, items, likes, splits in zip(user_ids, np.split(positions, bounds), np.split(liked, bounds),
+                                                 np.split(pair_split, split_bounds), strict=True):
+            users.append(_User(str(user_id), items, items[likes], splits, self.n))
         return users
 
     def mask(self, relation: str, entity: str) -> np.ndarray:
+        """Bool over all items: has ``(relation, entity)``. Cached for entities of many items only, so
+        the cache stays within (attribute rows / _CACHED_MASK_ITEMS) vectors on any catalog. Callers
+        must not modify it."""
         key = (relation, entity)
-        if key not in self._masks:
-            m = np.zeros(self.n, dtype=bool)
-            m[self.pair_items.get(key, np.empty(0, dtype=int))] = True
+        if key in self._masks:
+            return self._masks[key]
+        items = self.pair_items.get(key, np.empty(0, dtype=int))
+        m = np.zeros(self.n, dtype=bool)
+        m[items] = True
+        if len(items) >= _CACHED_MASK_ITEMS:
             self._masks[key] = m
-        return self._masks[key]
+        return m
 
     def union(self, relation: str, entities: list[str]) -> np.ndarray:
         out = np.zeros(self.n, dtype=bool)
@@ -264,12 +395,12 @@ class _Index:
             out |= self.mask(relation, entity)
         return out
 
-    def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
+    def neighbours(self) -> tuple[Neighbourhoods, Neighbourhoods]:
+        """(top ``interest_neighbours``, top 3x that for near misses), computed once."""
         if self._neighbours is None:
             c = self.config
-            ranking = _co_interaction_ranking(self._catalog, c.min_rating)
-            self._neighbours = (_neighbours_from_ranking(*ranking, c.interest_neighbours),
-                                _neighbours_from_ranking(*ranking, 3 * c.interest_neighbours))
+            wide = _co_interaction_ranking(self._catalog, c.min_rating, 3 * c.interest_neighbours)
+            self._neighbours = (wide.limit(c.interest_neighbours), wide)
         return self._neighbours
 
     def graph_relations(self) -> set[str]:
@@ -543,8 +674,8 @@ class _Generator:
         conditions = [{"relation": CO_INTERACTION, "entity": str(self.ix.item_ids[x]),
                        "text": phrasing.interest_fragment(self.ix.titles[x], rng), "via": str(self.ix.item_ids[x])}
                       for x in chosen]
-        masks = [neighbours[x] for x in chosen]
-        near = np.any(wide[chosen], axis=0)
+        masks = [neighbours.mask(x) for x in chosen]
+        near = wide.mask(chosen)
         history = self.history(user, p, chosen, rng)
         text = phrasing.interest_text(titles, rng)
         return self.finish(rng, user, "interest", text, p, history, conditions, masks, near)
