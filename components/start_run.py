@@ -12,7 +12,7 @@ from components.image import CPU_IMAGE
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def start_run(
     pipeline: str,
-    preset: str,
+    preset: str = "smollm2",
     data_uri: str = "",
     base_model: str = "",
     sft_steps: int = 0,
@@ -27,15 +27,16 @@ def start_run(
 ) -> NamedTuple("StageConfigs", [  # spelled out: the component's source must hold it
     ("parent_run_id", str), ("prepare", str), ("graph", str), ("reward", str), ("sft", str), ("rft", str),
     ("plain_grpo", str), ("eval", str), ("gate_eval", str), ("register", str)]):
+    # the signature is TrainParams spelled out (KFP ships this function's source); tests/test_pipeline_params.py
+    # holds it to the dataclass: same names, types and defaults
+    given = dict(locals())
     import json
 
-    from rerec.pipeline_params import TrainParams, stage_configs, validate_stage_configs
+    from rerec.pipeline_params import TrainParams, stage_configs, train_params_of, validate_stage_configs
     from rerec.pipeline_run import open_pipeline_run
     from rerec.tracking import tracking_enabled, use_pipeline_run
 
-    params = TrainParams(preset=preset, data_uri=data_uri, base_model=base_model, sft_steps=sft_steps,
-                         rft_steps=rft_steps, rft_lr=rft_lr, reward_weights=reward_weights, ablation=ablation,
-                         plain_grpo_arm=plain_grpo_arm, model_name=model_name, config_overrides=config_overrides)
+    params = TrainParams(**train_params_of(given))
     configs = stage_configs(params)
     validate_stage_configs(configs)
     use_pipeline_run("", "", kfp_run_id)

@@ -14,10 +14,9 @@ from kfp.dsl import PipelineTask
 import components as c
 from components.image import GPU_IMAGE
 from pipelines.options import ClusterOptions, cluster_step, with_checkpoints
-from rerec.pipeline_params import TrainParams, pipeline_docstring
+from rerec.pipeline_params import TRAIN_PARAMS, train_params_of, typed_pipeline
 
 JOB_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
-_DEFAULTS = TrainParams()
 
 
 class Steps:
@@ -44,7 +43,7 @@ class Steps:
 
 def start_and_data(s_options: ClusterOptions, pipeline: str, params: dict, node_selector, tolerations):
     """start-run, prepare-data, build-graphs and train-reward-gnn; returns (steps, prep, graphs, reward)."""
-    start = c.start_run(pipeline=pipeline, kfp_run_id=JOB_ID, **params).set_display_name("start-run")
+    start = c.start_run(pipeline=pipeline, kfp_run_id=JOB_ID, **train_params_of(params)).set_display_name("start-run")
     start.set_caching_options(False)  # one MLflow parent run per pipeline run
     steps = Steps(s_options, start, node_selector, tolerations)
     steps.cpu(start, "small")
@@ -107,38 +106,21 @@ def resolve_champion(steps: Steps, model_name, required: bool) -> PipelineTask:
     return steps.cpu(task, "small")
 
 
-TRAIN_PARAMS = ["preset", "data_uri", "base_model", "sft_steps", "rft_steps", "rft_lr", "reward_weights", "ablation",
-                "plain_grpo_arm", "model_name", "gpu_node_selector", "gpu_tolerations", "config_overrides"]
-
-
 def make_train_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: B008 - frozen dataclass
-    def train(
-        preset: str = _DEFAULTS.preset,
-        data_uri: str = _DEFAULTS.data_uri,
-        base_model: str = _DEFAULTS.base_model,
-        sft_steps: int = _DEFAULTS.sft_steps,
-        rft_steps: int = _DEFAULTS.rft_steps,
-        rft_lr: float = _DEFAULTS.rft_lr,
-        reward_weights: str = _DEFAULTS.reward_weights,
-        ablation: str = _DEFAULTS.ablation,
-        plain_grpo_arm: bool = _DEFAULTS.plain_grpo_arm,
-        model_name: str = _DEFAULTS.model_name,
-        gpu_node_selector: dict = {},  # noqa: B006 - KFP reads the default from the signature
-        gpu_tolerations: list = [],  # noqa: B006
-        config_overrides: str = _DEFAULTS.config_overrides,
-    ):
+    # the typed parameters (names, types, defaults, descriptions) come from rerec.pipeline_params
+    @typed_pipeline("ReRec: data, graphs, reward GNN, SFT, RFT (optionally beside a plain-GRPO arm), evaluation "
+                    "against the champion, registry.", TRAIN_PARAMS)
+    def train(params: dict):
         finish = cluster_step(c.finish_run(kfp_run_id=JOB_ID), options, "small")
         with dsl.ExitHandler(finish, name="rerec-train"):
-            params = dict(preset=preset, data_uri=data_uri, base_model=base_model, sft_steps=sft_steps,
-                          rft_steps=rft_steps, rft_lr=rft_lr, reward_weights=reward_weights, ablation=ablation,
-                          plain_grpo_arm=plain_grpo_arm, model_name=model_name, config_overrides=config_overrides)
-            steps, prep, graphs, reward = start_and_data(options, "train", params, gpu_node_selector, gpu_tolerations)
+            steps, prep, graphs, reward = start_and_data(options, "train", params, params["gpu_node_selector"],
+                                                         params["gpu_tolerations"])
             data, graph, gnn = prep.outputs["data"], graphs.outputs["graphs"], reward.outputs["reward"]
             sft = c.sft_warmup(data=data, graphs=graph, config_json=steps.config("sft"), **steps.tracking)
             steps.gpu(sft, "sft", options.sft_gpus)
             rft = rft_task(steps, data, graph, gnn, sft.outputs["model"])
-            champion = resolve_champion(steps, model_name, required=False)
-            with dsl.If(plain_grpo_arm == True, name="with-plain-grpo-arm"):  # noqa: E712 - a KFP condition
+            champion = resolve_champion(steps, params["model_name"], required=False)
+            with dsl.If(params["plain_grpo_arm"] == True, name="with-plain-grpo-arm"):  # noqa: E712 - a KFP condition
                 arm = rft_task(steps, data, graph, gnn, sft.outputs["model"], arm="plain_grpo",
                                config_stage="plain_grpo", same_budget_as=rft.outputs["model"])
                 evaluate_and_register(steps, data, graph, gnn, rft.outputs["model"], champion,
@@ -147,7 +129,4 @@ def make_train_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: B0
                 evaluate_and_register(steps, data, graph, gnn, rft.outputs["model"], champion,
                                       sft_model=sft.outputs["model"])
 
-    train.__doc__ = pipeline_docstring(
-        "ReRec: data, graphs, reward GNN, SFT, RFT (optionally beside a plain-GRPO arm), evaluation against the "
-        "champion, registry.", TRAIN_PARAMS)
     return dsl.pipeline(name="rerec-train")(train)

@@ -37,14 +37,19 @@ def test_typed_parameters_land_in_their_stage_with_the_nested_reward_contract():
 
 
 def test_overrides_come_last_and_merge_nested_objects():
-    overrides = {"rft": {"steps": 3, "reward": {"w_qas": 0.5}}, "plain_grpo": {"seed": 4}, "eval": {"n_boot": 9}}
+    overrides = {"rft": {"steps": 3, "reward": {"w_query": 0.5}}, "plain_grpo": {"seed": 4}, "eval": {"n_boot": 9}}
     configs = stage_configs(TrainParams(preset="smoke", rft_steps=9, reward_weights="paper",
                                         config_overrides=json.dumps(overrides)))
     assert configs["rft"]["steps"] == 3  # the advanced override beats the typed parameter
-    assert configs["rft"]["reward"] == {"weights": "paper", "w_qas": 0.5}
+    assert configs["rft"]["reward"] == {"weights": "paper", "w_query": 0.5}
     assert configs["plain_grpo"]["seed"] == 4 and configs["rft"]["seed"] == 0
     assert configs["plain_grpo"]["steps"] == 3  # the arm follows the final rft budget
     assert configs["eval"]["n_boot"] == 9 and configs["gate_eval"]["n_boot"] == 50
+    validate_stage_configs(configs)  # every merged field is one the stage has
+    # a nested field that does not exist is merged by stage_configs and refused by the validation
+    typo = stage_configs(TrainParams(preset="smoke", config_overrides='{"rft": {"reward": {"w_qas": 0.5}}}'))
+    with pytest.raises(ConfigError, match="w_qas"):
+        validate_stage_configs(typo)
 
 
 @pytest.mark.parametrize("params, message", [
@@ -74,5 +79,79 @@ def test_a_typo_in_a_stage_field_fails_validation_before_any_step():
 
 def test_parse_overrides_accepts_a_dict_and_every_parameter_has_help():
     assert parse_overrides({"rft": {"beta": 0.1}}, ("rft",)) == {"rft": {"beta": 0.1}}
-    assert set(param_help()) == {f for f in TrainParams.__dataclass_fields__}
+    from rerec.pipeline_params import SchedulingParams
+
+    assert set(param_help()) == {*TrainParams.__dataclass_fields__, *SchedulingParams.__dataclass_fields__}
     assert all(len(text) > 20 for text in param_help().values())
+
+
+def test_rft_lr_zero_is_unset_and_the_value_comes_from_the_preset_else_the_model_profile():
+    from rerec.models.profiles import get_profile
+    from rerec.train.rft import RFTConfig
+
+    for preset in ("smoke", "smollm2", "paper"):
+        rft = stage_configs(TrainParams(preset=preset))["rft"]
+        assert "lr" not in rft  # no preset sets one: the rft config's None, the model profile's rft_lr
+        resolved = RFTConfig(**{k: v for k, v in rft.items() if k == "profile"}).resolved()
+        assert resolved.lr == get_profile(rft.get("profile", "smollm2")).rft_lr
+    assert stage_configs(TrainParams(preset="smoke", rft_lr=3e-5))["rft"]["lr"] == 3e-5
+    # a learning rate of 0 itself is reachable, through the advanced overrides
+    assert stage_configs(TrainParams(preset="smoke", config_overrides='{"rft": {"lr": 0}}'))["rft"]["lr"] == 0
+
+
+def test_the_choices_have_one_home():
+    from rerec.reward.scorer import WEIGHT_PRESETS
+    from rerec.train.rft import ABLATIONS
+
+    helps = param_help()
+    for arm in ABLATIONS:
+        stage_configs(TrainParams(preset="smoke", ablation=arm))  # every arm of the rft stage is accepted
+        assert arm in helps["ablation"]
+    for weights in WEIGHT_PRESETS:
+        assert stage_configs(TrainParams(preset="smoke", reward_weights=weights))["rft"]["reward"] == {
+            "weights": weights}
+        assert weights in helps["reward_weights"]
+
+
+def test_start_run_spells_out_exactly_the_train_params():
+    """KFP ships start-run's source, so its signature is written out; it must be TrainParams: same names, same
+    types, same defaults (retrain leaves some unset, and then these defaults apply)."""
+    import inspect
+    import typing
+    from dataclasses import fields
+
+    import components as c
+
+    signature = inspect.signature(c.start_run.python_func)
+    hints = typing.get_type_hints(TrainParams)
+    spelled = {name: (p.annotation, p.default) for name, p in signature.parameters.items()
+               if name not in ("pipeline", "kfp_run_id")}
+    assert spelled == {f.name: (hints[f.name], f.default) for f in fields(TrainParams)}
+
+
+def test_pipeline_signatures_come_from_the_dataclasses():
+    from pipelines.retrain import make_retrain_pipeline
+    from pipelines.train import make_train_pipeline
+    from rerec.pipeline_params import RETRAIN_PARAMS, TRAIN_PARAMS, SchedulingParams, pipeline_signature
+
+    train, retrain = make_train_pipeline(), make_retrain_pipeline()
+    inputs = train.component_spec.inputs
+    assert list(inputs) == list(TRAIN_PARAMS)
+    defaults = {**vars(TrainParams()), **vars(SchedulingParams())}
+    assert {k: v.default for k, v in inputs.items()} == {k: defaults[k] for k in TRAIN_PARAMS}
+    assert all(len(v.description or "") > 20 for v in inputs.values())
+    assert list(retrain.component_spec.inputs) == list(RETRAIN_PARAMS)
+    assert retrain.component_spec.inputs["data_uri"].default is None  # required: no default
+    assert pipeline_signature(["rft_lr"]).parameters["rft_lr"].annotation is float
+
+
+def test_schedule_keeps_text_parameters_as_text_and_parses_the_others():
+    import typing
+
+    from rerec.schedule import param_value
+
+    for name, kind in typing.get_type_hints(TrainParams).items():
+        value = param_value(name, "1")
+        assert value == ("1" if kind is str else 1), name  # '1' stays text for a str parameter only
+    assert param_value("config_overrides", '{"rft": {}}') == '{"rft": {}}'
+    assert param_value("plain_grpo_arm", "true") is True

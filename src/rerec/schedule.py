@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rerec.errors import ConfigError, RerecError
+from rerec.pipeline_params import TEXT_PARAMS  # pipeline parameters that are text, not JSON values
 
 DEFAULT_PACKAGE = Path(__file__).resolve().parents[2] / "pipelines" / "retrain.yaml"
 CONNECT_TIMEOUT_S = 5.0
@@ -244,8 +245,6 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ServiceAccount the runs use (KFP's runner in a Kubeflow profile namespace)")
 
 
-#: pipeline parameters that are JSON text, not JSON values
-TEXT_PARAMS = ("config_overrides", "data_uri", "preset", "model_name", "base_model", "reward_weights", "ablation")
 #: old parameter name -> new one: accepted by --param for one release, with a note
 RENAMED_PARAMS = {"profile": "preset"}
 
