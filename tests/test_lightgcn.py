@@ -134,6 +134,20 @@ FAST = dict(embedding_dim=16, num_layers=2, epochs=40, batch_size=256, lr=0.02, 
             test_fraction=0.2, k=5, eval_every=2, patience=6, seed=0)
 
 
+def test_time_budget_stops_within_an_epoch_and_keeps_validated_weights(tmp_path):
+    """At MovieLens-25M size one epoch outlasts any budget: the deadline is checked after every batch,
+    and the weights trained so far are validated (before: the epoch ran to its end and, off an
+    evaluation epoch, the saved weights were the random initial ones, best_epoch 0)."""
+    graphs = tmp_path / "graphs"
+    build_graphs(planted_data(tmp_path / "data"), graphs)
+    config = LightGCNConfig(**{**FAST, "batch_size": 8, "max_seconds": 1e-6})
+    metrics = train_reward_gnn(graphs, tmp_path / "reward", config)
+    assert metrics["stopped"] == "max_seconds" and metrics["epochs_run"] == 1
+    [record] = metrics["history"]
+    assert 0 < record["fraction_of_epoch"] < 1 and "valid_recall_at_5" in record
+    assert metrics["best_epoch"] == 1 and metrics["best_valid_recall_at_k"] >= 0
+
+
 def test_planted_graph_lightgcn_beats_popularity(tmp_path):
     graphs = tmp_path / "graphs"
     build_graphs(planted_data(tmp_path / "data"), graphs)

@@ -72,8 +72,11 @@ class LightGCNConfig:
     eval_every: int = field(default=2, metadata={"help": "Evaluate on the validation edges every N epochs."})
     patience: int = field(default=5, metadata={"help": "Stop after this many evaluations without a better "
                                                         "validation Recall@K."})
-    max_seconds: float = field(default=0.0, metadata={"help": "Stop training after this many seconds "
-                                                               "(0: no limit)."})
+    max_seconds: float = field(default=0.0, metadata={"help": "Stop training after this many seconds, checked "
+                                                               "after every batch (an epoch of a large catalog "
+                                                               "takes hours); the weights are then validated "
+                                                               "once more so the best ones are kept (0: no "
+                                                               "limit)."})
     seed: int = field(default=0, metadata={"help": "Seed of the held-out split, initialisation and sampling."})
     threads: int = field(default=1, metadata={"help": "torch CPU threads (0: leave torch's default). One is "
                                                       "the default: at MovieLens scale the sparse propagation "
@@ -366,11 +369,15 @@ def fit_lightgcn(graph: InteractionGraph, edges: dict[str, Edges], adjacency: Te
     best = {"recall": -1.0, "epoch": 0, "state": copy.deepcopy(model.state_dict())}
     evals_without_gain, stopped = 0, "max_epochs"
     n_train = len(train_u)
+    out_of_time = False
     bar = tqdm(range(1, config.epochs + 1), desc="LightGCN", unit="epoch")
     for epoch in bar:
         perm = torch.randperm(n_train, generator=gen)
-        total = 0.0
+        total, seen = 0.0, 0
         for lo in range(0, n_train, config.batch_size):
+            if deadline is not None and lo and time.perf_counter() > deadline:
+                out_of_time = True  # within an epoch: a large catalog's epoch outlasts any budget
+                break
             idx = perm[lo: lo + config.batch_size]
             u, i = train_u[idx], train_i[idx]
             j = sample_negatives(u, n_items, positive_keys, gen)
@@ -383,8 +390,12 @@ def fit_lightgcn(graph: InteractionGraph, edges: dict[str, Edges], adjacency: Te
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
-        record: dict = {"epoch": epoch, "loss": total / n_train}
-        if epoch % config.eval_every == 0 or epoch == config.epochs:
+            seen += len(idx)
+        record: dict = {"epoch": epoch, "loss": total / max(seen, 1)}
+        if out_of_time:
+            record["fraction_of_epoch"] = round(seen / n_train, 4)
+        if epoch % config.eval_every == 0 or epoch == config.epochs or out_of_time or (
+                deadline is not None and time.perf_counter() > deadline):
             valid = validate()
             record.update({f"valid_recall_at_{k}": valid[f"recall_at_{k}"],
                            f"valid_ndcg_at_{k}": valid[f"ndcg_at_{k}"]})
@@ -399,8 +410,8 @@ def fit_lightgcn(graph: InteractionGraph, edges: dict[str, Edges], adjacency: Te
         if evals_without_gain >= config.patience:
             stopped = "early_stopping"
             break
-        if deadline is not None and time.perf_counter() > deadline:
-            stopped = "max_seconds"
+        if out_of_time or (deadline is not None and time.perf_counter() > deadline):
+            stopped = "max_seconds"  # the weights of this epoch were validated above
             break
     bar.close()
     model.load_state_dict(best["state"])
