@@ -52,6 +52,32 @@ def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None)
     raise RuntimeError(f"{url} did not answer within {timeout_s} s")
 
 
+@contextlib.contextmanager
+def loopback_server(command: list[str], env: dict[str, str], log_path: Path, health_url: str, *,
+                    cwd: Path | None = None, timeout_s: float = 120, stop_timeout_s: float = 20):
+    """The one launcher of the tests' loopback servers (``mlflow server`` here and in test_mlflow_server.py):
+    starts ``command`` in its own session with stdout and stderr in ``log_path``, waits (bounded) until
+    ``health_url`` answers 200, yields the process, and stops it at the end (terminate, then kill). A server
+    that does not come up raises with the tail of its log."""
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
+    try:
+        try:
+            _wait_http(health_url, timeout_s, proc)
+        except RuntimeError:
+            log.flush()
+            raise RuntimeError(Path(log_path).read_text(errors="replace")[-3000:]) from None
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=stop_timeout_s)
+        log.close()
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """A moto S3 server on loopback with the artifact bucket; yields its endpoint URL."""
@@ -78,27 +104,12 @@ def mlflow_server(s3_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     env = {**os.environ, **_S3_ENV, "MLFLOW_S3_ENDPOINT_URL": s3_server}
-    log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", f"s3://{S3_BUCKET}/", "--workers", "1"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+               "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+               "--artifacts-destination", f"s3://{S3_BUCKET}/", "--workers", "1"]
     uri = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(uri + "/health", 120, proc)
+    with loopback_server(command, env, root / "server.log", uri + "/health", stop_timeout_s=15):
         yield uri
-    except RuntimeError:
-        log.flush()
-        raise RuntimeError((root / "server.log").read_text(errors="replace")[-3000:]) from None
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture

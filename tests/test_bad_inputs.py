@@ -208,6 +208,12 @@ CLI_CASES += [
                             "--steps", "-1"], "steps must be >= 1"),
     ("rft-zero-lr", ["rft", "--data", "{data}", "--graphs", "{graphs}", "--out", "{out}", "--lr", "0"],
      "lr must be > 0"),
+    ("recommend-model-missing", ["recommend", "--model", "{out}/nothing", "--request", "a film", "--candidate", "1",
+                                 "--candidate", "2"], "no such folder, and not a registry URI"),
+    ("champion-promote-without-version", ["champion", "promote"], "promote needs --version"),
+    ("prune-root-missing", ["prune-checkpoints", "--root", "{out}/nothing"], "is not a folder"),
+    ("prune-negative-age", ["prune-checkpoints", "--root", "{root}", "--older-than-days", "-1", "--dry-run"],
+     "--older-than-days must be > 0"),
 ]
 
 
@@ -251,8 +257,14 @@ def test_bad_cli_input_is_refused_cleanly(world, capsys, case, argv, expected):
         assert err.count("\n") <= 3, f"expected one clear message, got:\n{err}"
 
 
-def test_corpus_is_large_enough():
-    assert len(CLI_CASES) + len(CONFIG_CASES) >= 30
+def test_corpus_reaches_every_command():
+    """Every rerec command has at least one bad-input case, and no two cases share a name: a command added
+    without one, or a case pasted twice, fails here."""
+    covered = {argv[0] for _, argv, _ in CLI_CASES}
+    assert sorted(set(COMMANDS) - covered) == [], "commands without a bad-input case"
+    names = [c[0] for c in CLI_CASES] + [c[0] for c in CONFIG_CASES]
+    assert sorted({n for n in names if names.count(n) > 1}) == [], "case names used twice"
+    assert all(expected.strip() for _, _, expected in CLI_CASES), "a case with no expected message"
 
 
 # ---------------------------------------------------------------------------- config values

@@ -4,6 +4,7 @@ in-cluster Host names allowed and any other refused with 403 (while /health stil
 with the pipeline Secret's variables logging a run; then the same server on a real PostgreSQL backend store
 (psycopg2), as the Secret template's URI says. Both slow (a minute each on 2 shared cores)."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import _wait_http, free_port
+from conftest import free_port, loopback_server
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN, PASSWORD = "admin", "testing" * 2  # basic-auth wants 12 characters or more
@@ -56,7 +57,9 @@ def get(url: str, host: str | None = None, auth: bool = True) -> int:
         return exc.code
 
 
-def start_server(tmp_path: Path, backend: str, auth_db: str):
+@contextlib.contextmanager
+def deployed_server(tmp_path: Path, backend: str, auth_db: str):
+    """The server as the Deployment starts it, on loopback (conftest.loopback_server); yields its port."""
     port = free_port()
     ini = tmp_path / "basic_auth.ini"
     ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = {auth_db}\n"
@@ -67,24 +70,9 @@ def start_server(tmp_path: Path, backend: str, auth_db: str):
                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "MLFLOW_S3_ENDPOINT_URL": ""}
     command, env = server_command(deployment_container(), secrets, port)
     env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)  # the Secret's basic_auth.ini, mounted
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed by the caller
-    proc = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, cwd=tmp_path)
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/health", 120, proc)
-    except RuntimeError:
-        proc.kill()
-        raise RuntimeError((tmp_path / "server.log").read_text(errors="replace")[-3000:]) from None
-    return proc, port, log
-
-
-def stop(proc, log) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with loopback_server(command, {**os.environ, **env}, tmp_path / "server.log",
+                         f"http://127.0.0.1:{port}/health", cwd=tmp_path):
+        yield port
 
 
 def check_server(port: int, monkeypatch) -> None:
@@ -110,11 +98,8 @@ def check_server(port: int, monkeypatch) -> None:
 
 @pytest.mark.slow
 def test_server_as_deployed_allows_its_service_names_only_and_requires_a_login(tmp_path, monkeypatch):
-    proc, port, log = start_server(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'auth.db'}")
-    try:
+    with deployed_server(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'auth.db'}") as port:
         check_server(port, monkeypatch)
-    finally:
-        stop(proc, log)
 
 
 @pytest.fixture
@@ -154,12 +139,9 @@ def test_server_as_deployed_on_postgresql(postgres, tmp_path, monkeypatch):
     import psycopg2  # the driver the server image carries for postgresql://
 
     # the driver named as in manifests/secrets/template.yaml (SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3)
-    proc, port, log = start_server(tmp_path, f"postgresql+psycopg2://{postgres}/mlflow",
-                                   f"postgresql+psycopg2://{postgres}/mlflow_auth")
-    try:
+    with deployed_server(tmp_path, f"postgresql+psycopg2://{postgres}/mlflow",
+                         f"postgresql+psycopg2://{postgres}/mlflow_auth") as port:
         check_server(port, monkeypatch)
-    finally:
-        stop(proc, log)
     with psycopg2.connect(f"postgresql://{postgres}/mlflow") as conn, conn.cursor() as cur:
         cur.execute("select count(*) from runs")
         assert cur.fetchone()[0] == 1
