@@ -78,3 +78,21 @@ def test_a_written_run_loads_back(tmp_path):
                "rerec": [{"query_id": "q1", "type": "explicit", "hit": 0.0}]}
     pooling.write_run(tmp_path / "run", {"seed": 7, "split": "test"}, records)
     assert load_run(tmp_path / "run") == (7, records)
+
+
+def test_seed_level_interval_by_hand():
+    """Seeds' mean differences +0.03, +0.01, -0.01: mean 0.01, sd 0.02, t(0.975, 2) = 4.3027, so
+    0.01 ± 4.3027 x 0.02 / sqrt(3) = 0.01 ± 0.04968."""
+    import math
+
+    from rerec.experiments.pooling import seed_level_interval
+
+    out = seed_level_interval([0.03, 0.01, -0.01])
+    half = 4.3027 * 0.02 / math.sqrt(3)
+    assert out["seeds"] == 3 and math.isclose(out["mean"], 0.01) and math.isclose(out["sd"], 0.02)
+    assert math.isclose(out["low"], 0.01 - half) and math.isclose(out["high"], 0.01 + half)
+    assert not out["separated"]
+    # two seeds: 0.055 ± 12.7062 x 0.00707 / sqrt(2) = 0.055 ± 0.0635, which holds 0; closer seeds separate
+    assert not seed_level_interval([0.05, 0.06])["separated"]
+    assert seed_level_interval([0.050, 0.051])["separated"]
+    assert seed_level_interval([0.02]) is None and seed_level_interval([0.1, 0.2], alpha=0.1) is None

@@ -75,8 +75,10 @@ def group_by_seed(runs: list[tuple[str, int, Records]]) -> dict[int, Records]:
 def pool(groups: dict[int, Records], reference: str, alpha: float = 0.05, n_boot: int = 10000) -> dict[str, dict]:
     """Each arm against ``reference``: all query types (``"all"``) and each type, pooled over the seeds that
     have both. Per arm: ``seeds`` and, per type, ``n``, ``acc_at_1``, ``reference_acc_at_1`` and the pooled
-    paired difference (``diff``, ``low``, ``high``, ``separated``, ``per_stratum``); ``"all"`` also has
-    ``bonferroni`` (the interval at ``alpha`` divided by the number of arms compared)."""
+    paired difference (``diff``, ``low``, ``high``, ``separated``, ``per_stratum``: resampling queries within
+    each seed); ``"all"`` also has ``bonferroni`` (the interval at ``alpha`` divided by the number of arms
+    compared, which it names: every arm with a seed in common with the reference counts, a start model scored
+    on one seed included) and ``seed_level`` (:func:`seed_level_interval`: the spread between seeds)."""
     from rerec.eval.metrics import pooled_paired_difference
 
     arms = [a for a in dict.fromkeys(a for g in groups.values() for a in g) if a != reference]
@@ -102,10 +104,34 @@ def pool(groups: dict[int, Records], reference: str, alpha: float = 0.05, n_boot
             entry[t] = {"n": n, "acc_at_1": sum(sum(a) for a, _ in part) / n,
                         "reference_acc_at_1": sum(sum(b) for _, b in part) / n, **res}
         corrected = pooled_paired_difference(strata["all"], n_boot=n_boot, alpha=alpha / len(arms))
-        entry["all"]["bonferroni"] = {"alpha": alpha / len(arms), "low": corrected["low"], "high": corrected["high"],
-                                      "separated": corrected["separated"]}
+        entry["all"]["bonferroni"] = {"alpha": alpha / len(arms), "comparisons": arms, "low": corrected["low"],
+                                      "high": corrected["high"], "separated": corrected["separated"]}
+        entry["all"]["seed_level"] = seed_level_interval(entry["all"]["per_stratum"], alpha)
         out[arm] = entry
     return out
+
+
+# Student's t at 0.975 for 1 to 30 degrees of freedom (scipy.stats.t.ppf(0.975, df), rounded to 4 places)
+_T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281, 2.2010, 2.1788, 2.1604,
+         2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860, 2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555,
+         2.0518, 2.0484, 2.0452, 2.0423)
+
+
+def seed_level_interval(per_seed: list[float], alpha: float = 0.05) -> dict | None:
+    """The interval of the mean per-seed difference with the seeds as the sample: mean ± t(1 - alpha/2,
+    k - 1) x sd / sqrt(k) over the k seeds' mean differences. It counts the spread between training runs,
+    which the query-level interval (queries resampled within each seed) leaves out; with few seeds it is wide.
+    None below two seeds, or at an ``alpha`` other than 0.05 (the t quantiles are tabled for 95% only)."""
+    import math
+
+    k = len(per_seed)
+    if k < 2 or k - 1 > len(_T975) or not math.isclose(alpha, 0.05):
+        return None
+    mean = sum(per_seed) / k
+    sd = math.sqrt(sum((d - mean) ** 2 for d in per_seed) / (k - 1))
+    half = _T975[k - 2] * sd / math.sqrt(k)
+    return {"seeds": k, "mean": mean, "sd": sd, "low": mean - half, "high": mean + half,
+            "separated": bool(mean - half > 0 or mean + half < 0)}
 
 
 def pool_runs(runs: list[Path], reference: str = "plain_grpo", alpha: float = 0.05) -> dict:
@@ -121,13 +147,14 @@ def pooled_table(result: dict) -> str:
     reference, alpha = result["reference"], result["alpha"]
     level = round(100 * (1 - alpha))
     lines = [f"{'arm':18s} {'seeds':>6s} {'n':>4s} {'acc@1':>6s} {'ref':>6s} {'diff':>7s} {f'{level}% CI':>17s} "
-             f"{'Bonferroni CI':>17s}  per seed"]
+             f"{'Bonferroni CI':>17s} {'seed-level CI':>17s}  per seed"]
     for arm, e in result["arms"].items():
-        a, b = e["all"], e["all"]["bonferroni"]
+        a, b, c = e["all"], e["all"]["bonferroni"], e["all"].get("seed_level")
         per_seed = " ".join(f"{s}:{d:+.2f}" for s, d in zip(e["seeds"], a["per_stratum"], strict=True))
+        seed_ci = f"[{c['low']:+.3f}, {c['high']:+.3f}]" if c else f"{'-':>17s}"
         lines.append(f"{arm:18s} {len(e['seeds']):6d} {a['n']:4d} {a['acc_at_1']:6.3f} {a['reference_acc_at_1']:6.3f} "
-                     f"{a['diff']:+7.3f} [{a['low']:+.3f}, {a['high']:+.3f}] [{b['low']:+.3f}, {b['high']:+.3f}]  "
-                     f"{per_seed}")
+                     f"{a['diff']:+7.3f} [{a['low']:+.3f}, {a['high']:+.3f}] [{b['low']:+.3f}, {b['high']:+.3f}] "
+                     f"{seed_ci}  {per_seed}")
     for arm, e in result["arms"].items():
         a = e["all"]
         verdict = ("separated" if a["bonferroni"]["separated"] else

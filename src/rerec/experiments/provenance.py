@@ -41,10 +41,35 @@ def machine() -> dict:
             "python": platform.python_version(), "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
+def repo_relative(arg: str, root: Path = ROOT) -> str:
+    """``arg`` with a path inside the repository (alone, or as ``--flag=PATH``) written relative to it: the
+    same command, readable on any machine. Paths outside the repository stay as they are."""
+    flag, eq, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+    if not os.path.isabs(value):
+        return arg
+    try:  # not resolved: .venv/bin/python is a link out of the repository, and the command named the link
+        rel = Path(os.path.normpath(value)).relative_to(root)
+    except ValueError:
+        return arg
+    return f"{flag}{eq}{rel}"
+
+
+def command_line(argv: list[str] | None = None, root: Path = ROOT) -> str:
+    """This process's command line as it was typed (``sys.orig_argv``: ``python -m rerec.cli run ...`` stays a
+    ``-m``), or ``argv`` after the interpreter; paths inside the repository relative to it
+    (``.venv/bin/python experiments/ablation.py ...``)."""
+    args = (getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])[1:] if argv is None else argv
+    return " ".join(repo_relative(a, root) for a in [sys.executable, *args])
+
+
+#: what the uncommitted-changes check looks at: the code, not the results folders that runs write into
+CODE_PATHS = ("src", "bench", "experiments", ":(exclude)experiments/results", ":(exclude)bench/results")
+
+
 def provenance(argv: list[str] | None = None) -> dict:
-    """``command`` (this process's command line), ``commit`` (HEAD), ``uncommitted_changes`` (whether the
-    code under src/, bench/ or experiments/ differs from it), ``machine`` and ``started`` (UTC)."""
-    dirty = _git("status", "--porcelain", "src", "bench", "experiments")
-    return {"command": " ".join([sys.executable, *(sys.argv if argv is None else argv)]),
-            "commit": _git("rev-parse", "HEAD") or None, "uncommitted_changes": bool(dirty),
-            "machine": machine(), "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    """``command`` (:func:`command_line`), ``commit`` (HEAD), ``uncommitted_changes`` (whether the code under
+    src/, bench/ or experiments/, results folders aside, differs from it), ``machine`` and ``started`` (UTC)."""
+    dirty = _git("status", "--porcelain", "--", *CODE_PATHS)
+    return {"command": command_line(argv), "commit": _git("rev-parse", "HEAD") or None,
+            "uncommitted_changes": bool(dirty), "machine": machine(),
+            "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
