@@ -99,7 +99,7 @@ def matmul_rates(hidden: int, vocab: int, rows: int = 32, reps: int = 7) -> dict
 def machine(threads: int) -> dict:
     import torch
 
-    from rerec.train.precision import cpu_flags
+    from rerec.models.precision import cpu_flags
 
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")),
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
 
     from rerec.eval.generate import generate_completions
     from rerec.models.loading import load_model
-    from rerec.train.precision import resolve_precision
+    from rerec.models.precision import resolve_precision
 
     torch.set_num_threads(args.threads)
     started = time.time()

@@ -83,9 +83,9 @@ def main(argv=None) -> int:
     from trl import GRPOConfig, GRPOTrainer
 
     from rerec.models.loading import load_tokenizer, resolve_model_dir
+    from rerec.models.precision import Precision, resolve_precision
     from rerec.train.curriculum import CurriculumConfig, CurriculumScheduler
     from rerec.train.grpo import ReRecGRPOTrainer
-    from rerec.train.precision import Precision, resolve_precision
     from rerec.train.raae import AdvantageConfig
 
     torch.set_num_threads(args.threads)

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "src"))
 def machine() -> dict:
     import torch
 
-    from rerec.train.precision import cpu_flags
+    from rerec.models.precision import cpu_flags
 
     flags = cpu_flags()
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()

@@ -1,20 +1,20 @@
-"""Device and precision policy (rerec.train.precision): the pure choice by cases, the inputs it reads from
+"""Device and precision policy (rerec.models.precision): the pure choice by cases, the inputs it reads from
 the machine, and the stages passing the choice to their trainers."""
 
 import pytest
 import torch
 
 from rerec.errors import ConfigError, RerecError
-from rerec.reward.scorer import RewardConfig
-from rerec.train import precision as P
-from rerec.train.curriculum import CurriculumConfig
-from rerec.train.precision import (
+from rerec.models import precision as P
+from rerec.models.precision import (
     Precision,
     choose_precision,
     cpu_flags,
     requested_precision,
     resolve_precision,
 )
+from rerec.reward.scorer import RewardConfig
+from rerec.train.curriculum import CurriculumConfig
 
 AVX2 = {"fpu", "sse2", "avx", "avx2", "fma"}
 ZEN4 = AVX2 | {"avx512f", "avx512bw", "avx512_bf16"}

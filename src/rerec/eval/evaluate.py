@@ -469,8 +469,8 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
     unless a model is named ``base``. Returns report.json's dict."""
     from rerec.data.load import load_catalog
     from rerec.eval.report import write_report
+    from rerec.models.precision import resolve_precision
     from rerec.prompt import CatalogView, shrink_candidates
-    from rerec.train.precision import resolve_precision
 
     config = (config or EvalConfig()).resolved()
     precision = resolve_precision(config.precision)

@@ -1,7 +1,7 @@
 """The one generation path: evaluation (LLM ranking, IFEval-style checks), SFT validation, RFT rollouts
 and serving all call :func:`generate_completions`.
 
-It runs in the process's precision (:func:`rerec.train.precision.resolve_precision`: bfloat16 weights
+It runs in the process's precision (:func:`rerec.models.precision.resolve_precision`: bfloat16 weights
 where the processor computes bf16 natively, float32 elsewhere) with one of two engines:
 
 - ``lean`` (Llama-family models, :mod:`rerec.eval.decoder`): a bf16/fp32 snapshot of the weights (LoRA
@@ -181,7 +181,7 @@ def generate_completions(
             a finished row's slot waits until the whole batch is done, weights are not put in oneDNN's layout,
             and every prompt is computed whole (they exist to measure what each buys: ``bench/generate.py``).
     """
-    from rerec.train.precision import resolve_precision
+    from rerec.models.precision import resolve_precision
 
     start = time.perf_counter()
     dtype = dtype or resolve_precision().torch_dtype

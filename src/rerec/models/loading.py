@@ -188,7 +188,7 @@ def load_model(
         name_or_path: ``smollm2``, ``tiny``, a model folder, or a hub id (online only).
         dtype: torch dtype of the weights. Default: float32 for training (the trainers keep float32 master
             weights and compute under bf16 autocast where chosen); for inference (``trainable=False``) the
-            process's precision (:func:`rerec.train.precision.resolve_precision`), bfloat16 where the
+            process's precision (:func:`rerec.models.precision.resolve_precision`), bfloat16 where the
             processor computes it natively.
         lora: wrap the model in a fresh peft LoRA adapter (trainable). ``None`` = full weights.
         adapter: a saved peft adapter folder to load on top (for resuming or evaluation).
@@ -198,7 +198,7 @@ def load_model(
     from transformers import AutoModelForCausalLM
 
     if dtype is None and not trainable:
-        from rerec.train.precision import resolve_precision
+        from rerec.models.precision import resolve_precision
 
         dtype = resolve_precision().torch_dtype
     where = resolve_model_dir(name_or_path)

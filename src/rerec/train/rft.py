@@ -38,11 +38,11 @@ from rerec.config import add_dataclass_arguments, check_minimums, dataclass_from
 from rerec.errors import ConfigError, InputError, RerecError
 from rerec.io import atomic_dir, write_json
 from rerec.models.folder import write_model_folder
+from rerec.models.precision import PRECISIONS, resolve_precision
 from rerec.models.profiles import PROFILES, get_profile
 from rerec.reward.scorer import RewardConfig
 from rerec.tracking import StageTracker, stage_run
 from rerec.train.curriculum import CurriculumConfig
-from rerec.train.precision import PRECISIONS, resolve_precision
 from rerec.train.raae import AdvantageConfig
 from rerec.train.ranks import is_main_process, world_size
 from rerec.train.resume import latest_checkpoint

@@ -31,6 +31,7 @@ from rerec.errors import ConfigError, InputError
 from rerec.eval.decisions import decision_accuracy
 from rerec.io import atomic_dir
 from rerec.models.folder import write_model_folder
+from rerec.models.precision import PRECISIONS, resolve_precision
 from rerec.models.profiles import PROFILES, get_profile
 from rerec.prompt import (
     CatalogView,
@@ -41,7 +42,6 @@ from rerec.prompt import (
     shrink_candidates,
 )
 from rerec.tracking import stage_run
-from rerec.train.precision import PRECISIONS, resolve_precision
 from rerec.train.traces import synthesize_trace
 
 log = logging.getLogger(__name__)
