@@ -53,7 +53,7 @@ def movielens_requests(root: Path, n: int) -> tuple[list[dict], Path]:
     """``n`` requests from seeded test queries of the embedded MovieLens-100k, as evaluation shows them."""
     from rerec.data.load import load_catalog
     from rerec.data.prepare import PrepareConfig, prepare_data
-    from rerec.eval.evaluate import _records
+    from rerec.eval.evaluate import query_records
     from rerec.models.profiles import get_profile
     from rerec.prompt import CatalogView, shrink_candidates
     from rerec.serving import request_of_query
@@ -66,7 +66,7 @@ def movielens_requests(root: Path, n: int) -> tuple[list[dict], Path]:
     test = catalog.queries[catalog.queries["split"] != "train"]
     if len(test) < n:
         raise RuntimeError(f"only {len(test)} val/test queries, {n} needed: generate more")
-    rows = _records(test.sample(n=n, random_state=SEED))
+    rows = query_records(test.sample(n=n, random_state=SEED))
     k = get_profile("smollm2").n_candidates
     return [request_of_query(shrink_candidates(q, k, view, seed=SEED)) for q in rows], data
 

@@ -39,7 +39,7 @@ def main() -> None:
     import torch
 
     from rerec.data.load import load_catalog
-    from rerec.eval.evaluate import _records
+    from rerec.eval.evaluate import query_records
     from rerec.eval.generate import LLMRanker
     from rerec.models.loading import load_model
     from rerec.prompt import CatalogView, shrink_candidates
@@ -52,7 +52,7 @@ def main() -> None:
     catalog = load_catalog(args.data)
     view = CatalogView.from_catalog(catalog)
     val = catalog.queries[catalog.queries["split"] == "val"]
-    rows = _records(val.sample(n=min(args.n, len(val)), random_state=args.seed))
+    rows = query_records(val.sample(n=min(args.n, len(val)), random_state=args.seed))
     queries = [shrink_candidates(q, s.n_candidates, view, seed=0) if s.n_candidates else q for q in rows]
 
     model, tokenizer = load_model(str(Path(recommender.model.name_or_path)))

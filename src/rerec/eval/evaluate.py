@@ -171,7 +171,10 @@ def stratified_subset(queries: pd.DataFrame, per_type: int, seed: int) -> pd.Dat
     return queries.loc[sorted(keep, key=queries.index.get_loc)]
 
 
-def _records(queries: pd.DataFrame) -> list[dict]:
+def query_records(queries: pd.DataFrame) -> list[dict]:
+    """Rows of a queries table as the rankers take them: one dict per query, its candidate, positive and
+    history ids as strings, with ``n_conditions``. The evaluation, bench/serve.py and
+    experiments/serve_agreement.py read queries through it."""
     out = []
     for row in queries.to_dict("records"):
         for key in ("candidates", "positives", "history"):
@@ -180,6 +183,9 @@ def _records(queries: pd.DataFrame) -> list[dict]:
         row["n_conditions"] = n_conditions(row)
         out.append(row)
     return out
+
+
+_records = query_records  # the old private name, for scripts written before it was public
 
 
 # ---------------------------------------------------------------- rankers
@@ -491,7 +497,7 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
     notes: list[str] = []
     view = CatalogView.from_catalog(catalog)
     selected = stratified_subset(split, config.max_queries_per_type, config.seed)
-    queries = _records(selected)
+    queries = query_records(selected)
     if config.n_candidates:
         queries = [shrink_candidates(q, config.n_candidates, view, seed=config.seed) for q in queries]
     if len(selected) < len(split):
