@@ -390,3 +390,27 @@ def test_retention_ratio_on_common_prefix():
     assert retention_ratio([True, False, False], base) == pytest.approx((1 / 3) / (2 / 3))
     assert retention_ratio([True], [False, True]) is None
     assert retention_ratio([], base) is None
+
+
+def test_hybrid_baseline_is_a_row_built_from_the_same_parts(folders):
+    """text_lightgcn is one of the default baselines, shares the LightGCN ranker, reads title-less
+    descriptions (the choice made on validation), and is skipped with a note (not an error) without a
+    reward folder."""
+    from rerec.data.load import load_catalog
+    from rerec.eval import baselines as B
+    from rerec.eval.evaluate import BASELINES, EvalConfig, build_baselines
+
+    assert "text_lightgcn" in EvalConfig().baselines and "text_lightgcn" in BASELINES
+    catalog = load_catalog(folders / "data")
+    notes: list[str] = []
+    out = build_baselines(["lightgcn", "text_match", "text_lightgcn"], catalog, folders / "graphs",
+                          folders / "reward", 0, notes)
+    hybrid = out["text_lightgcn"]
+    assert isinstance(hybrid, B.HybridRanker) and hybrid.weight == B.HYBRID_WEIGHT
+    assert hybrid.lightgcn is out["lightgcn"] and not notes
+    assert not B.HYBRID_TEXT_TITLES and hybrid.text.descriptions["1"].startswith("A film (1996). Genres: Crime")
+    assert out["text_match"].descriptions["1"].startswith("Fargo (1996)")
+    query = {**catalog.queries.iloc[0].to_dict(), "candidates": ["1", "2", "3", "4", "5"]}
+    assert sorted(hybrid.rank(query)) == ["1", "2", "3", "4", "5"]
+    skipped = build_baselines(["text_lightgcn"], catalog, folders / "graphs", None, 0, notes)
+    assert skipped == {} and notes == ["text_lightgcn baseline skipped: no reward folder given (--reward)."]

@@ -15,6 +15,11 @@ recommender). What each one may read:
   candidates without one rank after those with, by popularity.
 - :class:`TextMatchRanker`: cosine similarity (MiniLM) between the request text and a description
   of each candidate built from the catalog: title, year, genres and named attributes.
+- :class:`HybridRanker` (``text_lightgcn``): the two above together, ``z(text) + weight * z(lightgcn)``
+  with each score z-scored over the query's candidates (:func:`zscore`), so neither scale dominates;
+  its text part describes candidates without their titles; ``weight`` and that choice
+  (:data:`HYBRID_WEIGHT`, :data:`HYBRID_TEXT_TITLES`) were made on validation queries
+  (docs/results.md, "A hybrid baseline").
 
 Ties keep the displayed candidate order (stable sorts), never the position of the positive.
 """
@@ -31,6 +36,14 @@ import pandas as pd
 import torch
 
 Query = Mapping[str, Any]  # a row of the queries table: query_id, user_id, text, candidates, ...
+
+#: The LightGCN term's weight in :class:`HybridRanker` and whether its text part describes a candidate
+#: with its title, chosen on validation (never on test): the grid's best on the default preset's
+#: validation queries at 4 candidates (experiments/results/hybrid_baseline_val.json, docs/results.md).
+#: Without the title: a request names films to say what it likes (or, misinformed, to state a false
+#: link), and a title in a description matches those names rather than what is asked for.
+HYBRID_WEIGHT = 3.0
+HYBRID_TEXT_TITLES = False
 
 
 def _candidates(query: Query) -> list[str]:
@@ -114,10 +127,23 @@ class LightGCNRanker:
         order = sorted(range(len(candidates)), key=lambda i: (not known[i], -dots[i], -pop[i]))
         return [candidates[i] for i in order]
 
+    def scores(self, query: Query) -> list[float]:
+        """One preference score per candidate, in :meth:`rank`'s order as far as a single number allows:
+        ``e_u · e_i``; a candidate without an embedding gets the lowest known score (it ranks last there);
+        a user without an embedding gets ``log(1 + interactions)`` of each candidate (popularity)."""
+        candidates = _candidates(query)
+        user = self.users.get(str(query["user_id"]))
+        if user is None:
+            return [float(np.log1p(c)) for c in self.popularity.scores(candidates)]
+        dots = [float(user @ self.items[c]) if c in self.items else None for c in candidates]
+        floor = min((d for d in dots if d is not None), default=0.0)
+        return [floor if d is None else d for d in dots]
+
 
 def describe_items(items: pd.DataFrame, item_attributes: pd.DataFrame | None = None,
-                   max_attributes: int = 8) -> dict[str, str]:
-    """Item id -> "Title (1995). Genres: Comedy, Crime. decade: 1990s; language: English".
+                   max_attributes: int = 8, with_title: bool = True) -> dict[str, str]:
+    """Item id -> "Title (1995). Genres: Comedy, Crime. decade: 1990s; language: English"; without the
+    title (``with_title=False``): "A film (1995). Genres: ...".
 
     Only attributes whose entity reads as words join the description: MovieLens' Freebase entities
     are ids such as ``m.0abc`` that mean nothing to a text encoder.
@@ -130,7 +156,7 @@ def describe_items(items: pd.DataFrame, item_attributes: pd.DataFrame | None = N
             attrs.setdefault(str(item_id), []).append(f"{relation}: {entity}")
     out = {}
     for row in items.itertuples(index=False):
-        text = str(row.title)
+        text = str(row.title) if with_title else "A film"
         year = getattr(row, "year", None)
         if year is not None and not pd.isna(year) and f"({int(year)})" not in text:
             text += f" ({int(year)})"
@@ -168,7 +194,47 @@ class TextMatchRanker:
         """Embed every candidate of ``queries`` in one batched pass (far faster than query by query)."""
         self._item_vectors(list(dict.fromkeys(c for q in queries for c in _candidates(q))))
 
-    def rank(self, query: Query) -> list[str]:
-        candidates = _candidates(query)
+    def scores(self, query: Query) -> list[float]:
+        """Cosine similarity of the request text to each candidate's description."""
         request = self.embed([str(query["text"])])[0]
-        return _order_by(candidates, (self._item_vectors(candidates) @ request).tolist())
+        return (self._item_vectors(_candidates(query)) @ request).tolist()
+
+    def rank(self, query: Query) -> list[str]:
+        return _order_by(_candidates(query), self.scores(query))
+
+
+def zscore(values: Sequence[float]) -> list[float]:
+    """``(v - mean) / std`` over ``values`` (population std); all zeros when they are all equal."""
+    x = np.asarray(values, dtype=float)
+    std = x.std()
+    return [0.0] * len(x) if not std > 1e-12 else ((x - x.mean()) / std).tolist()
+
+
+class HybridRanker:
+    """Text match and LightGCN together: ``z(cos(request, description)) + weight * z(e_u · e_i)``, each
+    z-scored over the query's candidates (:func:`zscore`), ties in the displayed order.
+
+    It reads what its two parts read (the request text, the catalog's descriptions, the training graph's
+    embeddings), never the query's stored conditions or positives. ``weight`` 0 is text match, a very
+    large weight is LightGCN with text match breaking its ties.
+    """
+
+    name = "text_lightgcn"
+
+    def __init__(self, text: TextMatchRanker, lightgcn: LightGCNRanker, weight: float = HYBRID_WEIGHT) -> None:
+        if not weight >= 0:
+            raise ValueError(f"the LightGCN weight must be >= 0, got {weight}")
+        self.text, self.lightgcn, self.weight = text, lightgcn, float(weight)
+
+    def precompute(self, queries: Sequence[Query]) -> None:
+        self.text.precompute(queries)
+
+    def combine(self, text_scores: Sequence[float], preference_scores: Sequence[float]) -> list[float]:
+        """The combined score of each candidate from its two raw scores."""
+        return [t + self.weight * p for t, p in zip(zscore(text_scores), zscore(preference_scores), strict=True)]
+
+    def scores(self, query: Query) -> list[float]:
+        return self.combine(self.text.scores(query), self.lightgcn.scores(query))
+
+    def rank(self, query: Query) -> list[str]:
+        return _order_by(_candidates(query), self.scores(query))

@@ -48,7 +48,7 @@ from rerec.tracking import safe_metric_name, stage_run
 log = logging.getLogger(__name__)
 
 STAGE = "evaluate"
-BASELINES = ("random", "popularity", "lightgcn", "text_match")
+BASELINES = ("random", "popularity", "lightgcn", "text_match", "text_lightgcn")
 BASE = "base"  # the zero-shot base model's row
 DEFAULT_BASE_MODEL = "smollm2"
 HEADLINE = "acc@1"  # the metric every row is compared on, and the one paired differences use
@@ -194,26 +194,33 @@ def build_baselines(names: list[str], catalog: Any, graphs_dir: Path, reward_dir
     from rerec.eval import baselines as B
 
     out: dict[str, Any] = {}
-    popularity = None
-    if {"popularity", "lightgcn"} & set(names):
+    popularity = lightgcn = text_match = None
+    if {"popularity", "lightgcn", "text_lightgcn"} & set(names):
         from rerec.graphs.interaction import InteractionGraph
 
         popularity = B.PopularityRanker.from_graph(InteractionGraph.load(graphs_dir))
+    if {"lightgcn", "text_lightgcn"} & set(names) and reward_dir is not None:
+        lightgcn = B.LightGCNRanker.from_reward_dir(reward_dir, popularity)
+    if {"text_match", "text_lightgcn"} & set(names):
+        from rerec.reward.embedder import TextEmbedder
+
+        encode = TextEmbedder().encode
+        text_match = B.TextMatchRanker(B.describe_items(catalog.items, catalog.item_attributes), encode)
     for name in names:
         if name == "random":
             out[name] = B.RandomRanker(seed)
         elif name == "popularity":
             out[name] = popularity
+        elif name in ("lightgcn", "text_lightgcn") and lightgcn is None:
+            notes.append(f"{name} baseline skipped: no reward folder given (--reward).")
         elif name == "lightgcn":
-            if reward_dir is None:
-                notes.append("LightGCN baseline skipped: no reward folder given (--reward).")
-                continue
-            out[name] = B.LightGCNRanker.from_reward_dir(reward_dir, popularity)
+            out[name] = lightgcn
         elif name == "text_match":
-            from rerec.reward.embedder import TextEmbedder
-
-            out[name] = B.TextMatchRanker(B.describe_items(catalog.items, catalog.item_attributes),
-                                          TextEmbedder().encode)
+            out[name] = text_match
+        elif name == "text_lightgcn":
+            text = text_match if B.HYBRID_TEXT_TITLES else B.TextMatchRanker(
+                B.describe_items(catalog.items, catalog.item_attributes, with_title=False), encode)
+            out[name] = B.HybridRanker(text, lightgcn)
     return out
 
 
