@@ -1,8 +1,10 @@
 """rft-trainjob: RFT on several nodes as a Kubeflow Trainer ``TrainJob`` (see :mod:`rerec.trainjob`).
 
-This step (a small CPU pod) stages the inputs on the shared checkpoint volume, creates the TrainJob in its
-own namespace (its ServiceAccount may create, watch and delete TrainJobs there), waits for it, deletes it
-if it runs past ``timeout_s``, and copies the model that rank 0 wrote to the volume into its output.
+This step (a small CPU pod) stages the inputs on the run's checkpoint volume (``pvc``, made by the
+checkpoint-volume step), creates the TrainJob in its own namespace (its ServiceAccount may create, watch and
+delete TrainJobs there), waits for it, deletes it when it completes or runs past ``timeout_s``, and copies
+the model that rank 0 wrote to the volume into its output. ``trainer_api``: ``v2.1`` for Kubeflow Trainer
+2.1 (Kubeflow 1.11 and 26.03), ``v2.2`` for Trainer 2.2 and newer.
 """
 
 from kfp import dsl
@@ -24,13 +26,14 @@ def rft_trainjob(
     arm: str = "rft",
     num_nodes: int = 2,
     gpus_per_node: int = 8,
-    pvc: str = "rerec-rft-checkpoints",
+    pvc: str = "",
     shared_dir: str = "/mnt/checkpoints",
     node_selector: dict = {},  # noqa: B006 - KFP reads the default from the signature
     tolerations: list = [],  # noqa: B006
     s3_secret: str = "rerec-s3",
     mlflow_secret: str = "rerec-mlflow",
     timeout_s: int = 86400,
+    trainer_api: str = "v2.1",
     config_json: str = "{}",
     mlflow_parent_run_id: str = "",
     kfp_run_id: str = "",
@@ -46,6 +49,8 @@ def rft_trainjob(
     from rerec.train.distributed import same_budget, stage_args
     from rerec.trainjob import SecretEnv, TrainJobSpec, job_name, run_trainjob, trainjob_manifest
 
+    if not pvc:
+        raise ValueError("rft-trainjob needs the run's checkpoint volume (pvc): the checkpoint-volume step's output")
     if same_budget_as is not None:
         reference = json.loads((Path(same_budget_as.path) / "metrics.json").read_text(encoding="utf-8"))
         config_json = same_budget(config_json, reference)
@@ -58,8 +63,6 @@ def rft_trainjob(
     out = work / "model"
     config.load_incluster_config()
     namespace = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
-    pod = client.CoreV1Api().read_namespaced_pod(os.environ["HOSTNAME"], namespace)
-    owner = {"apiVersion": "v1", "kind": "Pod", "name": pod.metadata.name, "uid": pod.metadata.uid}
     env = {"KFP_RUN_ID": kfp_run_id, "REREC_PARENT_RUN_ID": mlflow_parent_run_id, "REREC_REQUIRE_GPU": "1"}
     spec = TrainJobSpec(
         name=name, image=image, num_nodes=num_nodes, gpus_per_node=gpus_per_node, pvc=pvc, mount_path=shared_dir,
@@ -70,7 +73,7 @@ def rft_trainjob(
                     SecretEnv(mlflow_secret, ("MLFLOW_TRACKING_URI",)),
                     SecretEnv(mlflow_secret, ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"), optional=True)),
         node_selector=dict(node_selector or {}), tolerations=tuple(tolerations or ()),
-        labels={"rerec.io/kfp-run": (kfp_run_id or "local")[:63]}, owner=owner,
+        labels={"rerec.io/kfp-run": (kfp_run_id or "local")[:63]}, trainer_api=trainer_api,
     )
     run_trainjob(client.CustomObjectsApi(), namespace, trainjob_manifest(spec), timeout_s=timeout_s)
     shutil.copytree(out, model.path, dirs_exist_ok=True)

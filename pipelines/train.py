@@ -12,8 +12,15 @@ from kfp import dsl
 from kfp.dsl import PipelineTask
 
 import components as c
-from components.image import GPU_IMAGE
-from pipelines.options import ClusterOptions, cluster_step, with_checkpoints
+from components.image import CPU_IMAGE, GPU_IMAGE
+from pipelines.options import (
+    _GPU_POD,
+    GPU_POD_BY_PRESET,
+    ClusterOptions,
+    cluster_step,
+    with_checkpoint_settings,
+    with_checkpoints,
+)
 from rerec.pipeline_params import TRAIN_PARAMS, train_params_of, typed_pipeline
 
 JOB_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
@@ -22,9 +29,10 @@ JOB_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 class Steps:
     """The pieces every stage needs: options, the start-run outputs and the run-time scheduling params."""
 
-    def __init__(self, options: ClusterOptions, start: PipelineTask, node_selector, tolerations):
+    def __init__(self, options: ClusterOptions, start: PipelineTask, node_selector, tolerations, sizes=None):
         self.options, self.start = options, start
         self.node_selector, self.tolerations = node_selector, tolerations
+        self.sizes = sizes  # the size-gpu-steps task (None: the compiled resources)
 
     def config(self, stage: str):
         return self.start.outputs[stage]
@@ -38,14 +46,14 @@ class Steps:
 
     def gpu(self, task: PipelineTask, kind: str, gpus: int, retries: int = 0) -> PipelineTask:
         return cluster_step(task, self.options, kind, gpus=gpus, node_selector=self.node_selector,
-                            tolerations=self.tolerations, retries=retries)
+                            tolerations=self.tolerations, retries=retries, sizes=self.sizes)
 
 
 def start_and_data(s_options: ClusterOptions, pipeline: str, params: dict, node_selector, tolerations):
     """start-run, prepare-data, build-graphs and train-reward-gnn; returns (steps, prep, graphs, reward)."""
     start = c.start_run(pipeline=pipeline, kfp_run_id=JOB_ID, **train_params_of(params)).set_display_name("start-run")
     start.set_caching_options(False)  # one MLflow parent run per pipeline run
-    steps = Steps(s_options, start, node_selector, tolerations)
+    steps = Steps(s_options, start, node_selector, tolerations, sizes=size_gpu_steps(s_options, params["preset"]))
     steps.cpu(start, "small")
     prep = c.prepare_data(data_uri=params["data_uri"], config_json=steps.config("prepare"), **steps.tracking)
     prep.set_caching_options(False)  # the data behind a fixed URI changes between runs
@@ -57,26 +65,58 @@ def start_and_data(s_options: ClusterOptions, pipeline: str, params: dict, node_
     return steps, prep, graphs, reward
 
 
+def size_gpu_steps(options: ClusterOptions, preset) -> PipelineTask | None:
+    """The size-gpu-steps task (the GPU steps' CPU and memory for the run's preset), or None."""
+    if not (options.kubernetes and options.size_gpu_steps_by_preset):
+        return None
+    table = {name: [r.cpu, r.memory, r.cpu_limit, r.memory_limit] for name, r in GPU_POD_BY_PRESET.items()}
+    task = c.size_gpu_steps(preset=preset, table=table, fallback=[_GPU_POD.cpu, _GPU_POD.memory, _GPU_POD.cpu_limit,
+                                                                  _GPU_POD.memory_limit])
+    return cluster_step(task.set_display_name("size-gpu-steps"), options, "small")
+
+
+def checkpoint_volume(steps: Steps, arm: str) -> PipelineTask | None:
+    """The run's checkpoint volume for one RFT arm (rerec.volumes), or None without volumes."""
+    options = steps.options
+    if not (options.kubernetes and options.checkpoint_volumes):
+        return None
+    task = c.checkpoint_volume(image=CPU_IMAGE, arm=arm, mount_path=options.checkpoint_mount,
+                               node_selector=steps.node_selector, tolerations=steps.tolerations, kfp_run_id=JOB_ID)
+    task.set_display_name("checkpoint-volume" if arm == "rft" else f"checkpoint-volume-{arm.replace('_', '-')}")
+    task.set_caching_options(False)  # the claim of an earlier run may be gone
+    return cluster_step(with_checkpoint_settings(task, options), options, "small")
+
+
 def rft_task(steps: Steps, data, graphs, reward, base_model, *, arm: str = "rft", config_stage: str = "rft",
              same_budget_as=None) -> PipelineTask:
     """RFT in one pod (one process per GPU), or as a multi-node Kubeflow Trainer TrainJob when
-    ``options.rft_nodes > 1``. Retried steps resume from the checkpoint volume."""
+    ``options.rft_nodes > 1``, on a checkpoint volume of the run and arm. Retried steps resume from it;
+    after the step succeeded the volume is deleted (a failed run's volume stays for a retry, and the nightly
+    prune deletes it after a week)."""
     options = steps.options
     extra = {"same_budget_as": same_budget_as} if same_budget_as is not None else {}
+    volume = checkpoint_volume(steps, arm)
     if options.rft_nodes > 1:
+        if volume is None:
+            raise ValueError("multi-node RFT needs the checkpoint volume (ClusterOptions.checkpoint_volumes)")
         task = c.rft_trainjob(data=data, graphs=graphs, reward=reward, base_model=base_model, arm=arm,
                               image=GPU_IMAGE, num_nodes=options.rft_nodes, gpus_per_node=options.gpus_per_node,
-                              pvc=options.checkpoint_pvc, shared_dir=options.checkpoint_mount,
+                              pvc=volume.output, shared_dir=options.checkpoint_mount,
                               node_selector=steps.node_selector, tolerations=steps.tolerations,
                               s3_secret=options.s3_secret, mlflow_secret=options.mlflow_secret,
-                              timeout_s=options.timeout_for("rft"), config_json=steps.config(config_stage),
-                              **extra, **steps.tracking)
-        cluster_step(with_checkpoints(task, options), options, "small", retries=options.rft_retries)
+                              timeout_s=options.timeout_for("rft"), trainer_api=options.trainer_api,
+                              config_json=steps.config(config_stage), **extra, **steps.tracking)
+        cluster_step(with_checkpoints(task, options, volume), options, "trainjob", retries=options.rft_retries)
     else:
         task = c.rft(data=data, graphs=graphs, reward=reward, base_model=base_model, arm=arm,
                      config_json=steps.config(config_stage), **extra, **steps.tracking)
-        steps.gpu(with_checkpoints(task, options), "rft", options.rft_gpus, retries=options.rft_retries)
-    return task.set_display_name("rft" if arm == "rft" else f"rft-{arm.replace('_', '-')}")
+        steps.gpu(with_checkpoints(task, options, volume), "rft", options.rft_gpus, retries=options.rft_retries)
+    name = "rft" if arm == "rft" else f"rft-{arm.replace('_', '-')}"
+    if volume is not None:
+        release = c.release_checkpoint_volume(pvc=volume.output).after(task)
+        release.set_display_name(f"release-checkpoint-volume{name[3:]}").set_caching_options(False)
+        cluster_step(release, options, "small")
+    return task.set_display_name(name)
 
 
 def evaluate_and_register(steps: Steps, data, graphs, reward, rft_model, champion: PipelineTask, *,

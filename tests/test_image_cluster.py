@@ -134,3 +134,46 @@ def test_pipelines_in_the_image_are_the_checked_in_ones(container):
         proc = run_in_image(container, ["cat", f"/opt/rerec/pipelines/{name}"])
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout == (ROOT / "pipelines" / name).read_text(), f"{name}: rebuild the image (make image-cpu)"
+
+
+RFT_FOLDER = "/mnt/checkpoints/run-1/rft/model"  # rerec.train.distributed.run_rft_step: volume/<run>/<arm>/model
+
+
+def _volume_root(tmp_path, *, fs_group: bool) -> str:
+    """A host folder standing for a fresh volume's root: root-owned 0755, or as the kubelet leaves it for a pod
+    with ``fsGroup: 10001`` (group 10001, group-writable, setgid)."""
+    root = tmp_path / ("prepared" if fs_group else "fresh")
+    root.mkdir()
+    os.chown(root, 0, 10001 if fs_group else 0)
+    os.chmod(root, 0o2775 if fs_group else 0o755)
+    return str(root)
+
+
+def _as_root_on_the_host():
+    if os.geteuid() != 0:
+        pytest.skip("needs root on the host to make root-owned folders (the CI image job runs as root)")
+
+
+def test_a_fresh_volume_root_refuses_the_steps_user(container, tmp_path):
+    _as_root_on_the_host()
+    root = _volume_root(tmp_path, fs_group=False)
+    probe = run_in_image(container, ["python3", "-m", "rerec.volumes", "probe", "/mnt/checkpoints"],
+                         mounts={root: "/mnt/checkpoints"})
+    assert probe.returncode == 2 and "not writable for uid 10001" in probe.stderr, probe.stderr
+    mkdir = run_in_image(container, ["python3", "-c", f"import pathlib; pathlib.Path('{RFT_FOLDER}').mkdir(parents=True)"],
+                         mounts={root: "/mnt/checkpoints"})
+    assert mkdir.returncode != 0 and "PermissionError" in mkdir.stderr, mkdir.stderr
+
+
+def test_a_volume_prepared_with_fs_group_takes_the_rft_folder(container, tmp_path):
+    _as_root_on_the_host()
+    root = _volume_root(tmp_path, fs_group=True)
+    probe = run_in_image(container, ["python3", "-m", "rerec.volumes", "probe", "/mnt/checkpoints"],
+                         mounts={root: "/mnt/checkpoints"})
+    assert probe.returncode == 0, probe.stderr
+    mkdir = run_in_image(container, ["python3", "-c", f"import pathlib; p = pathlib.Path('{RFT_FOLDER}'); "
+                                     "p.mkdir(parents=True); (p / 'checkpoint.pt').write_bytes(b'x')"],
+                         mounts={root: "/mnt/checkpoints"})
+    assert mkdir.returncode == 0, mkdir.stderr
+    written = Path(root) / "run-1" / "rft" / "model" / "checkpoint.pt"
+    assert written.stat().st_uid == 10001 and written.stat().st_gid == 10001

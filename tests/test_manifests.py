@@ -78,10 +78,10 @@ def test_secret_templates_validate_and_name_every_key_the_manifests_read(objs):
 
 
 def test_a_typo_is_caught_by_the_validation():
-    pvc = render(MANIFESTS / "base")
-    claim = next(d for d in pvc if d["kind"] == "PersistentVolumeClaim")
+    base = render(MANIFESTS / "base")
+    cron = next(d for d in base if d["kind"] == "CronJob")
     with pytest.raises(kubernetes_validate.ValidationError):
-        validate({**claim, "spec": {**claim["spec"], "acessModes": ["ReadWriteOnce"]}})
+        validate({**cron, "spec": {**cron["spec"], "schedul": "* * * * *"}})
     profile = render(MANIFESTS / "profile")[0]
     with pytest.raises(jsonschema.ValidationError):
         validate({**profile, "spec": {"owner": {"kind": "User"}}})  # no name
@@ -98,8 +98,19 @@ def test_the_trainjob_the_pipeline_creates_validates():
                         env={"KFP_RUN_ID": "3f2c9a8e-run"}, secret_env=(SecretEnv("rerec-s3", ("AWS_ACCESS_KEY_ID",)),),
                         node_selector={"nvidia.com/gpu.product": "H100"},
                         tolerations=({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},),
-                        owner={"apiVersion": "v1", "kind": "Pod", "name": "step-pod", "uid": "1234"})
+                        trainer_api="v2.2")
     validate(trainjob_manifest(spec))
+
+
+def test_the_checkpoint_volume_and_its_preparing_job_validate():
+    from rerec.volumes import VolumeSpec, prepare_job_manifest, pvc_manifest, volume_name
+
+    spec = VolumeSpec(name=volume_name("3f2c9a8e-run"), image="ghcr.io/rerec/rerec:0.1.0-cpu", kfp_run_id="3f2c9a8e-run",
+                      storage_class="standard", node_selector={"nvidia.com/gpu.product": "H100"},
+                      tolerations=({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},))
+    validate({**pvc_manifest(spec), "metadata": {**pvc_manifest(spec)["metadata"], "namespace": "rerec"}})
+    validate(prepare_job_manifest(spec))
+    validate(pvc_manifest(VolumeSpec(name="x", image="i")))  # no storage class: the cluster's default
 
 
 def _pod_specs(objs):
@@ -119,11 +130,14 @@ def test_profile_owns_the_namespace():
 
 
 def test_containers_non_root_read_only(objs):
+    needs_api = {"rerec-checkpoint-cleanup"}  # lists and deletes claims (its own ServiceAccount and Role)
     for name, spec in _pod_specs(objs):
         pod = spec["securityContext"]
         assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0, name
         assert pod["seccompProfile"]["type"] == "RuntimeDefault", name
-        assert spec.get("automountServiceAccountToken") is False, name
+        assert spec.get("automountServiceAccountToken") is (name in needs_api), name
+        if name in needs_api:
+            assert spec["serviceAccountName"] == name
         for c in spec["containers"]:
             sc = c["securityContext"]
             assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False, name
@@ -145,8 +159,16 @@ def test_rbac_lets_the_profile_runner_read_launcher_config_and_run_trainjobs(obj
     assert allowed[("", "configmaps")] == ({"get"}, {"kfp-launcher"})
     assert allowed[("", "secrets")] == ({"get"}, {"mlpipeline-minio-artifact", "rerec-s3"})
     assert allowed[("trainer.kubeflow.org", "trainjobs")][0] == {"create", "get", "list", "watch", "delete"}
-    assert allowed[("", "pods")] == ({"get"}, set())
-    assert set(allowed) == {("", "configmaps"), ("", "secrets"), ("trainer.kubeflow.org", "trainjobs"), ("", "pods")}
+    # the checkpoint-volume step (rerec.volumes): the run's claim and the Job that prepares it
+    assert allowed[("", "persistentvolumeclaims")] == ({"create", "get", "patch", "delete"}, set())
+    assert allowed[("batch", "jobs")] == ({"create", "delete"}, set())
+    assert allowed[("batch", "jobs/status")] == ({"get"}, set())
+    assert set(allowed) == {("", "configmaps"), ("", "secrets"), ("trainer.kubeflow.org", "trainjobs"),
+                            ("", "persistentvolumeclaims"), ("batch", "jobs"), ("batch", "jobs/status")}
+    cleanup = {(r["apiGroups"][0], r["resources"][0]): set(r["verbs"])
+               for r in objs[("Role", "rerec-checkpoint-cleanup")]["rules"]}
+    assert cleanup == {("", "persistentvolumeclaims"): {"list", "delete"},
+                       ("trainer.kubeflow.org", "trainjobs"): {"list", "delete"}}
     binding = objs[("RoleBinding", "rerec-pipeline-runner")]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "default-editor", "namespace": "rerec"}]
     job = objs[("Job", "rerec-schedule")]["spec"]["template"]["spec"]
@@ -182,14 +204,23 @@ def test_network_policies_fence_mlflow_and_its_database(objs):
     mlflow = objs[("NetworkPolicy", "mlflow")]["spec"]
     assert mlflow["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "mlflow"}
     assert mlflow["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 5000}]
+    sources = mlflow["ingress"][0]["from"]
+    # the Istio ingress gateway that docs/cluster.md routes people through (Kubeflow's istio-system install)
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "istio-system"}},
+            "podSelector": {"matchLabels": {"istio": "ingressgateway"}}} in sources
     db = objs[("NetworkPolicy", "mlflow-db")]["spec"]
     assert db["ingress"] == [{"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "mlflow"}}}],
                               "ports": [{"protocol": "TCP", "port": 5432}]}]
 
 
 def test_checkpoint_volume_parameters_and_cleanup(objs, tmp_path):
-    pvc = objs[("PersistentVolumeClaim", "rerec-rft-checkpoints")]["spec"]
-    assert pvc["storageClassName"] == "standard" and pvc["accessModes"] == ["ReadWriteOnce"]
+    from rerec.volumes import SETTINGS_ENV, VolumeSpec
+
+    assert not any(kind == "PersistentVolumeClaim" for kind, _ in objs)  # one per run, made by the pipeline
+    settings = objs[("ConfigMap", "rerec-checkpoints")]["data"]
+    assert set(settings) == set(SETTINGS_ENV.values())
+    spec = VolumeSpec.from_env(settings, name="x", image="i")
+    assert (spec.storage_class, spec.access_mode, spec.size) == ("standard", "ReadWriteOnce", "200Gi")
     assert not any(kind == "ConfigMap" and name == "rerec-params" for kind, name in objs)  # local config only
     # another cluster: other parameters, same overlay
     shutil.copytree(MANIFESTS, tmp_path / "manifests")
@@ -200,17 +231,19 @@ def test_checkpoint_volume_parameters_and_cleanup(objs, tmp_path):
                                         .replace("CHECKPOINT_SIZE=200Gi", "CHECKPOINT_SIZE=1Ti")
                                         .replace("MLFLOW_ALLOWED_HOSTS=", "MLFLOW_ALLOWED_HOSTS=mlflow.example.com,"))
     other = {(d["kind"], d["metadata"]["name"]): d for d in render(overlay)}
-    spec = other[("PersistentVolumeClaim", "rerec-rft-checkpoints")]["spec"]
-    assert (spec["storageClassName"], spec["accessModes"], spec["resources"]["requests"]["storage"]) == (
-        "nfs-rwx", ["ReadWriteMany"], "1Ti")
+    spec = VolumeSpec.from_env(other[("ConfigMap", "rerec-checkpoints")]["data"], name="x", image="i")
+    assert (spec.storage_class, spec.access_mode, spec.size) == ("nfs-rwx", "ReadWriteMany", "1Ti")
     env = {e["name"]: e for e in other[("Deployment", "mlflow")]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MLFLOW_ALLOWED_HOSTS"]["value"].startswith("mlflow.example.com,")
     cron = objs[("CronJob", "rerec-checkpoint-cleanup")]["spec"]
     container = cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["rerec", "prune-checkpoints"] and "--root=/mnt/checkpoints" in container["args"]
-    claims = [v["persistentVolumeClaim"]["claimName"] for v in cron["jobTemplate"]["spec"]["template"]["spec"]["volumes"]
-              if "persistentVolumeClaim" in v]
-    assert claims == ["rerec-rft-checkpoints"]
+    assert container["command"] == ["python3", "-m", "rerec.volumes", "prune"]
+    assert container["args"] == ["--older-than-days=7"]
+    from rerec.volumes import main
+
+    with pytest.raises(SystemExit) as exit_:  # the arguments parse (the API calls need a cluster)
+        main(["prune", *container["args"], "--help"])
+    assert exit_.value.code == 0
 
 
 def test_recurring_run_job_calls_rerec_schedule(objs):

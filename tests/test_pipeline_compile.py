@@ -85,7 +85,9 @@ def test_train_dag_and_the_optional_plain_grpo_arm():
     spec, _ = _load("train.yaml")
     tasks = _tasks(spec)
     assert set(tasks) == {"start-run", "finish-run", "prepare-data", "build-graphs", "train-reward-gnn", "sft-warmup",
-                          "rft", "resolve-champion", "rft-plain-grpo", "evaluate-test", "evaluate-val", "register"}
+                          "rft", "resolve-champion", "rft-plain-grpo", "evaluate-test", "evaluate-val", "register",
+                          "size-gpu-steps", "checkpoint-volume", "release-checkpoint-volume",
+                          "checkpoint-volume-plain-grpo", "release-checkpoint-volume-plain-grpo"}
     assert len(tasks["evaluate-val"]) == len(tasks["register"]) == 2  # one per branch; one branch runs
     (arm,) = tasks["rft-plain-grpo"]
     assert _producer(arm["inputs"]["artifacts"]["base_model"]) == "sft-warmup-model"
@@ -152,10 +154,66 @@ def test_cluster_settings_of_every_step(name):
             assert ("retryPolicy" in task) == resumes, display
             if resumes:
                 assert task["retryPolicy"]["maxRetryCount"] == 2
-                assert k8s["pvcMount"][0]["mountPath"] == "/mnt/checkpoints"
-                assert k8s["pvcMount"][0]["pvcNameParameter"]["runtimeValue"]["constant"] == "rerec-rft-checkpoints"
-            caching_off = display in ("start-run", "prepare-data", "resolve-champion", "register")
+                # the run's own volume for this arm (issue 27: no claim shared between runs)
+                (mount,) = k8s["pvcMount"]
+                assert mount["mountPath"] == "/mnt/checkpoints"
+                assert mount["pvcNameParameter"]["taskOutputParameter"] == {
+                    "producerTask": _task_ids(spec)["checkpoint-volume" + display[3:]], "outputParameterKey": "Output"}
+            caching_off = display in ("start-run", "prepare-data", "resolve-champion", "register") or (
+                "checkpoint-volume" in display)
             assert task["cachingOptions"].get("enableCache", False) is not caching_off, display
+
+
+def _task_ids(spec) -> dict[str, str]:
+    """display name -> the task's id in its DAG (what producerTask names)."""
+    return {t["taskInfo"]["name"]: tid for c in [spec["root"], *spec["components"].values()]
+            for tid, t in c.get("dag", {}).get("tasks", {}).items()}
+
+
+@pytest.mark.parametrize("name", ["train.yaml", "retrain.yaml", "train_multinode.yaml"])
+def test_each_rft_arm_gets_a_prepared_volume_of_its_own_released_after_it(name):
+    spec, platform = _load(name)
+    tasks, ids = _tasks(spec), _task_ids(spec)
+    for arm in [d for d in tasks if d in ("rft", "rft-plain-grpo")]:
+        suffix = arm[3:]
+        (volume,) = tasks["checkpoint-volume" + suffix]
+        (release,) = tasks["release-checkpoint-volume" + suffix]
+        params = volume["inputs"]["parameters"]
+        assert params["arm"]["runtimeValue"]["constant"] == ("rft" if arm == "rft" else "plain_grpo")
+        assert params["node_selector"]["componentInputParameter"].endswith("gpu_node_selector")  # the GPU nodes' zone
+        assert params["image"]["runtimeValue"]["constant"] == "ghcr.io/rerec/rerec:0.1.0-cpu"
+        label, _ = _executor(spec, volume)
+        settings = platform[label]["configMapAsEnv"][0]
+        assert settings["configMapName"] == "rerec-checkpoints" and settings["optional"] is True
+        assert {k["configMapKey"] for k in settings["keyToEnv"]} == {
+            "CHECKPOINT_STORAGE_CLASS", "CHECKPOINT_ACCESS_MODE", "CHECKPOINT_SIZE"}
+        assert release["inputs"]["parameters"]["pvc"]["taskOutputParameter"]["producerTask"] == ids[
+            "checkpoint-volume" + suffix]
+        assert ids[arm] in release["dependentTasks"]  # deleted only after the arm succeeded
+
+
+def test_gpu_steps_are_sized_by_the_runs_preset():
+    from pipelines.options import GPU_POD_BY_PRESET, Resources
+    from rerec.run_presets import PRESETS
+
+    spec, _ = _load("train.yaml")
+    tasks = _tasks(spec)
+    (sizes,) = tasks["size-gpu-steps"]
+    assert sizes["inputs"]["parameters"]["preset"]["componentInputParameter"].endswith("preset")
+    table = sizes["inputs"]["parameters"]["table"]["runtimeValue"]["constant"]
+    assert set(table) == set(PRESETS) and set(GPU_POD_BY_PRESET) == set(PRESETS)
+    for display in GPU_STEPS - {"rft-plain-grpo"}:
+        for task in tasks[display]:
+            res = _executor(spec, task)[1]["container"]["resources"]
+            assert res["resourceCpuRequest"] == "{{$.inputs.parameters['pipelinechannel--size-gpu-steps-cpu']}}"
+            assert res["resourceMemoryLimit"] == (
+                "{{$.inputs.parameters['pipelinechannel--size-gpu-steps-memory_limit']}}"), display
+    # requests fit common one-GPU nodes: 8 vCPU / 32 GiB for SmolLM2, 16 vCPU / 64 GiB for the paper's 3B model
+    def fits(r: Resources, cpu: float, gib: float) -> bool:
+        return float(r.cpu) <= cpu - 0.5 and float(r.memory.removesuffix("Gi")) <= gib - 4
+
+    assert fits(GPU_POD_BY_PRESET["smollm2"], 8, 32) and fits(GPU_POD_BY_PRESET["default"], 8, 32)
+    assert fits(GPU_POD_BY_PRESET["paper"], 16, 64)
 
 
 def test_multinode_runs_rft_as_a_trainjob_with_the_gpu_image():
@@ -169,6 +227,12 @@ def test_multinode_runs_rft_as_a_trainjob_with_the_gpu_image():
     assert params["node_selector"]["componentInputParameter"] == "pipelinechannel--gpu_node_selector"
     (arm,) = tasks["rft-plain-grpo"]
     assert arm["componentRef"]["name"].startswith("comp-rft-trainjob") and "same_budget_as" in arm["inputs"]["artifacts"]
+    # the Trainer that Kubeflow 1.11 and 26.03 ship; the waiting step outlives the job's own deadline
+    assert params["trainer_api"]["runtimeValue"]["constant"] == "v2.1"
+    job_timeout = params["timeout_s"]["runtimeValue"]["constant"]
+    label, _ = _executor(spec, rft)
+    assert int(platform[label]["activeDeadlineSeconds"]) >= job_timeout + 3600
+    assert params["pvc"]["taskOutputParameter"]["producerTask"] == _task_ids(spec)["checkpoint-volume"]
 
 
 def test_retrain_starts_from_the_champion_and_compares_with_it():

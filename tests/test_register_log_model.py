@@ -35,7 +35,8 @@ def test_log_model_keeps_the_example_without_loading_the_model(tiny_hf_model, sm
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     try:
-        with mlflow.start_run():
+        experiment = mlflow.create_experiment("register", artifact_location=str(tmp_path / "artifacts"))
+        with mlflow.start_run(experiment_id=experiment):
             info = _log_model(tiny_hf_model, "m", small_data)
         local = mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path / "dl"))
     finally:

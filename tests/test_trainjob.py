@@ -1,6 +1,12 @@
-"""The multi-node RFT TrainJob: the object (command, volume, secrets, deadline) and how the step follows it,
-against an in-memory stand-in for the Kubernetes custom-objects API (no cluster here)."""
+"""The multi-node RFT TrainJob: the object (command, volume, shared memory, no sidecar, secrets, deadline) for
+the Trainer API that Kubeflow 1.11 and 26.03 ship (2.1, checked against that release's CRD schema) and for
+Trainer 2.2+, and how the step follows it, against an in-memory stand-in for the Kubernetes custom-objects
+API (no cluster here)."""
 
+import json
+from pathlib import Path
+
+import jsonschema
 import pytest
 from kubernetes.client.exceptions import ApiException
 
@@ -16,8 +22,62 @@ def spec(**kw):
     return TrainJobSpec(**{**base, **kw})
 
 
+SCHEMA_V21 = Path(__file__).resolve().parent / "schemas" / "trainer" / "trainjob.trainer.kubeflow.org.v2.1.0.json"
+
+
+def strict(schema):
+    """A CRD's structural schema with unknown fields refused (kubectl's strict field validation)."""
+    if isinstance(schema, dict):
+        out = {k: strict(v) for k, v in schema.items()}
+        if "properties" in out and "additionalProperties" not in out and not out.get(
+                "x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+        return out
+    return [strict(v) for v in schema] if isinstance(schema, list) else schema
+
+
+def validate_v21(body):
+    jsonschema.Draft202012Validator(strict(json.loads(SCHEMA_V21.read_text()))).validate(body)
+
+
+def _pod_v21(body):
+    (override,) = body["spec"]["podTemplateOverrides"]
+    assert override["targetJobs"] == [{"name": "node"}]
+    return override["metadata"], override["spec"]
+
+
+def _pod_v22(body):
+    job = body["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
+    template = job["template"]["spec"]["template"]
+    return template["metadata"], template["spec"]
+
+
+def test_trainer_21_manifest_validates_against_its_crd():
+    body = trainjob_manifest(spec(node_selector={"gpu": "h100"},
+                                  tolerations=({"key": "nvidia.com/gpu", "operator": "Exists"},)))
+    validate_v21(body)
+    assert "activeDeadlineSeconds" not in body["spec"] and "runtimePatches" not in body["spec"]  # not in 2.1
+    with pytest.raises(jsonschema.ValidationError):  # what the 2.2+ shape would meet on a 2.1 cluster
+        validate_v21(trainjob_manifest(spec(trainer_api="v2.2")))
+    with pytest.raises(RerecError, match="Unknown Trainer API"):
+        trainjob_manifest(spec(trainer_api="v3"))
+
+
+@pytest.mark.parametrize(("api", "pod_of"), [("v2.1", _pod_v21), ("v2.2", _pod_v22)])
+def test_pods_get_the_volume_shared_memory_and_no_sidecar(api, pod_of):
+    body = trainjob_manifest(spec(trainer_api=api))
+    meta, pod = pod_of(body)
+    assert meta == {"annotations": {"sidecar.istio.io/inject": "false"}}
+    assert pod["volumes"] == [{"name": "checkpoints", "persistentVolumeClaim": {"claimName": "rerec-rft-checkpoints"}},
+                              {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}]
+    assert pod["containers"] == [{"name": "node", "volumeMounts": [{"name": "checkpoints", "mountPath": "/mnt/c"},
+                                                                   {"name": "dshm", "mountPath": "/dev/shm"}]}]
+    assert "ownerReferences" not in body["metadata"]  # a killed or retried step must not take the job with it
+    assert (body["spec"].get("activeDeadlineSeconds") == 600) == (api == "v2.2")
+
+
 def test_manifest_runs_torchrun_on_every_node_with_the_volume_and_secrets():
-    body = trainjob_manifest(spec())
+    body = trainjob_manifest(spec(trainer_api="v2.2"))
     trainer = body["spec"]["trainer"]
     assert trainer["command"][:3] == ["torchrun", "--nproc-per-node=4", "-m"]
     assert trainer["command"][3:] == ["rerec.train.distributed", "--data", "/mnt/c/d", "--resume"]
@@ -28,10 +88,7 @@ def test_manifest_runs_torchrun_on_every_node_with_the_volume_and_secrets():
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "rerec-s3", "key": "AWS_ACCESS_KEY_ID"}
     assert env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["optional"] is True
     assert body["spec"]["activeDeadlineSeconds"] == 600 and body["spec"]["runtimeRef"] == {"name": "torch-distributed"}
-    pod = body["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
-    pod = pod["template"]["spec"]["template"]["spec"]
-    assert pod["volumes"] == [{"name": "checkpoints", "persistentVolumeClaim": {"claimName": "rerec-rft-checkpoints"}}]
-    assert pod["containers"] == [{"name": "node", "volumeMounts": [{"name": "checkpoints", "mountPath": "/mnt/c"}]}]
+    _, pod = _pod_v22(body)
     assert "nodeSelector" not in pod and "tolerations" not in pod
     with pytest.raises(RerecError, match="at least one node"):
         trainjob_manifest(spec(num_nodes=0))
@@ -73,11 +130,11 @@ def run(api, **kw):
                         clock=lambda: next(clock), sleep=lambda s: None, log=lambda m: None)
 
 
-def test_created_then_followed_to_completion():
+def test_created_then_followed_to_completion_then_deleted():
     api = FakeTrainJobs(script=[RUNNING, RUNNING, COMPLETE])
     job = run(api)
     assert job["status"]["conditions"] == COMPLETE
-    assert [c[0] for c in api.calls] == ["get", "create", "get", "get", "get"]
+    assert [c[0] for c in api.calls] == ["get", "create", "get", "get", "get", "delete"] and not api.jobs
 
 
 def test_failure_is_one_clear_error_and_the_job_stays_for_its_logs():

@@ -1,4 +1,4 @@
-"""RFT on several nodes as a Kubeflow Trainer ``TrainJob`` (``trainer.kubeflow.org/v1alpha1``, Trainer 2.3).
+"""RFT on several nodes as a Kubeflow Trainer ``TrainJob`` (``trainer.kubeflow.org/v1alpha1``).
 
 :func:`trainjob_manifest` builds the object (a pure function, validated against a schema in the tests);
 :func:`run_trainjob` creates it through the Kubernetes API, follows it and deletes it when it runs past
@@ -7,11 +7,22 @@ its deadline. The job uses the ``torch-distributed`` ClusterTrainingRuntime that
 count, node rank and master address as ``PET_*`` variables), and every process runs
 :mod:`rerec.train.distributed`: all ranks train, rank 0 alone writes the model folder and the MLflow run.
 
-The pods mount the shared checkpoint volume (``runtimePatches``; it must be ReadWriteMany when the nodes
-differ) where the pipeline staged the inputs and where checkpoints and the output go, and they get the
-S3 and MLflow credentials from the same Secrets as the pipeline steps. A job created again for the same
-pipeline run (a retried step) keeps its name, so a failed one is replaced and resumes from the
-volume's checkpoints, and a running one is followed rather than duplicated.
+The pods mount the run's checkpoint volume (it must be ReadWriteMany when the nodes differ) where the
+pipeline staged the inputs and where checkpoints and the output go, a memory-backed ``/dev/shm`` (NCCL's
+shared memory between the ranks of a node; a container runtime's default is 64 MB), run without an Istio
+sidecar (a profile namespace injects one, and a sidecar keeps a finished pod running and sits between the
+ranks), and get the S3 and MLflow credentials from the same Secrets as the pipeline steps.
+
+Two shapes of the same request, by Trainer API (:data:`TRAINER_APIS`): ``v2.1`` (Kubeflow Trainer 2.1, what
+the Kubeflow platform releases 1.11 and 26.03 ship) takes pod changes as ``podTemplateOverrides`` and has no
+deadline of its own; ``v2.2`` (Trainer 2.2 and newer) takes them as ``runtimePatches`` and gets
+``activeDeadlineSeconds``. Either way :func:`run_trainjob` deletes a job that runs past its deadline.
+
+A job created again for the same pipeline run (a retried step) keeps its name, so a failed one is replaced
+and resumes from the volume's checkpoints, and a running one is followed rather than duplicated. The job
+has no owner: a step's pod that is killed or retried must not take a running job with it; the step
+deletes the job when it is done, and the nightly prune (:func:`rerec.volumes.prune`) deletes what a
+failed run left.
 """
 
 from __future__ import annotations
@@ -30,6 +41,10 @@ RUNTIME = "torch-distributed"
 NODE = "node"
 MANAGER = "rerec.io/pipeline"
 VOLUME = "checkpoints"
+SHM = "dshm"
+#: the TrainJob API shapes this module writes (see the module docstring)
+TRAINER_APIS = ("v2.1", "v2.2")
+POD_ANNOTATIONS = {"sidecar.istio.io/inject": "false"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,8 @@ class TrainJobSpec:
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: tuple[dict, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
-    owner: dict | None = None  # an ownerReference (the pipeline step's pod): the job goes when it goes
+    shm_size: str = "16Gi"  # the memory-backed /dev/shm of each node (counts against its memory)
+    trainer_api: str = "v2.1"
     runtime: str = RUNTIME
 
 
@@ -75,29 +91,30 @@ def trainjob_manifest(spec: TrainJobSpec) -> dict[str, Any]:
     if spec.num_nodes < 1 or spec.gpus_per_node < 1:
         raise RerecError(f"A TrainJob needs at least one node and one GPU per node, got {spec.num_nodes} node(s) x "
                          f"{spec.gpus_per_node} GPU(s). Fix: set rft_nodes and gpus_per_node.")
+    if spec.trainer_api not in TRAINER_APIS:
+        raise RerecError(f"Unknown Trainer API '{spec.trainer_api}'. Fix: one of {', '.join(TRAINER_APIS)}.")
     env: list[dict] = [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
     for source in spec.secret_env:
         for key in source.keys:
             ref = {"name": source.secret, "key": key, **({"optional": True} if source.optional else {})}
             env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
     pod_patch: dict[str, Any] = {
-        "volumes": [{"name": VOLUME, "persistentVolumeClaim": {"claimName": spec.pvc}}],
-        "containers": [{"name": NODE, "volumeMounts": [{"name": VOLUME, "mountPath": spec.mount_path}]}],
+        "volumes": [{"name": VOLUME, "persistentVolumeClaim": {"claimName": spec.pvc}},
+                    {"name": SHM, "emptyDir": {"medium": "Memory", "sizeLimit": spec.shm_size}}],
+        "containers": [{"name": NODE, "volumeMounts": [{"name": VOLUME, "mountPath": spec.mount_path},
+                                                       {"name": SHM, "mountPath": "/dev/shm"}]}],
     }
     if spec.node_selector:
         pod_patch["nodeSelector"] = dict(spec.node_selector)
     if spec.tolerations:
         pod_patch["tolerations"] = [dict(t) for t in spec.tolerations]
     metadata: dict[str, Any] = {"name": spec.name, "labels": {"app.kubernetes.io/part-of": "rerec", **spec.labels}}
-    if spec.owner:
-        metadata["ownerReferences"] = [spec.owner]
-    return {
+    body: dict[str, Any] = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "TrainJob",
         "metadata": metadata,
         "spec": {
             "runtimeRef": {"name": spec.runtime},
-            "activeDeadlineSeconds": int(spec.timeout_s),
             "trainer": {
                 "image": spec.image,
                 # torchrun takes --nnodes, --node-rank and the master address from the runtime's PET_* variables
@@ -110,14 +127,21 @@ def trainjob_manifest(spec: TrainJobSpec) -> dict[str, Any]:
                 },
                 "env": env,
             },
-            "runtimePatches": [{
-                "manager": MANAGER,
-                "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [{
-                    "name": NODE, "template": {"spec": {"template": {"spec": pod_patch}}},
-                }]}}},
-            }],
         },
     }
+    if spec.trainer_api == "v2.1":
+        body["spec"]["podTemplateOverrides"] = [{
+            "targetJobs": [{"name": NODE}], "metadata": {"annotations": dict(POD_ANNOTATIONS)}, "spec": pod_patch}]
+    else:
+        body["spec"]["activeDeadlineSeconds"] = int(spec.timeout_s)
+        body["spec"]["runtimePatches"] = [{
+            "manager": MANAGER,
+            "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [{
+                "name": NODE, "template": {"spec": {"template": {
+                    "metadata": {"annotations": dict(POD_ANNOTATIONS)}, "spec": pod_patch}}},
+            }]}}},
+        }]
+    return body
 
 
 def conditions(job: dict) -> dict[str, str]:
@@ -128,8 +152,9 @@ def run_trainjob(api: Any, namespace: str, body: dict, *, timeout_s: float, poll
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  log: Callable[[str], None] = print) -> dict:
     """Create ``body`` (or follow the job of that name when it is already running), wait until it is
-    Complete and return it. A Failed job, or one still running ``timeout_s`` after this call began, raises
-    :class:`RerecError`; the timed-out job is deleted first, with its pods, so no GPUs stay held.
+    Complete, delete it and return it. A Failed job (kept for its logs), or one still running ``timeout_s``
+    after this call began, raises :class:`RerecError`; the timed-out job is deleted first, with its pods, so
+    no GPUs stay held.
 
     ``api`` is a ``kubernetes.client.CustomObjectsApi`` (or anything with its four methods)."""
     from kubernetes.client.exceptions import ApiException
@@ -156,6 +181,8 @@ def run_trainjob(api: Any, namespace: str, body: dict, *, timeout_s: float, poll
         job = api.get_namespaced_custom_object(*args, name)
         state = conditions(job)
         if state.get("Complete") == "True":
+            _delete(api, args, name)  # its output is on the volume; a finished job holds nothing else
+            log(f"TrainJob {name} complete (deleted)")
             return job
         if state.get("Failed") == "True":
             reasons = [f"{c.get('reason')}: {c.get('message')}" for c in job["status"]["conditions"]
