@@ -325,7 +325,7 @@ def test_workflow_builds_pushes_records_and_compiles():
     wf = _workflow()
     assert {"push", "pull_request"} <= set(wf["on"])
     jobs = wf["jobs"]
-    assert set(jobs) == {"build", "compile"}
+    assert set(jobs) == {"build", "compile", "mlflow-server"}
     assert jobs["build"]["strategy"]["matrix"]["flavor"] == ["cpu", "cuda"]
     assert jobs["build"]["permissions"]["packages"] == "write" and wf["permissions"] == {"contents": "read"}
     steps = jobs["build"]["steps"]
@@ -345,6 +345,27 @@ def test_workflow_builds_pushes_records_and_compiles():
         assert command in compile_run, command
     upload = [s for s in jobs["compile"]["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
     assert upload and "build/pipelines/*.yaml" in upload[0]["with"]["path"]
+
+
+def test_workflow_builds_the_mlflow_server_image_the_manifests_run():
+    """The rerec-mlflow image of manifests/base/mlflow.yaml is built and pushed by CI too (issue 27)."""
+    import tomllib
+
+    job = _workflow()["jobs"]["mlflow-server"]
+    steps = job["steps"]
+    push = next(s for s in steps if s.get("uses", "").startswith("docker/build-push-action@"))
+    assert push["with"]["file"] == "images/mlflow-server/Dockerfile"
+    assert push["with"]["context"] == "images/mlflow-server"
+    assert "BASE_IMAGE=${{ steps.base.outputs.image }}" in push["with"]["build-args"]
+    assert push["with"]["push"] == "${{ github.event_name != 'pull_request' }}"
+    version = next(s for s in steps if s.get("id") == "version")["run"]
+    assert "ghcr.io/rerec/rerec-mlflow:${version}" in version
+    deployment = next(d for d in yaml.safe_load_all((ROOT / "manifests/base/mlflow.yaml").read_text())
+                      if d["kind"] == "Deployment")
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert image == f"ghcr.io/rerec/rerec-mlflow:{project}"
+    assert job["permissions"]["packages"] == "write"
 
 
 def test_workflow_actions_are_pinned_by_commit():
