@@ -427,3 +427,24 @@ def test_query_generation_keeps_no_vector_over_all_items_per_user(catalog):
         for value in vars(user).values():
             assert not (isinstance(value, np.ndarray) and value.size == index.n and index.n > len(user.items))
         assert user.mask.sum() == len(user.items) and all(user.shown[p] for p in user.liked[user.liked_split == "train"])
+
+
+def test_one_film_under_two_ids_is_never_its_own_answer_or_the_positives_twin():
+    """ML-100k lists some films twice (Chasing Amy as 246 and 268). With the aligned graph both ids
+    share every fact, so "a movie by the writer of Chasing Amy" could be answered by Chasing Amy, and the
+    positive's twin could sit among the negatives: neither may happen."""
+    from rerec.data.load import load_catalog
+
+    catalog = load_catalog(None)
+    items = catalog.items
+    film = (items["title"].str.lower() + "|" + items["year"].astype("string").fillna("")).to_numpy()
+    film_of = dict(zip(items["item_id"], film, strict=True))
+    assert len(film_of) - len(set(film)) >= 15  # the catalog does hold such twins
+    config = QueryConfig(n_explicit=100, n_implicit=300, n_misinformed=100, n_interest=100, n_candidates=20, seed=3)
+    queries = generate_queries(catalog, config, progress=False)
+    for q in queries.itertuples():
+        positive = film_of[q.positives[0]]
+        named = {film_of[h] for h in q.history}
+        assert positive not in named, q.query_id
+        negatives = [film_of[c] for c in q.candidates if c not in q.positives]
+        assert positive not in negatives and not named & set(negatives), q.query_id

@@ -321,6 +321,9 @@ class _Index:
         self.item_ids = items["item_id"].astype(str).to_numpy()
         self.titles = items["title"].astype(str).to_numpy()
         self.n = len(self.item_ids)
+        # one code per film: a catalog may list one film under two ids (ML-100k lists 18 such pairs)
+        years = items["year"].astype("string").fillna("") if "year" in items else pd.Series([""] * self.n)
+        self.film = pd.factorize(pd.Series(self.titles).str.lower().str.strip() + "\x00" + years.to_numpy())[0]
         self.position = pd.Index(self.item_ids)
         attrs = catalog.item_attributes
         pos = self.position.get_indexer(attrs["item_id"].astype(str))
@@ -445,7 +448,13 @@ class _Generator:
         met = np.sum(satisfied, axis=0)
         if met[positive] != k:  # pragma: no cover - a generator bug, not a user error
             raise AssertionError("positive does not meet its own conditions")
+        film = self.ix.film
+        shown_films = film[history] if len(history) else np.zeros(0, dtype=film.dtype)
+        if film[positive] in set(shown_films.tolist()):  # "by the writer of Chasing Amy": Chasing Amy again
+            return None
         negative = (met < k) & ~user.mask  # never an item the user interacted with (liked or not)
+        # nor the positive's film, nor a film of the history, under another id
+        negative &= (film != film[positive]) & ~np.isin(film, shown_films)
         negative[positive] = False
         # hard: meets some conditions but not all; with one condition, a near miss
         hard = negative & (near_miss if k == 1 else met > 0)
