@@ -12,6 +12,7 @@ from rerec.train.raae import (
     SEGMENT_MODES,
     AdvantageConfig,
     ItemName,
+    LongerTitles,
     Segment,
     anchor_uniform_groups,
     get_advantage_estimator,
@@ -70,6 +71,32 @@ def test_mentions_titles_and_numbers():
     assert mentions_item("pick [7]", 7)
     assert not mentions_item("17. Fargo and 1997", 7)
     assert not mentions_item("7.5 stars", 7)
+
+
+def test_mentions_use_the_matchers_normalisation():
+    """The three misses of the issue: an alternative title, an accent, a title inside a longer one."""
+    seven = "Seven (Se7en) (1995)"
+    assert mentions_item("Se7en is too grim for this request.", seven)
+    assert mentions_item("seven (se7en) is a thriller", ItemName(title=seven, number=2))
+    amelie = "Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)"
+    for text in ("Amelie is a comedy", "AMÉLIE is a comedy", "Ame\u0301lie is a comedy",
+                 "Le fabuleux destin d'Amélie Poulain fits", "Ame\u200blie is a comedy"):
+        assert mentions_item(text, amelie), text
+    assert not mentions_item("Amelia is a drama", amelie)
+
+
+def test_a_title_inside_a_longer_title_is_not_named():
+    catalog = LongerTitles(["Batman (1989)", "Batman Returns (1992)", "Batman & Robin (1997)", "Heat (1995)",
+                            "Heat and Dust (1983)", "Fargo (1996)"])
+    assert catalog.containing("Batman (1989)") == ("Batman & Robin (1997)", "Batman Returns (1992)")
+    assert catalog.containing("Fargo (1996)") == ()
+    batman = ItemName(title="Batman (1989)", number=1, longer=catalog.containing("Batman (1989)"))
+    assert not mentions_item("Batman Returns (1992) - action: 1990s yes - fits.", batman)
+    assert not mentions_item("batman and robin is campy", batman)
+    assert mentions_item("Batman - action: 1990s no - no.", batman)
+    assert mentions_item("Batman Returns is the sequel to Batman.", batman)  # both named
+    heat = ItemName(title="Heat (1995)", longer=catalog.containing("Heat (1995)"))
+    assert not mentions_item("Heat and Dust is a drama", heat) and mentions_item("Heat is a crime film", heat)
 
 
 @pytest.mark.parametrize("text", ["1. The request asks for a comedy.", "Step 1: check the genre.", "1) first",
@@ -194,7 +221,7 @@ def trl_advantages(rewards: torch.Tensor, num_generations: int) -> torch.Tensor:
 def test_issue_example_paper_normalisation_is_scale_free_and_raae_is_not():
     """One group of two completions sharing reward 1.0; the middle token of the first is penalised (w=0.3).
     Token-level normalisation (then the uniform-group anchor) gives -2.68 whatever w is; ours gives
-    -w*|r| / sigma_floor, since the group's reward std is 0 (below the floor)."""
+    -w / sigma_floor, since the group's reward std is 0 (below the floor)."""
     rewards = torch.tensor([1.0, 1.0])
     penalised = torch.tensor([[0, 1, 0], [0, 0, 0]])
     mask = torch.ones(2, 3)
@@ -214,17 +241,41 @@ def test_issue_example_paper_normalisation_is_scale_free_and_raae_is_not():
 
 def test_raae_hand_computed_mixed_group():
     """G=3, rewards 2, 0.5, -0.5; completion 1 (r=0.5) and completion 2 (r=-0.5) each have one penalised
-    token, w=0.3. mean 2/3; unbiased variance ((4/3)^2 + (1/6)^2 + (7/6)^2) / 2 = 114/72."""
+    token, w=0.3. mean 2/3; unbiased variance ((4/3)^2 + (1/6)^2 + (7/6)^2) / 2 = 114/72. ``raae`` lowers
+    each penalised token by 0.3 / std; ``raae_scaled`` by 0.3 * |r| / std = 0.15 / std."""
     rewards = torch.tensor([2.0, 0.5, -0.5])
     penalised = torch.tensor([[0, 0], [1, 0], [0, 1]])
     mask = torch.tensor([[1, 0], [1, 1], [1, 1]])
     std = math.sqrt(114 / 72)
     z = [(r - 2 / 3) / (std + 1e-4) for r in (2.0, 0.5, -0.5)]
-    expected = torch.tensor([[z[0], 0.0], [z[1] - 0.3 * 0.5 / std, z[1]], [z[2], z[2] - 0.3 * 0.5 / std]])
-    torch.testing.assert_close(call("raae", rewards, penalised, mask, 3, sigma_floor=0.26), expected)
-    # a floor above the group's std takes its place
-    floored = call("raae", rewards, penalised, mask, 3, sigma_floor=2.0)
-    assert floored[1, 0].item() == pytest.approx(z[1] - 0.15 / 2.0, rel=1e-5)
+    for estimator, pen in (("raae", 0.3), ("raae_scaled", 0.3 * 0.5)):
+        expected = torch.tensor([[z[0], 0.0], [z[1] - pen / std, z[1]], [z[2], z[2] - pen / std]])
+        torch.testing.assert_close(call(estimator, rewards, penalised, mask, 3, sigma_floor=0.26), expected)
+        # a floor above the group's std takes its place
+        floored = call(estimator, rewards, penalised, mask, 3, sigma_floor=2.0)
+        assert floored[1, 0].item() == pytest.approx(z[1] - pen / 2.0, rel=1e-5)
+
+
+def test_raae_penalty_does_not_depend_on_the_rewards_offset():
+    """GRPO is unchanged when a constant is added to every reward; so is raae's penalty. With w * |r| the same
+    wrong step cost 11 times more at r = 1.1 than at r = 0.1 (raae_scaled, kept for earlier results)."""
+    penalised = torch.tensor([[1, 0], [0, 0], [1, 0], [0, 0]])
+    mask = torch.ones(4, 2)
+    low = torch.tensor([0.1, 2.1, 0.1, -0.5])
+    high = low + 1.0  # 1.1, 3.1, 1.1, 0.5
+    a, b = call("raae", low, penalised, mask, 4, sigma_floor=0.26), call("raae", high, penalised, mask, 4,
+                                                                          sigma_floor=0.26)
+    torch.testing.assert_close(a, b)
+    grpo = call("grpo", low, penalised, mask, 4)
+    # uniform group at r = 0.1 and at r = 1.1: the same push down, -w / floor
+    for r in (0.1, 1.1):
+        u = call("raae", torch.full((2,), r), penalised[:2], mask[:2], 2, sigma_floor=0.26)
+        assert u[0, 0].item() == pytest.approx(-0.3 / 0.26) and u[0, 1].item() == 0.0
+    scaled = [call("raae_scaled", torch.full((2,), r), penalised[:2], mask[:2], 2, sigma_floor=0.26)[0, 0].item()
+              for r in (0.1, 1.1)]
+    assert scaled[1] / scaled[0] == pytest.approx(11.0)
+    assert not torch.allclose(call("raae_scaled", low, penalised, mask, 4, sigma_floor=0.26) - grpo,
+                              call("raae_scaled", high, penalised, mask, 4, sigma_floor=0.26) - grpo)
 
 
 def test_paper_token_normalisation_by_hand():
@@ -288,7 +339,7 @@ def test_estimators_refuse_bad_groups_and_names():
         call("raae", torch.zeros(2), torch.zeros(2, 2), torch.ones(2, 2), 2, sigma_floor=0.0)
     with pytest.raises(ValueError, match="unknown advantage estimator 'gpro'"):
         get_advantage_estimator("gpro")
-    assert set(ADVANTAGE_ESTIMATORS) == {"grpo", "raae", "raae_paper", "raae_anchored"}
+    assert set(ADVANTAGE_ESTIMATORS) == {"grpo", "raae", "raae_scaled", "raae_paper", "raae_anchored"}
     assert not get_advantage_estimator("grpo").uses_penalty and get_advantage_estimator("raae").uses_penalty
     for bad, match in [({"estimator": "gpro"}, "unknown advantage estimator"), ({"w_penalty": 1.5}, r"\[0, 1\]"),
                        ({"sigma_floor": 0.0}, "sigma_floor"), ({"segment_mode": "word"}, "segment mode")]:
@@ -311,8 +362,9 @@ def random_batch(seed: int, n_groups: int = 40, G: int = 4, T: int = 12, share: 
     return rewards, penalised, mask, G
 
 
-def loop_raae(rewards, penalised, mask, G, w_penalty, sigma_floor, eps=1e-4):
-    """The bounded RAAE formula one token at a time (the reference for the vectorised estimator)."""
+def loop_raae(rewards, penalised, mask, G, w_penalty, sigma_floor, eps=1e-4, scaled=False):
+    """The bounded RAAE formula one token at a time (the reference for the vectorised estimator); ``scaled``:
+    the penalty w * |r| (raae_scaled) instead of w."""
     out = torch.zeros(mask.shape, dtype=torch.float64)
     r = rewards.double().tolist()
     for g in range(0, len(r), G):
@@ -322,48 +374,53 @@ def loop_raae(rewards, penalised, mask, G, w_penalty, sigma_floor, eps=1e-4):
         for i in range(g, g + G):
             for t in range(mask.shape[1]):
                 if mask[i, t]:
-                    pen = -w_penalty * abs(r[i]) if penalised[i, t] else 0.0
+                    pen = -w_penalty * (abs(r[i]) if scaled else 1.0) if penalised[i, t] else 0.0
                     out[i, t] = (r[i] - mean) / (std + eps) + pen / max(std, sigma_floor)
     return out
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_raae_vectorised_equals_loop(seed):
+@pytest.mark.parametrize("estimator", ["raae", "raae_scaled"])
+def test_raae_vectorised_equals_loop(seed, estimator):
     rewards, penalised, mask, G = random_batch(seed, n_groups=12)
-    got = call("raae", rewards.double(), penalised, mask, G, w_penalty=0.3, sigma_floor=0.26)
-    torch.testing.assert_close(got, loop_raae(rewards, penalised, mask, G, 0.3, 0.26), rtol=1e-9, atol=1e-9)
+    got = call(estimator, rewards.double(), penalised, mask, G, w_penalty=0.3, sigma_floor=0.26)
+    expected = loop_raae(rewards, penalised, mask, G, 0.3, 0.26, scaled=estimator == "raae_scaled")
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_raae_properties_on_random_groups(seed):
+@pytest.mark.parametrize("estimator", ["raae", "raae_scaled"])
+def test_raae_properties_on_random_groups(seed, estimator):
     rewards, penalised, mask, G = random_batch(seed)
     floor, w = 0.26, 0.3
+    size = rewards.abs() if estimator == "raae_scaled" else torch.ones_like(rewards)  # the penalty is w * size
     grpo = call("grpo", rewards, penalised, mask, G)
     # nothing penalised => exactly plain GRPO (TRL's values) on every token
-    assert torch.equal(call("raae", rewards, torch.zeros_like(penalised), mask, G, w_penalty=w, sigma_floor=floor), grpo)
+    assert torch.equal(call(estimator, rewards, torch.zeros_like(penalised), mask, G, w_penalty=w, sigma_floor=floor),
+                       grpo)
     assert torch.equal(grpo, trl_advantages(rewards, G).unsqueeze(1) * mask)
-    assert torch.equal(call("raae", rewards, penalised, mask, G, w_penalty=0.0, sigma_floor=floor), grpo)
-    adv = call("raae", rewards, penalised, mask, G, w_penalty=w, sigma_floor=floor)
+    assert torch.equal(call(estimator, rewards, penalised, mask, G, w_penalty=0.0, sigma_floor=floor), grpo)
+    adv = call(estimator, rewards, penalised, mask, G, w_penalty=w, sigma_floor=floor)
     # a penalty 10x smaller moves the advantages 10x less
-    tenth = call("raae", rewards, penalised, mask, G, w_penalty=w / 10, sigma_floor=floor)
+    tenth = call(estimator, rewards, penalised, mask, G, w_penalty=w / 10, sigma_floor=floor)
     torch.testing.assert_close(tenth - grpo, (adv - grpo) / 10, rtol=1e-4, atol=1e-6)
     assert ((adv - grpo).abs() > 0).any()
     # masked positions are 0
     assert (adv[mask == 0] == 0).all()
-    # within a completion, no penalised token above an unpenalised one (strictly below when w|r| > 0)
+    # within a completion, no penalised token above an unpenalised one (strictly below when w * size > 0)
     for i in range(adv.shape[0]):
         pen = adv[i][penalised[i] & mask[i].bool()]
         free = adv[i][~penalised[i] & mask[i].bool()]
         if len(pen) and len(free):
             assert pen.max() <= free.min()
-            if rewards[i] != 0:
+            if size[i] != 0:
                 assert pen.max() < free.min()
-    # bounded: GRPO's |z| <= (G-1)/sqrt(G) plus at most w*|r|/floor from the penalty
-    bound = (G - 1) / math.sqrt(G) + w * rewards.abs().max() / floor
+    # bounded: GRPO's |z| <= (G-1)/sqrt(G) plus at most w * size / floor from the penalty
+    bound = (G - 1) / math.sqrt(G) + w * size.max() / floor
     assert adv.abs().max() <= bound + 1e-5
 
 
-@pytest.mark.parametrize("estimator", ["raae", "raae_paper", "raae_anchored"])
+@pytest.mark.parametrize("estimator", ["raae", "raae_scaled", "raae_paper", "raae_anchored"])
 def test_penalised_tokens_never_above_unpenalised_ones_for_every_penalty_estimator(estimator):
     rewards, penalised, mask, G = random_batch(11)
     adv = call(estimator, rewards, penalised, mask, G)
@@ -377,7 +434,7 @@ def test_penalised_tokens_never_above_unpenalised_ones_for_every_penalty_estimat
 def test_advantage_stays_bounded_as_the_penalised_share_goes_to_zero():
     """A group of G=4 completions of N tokens sharing reward 1.0, one token penalised: the paper's
     normalisation gives that token about -sqrt(4N - 1), growing without bound as the share 1/(4N)
-    shrinks; ours stays at -w*|r|/sigma_floor."""
+    shrinks; ours stays at -w/sigma_floor."""
     paper, ours = [], []
     for n in (10, 100, 1000, 10000):
         rewards = torch.ones(4)

@@ -295,8 +295,8 @@ def test_the_paper_profile_asks_for_vllm_and_the_cpu_profiles_do_not():
 
 def test_segment_penalty_reaches_the_advantages(model_dir, tmp_path):
     """Every completion wrong with one shared reward (GRPO: no signal, advantage 0), its 'wrong item' the
-    first word it wrote: the advantages are -w*|r| / (sigma_floor * reward_range) exactly on the tokens of
-    the segments naming that word, and 0 elsewhere."""
+    first word it wrote: the advantages are -w / (sigma_floor * reward_range) exactly on the tokens of
+    the segments naming that word (raae's penalty is w reward units, whatever r is), and 0 elsewhere."""
     import re
 
     def first_word_wrong(texts, rows):
@@ -317,7 +317,7 @@ def test_segment_penalty_reaches_the_advantages(model_dir, tmp_path):
         spans.append(sp)
     penalised = token_penalty_mask(flags, segs, spans, mask)
     assert penalised.sum() > 0
-    expected = torch.where(penalised, torch.tensor(-0.5 * 0.8 / (0.1 * 4.0)), torch.tensor(0.0))
+    expected = torch.where(penalised, torch.tensor(-0.5 / (0.1 * 4.0)), torch.tensor(0.0))
     torch.testing.assert_close(adv, expected)
     logged = trainer._metrics["train" if trainer.model.training else "eval"]
     assert logged["rerec/uniform_group_rate"][-1] == 1.0 and logged["rerec/segment_penalty_rate"][-1] > 0

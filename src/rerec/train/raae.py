@@ -2,18 +2,20 @@
 (the method and its reasoning: ``docs/method.md``).
 
 A completion is split into reasoning segments; when the final answer is wrong, every segment other than
-the answer that names the wrongly recommended item is penalised,
+the answer that names the wrongly recommended item is penalised. The paper lowers those tokens' reward,
 
     r_{i,t} = r_i - w_penalty * |r_i|                 on the tokens of a penalised segment, r_i elsewhere
 
-(the paper writes ``(1 - w_penalty) * r``, which *raises* a negative reward). The default estimator,
-``raae``, adds the penalty to GRPO's sequence-level advantage in units of the group's reward spread:
+(it writes ``(1 - w_penalty) * r``, which *raises* a negative reward). The default estimator, ``raae``,
+subtracts a fixed ``w_penalty`` (reward units; a right answer's ranking term is 1) from GRPO's
+sequence-level advantage in units of the group's reward spread:
 
-    A_{i,t} = (r_i - mean_g r) / (std_g r + eps) + (r_{i,t} - r_i) / max(std_g r, sigma_floor)
+    A_{i,t} = (r_i - mean_g r) / (std_g r + eps) - w_penalty * [t penalised] / max(std_g r, sigma_floor)
 
-so nothing penalised gives GRPO's advantages exactly and the penalty's effect is bounded by
-``w_penalty * |r_i| / sigma_floor`` whatever share of the tokens it hits. The paper's token-level
-normalisation (``raae_paper``) is kept for reference; it is unbounded.
+so nothing penalised gives GRPO's advantages exactly, the penalty's effect is bounded by
+``w_penalty / sigma_floor`` whatever share of the tokens it hits, and, like GRPO, nothing changes when a
+constant is added to every reward (``raae_scaled`` keeps the ``w_penalty * |r_i|`` form). The paper's
+token-level normalisation (``raae_paper``) is kept for reference; it is unbounded.
 
 Advantage estimators are registered by name (verl's ``core_algos`` style) and share one signature
 (:func:`get_advantage_estimator`). Shapes: B = number of completions (prompts x G, each prompt's G
@@ -29,13 +31,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rerec.answer import parse_answer
+from rerec.answer import canonical_text, parse_answer
 from rerec.errors import ConfigError
+from rerec.reward.matching import _PARENTHETICAL, _TRAILING_ARTICLE, _YEAR_AT_END, _YEAR_SUFFIX, _fold, _words
 
 __all__ = [
     "Segment",
     "ItemName",
+    "LongerTitles",
     "segment_completion",
+    "mention_text",
     "mentions_item",
     "segment_rewards",
     "penalised_segments",
@@ -115,28 +120,88 @@ def segment_completion(text: str, mode: str = "paragraph") -> list[Segment]:
 class ItemName:
     """How reasoning text can name one candidate: its ``title`` and its displayed ``number``.
     ``year`` is required in the text when another candidate shares the title (a remake), so a segment
-    about "Cape Fear (1962)" does not name "Cape Fear (1991)"."""
+    about "Cape Fear (1962)" does not name "Cape Fear (1991)". ``longer`` holds other titles that contain
+    this one as whole words ("Batman Returns" for "Batman", :class:`LongerTitles`): where the text names
+    one of them, it does not name this item."""
 
     title: str | None = None
     number: int | None = None
     year: int | None = None
     year_required: bool = False
+    longer: tuple[str, ...] = ()
+
+
+def mention_text(text: str) -> str:
+    """Text as titles are looked for in it, the matcher's normalisation (:mod:`rerec.reward.matching`):
+    NFC without format characters, accents folded, case-folded, apostrophes dropped, ``&`` read as
+    "and", other punctuation and whitespace runs collapsed to one space. Articles and years stay."""
+    return _words(_fold(canonical_text(text)))
+
+
+def _forms_of(part: str) -> set[str]:
+    """A folded title part as words, and with a trailing article moved to the front ("matrix, the" ->
+    "matrix the", "the matrix")."""
+    forms = {_words(part)}
+    article = _TRAILING_ARTICLE.search(part)
+    if article:
+        forms.add(_words(article.group(0).strip(" ,") + " " + part[:article.start()]))
+    return forms
 
 
 def _title_variants(title: str, year: int | None = None, year_required: bool = False) -> set[str]:
-    """"Matrix, The (1999)" -> {"matrix, the (1999)", "matrix, the", "the matrix"}; with
-    ``year_required`` only the forms that carry the year: {"matrix, the (1999)", "the matrix (1999)"}."""
-    low = " ".join(title.lower().split())
-    bare = re.sub(r"\s*\(\d{4}\)\s*$", "", low).strip()
-    found = re.search(r"\((\d{4})\)\s*$", low)
+    """The word forms (:func:`mention_text`) that name a title in reasoning text, by the matcher's rules:
+    "Matrix, The (1999)" -> {"matrix the", "the matrix", "matrix the 1999", "the matrix 1999"};
+    a title with a parenthetical alternative also by each part: "Seven (Se7en)" -> also "seven", "se7en";
+    with ``year_required`` only the forms that carry the year. An article is never dropped, so "The Game"
+    is not named by every "game"."""
+    folded = _fold(canonical_text(title)).strip()
+    found = _YEAR_AT_END.search(folded)
     year = int(found.group(1)) if found else year
-    forms = {bare}
-    article = re.match(r"^(.*), (the|a|an)$", bare)
-    if article:
-        forms.add(f"{article.group(2)} {article.group(1)}")
-    with_year = {f"{f} ({year})" for f in forms} if year is not None else set()
-    variants = with_year if year_required and with_year else forms | with_year
-    return {v for v in variants if len(v) >= 2}
+    bare = _YEAR_SUFFIX.sub("", folded).strip()
+    forms = _forms_of(bare)
+    paren = _PARENTHETICAL.match(bare)
+    if paren and paren.group(1):
+        forms |= _forms_of(paren.group(1)) | _forms_of(paren.group(2))
+    forms = {f for f in forms if len(f) >= 2}
+    with_year = {f"{f} {year}" for f in forms} if year is not None else set()
+    return with_year if year_required and with_year else forms | with_year
+
+
+def _spans(text: str, forms: set[str]) -> list[tuple[int, int]]:
+    """Where each form occurs in ``text`` (both :func:`mention_text`), as whole words."""
+    return [(m.start(), m.start() + len(f)) for f in forms
+            for m in re.finditer(rf"(?<!\S)(?={re.escape(f)}(?!\S))", text)]
+
+
+class LongerTitles:
+    """The catalog's titles indexed by word, to find for one title the others that contain it as whole
+    words ("Batman" -> "Batman Returns", "Batman Forever", ...), for :attr:`ItemName.longer`. Cached per
+    title."""
+
+    def __init__(self, titles) -> None:
+        self._forms: dict[str, set[str]] = {}
+        self._by_word: dict[str, set[str]] = {}
+        for t in dict.fromkeys(str(t) for t in titles):
+            self._forms[t] = _title_variants(t)
+            for form in self._forms[t]:
+                for word in form.split():
+                    self._by_word.setdefault(word, set()).add(t)
+        self._cache: dict[str, tuple[str, ...]] = {}
+
+    def containing(self, title: str) -> tuple[str, ...]:
+        """Titles (other than ``title``) one of whose forms holds one of ``title``'s forms as whole words
+        and is longer."""
+        if title not in self._cache:
+            own = _title_variants(title)
+            pool: set[str] = set()  # titles holding every word of one of the forms
+            for form in own:
+                pool |= set.intersection(*[self._by_word.get(w, set()) for w in form.split()])
+            out = []
+            for other in sorted(pool - {title}):
+                if any(len(o) > len(f) and _spans(o, {f}) for o in self._forms[other] for f in own):
+                    out.append(other)
+            self._cache[title] = tuple(out)
+        return self._cache[title]
 
 
 def _names_number(text: str, number: int) -> bool:
@@ -149,23 +214,34 @@ def _names_number(text: str, number: int) -> bool:
 
 
 def mentions_item(text: str, name: str | int | ItemName) -> bool:
-    """Whether ``text`` names an item: a title (case-insensitive, with or without its year suffix, and
-    "Matrix, The" as "The Matrix"; only with its year when :class:`ItemName` says a remake shares the
-    title), or a candidate number given as an ``int``, a digit string or ``ItemName.number``, in an
-    explicit reference (:func:`_names_number`)."""
+    """Whether ``text`` names an item: a title, or a candidate number given as an ``int``, a digit string
+    or ``ItemName.number``, in an explicit reference (:func:`_names_number`).
+
+    Titles are compared in the matcher's normalisation on both sides (:func:`mention_text`: "AMÉLIE",
+    "Amelie" and a decomposed "Ame\u0301lie" are one word), as whole words, with or without the year,
+    "Matrix, The" as "The Matrix", and a "Main (Alternative)" title also by either part ("Se7en" names
+    "Seven (Se7en)"); only with its year when :class:`ItemName` says a remake shares the title. A match
+    inside a longer title of ``ItemName.longer`` does not count: "Batman Returns" does not name
+    "Batman"."""
+    longer: tuple[str, ...] = ()
     if isinstance(name, ItemName):
         if name.number is not None and _names_number(text, name.number):
             return True
         if not name.title:
             return False
         variants = _title_variants(name.title, name.year, name.year_required)
+        longer = name.longer
     else:
         name = str(name).strip()
         if name.isdigit():
             return _names_number(text, int(name))
         variants = _title_variants(name)
-    low = " ".join(text.lower().split())
-    return any(re.search(rf"(?<!\w){re.escape(v)}(?!\w)", low) for v in variants)
+    norm = mention_text(text)
+    found = _spans(norm, variants)
+    if not found or not longer:
+        return bool(found)
+    covers = [span for t in longer for span in _spans(norm, _title_variants(t))]
+    return any(not any(a <= s and e <= b and b - a > e - s for a, b in covers) for s, e in found)
 
 
 def segment_rewards(
@@ -411,25 +487,41 @@ def grpo_advantages(rewards: torch.Tensor, penalised: torch.Tensor | None, mask:
     return grpo_sequence_advantages(rewards, group_size, eps).unsqueeze(1) * mask.to(rewards.dtype)
 
 
-@register_advantage_estimator("raae")
-def raae_advantages(rewards: torch.Tensor, penalised: torch.Tensor, mask: torch.Tensor, group_size: int, *,
-                    w_penalty: float, sigma_floor: float, eps: float = EPS) -> torch.Tensor:
-    """Bounded RAAE (ours): GRPO's advantage plus the token's penalty in units of the group's reward spread,
-
-        A_{i,t} = (r_i - mean_g r) / (std_g r + eps) + (r_{i,t} - r_i) / max(std_g r, sigma_floor)
-
-    with ``r_{i,t} - r_i = -w_penalty * |r_i|`` on penalised tokens and 0 elsewhere, ``std_g`` TRL's
-    unbiased group std. Nothing penalised gives GRPO's advantages exactly; the penalty's effect is linear
-    in ``w_penalty * |r_i|`` and at most ``w_penalty * |r_i| / sigma_floor`` whatever share of the
-    tokens it hits. ``sigma_floor`` (> 0) is in reward units (the trainer takes a fraction of the
-    reward's range). Returns (B, T), 0 on padding."""
+def _bounded_raae(rewards: torch.Tensor, penalised: torch.Tensor, mask: torch.Tensor, group_size: int,
+                  penalty: torch.Tensor, sigma_floor: float, eps: float) -> torch.Tensor:
+    """GRPO's advantage minus ``penalty`` (B,) on penalised tokens, in units of ``max(std_g r, sigma_floor)``."""
     if not sigma_floor > 0:
         raise ValueError(f"sigma_floor must be > 0, got {sigma_floor}")
     mean, std = grpo_group_stats(rewards, group_size)
     base = torch.nan_to_num((rewards - mean) / (std + eps), nan=0.0)
     mask_f = mask.to(rewards.dtype)
-    shift = -(w_penalty * rewards.abs()) / std.clamp(min=sigma_floor)
+    shift = -penalty / std.clamp(min=sigma_floor)
     return base.unsqueeze(1) * mask_f + shift.unsqueeze(1) * penalised.to(rewards.dtype) * mask_f
+
+
+@register_advantage_estimator("raae")
+def raae_advantages(rewards: torch.Tensor, penalised: torch.Tensor, mask: torch.Tensor, group_size: int, *,
+                    w_penalty: float, sigma_floor: float, eps: float = EPS) -> torch.Tensor:
+    """Bounded RAAE (ours): GRPO's advantage plus the token's penalty in units of the group's reward spread,
+
+        A_{i,t} = (r_i - mean_g r) / (std_g r + eps) - w_penalty * [t penalised] / max(std_g r, sigma_floor)
+
+    ``std_g`` TRL's unbiased group std. The penalty is ``w_penalty`` reward units whatever r_i is (a right
+    answer's ranking term is 1 under every weighting), so like GRPO it does not move when a constant is
+    added to every reward (docs/method.md says why; ``raae_scaled`` is the earlier ``w_penalty * |r_i|``).
+    Nothing penalised gives GRPO's advantages exactly; the penalty's effect is linear in ``w_penalty`` and
+    at most ``w_penalty / sigma_floor`` whatever share of the tokens it hits. ``sigma_floor`` (> 0) is in
+    reward units (the trainer takes a fraction of the reward's range). Returns (B, T), 0 on padding."""
+    return _bounded_raae(rewards, penalised, mask, group_size, torch.full_like(rewards, w_penalty), sigma_floor, eps)
+
+
+@register_advantage_estimator("raae_scaled")
+def raae_scaled_advantages(rewards: torch.Tensor, penalised: torch.Tensor, mask: torch.Tensor, group_size: int, *,
+                           w_penalty: float, sigma_floor: float, eps: float = EPS) -> torch.Tensor:
+    """``raae`` as rerec trained with before, the penalty proportional to the reward's size: ``r_{i,t} - r_i =
+    -w_penalty * |r_i|`` (so its effect is at most ``w_penalty * |r_i| / sigma_floor``). Kept to reproduce
+    results trained with it: it depends on the reward's offset, which GRPO itself ignores."""
+    return _bounded_raae(rewards, penalised, mask, group_size, w_penalty * rewards.abs(), sigma_floor, eps)
 
 
 @register_advantage_estimator("raae_paper")
@@ -462,14 +554,17 @@ class AdvantageConfig:
     """How RFT turns rewards into per-token advantages (the estimator and RAAE's segment penalty)."""
 
     estimator: str = field(default="raae", metadata={
-        "help": "raae (GRPO plus a bounded segment penalty), grpo (TRL's sequence-level advantage), raae_paper "
-                "(the paper's token-level normalisation, unbounded) or raae_anchored (raae_paper with "
-                "uniform-reward groups anchored at 0).", "choices": ESTIMATORS})
+        "help": "raae (GRPO plus a bounded segment penalty of w_penalty reward units), grpo (TRL's sequence-level "
+                "advantage), raae_scaled (raae with the penalty w_penalty*|r|, as trained before), raae_paper (the "
+                "paper's token-level normalisation, unbounded) or raae_anchored (raae_paper with uniform-reward "
+                "groups anchored at 0).", "choices": ESTIMATORS})
     segment_mode: str = field(default="step", metadata={"help": "How completions are split into reasoning "
                                                                 "segments: paragraph, line or step.",
                                                         "choices": SEGMENT_MODES})
     w_penalty: float = field(default=0.3, metadata={"help": "Segment penalty: a wrong answer's segments that name "
-                                                            "the wrong item get r - w_penalty*|r| (paper: 0.3)."})
+                                                            "the wrong item are pushed down as if their completion "
+                                                            "had earned w_penalty less (raae; raae_scaled and the "
+                                                            "paper's: w_penalty*|r| less; paper: 0.3)."})
     sigma_floor: float = field(default=0.1, metadata={"help": "Floor of the group reward std that scales the "
                                                               "penalty (raae), as a fraction of the reward's range "
                                                               "(highest minus lowest achievable reward)."})

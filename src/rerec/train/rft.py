@@ -138,16 +138,20 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def wrong_item_name(item_id: str, row: dict, titles: dict[str, str], years: dict[str, int | None]):
+def wrong_item_name(item_id: str, row: dict, titles: dict[str, str], years: dict[str, int | None],
+                    longer_titles=None):
     """How a completion's reasoning can name the item it wrongly recommended (RAAE's penalty target): its
-    title (with the year when another candidate shares the title) and its candidate number."""
+    title (with the year when another candidate shares the title), its candidate number, and the catalog's
+    titles that contain its title (``longer_titles``, a :class:`rerec.train.raae.LongerTitles`), whose
+    mentions do not name it."""
     from rerec.train.raae import ItemName
 
     candidates = [str(c) for c in row["candidates"]]
     title = titles.get(item_id, item_id)
     shared = sum(titles.get(c) == title for c in candidates) > 1
     number = candidates.index(item_id) + 1 if item_id in candidates else None
-    return ItemName(title=title, number=number, year=years.get(item_id), year_required=shared)
+    longer = longer_titles.containing(title) if longer_titles is not None else ()
+    return ItemName(title=title, number=number, year=years.get(item_id), year_required=shared, longer=longer)
 
 
 def build_scorer(data_dir, graphs_dir, reward_dir, cfg: RFTConfig, titles: dict[str, str],
@@ -168,13 +172,17 @@ def build_scorer(data_dir, graphs_dir, reward_dir, cfg: RFTConfig, titles: dict[
         embeddings = ItemEmbeddingTable.load(reward_dir)
     years = years or {}
     scorer = RewardScorer(cfg.reward, titles=titles, years=years, attribute_graph=graph, embeddings=embeddings)
+    from rerec.train.raae import LongerTitles
+
+    longer_titles = LongerTitles(titles.values())
 
     def score_fn(texts: list[str], rows: list[dict]) -> list[ScoredCompletion]:
         out = []
         for b, row in zip(scorer.score(texts, rows), rows, strict=True):
             positives = {str(p) for p in row["positives"]}
             correct = b.recommended is not None and b.recommended in positives
-            wrong = [] if correct or b.recommended is None else [wrong_item_name(b.recommended, row, titles, years)]
+            wrong = [] if correct or b.recommended is None else [wrong_item_name(b.recommended, row, titles, years,
+                                                                                   longer_titles)]
             out.append(ScoredCompletion(total=b.total, normalised=scorer.normalised(b.total), correct=correct,
                                         wrong_item_names=wrong, parsed=bool(b.parsed.ok), components=b.metrics()))
         return out
