@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rerec.data.load import load_catalog
     from rerec.eval import baselines as B
-    from rerec.eval.evaluate import EvalConfig, _records
+    from rerec.eval.evaluate import EvalConfig, query_records
     from rerec.eval.metrics import aggregate, paired_by_type
     from rerec.experiments.provenance import provenance
     from rerec.graphs.interaction import InteractionGraph
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     catalog = load_catalog(args.data)
     view = CatalogView.from_catalog(catalog)
     split = catalog.queries[catalog.queries["split"] == "val"].reset_index(drop=True)
-    queries = [shrink_candidates(q, config.n_candidates, view, seed=config.seed) for q in _records(split)]
+    queries = [shrink_candidates(q, config.n_candidates, view, seed=config.seed) for q in query_records(split)]
     popularity = B.PopularityRanker.from_graph(InteractionGraph.load(args.graphs))
     lightgcn = B.LightGCNRanker.from_reward_dir(args.reward, popularity)
     text = B.TextMatchRanker(B.describe_items(catalog.items, catalog.item_attributes), TextEmbedder().encode)
