@@ -100,3 +100,39 @@ def test_rewards_clamped_and_unseen_active_kept():
     sched.record(["a"], [1.7])  # clamped to 1 -> d = 0
     sched.begin_epoch(1)
     assert sched.difficulty == {"a": 0.0} and sched.active == ["b"]
+
+
+def test_window_sized_from_the_budget_by_hand():
+    from rerec.train.curriculum import window_size
+
+    cfg = CurriculumConfig()  # window 0: steps x batch / 4 assessments, in whole steps
+    assert window_size(cfg, n_prompts=4417, steps=8, batch_size=2) == 4  # make run: 16 prompts, 4 windows
+    assert window_size(cfg, n_prompts=4417, steps=30, batch_size=2) == 16  # ceil(30 / 4) = 8 steps of 2
+    assert window_size(cfg, n_prompts=4417, steps=3, batch_size=4) == 4  # never less than one step
+    assert window_size(cfg, n_prompts=10, steps=400, batch_size=4) == 8  # never more than the train set
+    assert window_size(CurriculumConfig(assessments=2), n_prompts=4417, steps=8, batch_size=2) == 8
+    assert window_size(CurriculumConfig(window=5), n_prompts=4417, steps=8, batch_size=2) == 6  # whole steps
+
+
+def test_small_windows_reassess_and_say_what_changed():
+    """Windows of 2 prompts over 6: after the first, the mastered one leaves and the summary says so."""
+    from rerec.train.curriculum import describe_window
+
+    sched = CurriculumScheduler(IDS, CurriculumConfig(tau=0.3, probe_every=0, min_active=1), seed=0)
+    order = sched.begin_epoch(0)
+    first = sched.window_summary()
+    assert first["n_active_before"] is None and first["n_active"] == 6
+    assert describe_window(first) == "curriculum window 0: 6 prompts active, 0 mastered, 0 probes"
+    easy, hard = order[0], order[1]  # the window: the first two of the seeded order
+    sched.record([easy, easy], [0.9, 1.0])  # d = 0.05 < tau
+    sched.record([hard, hard], [0.2, 0.4])  # d = 0.7
+    sched.begin_epoch(1)
+    summary = sched.window_summary()
+    assert summary["newly_mastered"] == [easy] and summary["forgotten"] == []
+    assert (summary["n_active_before"], summary["n_active"], summary["n_mastered"]) == (6, 5, 1)
+    assert summary["mean_difficulty"] == pytest.approx((0.05 + 0.7) / 2) and summary["n_rollouts"] == 4
+    assert describe_window(summary) == (f"curriculum window 1: active 6 -> 5 (1 mastered: {easy}; 0 forgotten), "
+                                        "1 mastered in all, 0 probes; the closed window's mean difficulty 0.38 "
+                                        "over 4 rollouts")
+    # the unseen prompts (ranked as tau) come before the hard one, the mastered one is gone
+    assert sched.order[-1] == hard and easy not in sched.order and len(sched.order) == 5

@@ -480,15 +480,27 @@ def build_stage_folders(root: Path) -> Path:
     return root
 
 
-def test_rft_stage_end_to_end(stage_folders, model_dir, tmp_path):
+def test_rft_stage_end_to_end(stage_folders, model_dir, tmp_path, caplog):
+    import logging
+
     from rerec.errors import RerecError
     from rerec.train.rft import RFTConfig, rft
 
     cfg = RFTConfig(profile="tiny", steps=2, batch_size=2, num_generations=2, max_completion_tokens=8, use_lora=True,
                     lora_r=4, n_candidates=4, max_history=0, save_steps=1, curriculum=CurriculumConfig(min_active=1))
     out = tmp_path / "rft"
-    metrics = rft(stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir, out, cfg)
+    with caplog.at_level(logging.INFO, logger="rerec.train.rft"):
+        metrics = rft(stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir, out, cfg)
     assert metrics["steps"] == 2 and metrics["n_train_prompts"] == 8
+    # 2 steps of 2 prompts in 4 windows of at least one step: a window of 2 prompts, re-assessed after step 1
+    # (an epoch of all 8 prompts would never have been re-assessed in these 2 steps)
+    assert metrics["curriculum_window"] == 2 and metrics["curriculum_epoch"] == 1
+    state = json.loads((out / "curriculum.json").read_text())
+    closed = [h for h in state["history"] if "newly_mastered" in h]
+    assert len(closed) == 1 and closed[0]["n_rollouts"] == 4 and len(closed[0]["difficulties"]) == 2
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("curriculum window")]
+    assert lines[0] == "curriculum window 0: 8 prompts active, 0 mastered, 0 probes"
+    assert lines[1].startswith("curriculum window 1: active 8 -> ")
     assert (out / "config.json").is_file() and (out / "adapter").is_dir() and (out / "curriculum.json").is_file()
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["checkpoint-2"]
     saved = json.loads((out / "metrics.json").read_text())

@@ -1,6 +1,9 @@
 """Online curriculum over prompts, ReRec (arXiv 2604.07851) section 3.4, plus probing and a fallback.
 
-After each epoch a prompt's difficulty is the mean over the rollouts made for it that epoch of
+An *epoch* here is a re-assessment window: a fixed number of prompts (:func:`window_size`, sized from
+the run's budget so that difficulty is re-assessed ``assessments`` times in a run, not once per pass over
+a train set far larger than the budget). After each window a prompt's difficulty is the mean over the
+rollouts made for it in that window of
 
     d = mean_g (1 - r_hat_g)            r_hat in [0, 1] (the reward scaled by RewardScorer.normalised)
 
@@ -51,6 +54,29 @@ class CurriculumConfig:
     fallback: str = field(default="reactivate", metadata={"help": "When too few prompts remain: 'reactivate' the "
                                                                   "hardest mastered ones, or 'stop' training.",
                                                           "choices": FALLBACKS})
+    window: int = field(default=0, metadata={"help": "Prompts per re-assessment window (a curriculum epoch); 0 = "
+                                                     "sized from the budget: steps x batch_size / assessments."})
+    assessments: int = field(default=4, metadata={"help": "With window 0: how many windows a run has, so difficulty "
+                                                          "is re-assessed after each but the last."})
+
+
+def window_size(config: CurriculumConfig, n_prompts: int, steps: int, batch_size: int) -> int:
+    """Prompts per curriculum epoch (re-assessment window): ``config.window``, or when it is 0 the run's
+    prompts (``steps * batch_size``) split into ``config.assessments`` windows, rounded up to whole steps
+    of ``batch_size`` prompts; never more than the ``n_prompts`` training prompts (an epoch is then one
+    pass, as in the paper) and never less than one step.
+
+    >>> window_size(CurriculumConfig(), n_prompts=4417, steps=8, batch_size=2)  # make run: 16 prompts
+    4
+    >>> window_size(CurriculumConfig(), n_prompts=4417, steps=30, batch_size=2)  # the 30-step ablation
+    16
+    """
+    if config.window > 0:
+        wanted = config.window
+    else:
+        wanted = math.ceil(max(steps, 1) / max(config.assessments, 1)) * batch_size
+    whole = max(batch_size, n_prompts // batch_size * batch_size)
+    return max(batch_size, min(math.ceil(wanted / batch_size) * batch_size, whole))
 
 
 def _tiebreak(seed: int, epoch: int, prompt_id: str) -> str:
@@ -160,6 +186,25 @@ class CurriculumScheduler:
                              "fallback": fallback})
 
     # -- reporting and checkpoints -------------------------------------------------------------------
+    def window_summary(self) -> dict:
+        """What the last re-assessment changed, for the run's log and MLflow: the window now open
+        (``epoch``), its active/mastered/probe counts, and from the window just closed the prompts newly
+        mastered, the probes forgotten (back in the active set), their mean difficulty and the active count
+        before (None in the first window); ``fallback`` as :meth:`begin_epoch` recorded it."""
+        closed = next((h for h in reversed(self.history) if "newly_mastered" in h), None) if self.epoch > 0 else None
+        opened = next((h for h in reversed(self.history) if h.get("event") == "begin"), {})
+        before = None
+        if closed is not None:
+            before = len(self.active) + len(closed["newly_mastered"]) - len(closed["forgotten"])
+            if opened.get("fallback") and opened["fallback"].get("kind") == "reactivate":
+                before -= len(opened["fallback"]["prompts"])
+        return {"epoch": self.epoch, "n_active": len(self.active), "n_mastered": len(self.mastered),
+                "n_probes": len(self.probes), "n_active_before": before,
+                "newly_mastered": list(closed["newly_mastered"]) if closed else [],
+                "forgotten": list(closed["forgotten"]) if closed else [],
+                "mean_difficulty": closed["mean_difficulty"] if closed else None,
+                "n_rollouts": closed["n_rollouts"] if closed else 0, "fallback": opened.get("fallback")}
+
     def active_difficulties(self) -> list[float]:
         """Last known difficulty of every prompt seen so far (for the per-epoch histogram)."""
         return [self.difficulty[p] for p in self.prompt_ids if p in self.difficulty]
@@ -181,3 +226,23 @@ class CurriculumScheduler:
         self.pending = {k: list(v) for k, v in state["pending"].items()}
         self.probes, self.order = list(state["probes"]), list(state["order"])
         self.stopped, self.history = state["stopped"], list(state["history"])
+
+
+def describe_window(summary: dict) -> str:
+    """One line of the run's log from :meth:`CurriculumScheduler.window_summary`, e.g. "curriculum window 2:
+    active 4417 -> 4415 (2 mastered: q1, q7; 0 forgotten), 2 mastered in all, 0 probes; the closed window's
+    mean difficulty 0.41 over 16 rollouts"."""
+    if summary["n_active_before"] is None:
+        return (f"curriculum window {summary['epoch']}: {summary['n_active']} prompts active, "
+                f"{summary['n_mastered']} mastered, {summary['n_probes']} probes")
+    shown = ", ".join(summary["newly_mastered"][:5]) + (", ..." if len(summary["newly_mastered"]) > 5 else "")
+    line = (f"curriculum window {summary['epoch']}: active {summary['n_active_before']} -> {summary['n_active']} "
+            f"({len(summary['newly_mastered'])} mastered{': ' + shown if shown else ''}; "
+            f"{len(summary['forgotten'])} forgotten), {summary['n_mastered']} mastered in all, "
+            f"{summary['n_probes']} probes")
+    if summary["mean_difficulty"] is not None:
+        line += (f"; the closed window's mean difficulty {summary['mean_difficulty']:.2f} over "
+                 f"{summary['n_rollouts']} rollouts")
+    if summary["fallback"]:
+        line += f"; fallback {summary['fallback']}"
+    return line

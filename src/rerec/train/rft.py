@@ -120,7 +120,8 @@ class RFTConfig:
                              "max_history": 0, "n_train": 0, "max_completion_tokens": 1, "temperature": 0,
                              "save_steps": 1, "time_budget_s": 0, "stop_after_steps": 0,
                              "threads": 0}, strict=("lr", "temperature"))
-        check_minimums(out.curriculum, {"probe_every": 0, "min_active": 0}, prefix="curriculum.")
+        check_minimums(out.curriculum, {"probe_every": 0, "min_active": 0, "window": 0, "assessments": 1},
+                       prefix="curriculum.")
         if out.num_generations < 2:
             raise ConfigError(f"num_generations must be at least 2 (GRPO compares a prompt's completions), got "
                               f"{out.num_generations}. Fix: pass --num-generations 4.")
@@ -343,9 +344,19 @@ class EpochLog:
         self.trainer: Any = None
 
     def __call__(self, cur) -> None:
-        self.tracker.log_metrics({"curriculum/active": len(cur.active), "curriculum/mastered": len(cur.mastered),
-                                  "curriculum/probes": len(cur.probes), "curriculum/epoch": cur.epoch},
-                                 step=cur.epoch)
+        from rerec.train.curriculum import describe_window
+
+        summary = cur.window_summary()
+        log.info(describe_window(summary))
+        metrics = {"curriculum/active": len(cur.active), "curriculum/mastered": len(cur.mastered),
+                   "curriculum/probes": len(cur.probes), "curriculum/epoch": cur.epoch}
+        if summary["n_active_before"] is not None:  # what the re-assessment after the last window changed
+            metrics.update({"curriculum/newly_mastered": len(summary["newly_mastered"]),
+                            "curriculum/forgotten": len(summary["forgotten"]),
+                            "curriculum/active_change": summary["n_active"] - summary["n_active_before"]})
+            if summary["mean_difficulty"] is not None:
+                metrics["curriculum/window_difficulty"] = summary["mean_difficulty"]
+        self.tracker.log_metrics(metrics, step=cur.epoch)
         if not self.tracker.enabled or cur.epoch <= 0:
             return
         import matplotlib.pyplot as plt
@@ -367,9 +378,12 @@ def build_trainer(model, tokenizer, train_ds, cfg: RFTConfig, precision: Any, en
     kept)."""
     from trl import GRPOConfig
 
+    from rerec.train.curriculum import window_size
     from rerec.train.grpo import ReRecGRPOTrainer, rollout_config
 
     per_step = cfg.batch_size * cfg.num_generations
+    # the curriculum re-assesses difficulty after each window of prompts, sized from the run's budget
+    window = window_size(cfg.curriculum, len(train_ds), cfg.steps, cfg.batch_size * world_size())
     args = GRPOConfig(
         **precision.trainer_kwargs(), **rollout_config(engine),
         output_dir=str(ckpt_dir), max_steps=cfg.steps, per_device_train_batch_size=per_step,
@@ -382,6 +396,7 @@ def build_trainer(model, tokenizer, train_ds, cfg: RFTConfig, precision: Any, en
         model=model, args=args, train_dataset=train_ds, processing_class=tokenizer, score_fn=score_fn,
         advantage=cfg.advantage, reward_range=scorer.bounds[1] - scorer.bounds[0],
         curriculum=curriculum, on_new_epoch=on_new_epoch, callbacks=[callback],
+        prompts_per_epoch=window if curriculum is not None else None,
     )
 
 
@@ -397,7 +412,8 @@ def train(trainer, resume_from: Path | None, history: list[dict], scorer, curric
                    final_accuracy=last.get("rerec/accuracy"), reward_bounds=list(scorer.bounds))
     if curriculum is not None:
         metrics.update(curriculum_epoch=curriculum.epoch, curriculum_active=len(curriculum.active),
-                       curriculum_mastered=len(curriculum.mastered), curriculum_stopped=curriculum.stopped)
+                       curriculum_mastered=len(curriculum.mastered), curriculum_stopped=curriculum.stopped,
+                       curriculum_window=trainer.prompts_per_epoch)
     return metrics
 
 
