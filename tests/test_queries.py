@@ -448,3 +448,54 @@ def test_one_film_under_two_ids_is_never_its_own_answer_or_the_positives_twin():
         assert positive not in named, q.query_id
         negatives = [film_of[c] for c in q.candidates if c not in q.positives]
         assert positive not in negatives and not named & set(negatives), q.query_id
+
+
+def test_paraphrase_rewords_only_the_text_and_default_stays_byte_identical(catalog):
+    """paraphrase = 0 (default) leaves every text as the base templates wrote it: the frame equals one made
+    without the field; a share rewords that share of the texts and changes nothing else."""
+    from rerec.data.phrasing import reword_request
+
+    small = QueryConfig(n_explicit=40, n_implicit=30, n_misinformed=30, n_interest=30, n_candidates=4, seed=3)
+    base = generate_queries(catalog, small, progress=False)
+    assert QueryConfig().paraphrase == 0.0
+    para = generate_queries(catalog, QueryConfig(**{**small.__dict__, "paraphrase": 0.5}), progress=False)
+    pd.testing.assert_frame_equal(base.drop(columns="text"), para.drop(columns="text"))
+    changed = base["text"] != para["text"]
+    assert 0.3 < changed.mean() < 0.7
+    again = generate_queries(catalog, QueryConfig(**{**small.__dict__, "paraphrase": 0.5}), progress=False)
+    pd.testing.assert_frame_equal(para, again)
+    titles = catalog.titles()
+    for row in para[changed].itertuples():
+        conditions = decode_conditions(row.conditions)
+        for c in conditions:  # the same films are named
+            for item in [c.get("via"), (c.get("false_premise") or {}).get("item_id")]:
+                if item is not None:
+                    assert display_title(titles[item]) in row.text, (row.text, titles[item])
+    row = para[changed & (para["type"] == "explicit")].iloc[0]
+    assert reword_request("explicit", decode_conditions(row.conditions), titles, "train",
+                          np.random.default_rng(0)) is not None
+    with pytest.raises(ConfigError, match="paraphrase"):
+        QueryConfig(paraphrase=1.5)
+
+
+def test_heldout_phrasings_share_no_template_with_training():
+    """The held-out family (evaluation only) has no template and no wording of a condition in common with the
+    paraphrases or the base templates: no three-word sequence of its fixed words appears in theirs."""
+    import inspect
+    import re
+
+    from rerec.data import phrasing
+
+    def trigrams(text: str) -> set[tuple[str, ...]]:
+        words = re.sub(r"\{[^}]*\}", " | ", text.lower())
+        out = set()
+        for chunk in words.split("|"):
+            w = re.findall(r"[a-z']+", chunk)
+            out |= {tuple(w[i:i + 3]) for i in range(len(w) - 2)}
+        return out
+
+    heldout = set().union(*[trigrams(t) for ts in phrasing._FAMILY["heldout"].values() for t in ts])
+    train = set().union(*[trigrams(t) for ts in phrasing._FAMILY["train"].values() for t in ts])
+    base = trigrams(inspect.getsource(phrasing).split("# Rewording a generated request")[0])
+    assert heldout and not heldout & train and not heldout & base
+    assert set(phrasing._FAMILY["heldout"]) == set(phrasing._FAMILY["train"])

@@ -180,3 +180,126 @@ def interest_text(via_titles: list[str], rng: np.random.Generator) -> str:
         f"Viewers who enjoyed {items} as much as I did also liked which movie?",
         f"Based on what people who liked {items} went on to watch, recommend me a movie.",
     ]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Rewording a generated request from its stored conditions: paraphrases for training (QueryConfig.paraphrase)
+# and a held-out family that no training text uses, for evaluating requests phrased unlike the templates
+# above (rerec evaluate's "unseen phrasing" section). Each family says the same conditions in its own words.
+
+PHRASE_FAMILIES = ("train", "heldout")
+
+_FAMILY: dict[str, dict[str, list[str]]] = {
+    "train": {
+        "explicit": ["Could you point me to {a_want} {time}?", "Please pick {a_want} {time} for tonight.",
+                     "My ideal film tonight is {a_want} {time}. Any suggestion?",
+                     "Help me choose {a_want} {time}.", "Which {want} {time} would you suggest?"],
+        "implicit": ["Could you point me to a film {cond}?", "Please pick something {cond} for me.",
+                     "My next watch should be a movie {cond}. Any idea?", "Help me find a movie {cond}."],
+        "misinformed": ["Could you point me to a film {cond}?", "Please pick something {cond} for me.",
+                        "Help me find a movie {cond}."],
+        "misinformed_genre": ["{x} was such a great {genre} film. Please suggest another {genre} movie.",
+                              "Could you point me to a {genre} movie {premise}?",
+                              "Help me find another {genre} film, {premise}."],
+        "interest": ["Viewers with my taste loved {items}. Which film would they pick next for me?",
+                     "Since I share the taste of people who enjoyed {items}, what should I watch?",
+                     "Please pick a movie that fans of {items} also watch; I am one of them."],
+        "lead": ["", "{via} was great.", "I enjoyed {via} a lot."],
+        "decade": ["from the {decade}", "made during the {decade}"],
+        "year": ["from {year}", "released in the year {year}"],
+        "genre_extra": ["that is also {a_genre} film", "and in the {genre} genre"],
+        "director": ["directed by the person who directed {x}", "by whoever directed {x}"],
+        "actor": ["featuring an actor who appears in {x}", "with someone from the cast of {x}"],
+        "writer": ["written by the screenwriter of {x}", "penned by whoever wrote {x}"],
+        "producer": ["produced by someone who produced {x}", "with a producer of {x} behind it"],
+        "premise_director": ["(the one who also directed {y})", "- the director of {y} too -"],
+        "premise_actor": ["(who was also in {y})", "- also seen in {y} -"],
+        "premise_writer": ["(the one who also wrote {y})", "- also the writer of {y} -"],
+        "premise_producer": ["(who also produced {y})", "- a producer of {y} as well -"],
+        "premise_genre": ["just like {x}", "similar to {x}"],
+    },
+    "heldout": {
+        "explicit": ["need {a_want} {time}, got any", "{want} {time} pls", "feel like watching {want} {time} tbh",
+                     "so what's {a_want} {time} i'd like", "gimme {a_want} {time}"],
+        "implicit": ["something {cond} pls", "any flick {cond}? thx", "got anything {cond}",
+                     "want to see a flick {cond}, ideas"],
+        "misinformed": ["something {cond} pls", "any flick {cond}? thx", "got anything {cond}"],
+        "misinformed_genre": ["{x} was a solid {genre} flick so gimme another {genre} one",
+                              "more {genre} stuff {premise} pls", "another {genre} one {premise}?"],
+        "interest": ["big fan of {items}. what else do ppl like me watch",
+                     "{items} fan here, what's next", "ppl who dug {items} also watch what?"],
+        "lead": ["", "loved {via}.", "{via} was a blast."],
+        "decade": ["outta the {short}", "from back in the {short}"],
+        "year": ["outta {year}", "from the year {year}"],
+        "genre_extra": ["and make it {genre}", "{genre} pls"],
+        "director": ["w/ whoever helmed {x}", "by {x}'s director"],
+        "actor": ["w/ somebody from {x} in it", "starring anyone from {x}"],
+        "writer": ["w/ whoever scripted {x}", "by {x}'s writer"],
+        "producer": ["w/ the same producer as {x}", "from {x}'s producers"],
+        "premise_director": ["(same guy did {y})", "(they made {y} too)"],
+        "premise_actor": ["(they were in {y} too)", "(same person from {y})"],
+        "premise_writer": ["(they wrote {y} too)", "(same writer did {y})"],
+        "premise_producer": ["(they produced {y} too)", "(same producer did {y})"],
+        "premise_genre": ["like {x}", "same vibe as {x}"],
+    },
+}
+
+
+def _time_words(family: dict, cond: dict, rng: np.random.Generator) -> str:
+    entity = str(cond["entity"])
+    short = f"'{entity[2:]}" if len(entity) == 5 and entity.endswith("s") else entity
+    if cond["relation"] == "decade":
+        return _pick(rng, family["decade"]).format(decade=entity, short=short.lstrip("'"))
+    return _pick(rng, family["year"]).format(year=entity)
+
+
+def _named_words(family: dict, cond: dict, rng: np.random.Generator) -> str:
+    if cond["relation"] == "genre":
+        word = genre_word(str(cond["entity"]))
+        return _pick(rng, family["genre_extra"]).format(genre=word, a_genre=_with_article(word))
+    return _time_words(family, cond, rng)
+
+
+def reword_request(qtype: str, conditions: list[dict], titles, family: str, rng: np.random.Generator) -> str | None:
+    """The request of a generated query (its ``type`` and stored ``conditions``) in another family's words
+    (:data:`PHRASE_FAMILIES`), saying the same conditions, the same named films and the same false premise.
+    ``titles``: item id -> title (a mapping or a callable). None when the conditions are not a shape the
+    query generator writes (the text is then kept)."""
+    words = _FAMILY[family]
+    title = titles if callable(titles) else (lambda i: titles[str(i)])
+
+    def name(item_id) -> str:
+        return display_title(str(title(str(item_id))))
+
+    hops = [c for c in conditions if c.get("via") is not None and c["relation"] in _HOP]
+    interest = [c for c in conditions if c.get("via") is not None and c["relation"] not in _HOP]
+    named = [c for c in conditions if c.get("via") is None]
+    if qtype == "explicit" and named and not hops and not interest:
+        genres = [genre_word(str(c["entity"])) for c in named if c["relation"] == "genre"]
+        times = [c for c in named if c["relation"] != "genre"]
+        want = (join_words(genres) + " movie") if genres else "movie"
+        time = " ".join(_time_words(words, c, rng) for c in times)
+        return _tidy(_pick(rng, words["explicit"]).format(want=want, a_want=_with_article(want), time=time))
+    if qtype == "interest" and interest and not hops:
+        return _tidy(_pick(rng, words["interest"]).format(items=join_words([name(c["via"]) for c in interest])))
+    if qtype in ("implicit", "misinformed") and len(hops) == 1 and not interest:
+        hop = hops[0]
+        cond = _pick(rng, words[hop["relation"]]).format(x=name(hop["via"]))
+        premise = hop.get("false_premise")
+        if qtype == "misinformed":
+            if not isinstance(premise, dict) or premise.get("item_id") is None:
+                return None
+            cond += " " + _pick(rng, words[f"premise_{hop['relation']}"]).format(y=name(premise["item_id"]))
+        cond = " ".join([cond] + [_named_words(words, c, rng) for c in named])
+        if qtype == "implicit":
+            lead = _pick(rng, words["lead"]).format(via=name(hop["via"]))
+            return _tidy(f"{lead} {_pick(rng, words['implicit']).format(cond=cond)}")
+        return _tidy(_pick(rng, words["misinformed"]).format(cond=cond))
+    if qtype == "misinformed" and len(named) == 1 and named[0]["relation"] == "genre":
+        premise = named[0].get("false_premise")
+        if not isinstance(premise, dict) or premise.get("item_id") is None:
+            return None
+        x, genre = name(premise["item_id"]), genre_word(str(named[0]["entity"]))
+        said = _pick(rng, words["premise_genre"]).format(x=x)
+        return _tidy(_pick(rng, words["misinformed_genre"]).format(x=x, genre=genre, premise=said))
+    return None

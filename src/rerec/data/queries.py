@@ -99,6 +99,10 @@ class QueryConfig:
     interest_neighbours: int = field(
         default=100, metadata={"help": "Co-interaction neighbourhood size (top items by Jaccard) for interest."})
     max_via_items: int = field(default=3, metadata={"help": "Most history items named by an interest query."})
+    paraphrase: float = field(
+        default=0.0, metadata={"help": "Share of queries whose request is reworded with the paraphrase templates "
+                                       "(rerec.data.phrasing.reword_request, family 'train'; seeded per query). "
+                                       "0 (default): every text as the base templates write it, byte for byte."})
     seed: int = field(default=0, metadata={"help": "Random seed: the same seed gives identical queries."})
 
     def __post_init__(self) -> None:
@@ -107,7 +111,7 @@ class QueryConfig:
             raise ConfigError(f"Query counts must be >= 0, got {counts}. Fix: pass non-negative --n-* values.")
         if self.n_candidates < 2:
             raise ConfigError(f"n_candidates is {self.n_candidates}. Fix: use at least 2 (1 positive + 1 negative).")
-        for name in ("hard_negative_share", "extra_named_share", "misinformed_named_share"):
+        for name in ("hard_negative_share", "extra_named_share", "misinformed_named_share", "paraphrase"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} is {getattr(self, name)}. Fix: use a value between 0 and 1.")
         if not 1 <= self.max_conditions <= 4:
@@ -741,6 +745,8 @@ def generate_queries(catalog: Catalog, config: QueryConfig | None = None, *,
                 continue
             seen.add(key)
             row["query_id"] = f"{qtype}-{made:05d}"
+            if config.paraphrase > 0:  # its own RNG: every other draw, and so every query, stays as it was
+                _paraphrase(row, index, config, type_index, made)
             rows.append(row)
             made += 1
             bar.update(1)
@@ -761,6 +767,22 @@ def generate_queries(catalog: Catalog, config: QueryConfig | None = None, *,
     frame["n_conditions"] = frame["n_conditions"].astype("int64")
     frame.attrs["skipped_types"] = skipped
     return frame
+
+
+def _paraphrase(row: dict, index: _Index, config: QueryConfig, type_index: int, n: int) -> None:
+    """Reword ``row["text"]`` with the training paraphrases for a ``config.paraphrase`` share of queries,
+    from an RNG of its own seeded by (seed, type, query number)."""
+    from rerec.data.schema import decode_conditions
+
+    rng = np.random.default_rng([config.seed, 0x9A4A, type_index, n])
+    if rng.random() >= config.paraphrase:
+        return
+    if not hasattr(index, "titles_by_id"):
+        index.titles_by_id = dict(zip((str(i) for i in index.item_ids), index.titles, strict=True))
+    text = phrasing.reword_request(row["type"], decode_conditions(row["conditions"]), index.titles_by_id, "train",
+                                   rng)
+    if text:
+        row["text"] = text
 
 
 def _why_none(qtype: str, index: _Index) -> tuple[str, str]:
