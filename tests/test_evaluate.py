@@ -123,8 +123,8 @@ def test_evaluate_end_to_end(folders):
     models = {"sft": folders / "tiny", "rft": folders / "tiny", "plain_grpo": folders / "tiny"}
     report = evaluate(folders / "data", folders / "graphs", folders / "reward", models, out, config)
 
-    assert sorted(p.name for p in out.iterdir()) == ["per_query.parquet", "plots", "report.html", "report.json",
-                                                       "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["per_query.parquet", "per_query_unseen_phrasing.parquet", "plots",
+                                                       "report.html", "report.json", "report.md"]
     saved = json.loads((out / "report.json").read_text())
     assert saved["metrics"] == pytest.approx(report["metrics"])
     assert saved["models"] == ["random", "popularity", "lightgcn", "base", "sft", "rft", "plain_grpo"]
@@ -414,3 +414,40 @@ def test_hybrid_baseline_is_a_row_built_from_the_same_parts(folders):
     assert sorted(hybrid.rank(query)) == ["1", "2", "3", "4", "5"]
     skipped = build_baselines(["text_lightgcn"], catalog, folders / "graphs", None, 0, notes)
     assert skipped == {} and notes == ["text_lightgcn baseline skipped: no reward folder given (--reward)."]
+
+
+def test_unseen_phrasing_section_by_hand(folders, monkeypatch):
+    """Each LLM is asked the evaluated queries again in the held-out phrasing. Here a model answers candidate 1
+    to the generated texts ("something like ...") and nothing to anything else: on the 3 explicit test queries
+    (q0, q4, q8; positive at 1 only for q0) the reworded ones parse 0 and score 0, the same queries as
+    generated parse 1 and score 1/3. The fixture's other types carry conditions the generator never writes
+    (no via item), so they are not reworded."""
+    from rerec.eval import generate as G
+    from rerec.eval.evaluate import EvalConfig, evaluate
+
+    def fake(model, tokenizer, prompts, desc="", **kw):
+        texts = ["\\boxed{1}" if "something like" in p else "no idea" for p in prompts]
+        return G.GenerationResult(texts, n_new_tokens=len(prompts), seconds=1.0)
+
+    monkeypatch.setattr(G, "generate_completions", fake)
+    config = EvalConfig(baselines=["popularity"], retention=False, n_boot=200, n_traces=1)
+    out = folders / "out_unseen"
+    report = evaluate(folders / "data", folders / "graphs", folders / "reward", {"rft": folders / "tiny"}, out, config)
+    unseen = report["unseen_phrasing"]
+    assert unseen["n_queries"] == 3
+    cells = {(r["model"], r["type"]): r for r in unseen["table"]}
+    assert set(cells) == {("base", "explicit"), ("base", "all"), ("rft", "explicit"), ("rft", "all")}
+    rft = cells[("rft", "explicit")]
+    assert (rft["n"], rft["parsed"], rft["acc@1"]) == (3, 0.0, 0.0)
+    assert rft["original_parsed"] == 1.0 and rft["original_acc@1"] == pytest.approx(1 / 3)
+    assert report["metrics"]["rft/unseen_phrasing/explicit/parsed"] == 0.0
+    rows = pd.read_parquet(out / "per_query_unseen_phrasing.parquet")
+    assert sorted(rows["query_id"].unique()) == ["q0", "q4", "q8"]
+    assert not rows["text"].str.contains("something like").any() and (rows["completion"] == "no idea").all()
+    md = (out / "report.md").read_text()
+    assert "## Requests phrased unlike the training templates" in md and "| rft | explicit | 3 | 0.00 | 1.00 |" in md
+    # off: no section, no file
+    off = evaluate(folders / "data", folders / "graphs", folders / "reward", {"rft": folders / "tiny"},
+                   folders / "out_unseen_off", EvalConfig(baselines=["popularity"], retention=False, n_boot=50,
+                                                          unseen_phrasing_per_type=0))
+    assert off["unseen_phrasing"] == {} and not (folders / "out_unseen_off" / "per_query_unseen_phrasing.parquet").exists()

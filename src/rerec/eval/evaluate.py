@@ -105,6 +105,13 @@ class EvalConfig:
         "help": "Seconds for the base model in all (default: model_time_budget_s); its parts keep their caps."})
     rec_time_budget_s: float = field(default=300.0, metadata={
         "help": "Seconds of recommendation generation per model; queries not reached are reported."})
+    # --- requests phrased unlike the training templates
+    unseen_phrasing_per_type: int = field(default=10, metadata={
+        "help": "Evaluated queries per type asked again in the held-out phrasing (rerec.data.phrasing, family "
+                "'heldout', which no training text uses); the report gives each LLM's parse rate and Acc@1 on "
+                "them beside the same queries as generated (0 = off)."})
+    unseen_time_budget_s: float = field(default=60.0, metadata={
+        "help": "Seconds of generation per model for the unseen-phrasing queries (within the model's budget)."})
     # --- general-ability retention
     retention: bool = field(default=True, metadata={"help": "Measure MMLU and IFEval retention of each LLM."})
     mmlu_max_questions: int = field(default=114, metadata={"help": "MMLU questions (subject-balanced; 0 = 282)."})
@@ -169,6 +176,48 @@ def stratified_subset(queries: pd.DataFrame, per_type: int, seed: int) -> pd.Dat
         idx = group.index.to_numpy()
         keep.extend(idx if len(idx) <= per_type else rng.choice(idx, size=per_type, replace=False))
     return queries.loc[sorted(keep, key=queries.index.get_loc)]
+
+
+def unseen_phrasing(queries: list[dict], titles: Mapping[str, str], per_type: int, seed: int) -> list[dict]:
+    """At most ``per_type`` of the evaluated ``queries`` per type (a seeded draw, in their order), each with its
+    request reworded in the held-out family (:func:`rerec.data.phrasing.reword_request`, seeded per query)
+    and the generated text kept as ``original_text``; the candidates, positives and user stay as they are.
+    Queries whose conditions the rewording does not cover are left out."""
+    import zlib
+
+    from rerec.data.phrasing import reword_request
+
+    if per_type <= 0:
+        return []
+    rng = np.random.default_rng([seed, 0x5EE])
+    out = []
+    for qtype in sorted({q["type"] for q in queries}):
+        group = [q for q in queries if q["type"] == qtype]
+        keep = sorted(rng.choice(len(group), size=min(per_type, len(group)), replace=False).tolist())
+        for q in (group[i] for i in keep):
+            text = reword_request(qtype, decode_conditions(q.get("conditions") or []), titles, "heldout",
+                                  np.random.default_rng([seed, zlib.crc32(str(q["query_id"]).encode())]))
+            if text:
+                out.append({**q, "text": text, "original_text": q["text"]})
+    return out
+
+
+def unseen_summary(unseen_rows: list[dict], rows: list[dict], n_boot: int, seed: int) -> dict:
+    """Per LLM and query type (plus "all"): parse rate and Acc@1 [95% interval] on the reworded queries, and
+    the same model's parse rate and Acc@1 on those same queries as generated (``original_*``)."""
+    if not unseen_rows:
+        return {}
+    df = pd.DataFrame(unseen_rows)
+    original = pd.DataFrame(rows)
+    table = []
+    for group in (df, df.assign(type="all")):
+        for row in M.aggregate(group, ["model", "type"], [HEADLINE, "parsed"], n_boot=n_boot, seed=seed):
+            ids = set(group[(group["model"] == row["model"]) & (group["type"] == row["type"])]["query_id"])
+            same = original[(original["model"] == row["model"]) & original["query_id"].isin(ids)]
+            row["original_acc@1"] = float(same[HEADLINE].mean()) if len(same) else None
+            row["original_parsed"] = float(same["parsed"].mean()) if len(same) else None
+            table.append(row)
+    return {"n_queries": int(df["query_id"].nunique()), "table": table}
 
 
 def query_records(queries: pd.DataFrame) -> list[dict]:
@@ -256,7 +305,8 @@ def _traces(model: str, queries: list[dict], answers: list, rows: list[dict], vi
 
 
 def evaluate_llm(name: str, path: Path | str, queries: list[dict], view: Any, config: EvalConfig,
-                 ks: Sequence[int], n_candidates: int, time_budget_s: float | None = None) -> dict:
+                 ks: Sequence[int], n_candidates: int, time_budget_s: float | None = None,
+                 unseen: Sequence[dict] = ()) -> dict:
     """Rank ``queries`` with one model, reading ``config.top_k`` items of each answer, and measure its
     retention, all within ``time_budget_s`` (default ``config.model_time_budget_s``). Returns rows, traces
     and stats."""
@@ -280,6 +330,12 @@ def evaluate_llm(name: str, path: Path | str, queries: list[dict], view: Any, co
     answers = ranker.rank_all(queries, time_budget_s=budget(config.rec_time_budget_s)) if queries else []
     done = [(q, a) for q, a in zip(queries, answers, strict=True) if a.completion is not None]
     rows = [score_query(name, "llm", q, a.ranked, a.parsed, ks, config.top_k, n_candidates) for q, a in done]
+    unseen_rows = []
+    if unseen:  # the same queries in the held-out phrasing (unseen_phrasing)
+        reworded = ranker.rank_all(list(unseen), time_budget_s=budget(config.unseen_time_budget_s))
+        unseen_rows = [{**score_query(name, "llm", q, a.ranked, a.parsed, ks, config.top_k, n_candidates),
+                        "text": q["text"], "completion": a.completion}
+                       for q, a in zip(unseen, reworded, strict=True) if a.completion is not None]
     stats = {"n_selected": len(queries), "n_generated": 0, "new_tokens": 0, "tokens_per_second": 0.0,
              "generation_s": 0.0, "budget_exhausted": False, "time_budget_s": total}
     if queries:
@@ -311,7 +367,7 @@ def evaluate_llm(name: str, path: Path | str, queries: list[dict], view: Any, co
     stats["seconds"] = round(time.perf_counter() - start, 1)
     traces = _traces(name, [q for q, _ in done], [a for _, a in done], rows, view, config.n_traces)
     del model
-    return {"rows": rows, "stats": stats, "retention": retention, "traces": traces}
+    return {"rows": rows, "stats": stats, "retention": retention, "traces": traces, "unseen_rows": unseen_rows}
 
 
 # ---------------------------------------------------------------- aggregation (pure)
@@ -462,6 +518,9 @@ def flat_metrics(report: dict) -> dict[str, float]:
                 out[safe_metric_name(f"{row['model']}/{row['type']}/{m}")] = row[m]
     for row in report["by_conditions"]:
         out[safe_metric_name(f"{row['model']}/conditions_{row['n_conditions']}/acc@1")] = row["acc@1"]
+    for row in (report.get("unseen_phrasing") or {}).get("table", []):
+        for m in (HEADLINE, "parsed"):
+            out[safe_metric_name(f"{row['model']}/unseen_phrasing/{row['type']}/{m}")] = row[m]
     for model, ret in report["retention"].get("models", {}).items():
         for key in ("mmlu", "ifeval", "mmlu_ratio", "ifeval_ratio"):
             if ret.get(key) is not None:
@@ -543,9 +602,10 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
             notes.append(f"LightGCN: {n} {'query' if n == 1 else 'queries'} of users without an embedding "
                          "ranked by popularity.")
         llm: dict[str, dict] = {}
+        unseen = unseen_phrasing(queries, catalog.titles(), config.unseen_phrasing_per_type, config.seed)
         for name, path in llm_models.items():
             budget = config.base_time_budget_s if name == BASE else None
-            result = evaluate_llm(name, path, queries, view, config, ks, n_max, time_budget_s=budget)
+            result = evaluate_llm(name, path, queries, view, config, ks, n_max, time_budget_s=budget, unseen=unseen)
             rows += result["rows"]
             llm[name] = result
             stats = result["stats"]
@@ -577,6 +637,8 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
             "llm": {name: r["stats"] for name, r in llm.items()},
             "retention": {"base_model": BASE, "models": retention_against_base(llm, BASE)} if config.retention else {},
             "traces": {name: r["traces"] for name, r in llm.items()},
+            "unseen_phrasing": unseen_summary([r for res in llm.values() for r in res["unseen_rows"]], rows,
+                                              config.n_boot, config.seed),
             "notes": notes,
             "config": asdict(config),
         }
@@ -586,6 +648,9 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
             write_json(tmp / "report.json", report)
             write_report(report, tmp)
             per_query.to_parquet(tmp / "per_query.parquet", index=False)
+            if unseen:
+                pd.DataFrame([r for res in llm.values() for r in res["unseen_rows"]]).to_parquet(
+                    tmp / "per_query_unseen_phrasing.parquet", index=False)
         tracker.log_metrics(report["metrics"])
         tracker.log_artifact(out_dir, artifact_path="evaluation")
     return report

@@ -273,6 +273,21 @@ def build_blocks(report: dict, figures: dict[str, str]) -> list[tuple]:
                            [[r["model"], r["kind"], str(r["n"]), *[_fmt(r, m) if m in r else "–" for m in ranking]]
                             for r in _in_model_order(report, shown)]))
 
+    unseen = report.get("unseen_phrasing") or {}
+    if unseen.get("table"):
+        blocks.append(("h", 2, "Requests phrased unlike the training templates"))
+        blocks.append(("p", f"{unseen['n_queries']} of the evaluated queries asked again in a held-out phrasing "
+                            "(casual requests that share no three-word sequence with any training template; "
+                            "the same conditions, films, candidates and user). Per LLM: parse rate and Acc@1 "
+                            "[95% interval] on them, and on the same queries as generated."))
+        rows = [[r["model"], r["type"], str(r["n"]), f"{r['parsed']:.2f}",
+                 "–" if r["original_parsed"] is None else f"{r['original_parsed']:.2f}", _fmt(r, "acc@1"),
+                 "–" if r["original_acc@1"] is None else f"{r['original_acc@1']:.3f}"]
+                for r in sorted(unseen["table"], key=lambda r: (report["models"].index(r["model"])
+                                                                if r["model"] in report["models"] else 99,
+                                                                r["type"] != "all", r["type"]))]
+        blocks.append(("table", ["model", "type", "n", "parse rate", "as generated", "Acc@1", "as generated"], rows))
+
     if report["by_conditions"]:
         blocks.append(("h", 2, "Acc@1 by number of conditions"))
         counts = sorted({r["n_conditions"] for r in report["by_conditions"]})
