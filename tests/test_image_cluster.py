@@ -109,6 +109,9 @@ def test_schedule_job_reaches_the_kfp_api_from_the_image(container, tmp_path):
     os.chmod(token_dir, 0o755)
     mount = next(m["mountPath"] for m in job["volumeMounts"] if m["name"] == "kfp-token")
     assert env["KF_PIPELINES_SA_TOKEN_PATH"] == f"{mount}/token"
+    # buildah keeps /run/secrets (and /var/run/secrets) for its own mounts, so the token goes elsewhere here
+    mount = "/kfp-token"
+    env["KF_PIPELINES_SA_TOKEN_PATH"] = f"{mount}/token"
 
     def expand(arg: str) -> str:
         return re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], arg)
@@ -121,8 +124,8 @@ def test_schedule_job_reaches_the_kfp_api_from_the_image(container, tmp_path):
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output  # the stand-in answers 503
     assert "--package" not in output and "does not exist" not in output, output
-    # past the health check, the first real call (the pipeline lookup) carries the projected token
-    calls = [(m, p, auth) for m, p, auth in _FakeKfp.seen if p.startswith("/apis/v2beta1/pipelines")]
+    # past the health check, the first real call (the experiment lookup) carries the projected token
+    calls = [(m, p, auth) for m, p, auth in _FakeKfp.seen if not p.startswith("/apis/v2beta1/healthz")]
     assert calls, f"no KFP API call reached the stand-in ({_FakeKfp.seen}):\n{output}"
     assert all(auth == "Bearer projected-sa-token" for _, _, auth in calls), calls
     assert "503" in output or "stand-in KFP API" in output, output  # the server's answer is reported
