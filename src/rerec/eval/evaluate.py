@@ -330,12 +330,6 @@ def evaluate_llm(name: str, path: Path | str, queries: list[dict], view: Any, co
     answers = ranker.rank_all(queries, time_budget_s=budget(config.rec_time_budget_s)) if queries else []
     done = [(q, a) for q, a in zip(queries, answers, strict=True) if a.completion is not None]
     rows = [score_query(name, "llm", q, a.ranked, a.parsed, ks, config.top_k, n_candidates) for q, a in done]
-    unseen_rows = []
-    if unseen:  # the same queries in the held-out phrasing (unseen_phrasing)
-        reworded = ranker.rank_all(list(unseen), time_budget_s=budget(config.unseen_time_budget_s))
-        unseen_rows = [{**score_query(name, "llm", q, a.ranked, a.parsed, ks, config.top_k, n_candidates),
-                        "text": q["text"], "completion": a.completion}
-                       for q, a in zip(unseen, reworded, strict=True) if a.completion is not None]
     stats = {"n_selected": len(queries), "n_generated": 0, "new_tokens": 0, "tokens_per_second": 0.0,
              "generation_s": 0.0, "budget_exhausted": False, "time_budget_s": total}
     if queries:
@@ -343,6 +337,12 @@ def evaluate_llm(name: str, path: Path | str, queries: list[dict], view: Any, co
         stats.update(n_generated=gen.n_generated, new_tokens=gen.n_new_tokens,
                      tokens_per_second=round(gen.tokens_per_second, 2), generation_s=round(gen.seconds, 1),
                      budget_exhausted=gen.budget_exhausted)
+    unseen_rows = []
+    if unseen:  # the same queries in the held-out phrasing (unseen_phrasing), after the stats above
+        reworded = ranker.rank_all(list(unseen), time_budget_s=budget(config.unseen_time_budget_s))
+        unseen_rows = [{**score_query(name, "llm", q, a.ranked, a.parsed, ks, config.top_k, n_candidates),
+                        "text": q["text"], "completion": a.completion}
+                       for q, a in zip(unseen, reworded, strict=True) if a.completion is not None]
     retention: dict[str, Any] = {}
     if config.retention:
         from rerec.eval.ifeval import build_instructions, score_responses
