@@ -18,6 +18,11 @@ the Kubeflow platform releases 1.11 and 26.03 ship) takes pod changes as ``podTe
 deadline of its own; ``v2.2`` (Trainer 2.2 and newer) takes them as ``runtimePatches`` and gets
 ``activeDeadlineSeconds``. Either way :func:`run_trainjob` deletes a job that runs past its deadline.
 
+Why not the Kubeflow SDK's ``TrainerClient`` (``kubeflow`` on PyPI): its 0.5 release requires
+``kubeflow-trainer-api`` 2.3 and writes ``runtimePatches``, which the Trainer 2.1 of the platform releases
+refuses; it would also add three packages to the runtime images for what is one create, one poll and one
+delete here.
+
 A job created again for the same pipeline run (a retried step) keeps its name, so a failed one is replaced
 and resumes from the volume's checkpoints, and a running one is followed rather than duplicated. The job
 has no owner: a step's pod that is killed or retried must not take a running job with it; the step
