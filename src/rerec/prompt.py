@@ -13,7 +13,9 @@ A prompt is the model's chat template around two turns:
   pretrained model) each candidate carries what the catalog knows: year, genres, and the knowledge-graph
   entities it shares with the items the request names (a condition's ``via`` item, a misinformed
   premise's item) or the user's history, e.g. "same director as Fargo", "shares 2 actors with Toy
-  Story". ``titles`` mode lists titles only (the paper's setting: the model must know the items).
+  Story". When the view carries the user's taste (:mod:`rerec.taste`), each evidence line also ends with
+  the candidate's taste rank for this user ("taste #1"). ``titles`` mode lists titles only (the paper's
+  setting: the model must know the items).
 
 >>> view = CatalogView.from_catalog(catalog)
 >>> messages = build_messages(query, view, mode="evidence")
@@ -67,6 +69,8 @@ class CatalogView:
     genres: dict[str, list[str]] = field(default_factory=dict)
     attributes: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     popularity: dict[str, int] = field(default_factory=dict)
+    #: the user's taste (:class:`rerec.taste.TasteIndex`); when set, evidence lines carry "taste #k"
+    taste: Any = None
 
     @classmethod
     def from_tables(cls, items: Any, item_attributes: Any = None, interactions: Any = None) -> CatalogView:
@@ -155,7 +159,8 @@ def candidate_evidence(view: CatalogView, item_id: str, refs: Sequence[str], max
     return facts[:max_facts]
 
 
-def candidate_line(view: CatalogView, number: int, item_id: str, mode: str, refs: Sequence[str]) -> str:
+def candidate_line(view: CatalogView, number: int, item_id: str, mode: str, refs: Sequence[str],
+                   taste_rank: int | None = None) -> str:
     title = view.title(item_id)
     if mode == "titles":
         return f"{number}. {title}"
@@ -166,6 +171,8 @@ def candidate_line(view: CatalogView, number: int, item_id: str, mode: str, refs
     genres = view.genres.get(str(item_id)) or []
     details = [", ".join(genre_word(g) for g in genres)] if genres else []
     details += candidate_evidence(view, item_id, refs)
+    if taste_rank is not None:
+        details.append(f"taste #{taste_rank}")
     return parts[0] + (" - " + "; ".join(details) if details else "")
 
 
@@ -175,7 +182,9 @@ def candidate_lines(query: Mapping, view: CatalogView, mode: str = "evidence", i
     if mode not in MODES:
         raise ConfigError(f"Unknown prompt mode '{mode}'. Fix: use one of {', '.join(MODES)}.")
     refs = reference_items(query, include_history, max_history) if mode == "evidence" else []
-    return [candidate_line(view, i, str(c), mode, refs) for i, c in enumerate(query["candidates"], start=1)]
+    ranks = view.taste.query_ranks(query) if mode == "evidence" and view.taste is not None else {}
+    return [candidate_line(view, i, str(c), mode, refs, ranks.get(str(c)))
+            for i, c in enumerate(query["candidates"], start=1)]
 
 
 def build_messages(

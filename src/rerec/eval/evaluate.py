@@ -92,6 +92,9 @@ class EvalConfig:
     n_candidates: int | None = field(default=None, metadata={
         "help": "Candidates shown per query, shrunk as in training (0 = all; default 0)."})
     max_history: int | None = field(default=None, metadata={"help": "History titles per prompt (default 5)."})
+    taste_evidence: bool | None = field(default=None, metadata={
+        "help": "Show each candidate's taste rank for the user (rerec.taste; needs --reward; default: the "
+                "profile's, else off)."})
     max_prompt_tokens: int | None = field(default=None, metadata={"help": "Prompt token limit (default 768)."})
     # --- LLM budget (one model must finish within 10 minutes on a 2-core CPU)
     max_queries_per_type: int | None = field(default=None, metadata={
@@ -129,7 +132,8 @@ class EvalConfig:
         """A copy with every ``None`` filled from the profile or the built-in default (``ks`` and ``compare``
         stay ``None``: they depend on the candidates shown and the models given)."""
         defaults: dict[str, Any] = {"mode": "evidence", "n_candidates": 0, "max_history": 5,
-                                    "max_prompt_tokens": 768, "max_queries_per_type": 0, "max_new_tokens": 128}
+                                    "max_prompt_tokens": 768, "max_queries_per_type": 0, "max_new_tokens": 128,
+                                    "taste_evidence": False}
         base_model = DEFAULT_BASE_MODEL
         if self.profile:
             from rerec.models.profiles import get_profile
@@ -137,6 +141,7 @@ class EvalConfig:
             p = get_profile(self.profile)
             base_model = p.model
             defaults.update(mode=p.context_mode, n_candidates=p.n_candidates, max_history=p.max_history,
+                            taste_evidence=p.taste_evidence,
                             max_prompt_tokens=p.max_prompt_tokens, max_new_tokens=p.max_completion_tokens,
                             max_queries_per_type=math.ceil(p.eval_queries / 4) if p.eval_queries else 0)
         values = asdict(self)
@@ -562,6 +567,10 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
                          column="split", fix="use --split val or test, or regenerate the queries")
     notes: list[str] = []
     view = CatalogView.from_catalog(catalog)
+    if config.taste_evidence:
+        from rerec.taste import attach_taste, taste_source
+
+        attach_taste(view, graphs_dir, taste_source(True, reward_dir))
     selected = stratified_subset(split, config.max_queries_per_type, config.seed)
     queries = query_records(selected)
     if config.n_candidates:

@@ -25,6 +25,9 @@ class ModelProfile:
     context_mode: str = field(default="evidence", metadata={"help": "Prompt context: 'evidence' or 'titles'."})
     n_candidates: int = field(default=20, metadata={"help": "Candidates shown per prompt."})
     max_history: int = field(default=5, metadata={"help": "History titles shown per prompt (0 = none)."})
+    taste_evidence: bool = field(default=False, metadata={
+        "help": "Evidence lines carry each candidate's taste rank for the user (rerec.taste): needs the reward "
+                "stage's LightGCN."})
     max_prompt_tokens: int = field(default=768, metadata={"help": "Prompt length limit in tokens."})
     max_completion_tokens: int = field(default=768, metadata={"help": "Completion length limit in tokens."})
     trace_styles: str = field(default="checklist,eliminate,direct",
@@ -62,7 +65,8 @@ PROFILES: dict[str, ModelProfile] = {
     # faster than LoRA), RFT uses LoRA. 224 completion tokens: room for the longest scan traces of 4 candidates.
     "smollm2": ModelProfile(
         name="smollm2", model="smollm2", use_lora=True, sft_use_lora=False, lora_r=16, context_mode="evidence",
-        n_candidates=4, max_history=0, max_prompt_tokens=320, max_completion_tokens=224, trace_styles="scan",
+        n_candidates=4, max_history=0, taste_evidence=True, max_prompt_tokens=320, max_completion_tokens=224,
+        trace_styles="scan",
         sft_steps=80, sft_batch_size=4, sft_lr=1e-4, rft_batch_size=2, num_generations=4, rft_lr=5e-5,
         rft_steps=30, eval_queries=60,
     ),

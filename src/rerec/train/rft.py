@@ -67,6 +67,8 @@ class RFTConfig:
     context_mode: str | None = field(default=None, metadata={"help": "Prompt context: evidence or titles."})
     n_candidates: int | None = field(default=None, metadata={"help": "Candidates shown per prompt."})
     max_history: int | None = field(default=None, metadata={"help": "History titles shown (0 = none)."})
+    taste_evidence: bool | None = field(default=None, metadata={
+        "help": "Show each candidate's taste rank for the user (rerec.taste; needs the reward stage's output)."})
     n_train: int = field(default=0, metadata={"help": "Training queries (0 = the whole train split)."})
     # --- GRPO
     steps: int | None = field(default=None, metadata={"help": "Optimiser steps."})
@@ -108,7 +110,8 @@ class RFTConfig:
         fill = {"use_lora": p.use_lora, "lora_r": p.lora_r, "context_mode": p.context_mode,
                 "n_candidates": p.n_candidates, "max_history": p.max_history, "steps": p.rft_steps,
                 "batch_size": p.rft_batch_size, "num_generations": p.num_generations, "lr": p.rft_lr,
-                "max_completion_tokens": p.max_completion_tokens, "rollout_engine": p.rollout_engine}
+                "max_completion_tokens": p.max_completion_tokens, "rollout_engine": p.rollout_engine,
+                "taste_evidence": p.taste_evidence}
         out = replace(self, **{k: v for k, v in fill.items() if getattr(self, k) is None})
         grpo, no_curriculum = {"advantage": {"estimator": "grpo"}}, {"curriculum": {"enabled": False}}
         arm = {"plain_grpo": {**grpo, **no_curriculum, "reward": {"use_qas": False, "use_pas": False}},
@@ -243,6 +246,7 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
 
     Steps: find the checkpoint to resume from; load the start model, the training prompts, the reward and
     the curriculum; choose the rollout engine; train; rank 0 writes the model folder."""
+    from rerec.taste import taste_source
     from rerec.train.callbacks import TrackingCallback, deadline_after
     from rerec.train.sft import load_trainable_model, load_view_and_queries, seed_torch
 
@@ -254,7 +258,7 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
     ckpt_dir = work / "checkpoints"
     resume_from = checkpoint_to_resume(ckpt_dir, resume, cfg.curriculum.enabled)
     start_model = start_model_name(model_dir, cfg)
-    view, queries = load_view_and_queries(data_dir, graphs_dir)
+    view, queries = load_view_and_queries(data_dir, graphs_dir, taste_source(cfg.taste_evidence, reward_dir))
     model, tokenizer = load_trainable_model(start_model, cfg.use_lora, cfg.lora_r)
     tokenizer.padding_side = "left"
     train_ds = build_dataset(view, queries, tokenizer, cfg)

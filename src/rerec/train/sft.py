@@ -65,6 +65,8 @@ class SFTWarmupConfig:
         default=2, metadata={"help": "Training prompts show between this many and n_candidates candidates "
                                      "(a cheap curriculum: easy lists teach copying first)."})
     max_history: int | None = field(default=None, metadata={"help": "History titles shown (0 = none)."})
+    taste_evidence: bool | None = field(default=None, metadata={
+        "help": "Show each candidate's taste rank for the user (rerec.taste; needs the reward stage's output)."})
     trace_styles: str | None = field(
         default=None, metadata={"help": "Comma-separated trace styles to train on (checklist, eliminate, direct, "
                                         "table, scan); each query gets one, picked by the seed."})
@@ -101,7 +103,7 @@ class SFTWarmupConfig:
                 "n_candidates": p.n_candidates, "max_history": p.max_history, "steps": p.sft_steps,
                 "batch_size": p.sft_batch_size, "lr": p.sft_lr, "n_eval": p.eval_queries or 200,
                 "max_new_tokens": p.max_completion_tokens, "trace_styles": p.trace_styles,
-                "no_fit_rate": p.sft_no_fit_rate}
+                "no_fit_rate": p.sft_no_fit_rate, "taste_evidence": p.taste_evidence}
         for key, value in fill.items():
             if values[key] is None:
                 values[key] = value
@@ -133,8 +135,10 @@ class SFTWarmupConfig:
 
 # ------------------------------------------------------------------------------------------- data
 
-def load_view_and_queries(data_dir: str | Path, graphs_dir: str | Path | None) -> tuple[CatalogView, Any]:
-    """The catalog index (attributes from the graphs folder when given) and the queries table."""
+def load_view_and_queries(data_dir: str | Path, graphs_dir: str | Path | None,
+                          taste_from: str | Path | None = None) -> tuple[CatalogView, Any]:
+    """The catalog index (attributes from the graphs folder when given; the user's taste from the reward
+    folder ``taste_from`` when given, :func:`rerec.taste.attach_taste`) and the queries table."""
     from rerec.data.load import load_catalog
 
     catalog = load_catalog(Path(data_dir))
@@ -146,7 +150,12 @@ def load_view_and_queries(data_dir: str | Path, graphs_dir: str | Path | None) -
         from rerec.graphs.attributes import ItemAttributeGraph
 
         graph = ItemAttributeGraph.load(graphs_dir)
-    return CatalogView.from_catalog(catalog, graph), catalog.queries
+    view = CatalogView.from_catalog(catalog, graph)
+    if taste_from is not None:
+        from rerec.taste import attach_taste
+
+        attach_taste(view, graphs_dir, taste_from)
+    return view, catalog.queries
 
 
 def query_rows(queries: Any, split: str, limit: int = 0, seed: int = 0) -> list[dict]:
@@ -263,7 +272,7 @@ def peak_memory_mb() -> float:
 # ------------------------------------------------------------------------------------------- stage
 
 def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str | Path,
-               config: SFTWarmupConfig | None = None) -> dict:
+               config: SFTWarmupConfig | None = None, reward_dir: str | Path | None = None) -> dict:
     """Run the warm-up and write the model folder; returns the metrics (also in ``metrics.json``).
 
     Steps: read the queries and the start model; measure the model on validation queries; train on
@@ -273,7 +282,7 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
     cfg = (config or SFTWarmupConfig()).resolved()
     precision = resolve_precision(cfg.precision)
     seed_torch(cfg.seed, cfg.threads)
-    view, train_rows, val_rows, eval_rows = load_split_rows(data_dir, graphs_dir, cfg)
+    view, train_rows, val_rows, eval_rows = load_split_rows(data_dir, graphs_dir, cfg, reward_dir)
     model, tokenizer = load_trainable_model(cfg.model, cfg.use_lora, cfg.lora_r)
     metrics: dict[str, Any] = {"profile": cfg.profile, "model": cfg.model,
                                "popularity_acc_at_1": popularity_accuracy(eval_rows, view),
@@ -327,12 +336,14 @@ def load_trainable_model(name: str, use_lora: bool, lora_r: int) -> tuple[Any, A
     return load_model(name, lora=LoraSpec(r=lora_r, alpha=2 * lora_r) if use_lora else None, trainable=True)
 
 
-def load_split_rows(data_dir: str | Path, graphs_dir: str | Path | None,
-                    cfg: SFTWarmupConfig) -> tuple[CatalogView, list[dict], list[dict], list[dict]]:
+def load_split_rows(data_dir: str | Path, graphs_dir: str | Path | None, cfg: SFTWarmupConfig,
+                    reward_dir: str | Path | None = None) -> tuple[CatalogView, list[dict], list[dict], list[dict]]:
     """``(view, train rows, val rows, eval rows)``: the training queries (``n_train``), every validation query
     (its first 32 give the trainer's loss and the decision accuracies) and the ``n_eval`` validation queries
     measured by generation, shrunk to ``n_candidates``."""
-    view, queries = load_view_and_queries(data_dir, graphs_dir)
+    from rerec.taste import taste_source
+
+    view, queries = load_view_and_queries(data_dir, graphs_dir, taste_source(cfg.taste_evidence, reward_dir))
     train_rows = query_rows(queries, "train", cfg.n_train, cfg.seed)
     val_rows = query_rows(queries, "val", 0, cfg.seed)
     if not train_rows or not val_rows:
@@ -422,12 +433,15 @@ def write_sft_folder(folder: Path, model: Any, tokenizer: Any, cfg: SFTWarmupCon
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="prepare-data output folder (with queries).")
     parser.add_argument("--graphs", type=Path, default=None, help="build-graphs output folder.")
+    parser.add_argument("--reward", type=Path, default=None,
+                        help="train-reward-gnn output folder (the LightGCN behind taste evidence).")
     parser.add_argument("--out", required=True, type=Path, help="Output model folder.")
     add_dataclass_arguments(parser, SFTWarmupConfig)
 
 
 def cli_main(args: argparse.Namespace) -> int:
-    metrics = sft_warmup(args.data, args.graphs, args.out, dataclass_from_args(SFTWarmupConfig, args))
+    metrics = sft_warmup(args.data, args.graphs, args.out, dataclass_from_args(SFTWarmupConfig, args),
+                         reward_dir=args.reward)
     keys = ["parse_rate_before", "acc_at_1_before", "parse_rate_after", "acc_at_1_after", "popularity_acc_at_1",
             "steps", "train_s", "peak_memory_mb"]
     print(json.dumps({k: metrics.get(k) for k in keys}, indent=2))

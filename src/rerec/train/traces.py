@@ -220,13 +220,24 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
         if len(ruled_out) >= max_checks:
             break
 
+    taste_line = None
+    if view.taste is not None and style in ("table", "scan"):
+        shown = candidate_lines or [f"{n}. {view.title(c)}" for n, c in enumerate(candidates, start=1)]
+        taste_line = f"By taste: {shown[candidates.index(positive)]}."
     if style in ("table", "scan") and conditions:
         lines.append("Wanted: " + "; ".join(condition_label(c, view) for c in conditions) + ".")
         fitting = [c for c in candidates if _fits(c, conditions, view)]
+        choose_by_taste = taste_line is not None and len(fitting) > 1 and positive in fitting
         lines += _table_rows(candidates, conditions, view, facts, candidate_lines,
-                            stop_at=positive if style == "scan" and fitting else None)
+                            stop_at=positive if style == "scan" and fitting and not choose_by_taste else None)
         if not fitting:  # a list without a match (see no_fit_query): every row checked, the closest named
             lines.append(f"None fits every condition; the closest is {view.name(positive)}.")
+        elif choose_by_taste:
+            # step two: several fit the request, the user's taste chooses among them
+            lines.append("Fit: " + ", ".join(str(candidates.index(c) + 1) for c in fitting) + ".")
+            lines.append(taste_line)
+    elif taste_line:  # nothing the attribute graph can decide (interest): the taste alone chooses
+        lines.append(taste_line)
     elif style == "checklist" and conditions:
         wants = "; ".join(condition_phrase(c, view) for c in conditions)
         lines.append(f"The request asks for a movie that is: {wants}.")

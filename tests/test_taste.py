@@ -1,0 +1,118 @@
+"""Taste evidence (rerec.taste): ranks computed by hand on a small graph, and how prompts and traces use it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from rerec.errors import ConfigError
+from rerec.graphs.interaction import InteractionGraph
+from rerec.prompt import CatalogView, build_messages, candidate_lines
+from rerec.reward.lightgcn import ITEM_EMBEDDINGS, USER_EMBEDDINGS, save_embeddings
+from rerec.taste import TasteIndex, attach_taste, liked_references, taste_source
+from rerec.train.traces import synthesize_trace
+
+# Liking users per item:  a: u1 u2 u3   b: u1 u2   c: u3 u4   d: u4   e: u1
+LIKES = [("u1", "a"), ("u2", "a"), ("u3", "a"), ("u1", "b"), ("u2", "b"), ("u3", "c"), ("u4", "c"),
+         ("u4", "d"), ("u1", "e")]
+
+
+@pytest.fixture()
+def folders(tmp_path):
+    graph = InteractionGraph.from_interactions(pd.DataFrame(LIKES, columns=["user_id", "item_id"]))
+    graph.save(tmp_path / "graphs")
+    reward = tmp_path / "reward"
+    reward.mkdir()
+    # item embeddings on one axis: a=1, b=2, c=3, d=4, e=5; user u9 prefers large, u8 small
+    save_embeddings(reward / ITEM_EMBEDDINGS, list("abcde"), torch.tensor([[1.0], [2.0], [3.0], [4.0], [5.0]]))
+    save_embeddings(reward / USER_EMBEDDINGS, ["u8", "u9"], torch.tensor([[-1.0], [1.0]]))
+    return tmp_path / "graphs", reward
+
+
+def test_jaccard_by_hand(folders):
+    taste = TasteIndex.build(InteractionGraph.load(folders[0]), folders[1])
+    # a & b: {u1,u2} / {u1,u2,u3} = 2/3; a & c: {u3} / {u1..u4} = 1/4; a & d: 0; a & e: 1/3
+    assert taste.jaccard("b", ["a"]) == pytest.approx(2 / 3)
+    assert taste.jaccard("c", ["a"]) == pytest.approx(1 / 4)
+    assert taste.jaccard("d", ["a"]) == 0.0
+    assert taste.jaccard("e", ["a", "b"]) == pytest.approx(1 / 3 + 1 / 2)
+    assert taste.jaccard("a", ["a"]) == 0.0  # never an item with itself
+    assert taste.jaccard("zzz", ["a"]) == 0.0
+
+
+def test_ranks_co_likes_first_then_lightgcn_then_popularity(folders, tmp_path):
+    taste = TasteIndex.build(InteractionGraph.load(folders[0]), folders[1])
+    # named a: b (2/3) > e (1/3) > c (1/4) > d (0)
+    assert taste.ranks(list("dcbe"), user_id="u8", named=["a"]) == {"b": 1, "e": 2, "c": 3, "d": 4}
+    # nothing named: LightGCN; u9 likes large coordinates, u8 small
+    assert taste.ranks(list("bcd"), user_id="u9") == {"d": 1, "c": 2, "b": 3}
+    assert taste.ranks(list("bcd"), user_id="u8") == {"b": 1, "c": 2, "d": 3}
+    # an unknown user with a history folds the history in: mean of e (5) -> prefers large
+    assert taste.ranks(list("bd"), user_id="nobody", history=["e"]) == {"d": 1, "b": 2}
+    # neither: popularity (a 3 likes, c 2, d 1), ties keep the shown order
+    assert taste.ranks(list("dca")) == {"a": 1, "c": 2, "d": 3}
+    again = TasteIndex.load(taste.save(tmp_path / "saved"))
+    assert again.ranks(list("dcbe"), user_id="u8", named=["a"]) == {"b": 1, "e": 2, "c": 3, "d": 4}
+
+
+def test_a_small_top_k_keeps_the_strongest_neighbours(folders):
+    taste = TasteIndex.build(InteractionGraph.load(folders[0]), folders[1], top_k=1)
+    assert taste.jaccard("b", ["a"]) == pytest.approx(2 / 3)   # a's strongest neighbour
+    assert taste.jaccard("c", ["a"]) == 0.0                    # beyond the kept neighbour
+
+
+def test_liked_references_are_co_interaction_and_bare_mentions_only():
+    query = {"conditions": [{"relation": "co_interaction", "entity": "x", "via": "x"},
+                            {"relation": "director", "entity": "m.1", "via": "y"},
+                            {"via": "z"}]}
+    assert liked_references(query) == ["x", "z"]
+
+
+def _view(folders):
+    items = pd.DataFrame({"item_id": list("abcde"), "title": ["Alpha", "Beta", "Gamma", "Delta", "Eps"],
+                          "year": [1990, 1991, 1992, 1993, 1994],
+                          "genres": [["Comedy"], ["Comedy"], ["Comedy"], ["Drama"], ["Comedy"]]})
+    attrs = pd.DataFrame({"item_id": list("abcde"), "relation": ["genre"] * 5,
+                          "entity": ["Comedy", "Comedy", "Comedy", "Drama", "Comedy"]})
+    return attach_taste(CatalogView.from_tables(items, attrs), *folders)
+
+
+def test_prompt_lines_carry_the_taste_rank(folders):
+    view = _view(folders)
+    query = {"query_id": "q", "user_id": "u9", "text": "Viewers who liked Alpha watch what?", "candidates": list("dcb"),
+             "positives": ["b"], "conditions": [{"relation": "co_interaction", "entity": "a", "via": "a"}]}
+    lines = candidate_lines(query, view)
+    assert lines == ["1. Delta (1993) - drama; taste #3", "2. Gamma (1992) - comedy; taste #2",
+                     "3. Beta (1991) - comedy; taste #1"]
+    assert "taste #1" in build_messages(query, view)[1]["content"]
+    view.taste = None
+    assert "taste" not in "\n".join(candidate_lines(query, view))  # off: the lines are as before
+
+
+def test_traces_choose_by_taste_when_the_graph_cannot_decide(folders):
+    view = _view(folders)
+    query = {"query_id": "q", "user_id": "u9", "text": "t", "candidates": list("dcb"), "positives": ["b"],
+             "conditions": [{"relation": "co_interaction", "entity": "a", "via": "a"}]}
+    trace = synthesize_trace(query, view, style="scan", candidate_lines=candidate_lines(query, view))
+    assert trace.text.splitlines() == ["By taste: 3. Beta (1991) - comedy; taste #1.", "\\boxed{Beta}"]
+
+
+def test_traces_check_conditions_then_choose_among_the_fitting_by_taste(folders):
+    view = _view(folders)
+    # comedy: c and b fit, d does not; u9's LightGCN order is d, c, b, so c is the fitting one it prefers
+    query = {"query_id": "q", "user_id": "u9", "text": "a comedy", "candidates": list("dcb"), "positives": ["c"],
+             "conditions": [{"relation": "genre", "entity": "Comedy"}]}
+    lines = candidate_lines(query, view)
+    text = synthesize_trace(query, view, style="scan", candidate_lines=lines).text.splitlines()
+    assert text[0] == "Wanted: comedy."
+    assert text[1] == f"{lines[0]}: comedy no - no." and text[2] == f"{lines[1]}: comedy yes - fits."
+    assert text[3].endswith("comedy yes - fits.")  # every row: several fit, so the scan does not stop early
+    assert text[4] == "Fit: 2, 3."
+    assert text[5] == f"By taste: {lines[1]}." and text[6] == "\\boxed{Gamma}"
+
+
+def test_taste_evidence_without_the_reward_folder_is_refused():
+    with pytest.raises(ConfigError, match="--reward"):
+        taste_source(True, None)
+    assert taste_source(False, None) is None
