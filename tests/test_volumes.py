@@ -4,7 +4,10 @@ pruned after a week; against in-memory stand-ins for the Kubernetes API (no clus
 check of the permissions themselves is tests/test_image_cluster.py."""
 
 import os
+import shutil
+import tempfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -161,7 +164,45 @@ def test_delete_and_prune():
     assert set(core.claims) == {"other"}
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere; the image test checks this as uid 10001")
+def _probe_as_10001(root) -> int:
+    """probe(root) in a forked child running as uid/gid 10001: 0 when it can write there, 2 when refused."""
+    pid = os.fork()
+    if pid == 0:  # the child: no exec (the venv's interpreter may not be reachable for uid 10001)
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(10001)
+            os.setuid(10001)
+            try:
+                probe(Path(root))
+                code = 0
+            except RerecError as exc:
+                code = 2 if "not writable for uid 10001" in str(exc) else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to uid 10001 needs root; the 0555 case below runs instead")
+def test_uid_10001_cannot_write_a_fresh_volume_root_and_can_after_fs_group():
+    """What the kubelet does for fsGroup 10001 (group 10001, setgid, group-writable) is what the steps' user
+    needs on a fresh volume's root (root-owned, 0755). tests/test_image_cluster.py checks it in the image."""
+    parent = Path(tempfile.mkdtemp(prefix="rerec-volume-"))
+    try:
+        parent.chmod(0o755)
+        fresh, prepared = parent / "fresh", parent / "prepared"
+        fresh.mkdir(mode=0o755)
+        prepared.mkdir()
+        os.chown(prepared, 0, 10001)
+        prepared.chmod(0o2775)
+        assert _probe_as_10001(fresh) == 2
+        assert _probe_as_10001(prepared) == 0
+    finally:
+        shutil.rmtree(parent)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere; the test above checks this as uid 10001")
 def test_probe_refuses_a_folder_it_cannot_write(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
