@@ -19,9 +19,6 @@ from kfp.dsl import PipelineTask
 
 from rerec.volumes import SETTINGS_ENV
 
-#: the user the images run as (USER 10001:10001 in images/Dockerfile.*)
-RUN_AS_USER = 10001
-
 
 @dataclass(frozen=True)
 class Resources:
