@@ -5,7 +5,9 @@ Loads ``--model`` (a registry URI, e.g. ``models:/rerec-recommender@challenger``
 ``--n`` val queries of ``--data`` (shrunk to the model's ``n_candidates`` as evaluation shrinks them),
 ranks them with :class:`rerec.eval.generate.LLMRanker` built from the registered settings and with the
 served model (requests by item id, :func:`rerec.serving.request_of_query`), both in one call at the same
-batch size, and counts the queries whose completion and ``matched`` ranking agree. Writes every query
+batch size, and counts the queries whose completion and ``matched`` ranking agree. A model registered with
+taste evidence is evaluated with the taste index built from ``--graphs`` and ``--reward`` (the run's
+build-graphs and train-reward-gnn folders), as the evaluate stage builds it. Writes every query
 (both completions, rankings, the positives) with the command, commit, machine and seed to ``--out`` and
 prints one JSON line.
 
@@ -29,6 +31,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--graphs", type=Path, default=None, help="build-graphs folder (taste evidence)")
+    parser.add_argument("--reward", type=Path, default=None, help="train-reward-gnn folder (taste evidence)")
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
@@ -51,6 +55,10 @@ def main() -> None:
     s = recommender.settings
     catalog = load_catalog(args.data)
     view = CatalogView.from_catalog(catalog)
+    if s.taste_evidence:
+        from rerec.taste import attach_taste
+
+        attach_taste(view, args.graphs, args.reward)
     val = catalog.queries[catalog.queries["split"] == "val"]
     rows = query_records(val.sample(n=min(args.n, len(val)), random_state=args.seed))
     queries = [shrink_candidates(q, s.n_candidates, view, seed=0) if s.n_candidates else q for q in rows]

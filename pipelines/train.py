@@ -132,7 +132,7 @@ def evaluate_and_register(steps: Steps, data, graphs, reward, rft_model, champio
     val = c.evaluate(data=data, graphs=graphs, reward=reward, rft_model=rft_model, **models,
                      champion_model=champion.outputs["model"], config_json=steps.config("gate_eval"), **steps.tracking)
     steps.gpu(val.set_display_name("evaluate-val"), "evaluate", options.eval_gpus)
-    register = c.register(model=rft_model, report=val.outputs["report"], data=data,
+    register = c.register(model=rft_model, report=val.outputs["report"], data=data, graphs=graphs, reward=reward,
                           champion_version=champion.outputs["Output"], config_json=steps.config("register"),
                           **steps.tracking)
     register.set_display_name("register").set_caching_options(False)  # each run registers its own version

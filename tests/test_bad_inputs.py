@@ -210,6 +210,8 @@ CLI_CASES += [
      "lr must be > 0"),
     ("recommend-model-missing", ["recommend", "--model", "{out}/nothing", "--request", "a film", "--candidate", "1",
                                  "--candidate", "2"], "no such folder, and not a registry URI"),
+    ("recommend-user-with-requests-file", ["recommend", "--model", "{out}/nothing", "--requests", "{file}",
+                                           "--user", "7"], "--user goes with --request"),
     ("champion-promote-without-version", ["champion", "promote"], "promote needs --version"),
     ("prune-root-missing", ["prune-checkpoints", "--root", "{out}/nothing"], "is not a folder"),
     ("prune-negative-age", ["prune-checkpoints", "--root", "{root}", "--older-than-days", "-1", "--dry-run"],

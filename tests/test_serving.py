@@ -72,7 +72,8 @@ def test_a_request_becomes_the_query_evaluation_renders():
              "history": ["5"], "conditions": json.dumps([{"relation": "director", "entity": "m.coen", "via": "2",
                                                           "text": "directed by the director of Fargo"}])}
     request = request_of_query(query)
-    assert request == {"request": query["text"], "candidates": ["9", "1", "3"], "history": ["5"], "mentions": ["2"]}
+    assert request == {"request": query["text"], "candidates": ["9", "1", "3"], "history": ["5"], "mentions": ["2"],
+                       "liked": []}
     served = to_query({**request, "candidates": ["Raising Arizona", "1", "Casablanca (1942)"],
                        "history": ["Cape Fear (1991)"], "mentions": ["fargo"]}, CatalogIndex(view), 0)
     for mode in ("evidence", "titles"):
@@ -81,6 +82,111 @@ def test_a_request_becomes_the_query_evaluation_renders():
     assert "1. Raising Arizona (1987) - comedy; same director as Fargo; shares an actor with Fargo" in user
     assert "2. Heat (1995) - crime, action; shares an actor with Cape Fear" in user
     assert "I watched: Cape Fear" in user
+
+
+def small_taste():
+    """A hand-made taste index over small_view's items: users u1 (likes Heat over Casablanca over the
+    Matrix) and u2 (the reverse); Raising Arizona (9) is liked with the Matrix (6), Fargo (2) with Casablanca (3)."""
+    import numpy as np
+
+    from rerec.taste import TasteIndex
+
+    items = [str(i) for i in range(1, 10)]
+    emb = np.zeros((9, 2), dtype=np.float32)
+    emb[0], emb[2], emb[5] = (3, 0), (2, 0), (1, 0)  # Heat, Casablanca, Matrix along u1's axis
+    emb[1], emb[8] = (0, 1), (0, 1)  # Fargo, Raising Arizona
+    users = np.array([[1, 0], [-1, 0]], dtype=np.float32)
+    # CSR rows of Jaccard neighbours (sorted by item index): 2 <-> 3 (0.5), 9 <-> 6 (0.9)
+    rows = {1: ([2], [0.5]), 2: ([1], [0.5]), 5: ([8], [0.9]), 8: ([5], [0.9])}
+    ptr, cols, vals = [0], [], []
+    for n in range(9):
+        c, v = rows.get(n, ([], []))
+        cols += c
+        vals += v
+        ptr.append(len(cols))
+    return TasteIndex(items, ["u1", "u2"], emb, users, np.arange(9, 0, -1).astype(np.float32),
+                      np.asarray(ptr, dtype=np.int64), np.asarray(cols, dtype=np.int32),
+                      np.asarray(vals, dtype=np.float32))
+
+
+def taste_view() -> CatalogView:
+    view = small_view()
+    view.taste = small_taste()
+    return view
+
+
+def test_a_request_with_a_user_and_liked_items_renders_the_evaluated_taste_ranks():
+    """The query's user and the items it says were liked (co_interaction) set the taste ranks; an item it
+    names through a person ("by the director of Raising Arizona") is evidence but not taste."""
+    view = taste_view()
+    query = {"query_id": "q", "user_id": "u1", "text": "I loved Fargo. Something by the director of Raising Arizona?",
+             "candidates": ["6", "3", "1"], "history": ["5"],
+             "conditions": json.dumps([{"relation": "co_interaction", "entity": "2", "via": "2"},
+                                       {"relation": "director", "entity": "m.coen", "via": "9"}])}
+    request = request_of_query(query)
+    assert request["mentions"] == ["2", "9"] and request["liked"] == ["2"] and request["user_id"] == "u1"
+    served = to_query({**request, "candidates": ["the matrix", "Casablanca", "Heat"], "mentions": ["Raising Arizona"],
+                       "liked": ["Fargo"]}, CatalogIndex(view), 0)
+    assert build_messages(served, view, "evidence", max_history=3) == build_messages(query, view, "evidence",
+                                                                                      max_history=3)
+    user = build_messages(served, view, "evidence", max_history=3)[1]["content"]
+    # Casablanca first (liked with Fargo), then u1's LightGCN order: Heat before the Matrix; the Matrix's
+    # co-likes with Raising Arizona do not count (a person relation, not a liked item)
+    assert "1. Matrix, The (1999) - taste #3" in user and "2. Casablanca (1942) - romance; taste #1" in user
+    assert "3. Heat (1995) - crime, action; shares an actor with Cape Fear; taste #2" in user
+
+
+def test_without_a_known_user_the_history_folds_in_and_unknown_users_are_named():
+    from rerec.serving import request_warnings
+
+    view, index = taste_view(), CatalogIndex(taste_view())
+    settings = ServingSettings(max_history=0, taste_evidence=True)
+    base = {"request": "anything", "candidates": ["6", "3", "1"]}
+    anonymous = to_query({**base, "history": ["Heat"]}, index, 0)
+    stranger = to_query({**base, "history": ["Heat"], "user_id": "u9"}, index, 0)
+    assert view.taste.query_ranks(anonymous) == view.taste.query_ranks(stranger) == \
+        view.taste.ranks(["6", "3", "1"], history=["1"]) == {"1": 1, "3": 2, "6": 3}
+    assert request_warnings(anonymous, settings, view.taste, 0) == []
+    assert request_warnings(stranger, settings, view.taste, 0) == [
+        "user_id 'u9' is not a user of the model's training graph: the taste ranks come from the 1 history "
+        "item(s) instead"]
+    with pytest.raises(InputError, match=r"column 'user_id', row 2: user_id 'u9' is not a user of the model's "
+                                         r"training graph, and no history .*Fix: send the person's history"):
+        request_warnings(to_query({**base, "user_id": "u9"}, index, 2), settings, view.taste, 2)
+    known = to_query({**base, "history": ["Heat"], "user_id": "u2"}, index, 0)
+    assert view.taste.query_ranks(known) == {"6": 1, "3": 2, "1": 3}  # u2's taste, not the history's
+    assert request_warnings(known, settings, view.taste, 0) == [
+        "history was not used: this model shows no history (it was trained with max_history 0) and reads the "
+        "user's taste from user_id"]
+    assert request_warnings(to_query(base, index, 0), settings, view.taste, 0) == [
+        "no user_id and no history the taste index knows: the taste ranks follow the liked items' co-likes and "
+        "popularity, not this person's taste"]
+    assert request_warnings(known, ServingSettings(max_history=3, taste_evidence=True), view.taste, 0) == []
+
+
+def test_fields_a_model_without_taste_or_history_cannot_use_are_stated_in_the_response(tokenizer, monkeypatch):
+    rec, seen = _recommender(tokenizer, monkeypatch, ["\\boxed{1}"] * 2, max_history=0)
+    out = rec.recommend([{"request": "x", "candidates": ["1", "2"], "history": ["Fargo"], "user_id": 7},
+                         {"request": "x", "candidates": ["1", "2"]}])
+    assert out[0]["warnings"] == [
+        "user_id '7' was not used: this model was trained without taste evidence, so its prompt has nothing that "
+        "depends on the user",
+        "history was not used: this model shows no history (it was trained with max_history 0) and has no taste "
+        "evidence"]
+    assert out[1]["warnings"] == [] and "taste #" not in seen["prompts"][0]
+
+
+def test_a_model_with_taste_evidence_shows_the_ranks_and_needs_its_index(tokenizer, monkeypatch):
+    from rerec.errors import ConfigError
+
+    rec, seen = _recommender(tokenizer, monkeypatch, ["\\boxed{1}"], view=taste_view(), taste_evidence=True)
+    out = rec.recommend([{"request": "x", "candidates": ["Heat", "3"], "user_id": "u2"}])
+    assert out[0]["warnings"] == [] and "1. Heat (1995) - crime, action; taste #2" in seen["prompts"][0]
+    with pytest.raises(ConfigError, match="trained and evaluated with taste evidence, but no taste index"):
+        Recommender(None, tokenizer, small_view(), ServingSettings(taste_evidence=True))
+    for bad in ([1], {"a": 1}, 2.5, True):
+        with pytest.raises(InputError, match="not an id"):
+            rec.recommend([{"request": "x", "candidates": ["1"], "user_id": bad}])
 
 
 def test_catalog_view_round_trips_through_json_for_prompts():
@@ -105,14 +211,24 @@ def test_settings_come_from_the_evaluation_then_training_then_profile(tmp_path):
         "profile": "smollm2", "context_mode": "evidence", "max_history": 2, "max_completion_tokens": 200}}))
     settings, notes = resolve_settings(tmp_path)
     assert settings == ServingSettings(mode="evidence", max_history=2, max_prompt_tokens=320, max_new_tokens=200,
-                                       batch_size=8, n_candidates=4)  # 320 and 4: the smollm2 profile
+                                       batch_size=8, n_candidates=4, taste_evidence=True)  # 320, 4, taste: smollm2
     report = {"config": {"mode": "titles", "max_history": 2, "max_prompt_tokens": 400, "max_new_tokens": 150,
                          "batch_size": 16, "n_candidates": 0}}
     settings, notes = resolve_settings(tmp_path, report, {"batch_size": 4, "max_history": None})
     assert settings == ServingSettings(mode="titles", max_history=2, max_prompt_tokens=400, max_new_tokens=150,
-                                       batch_size=4, n_candidates=4)
+                                       batch_size=4, n_candidates=4, taste_evidence=True)
     assert any("mode: trained with 'evidence', evaluated with 'titles'" in n for n in notes)
     assert "batch_size=4 (given)" in notes[0] and "mode='titles' (evaluation report)" in notes[0]
+
+
+def test_taste_evidence_comes_from_the_training_config_unless_evaluated_otherwise(tmp_path):
+    (tmp_path / "metrics.json").write_text(json.dumps({"config": {"profile": "tiny", "taste_evidence": True}}))
+    settings, notes = resolve_settings(tmp_path)
+    assert settings.taste_evidence is True and "taste_evidence=True (training config)" in notes[0]
+    settings, notes = resolve_settings(tmp_path, {"config": {"taste_evidence": False}})
+    assert settings.taste_evidence is False
+    assert any("taste_evidence: trained with True, evaluated with False" in n for n in notes)
+    assert ServingSettings.from_dict(settings.to_dict()) == settings
 
 
 def test_sft_folders_name_their_completion_limit_max_new_tokens(tmp_path):
@@ -122,7 +238,7 @@ def test_sft_folders_name_their_completion_limit_max_new_tokens(tmp_path):
 
 # --- the response and the errors, on fixed completions ----------------------------------------------
 
-def _recommender(tokenizer, monkeypatch, completions, **settings):
+def _recommender(tokenizer, monkeypatch, completions, view=None, **settings):
     from rerec.eval import generate as G
 
     seen = {}
@@ -132,7 +248,7 @@ def _recommender(tokenizer, monkeypatch, completions, **settings):
         return G.GenerationResult(list(completions[: len(prompts)]), n_new_tokens=1, seconds=1.0)
 
     monkeypatch.setattr(G, "generate_completions", fake)
-    return Recommender(None, tokenizer, small_view(), ServingSettings(**settings)), seen
+    return Recommender(None, tokenizer, view or small_view(), ServingSettings(**settings)), seen
 
 
 def test_answered_items_come_first_then_the_rest_in_the_order_given(tokenizer, monkeypatch):
@@ -152,7 +268,8 @@ def test_answered_items_come_first_then_the_rest_in_the_order_given(tokenizer, m
     assert out[0]["answer_items"] == ["Casablanca", "2"] and out[0]["parsed"] is True
     assert out[0]["reasoning"] == "1. Casablanca is a romance."
     assert out[1] == {"answer": [], "ranked": ["1", "2"], "titles": ["Heat", "Fargo"], "answer_items": [],
-                      "matched": [], "parsed": False, "reasoning": "I am not sure.", "completion": "I am not sure."}
+                      "matched": [], "parsed": False, "reasoning": "I am not sure.", "completion": "I am not sure.",
+                      "warnings": []}
     assert out[2]["matched"] == [None, "1"] and out[2]["answer"] == ["1"] and out[2]["ranked"] == ["1", "2"]
     rec.recommend(requests, {"max_new_tokens": 9, "batch_size": 1})
     assert seen["max_new_tokens"] == 9 and seen["batch_size"] == 1
@@ -204,3 +321,14 @@ def test_register_refuses_a_missing_data_folder_before_logging(tiny_hf_model, tm
 
     with pytest.raises(RerecError, match="--data .*no such folder, so nothing was registered"):
         register(tiny_hf_model, tmp_path / "report.json", RegisterConfig(), data_dir=tmp_path / "missing")
+
+
+def test_register_refuses_a_taste_model_without_its_graphs_and_reward(tiny_hf_model, tmp_path):
+    from rerec.errors import RerecError
+    from rerec.registry import RegisterConfig, register
+
+    (tmp_path / "graphs").mkdir()
+    with pytest.raises(RerecError, match=r"--reward \(not given\): the model was evaluated with taste evidence.*"
+                                         "nothing was registered"):
+        register(tiny_hf_model, tmp_path / "report.json", RegisterConfig(), serving={"taste_evidence": True},
+                 graphs_dir=tmp_path / "graphs")

@@ -1,21 +1,27 @@
 """recommend: ask a trained model for a recommendation from the command line, as it would be served.
 
     rerec recommend --model models:/rerec-recommender@champion \\
+        --request "a 90s crime movie" --candidate "Heat" --candidate 50 --candidate "Fargo" --user 196
+    rerec recommend --model models:/rerec-recommender@champion \\
         --request "a 90s crime movie" --candidate "Heat" --candidate 50 --candidate "Fargo" --history "Toy Story"
-    rerec recommend --model runs/latest/rft --data runs/latest/data --requests requests.json --json
+    rerec recommend --model runs/latest/rft --data runs/latest/data --graphs G --reward R --requests requests.json
 
 --model is a registry URI (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``runs:/...``; the
 tracking server comes from $MLFLOW_TRACKING_URI), a downloaded MLflow model folder (one with an
 ``MLmodel`` file), or a Hugging Face model folder such as the rft or sft-warmup output. A registered
 model carries its catalog and settings; a plain folder takes its catalog from --data (the prepared
 data folder it was trained on) and its settings from the folder's ``metrics.json`` training config,
-the evaluation report given with --report, and the flags below, in that order.
+the evaluation report given with --report, and the flags below, in that order; a folder trained with
+taste evidence also needs --graphs and --reward, from which its taste index is built.
 
-Candidates, history and mentions are item ids or titles ("Heat", "Heat (1995)", "50"); --mention
-names an item the request refers to ("Fargo" in "by the director of Fargo"), which evidence mode
-checks the candidates against. --requests reads a JSON file: a list of request objects
-(``{"request": ..., "candidates": [...], "history": [...], "mentions": [...]}``) or the body of an
-HTTP request to the served model (``{"dataframe_records": [...], "params": {...}}``).
+Candidates, history, mentions and liked items are item ids or titles ("Heat", "Heat (1995)", "50");
+--mention names an item the request refers to ("Fargo" in "by the director of Fargo"), which evidence
+mode checks the candidates against; --liked one the request says the person liked ("I loved Fargo").
+--user is a user of the training graph, whose taste a model trained with taste evidence reads (without
+it, the taste comes from --history). --requests reads a JSON file: a list of request objects
+(``{"request": ..., "candidates": [...], "history": [...], "mentions": [...], "liked": [...],
+"user_id": ...}``) or the body of an HTTP request to the served model (``{"dataframe_records": [...],
+"params": {...}}``). What of a request the model does not use is printed as a warning.
 
 Prints, per request, the ranked titles (the ones the model named first, then the others in the order
 given, marked so), and the reasoning; --json prints the served response rows instead, one per line.
@@ -40,20 +46,23 @@ def is_uri(text: str) -> bool:
 
 
 def load_recommender(model: str, data: Path | None = None, report: Path | None = None,
-                     overrides: dict | None = None) -> tuple[Any, list[str]]:
+                     overrides: dict | None = None, graphs: Path | None = None,
+                     reward: Path | None = None) -> tuple[Any, list[str]]:
     """A :class:`rerec.serving.Recommender` for ``model`` (see the module doc) and notes on its settings."""
     from rerec.serving import Recommender, catalog_view_of_data, resolve_settings
 
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     path = Path(model)
     if is_uri(model) or (path / "MLmodel").is_file():
-        prompt_overrides = sorted(set(overrides) & {"mode", "max_history"})
+        prompt_overrides = sorted(set(overrides) & {"mode", "max_history", "taste_evidence"})
         if prompt_overrides:
             raise ConfigError(f"--{prompt_overrides[0].replace('_', '-')} cannot change a registered model: it is "
                               "served with the prompt settings it was registered (evaluated) with. Fix: drop the flag.")
-        if data is not None:
-            raise ConfigError("--data is for model folders; a registered model carries its own catalog. "
-                              "Fix: drop --data.")
+        given = [flag for flag, value in (("--data", data), ("--graphs", graphs), ("--reward", reward))
+                 if value is not None]
+        if given:
+            raise ConfigError(f"{given[0]} is for model folders; a registered model carries its own catalog and "
+                              f"taste index. Fix: drop {given[0]}.")
         import mlflow.pyfunc
         from mlflow.exceptions import MlflowException
 
@@ -82,7 +91,15 @@ def load_recommender(model: str, data: Path | None = None, report: Path | None =
             raise ConfigError(f"--report {report}: cannot read it as JSON ({exc}). Fix: pass the evaluate "
                               "stage's report.json.") from exc
     settings, notes = resolve_settings(path if path.exists() else None, report_json, overrides)
-    return Recommender.load(path if path.exists() else model, catalog_view_of_data(data), settings), notes
+    view = catalog_view_of_data(data)
+    if settings.taste_evidence:
+        from rerec.taste import attach_taste
+
+        if graphs is None or reward is None:
+            raise ConfigError(f"--model {model} was trained with taste evidence, whose index is built from the run's "
+                              "build-graphs and train-reward-gnn folders. Fix: pass --graphs and --reward.")
+        attach_taste(view, graphs, reward)
+    return Recommender.load(path if path.exists() else model, view, settings), notes
 
 
 def read_requests(path: Path) -> tuple[list[dict], dict]:
@@ -112,11 +129,11 @@ def format_response(request: dict, row: dict, recommender: Any) -> str:
 
     view, index = recommender.view, recommender.index
     lines = [f"Request: {request.get('request')}"]
+    if request.get("user_id") is not None:
+        lines.append(f"User: {request['user_id']}")
     history = [index.resolve(h, "history", 0) for h in request.get("history") or []]
     if history:
-        shown = recommender.settings.max_history
-        note = "" if shown else "  (not shown to the model: it was trained with no history)"
-        lines.append("History: " + "; ".join(view.title(h) for h in history) + note)
+        lines.append("History: " + "; ".join(view.title(h) for h in history))
     lines.append("Ranked:")
     width = max(len(t) for t in row["titles"])
     for position, (item, title) in enumerate(zip(row["ranked"], row["titles"], strict=True), start=1):
@@ -132,6 +149,7 @@ def format_response(request: dict, row: dict, recommender: Any) -> str:
         lines.append("The answer named no candidate; every candidate is in the order given.")
     lines.append("Reasoning:")
     lines += ["  " + line for line in (row["reasoning"] or "(none)").splitlines()]
+    lines += [f"Warning: {w}" for w in row.get("warnings") or []]
     return "\n".join(lines)
 
 
@@ -143,10 +161,19 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=None, help="Prepared data folder (for a model folder).")
     parser.add_argument("--report", type=Path, default=None,
                         help="report.json the folder's model was evaluated in (its prompt settings).")
+    parser.add_argument("--graphs", type=Path, default=None,
+                        help="build-graphs folder (for a model folder trained with taste evidence).")
+    parser.add_argument("--reward", type=Path, default=None,
+                        help="train-reward-gnn folder (for a model folder trained with taste evidence).")
     parser.add_argument("--request", default=None, help="What the person asks for.")
     parser.add_argument("--candidate", action="append", default=[], help="A candidate: item id or title (repeat).")
-    parser.add_argument("--history", action="append", default=[], help="An item the person watched (repeat).")
+    parser.add_argument("--user", default=None,
+                        help="The person's user id in the training data (their taste, for a model with taste evidence).")
+    parser.add_argument("--history", action="append", default=[],
+                        help="An item the person watched or liked: id or title (repeat).")
     parser.add_argument("--mention", action="append", default=[], help="An item the request refers to (repeat).")
+    parser.add_argument("--liked", action="append", default=[],
+                        help="An item the request says the person liked, e.g. Fargo in 'I loved Fargo' (repeat).")
     parser.add_argument("--requests", type=Path, default=None, help="JSON file of requests (instead of --request).")
     parser.add_argument("--json", action="store_true", help="Print the response rows as JSON lines.")
     parser.add_argument("--show-prompt", action="store_true", help="Also print the prompt the model was given.")
@@ -160,13 +187,20 @@ def cli_main(args: argparse.Namespace) -> int:
         raise ConfigError("pass either --request with --candidate flags, or --requests FILE. "
                           'Fix: e.g. --request "a 90s crime movie" --candidate Heat --candidate 50.')
     if args.requests is not None:
+        flags = [f for f, v in (("--candidate", args.candidate), ("--history", args.history), ("--mention", args.mention),
+                                ("--liked", args.liked), ("--user", args.user)) if v]
+        if flags:
+            raise ConfigError(f"{flags[0]} goes with --request; with --requests each request carries its own fields. "
+                              "Fix: put it in the requests file, or drop it.")
         requests, params = read_requests(args.requests)
     else:
         requests = [{"request": args.request, "candidates": args.candidate, "history": args.history,
-                     "mentions": args.mention}]
+                     "mentions": args.mention, "liked": args.liked}]
+        if args.user is not None:
+            requests[0]["user_id"] = args.user
         params = {}
     overrides = dataclasses.asdict(dataclass_from_args(ServingOverrides, args))
-    recommender, notes = load_recommender(args.model, args.data, args.report, overrides)
+    recommender, notes = load_recommender(args.model, args.data, args.report, overrides, args.graphs, args.reward)
     for note in notes:
         print(note, file=sys.stderr)
     rows = recommender.recommend(requests, params)

@@ -274,12 +274,27 @@ def _http_timeout(seconds: int):
             os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = before
 
 
-def _log_model(model_dir: Path, name: str, data_dir: Path | None = None, settings=None, notes=()):
+def _taste_file(graphs_dir: Path | None, reward_dir: Path | None, folder: Path) -> Path:
+    """``taste.npz`` in ``folder``: the :class:`rerec.taste.TasteIndex` of the run's training graph and
+    LightGCN, built as the evaluate stage builds it (:func:`rerec.taste.attach_taste`)."""
+    from rerec.graphs.interaction import InteractionGraph
+    from rerec.taste import TasteIndex, taste_source
+
+    if graphs_dir is None:
+        raise ConfigError("the model was evaluated with taste evidence; its taste index is built from the "
+                          "build-graphs folder. Fix: pass --graphs (and --reward).")
+    return TasteIndex.build(InteractionGraph.load(graphs_dir), taste_source(True, reward_dir)).save(folder)
+
+
+def _log_model(model_dir: Path, name: str, data_dir: Path | None = None, settings=None, notes=(),
+               graphs_dir: Path | None = None, reward_dir: Path | None = None):
     """Log the pyfunc recommender (:mod:`rerec.pyfunc`, :func:`rerec.pyfunc.model_kwargs`): the HF folder
     and the catalog view of ``data_dir`` as artifacts, the serving settings as ``model_config``, the
     signature and an input example, the rerec package as the model's code (models from code, no
     pickle: what serves is the prompt and answer code the model was registered with). Without
-    ``data_dir`` the model has no catalog and refuses to load (a warning says so)."""
+    ``data_dir`` the model has no catalog and refuses to load (a warning says so). With
+    ``settings.taste_evidence`` the taste index of ``graphs_dir`` and ``reward_dir`` goes with it
+    (``taste.npz``)."""
     import mlflow
 
     from rerec.pyfunc import model_kwargs
@@ -294,6 +309,7 @@ def _log_model(model_dir: Path, name: str, data_dir: Path | None = None, setting
         else:
             log.warning("register: no --data given, so the model is logged without its catalog and cannot serve. "
                         "Fix: pass the prepared data folder.")
+        taste_file = _taste_file(graphs_dir, reward_dir, Path(tmp)) if settings.taste_evidence else None
         # mlflow.pyfunc.log_model, less its check of the input example: that check loads the model and predicts
         # in this process (a CPU pod sized for an upload, where a 3B model does not fit). The example is
         # stored all the same; serving tries it where the model is served. Model.log is what log_model calls.
@@ -302,9 +318,9 @@ def _log_model(model_dir: Path, name: str, data_dir: Path | None = None, setting
             info = mlflow.models.Model.log(artifact_path=None, name="model", flavor=_PyfuncFlavor,
                                            flavor_name="pyfunc.ModelFromCode",
                                            validate_serving_input=False, pip_requirements=pip_requirements(),
-                                           **model_kwargs(model_dir, catalog_file, settings, view))
-        mlflow.log_dict({"settings": settings.to_dict(), "notes": list(notes), "catalog": data_dir is not None},
-                        "serving.json")
+                                           **model_kwargs(model_dir, catalog_file, settings, view, taste_file))
+        mlflow.log_dict({"settings": settings.to_dict(), "notes": list(notes), "catalog": data_dir is not None,
+                         "taste": taste_file is not None}, "serving.json")
         return info
 
 
@@ -315,7 +331,7 @@ def _check_uploaded(client, info, model_dir: Path) -> None:
     only thing that marks a model complete, so it is created only after this check."""
     from mlflow.entities import LoggedModelStatus
 
-    from rerec.pyfunc import CATALOG_ARTIFACT, HF_ARTIFACT
+    from rerec.pyfunc import CATALOG_ARTIFACT, HF_ARTIFACT, TASTE_ARTIFACT
 
     model_id = info.model_id
     artifacts = (info.flavors or {}).get("python_function", {}).get("artifacts", {})
@@ -333,8 +349,9 @@ def _check_uploaded(client, info, model_dir: Path) -> None:
     expected = {f"{saved.rstrip('/')}/{p.relative_to(model_dir).as_posix()}": p.stat().st_size
                 for p in sorted(model_dir.rglob("*")) if p.is_file()}
     expected["MLmodel"] = None
-    if artifacts.get(CATALOG_ARTIFACT, {}).get("path"):
-        expected[artifacts[CATALOG_ARTIFACT]["path"]] = None
+    for artifact in (CATALOG_ARTIFACT, TASTE_ARTIFACT):
+        if artifacts.get(artifact, {}).get("path"):
+            expected[artifacts[artifact]["path"]] = None
     bad = [k for k, size in expected.items()
            if k not in remote or (size is not None and remote[k] is not None and remote[k] != size)]
     if bad:
@@ -388,13 +405,16 @@ def report_json_path(report: Path) -> Path:
 
 
 def register(model_dir: Path, report_path: Path, config: RegisterConfig, *, compared_version: str | None = None,
-             data_dir: Path | None = None, serving: dict | None = None) -> dict:
+             data_dir: Path | None = None, serving: dict | None = None, graphs_dir: Path | None = None,
+             reward_dir: Path | None = None) -> dict:
     """Register ``model_dir`` as a new version of ``config.model_name`` with alias ``challenger``, then run the
     gate on the report (folder or ``report.json``). ``compared_version``: the champion version that the report
     evaluated as ``config.champion``. Returns version, run id, the comparison and the decision.
 
     ``data_dir`` (the prepared data folder) gives the served model its catalog; ``serving`` overrides
-    serving settings (:func:`rerec.serving.resolve_settings`: by default as the report's evaluation)."""
+    serving settings (:func:`rerec.serving.resolve_settings`: by default as the report's evaluation). A
+    model evaluated with taste evidence also needs ``graphs_dir`` and ``reward_dir`` (build-graphs and
+    train-reward-gnn outputs), from which its taste index is built; without them nothing is registered."""
     import mlflow
 
     from rerec.serving import resolve_settings
@@ -406,6 +426,12 @@ def register(model_dir: Path, report_path: Path, config: RegisterConfig, *, comp
     if data_dir is not None and not Path(data_dir).is_dir():
         raise RerecError(f"--data {data_dir}: no such folder, so nothing was registered. Fix: pass the prepared "
                          "data folder the model was trained on (the served model's catalog).")
+    if settings.taste_evidence:
+        for flag, folder in (("--graphs", graphs_dir), ("--reward", reward_dir)):
+            if folder is None or not Path(folder).is_dir():
+                raise RerecError(f"{flag} {folder or '(not given)'}: the model was evaluated with taste evidence, "
+                                 "whose index is built from the run's build-graphs and train-reward-gnn folders, so "
+                                 f"nothing was registered. Fix: pass {flag} (the pipeline passes both).")
     mine = {"metric": report_value(report, config.metric), "retention": report_value(report, config.retention_metric),
             "split": report.get("split", "missing") if report else "missing"}
     comparison = paired_comparison(read_per_query(report_path), config.challenger, config.champion,
@@ -433,7 +459,8 @@ def register(model_dir: Path, report_path: Path, config: RegisterConfig, *, comp
             with_retries(lambda: mlflow.log_artifacts(str(report_path.parent), artifact_path=REPORT_ARTIFACTS),
                          "upload the evaluation report")
         info = with_retries(lambda: _log_model(model_dir, name, Path(data_dir) if data_dir else None, settings,
-                                               serving_notes), "log the model")
+                                               serving_notes, Path(graphs_dir) if graphs_dir else None,
+                                               Path(reward_dir) if reward_dir else None), "log the model")
         _check_uploaded(client, info, model_dir)
         version = with_retries(lambda: _create_version(client, name, info, run.info.run_id),
                                f"create a version of '{name}'").version
@@ -567,6 +594,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=None,
                         help="Prepared data folder: the catalog the served model resolves and shows items from "
                              "(without it the model is registered but cannot serve).")
+    parser.add_argument("--graphs", type=Path, default=None,
+                        help="build-graphs folder: with --reward, the taste index of a model evaluated with taste "
+                             "evidence.")
+    parser.add_argument("--reward", type=Path, default=None, help="train-reward-gnn folder (see --graphs).")
     add_dataclass_arguments(parser, RegisterConfig)
     add_dataclass_arguments(parser, ServingOverrides, group="serving (default: as the report's evaluation)")
 
@@ -579,6 +610,6 @@ def cli_main(args: argparse.Namespace) -> int:
         raise ConfigError("--min-general-retention must be a share such as 0.95.")
     serving = dataclasses.asdict(dataclass_from_args(ServingOverrides, args))
     result = register(args.model_dir, args.report, config, compared_version=args.champion_version,
-                      data_dir=args.data, serving=serving)
+                      data_dir=args.data, serving=serving, graphs_dir=args.graphs, reward_dir=args.reward)
     print(json.dumps(result, indent=2, default=str))
     return 0

@@ -1,7 +1,9 @@
 """Serving: a request goes through the prompt, the generator and the answer mapping that evaluation uses.
 
-A request is ``{"request": text, "candidates": [...], "history": [...], "mentions": [...]}``, each
-list holding catalog item ids or titles. :class:`Recommender` resolves them to item ids
+A request is ``{"request": text, "candidates": [...], "history": [...], "mentions": [...], "liked":
+[...], "user_id": id}``, each list holding catalog item ids or titles (``liked``: the items the request
+says the person liked; ``user_id``: a user of the training graph, whose taste a model trained with
+taste evidence reads). :class:`Recommender` resolves them to item ids
 (:class:`CatalogIndex`), turns the request into the query row evaluation ranks (text, candidates in
 the order given, history, and the mentioned items as the items a request's conditions name, whose
 shared people evidence mode shows), and ranks it with :class:`rerec.eval.generate.LLMRanker` - the
@@ -19,7 +21,8 @@ Response per request (:data:`RESPONSE_COLUMNS`):
   each names (None where it names no single candidate: unknown or ambiguous), which is the ranking
   evaluation scores;
 - ``parsed``: whether the completion has a boxed answer; ``reasoning``: the completion before that
-  box (all of it when there is none); ``completion``: the raw completion.
+  box (all of it when there is none); ``completion``: the raw completion;
+- ``warnings``: what of the request the model did not use, and why (:func:`request_warnings`).
 
 Prompt settings (:class:`ServingSettings`) come from the evaluation report the model was judged by,
 else the training config in the model folder's ``metrics.json``, else its profile, and can be set
@@ -44,8 +47,12 @@ from rerec.models.folder import training_config
 
 log = logging.getLogger(__name__)
 
-REQUEST_COLUMNS = ("request", "candidates", "history", "mentions")
-RESPONSE_COLUMNS = ("answer", "ranked", "titles", "answer_items", "matched", "parsed", "reasoning", "completion")
+REQUEST_COLUMNS = ("request", "candidates", "history", "mentions", "liked", "user_id")
+RESPONSE_COLUMNS = ("answer", "ranked", "titles", "answer_items", "matched", "parsed", "reasoning", "completion",
+                    "warnings")
+#: a mentioned item that the request does not say the person liked ("by the director of Fargo"): its
+#: condition's relation, which :func:`rerec.taste.liked_references` does not count as liked
+MENTION = "mention"
 CATALOG_FORMAT = "rerec.catalog_view/1"
 GENERATION_PARAMS = ("max_new_tokens", "batch_size", "max_prompt_tokens")
 
@@ -62,6 +69,9 @@ class ServingSettings:
     batch_size: int = field(default=8, metadata={"help": "Prompts generated together (request default)."})
     n_candidates: int = field(default=0, metadata={
         "help": "Candidates per prompt the model was trained with (0: unknown); informational."})
+    taste_evidence: bool = field(default=False, metadata={
+        "help": "Evidence lines carry each candidate's taste rank for the user (rerec.taste); the model then "
+                "carries its taste index (taste.npz)."})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,13 +105,16 @@ class ServingOverrides:
         "help": "Longest prompt served, in tokens; longer requests are refused."})
     max_new_tokens: int | None = field(default=None, metadata={"help": "Tokens generated per answer."})
     batch_size: int | None = field(default=None, metadata={"help": "Prompts generated together."})
+    taste_evidence: bool | None = field(default=None, metadata={
+        "help": "Show each candidate's taste rank for the user (needs the graphs and reward folders)."})
 
 
 # Where each setting sits in a stage's config: the evaluate report's config, then training configs.
 _REPORT_KEYS = {"mode": "mode", "max_history": "max_history", "max_prompt_tokens": "max_prompt_tokens",
-                "max_new_tokens": "max_new_tokens", "batch_size": "batch_size", "n_candidates": "n_candidates"}
+                "max_new_tokens": "max_new_tokens", "batch_size": "batch_size", "n_candidates": "n_candidates",
+                "taste_evidence": "taste_evidence"}
 _TRAIN_KEYS = {"mode": "context_mode", "max_history": "max_history", "max_new_tokens": "max_new_tokens",
-               "n_candidates": "n_candidates"}
+               "n_candidates": "n_candidates", "taste_evidence": "taste_evidence"}
 
 
 def resolve_settings(model_dir: str | Path | None = None, report: Mapping | None = None,
@@ -110,7 +123,7 @@ def resolve_settings(model_dir: str | Path | None = None, report: Mapping | None
 
     Precedence, later wins: built-in defaults < the training profile named in ``model_dir/metrics.json``
     (``config.profile``) < that training config (``context_mode``, ``max_history``,
-    ``max_new_tokens`` / ``max_completion_tokens``, ``n_candidates``) < the evaluation report's
+    ``max_new_tokens`` / ``max_completion_tokens``, ``n_candidates``, ``taste_evidence``) < the evaluation report's
     ``config`` (what the model was scored with) < ``overrides`` (non-None values). Returns the
     settings and notes (the source of each setting, and any training/evaluation disagreement).
     """
@@ -126,7 +139,8 @@ def resolve_settings(model_dir: str | Path | None = None, report: Mapping | None
             for key, value in (("mode", profile.context_mode), ("max_history", profile.max_history),
                                ("max_prompt_tokens", profile.max_prompt_tokens),
                                ("max_new_tokens", profile.max_completion_tokens),
-                               ("n_candidates", profile.n_candidates)):
+                               ("n_candidates", profile.n_candidates),
+                               ("taste_evidence", getattr(profile, "taste_evidence", False))):
                 values[key], source[key] = value, f"profile {profile.name}"
     trained: dict[str, Any] = {}
     for key, name in {**_TRAIN_KEYS, "max_new_tokens": "max_completion_tokens"}.items():
@@ -149,7 +163,8 @@ def resolve_settings(model_dir: str | Path | None = None, report: Mapping | None
     for key, value in (overrides or {}).items():
         if value is not None and key in values:
             values[key], source[key] = value, "given"
-    settings = ServingSettings(**{k: (v if k == "mode" else int(v)) for k, v in values.items()}).check()
+    settings = ServingSettings(**{k: (v if k == "mode" else bool(v) if k == "taste_evidence" else int(v))
+                                  for k, v in values.items()}).check()
     notes.insert(0, "settings: " + ", ".join(f"{k}={values[k]!r} ({source[k]})" for k in values))
     return settings, notes
 
@@ -326,9 +341,32 @@ def request_records(model_input: Any) -> list[dict]:
                      fix='send {"dataframe_records": [{"request": "...", "candidates": ["..."]}]}')
 
 
+def _user_id(value: Any, row: int) -> str | None:
+    """A request's ``user_id`` as the training graph writes ids (a string), or None when absent."""
+    if _is_missing(value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | numbers.Integral | float):
+        raise InputError(f"user_id is {type(value).__name__} {str(value)[:60]!r}, not an id", column="user_id",
+                         row=row, fix='send the id as the training data writes it, e.g. "user_id": "196"')
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise InputError(f"user_id is {value!r}, not an id", column="user_id", row=row,
+                             fix='send the id as a string, e.g. "user_id": "196"')
+        value = int(value)
+    text = str(value).strip()
+    if not text:
+        raise InputError("user_id is empty", column="user_id", row=row, fix="send a user id, or leave the field out")
+    return text
+
+
 def to_query(record: Mapping, index: CatalogIndex, row: int) -> dict:
-    """One request -> the query row :func:`rerec.prompt.build_messages` renders (``conditions`` holds
-    the mentioned items as ``via`` items, which is how a query names an item its request refers to)."""
+    """One request -> the query row :func:`rerec.prompt.build_messages` renders. ``conditions`` holds the
+    mentioned and the liked items as ``via`` items in the order the request lists them (mentions first,
+    then liked items not mentioned), which is how a query names an item its request refers to; a liked
+    item's condition is a ``co_interaction`` one (the user liked it: the taste rank counts its co-likes),
+    a mention's is not (``MENTION``). ``user_id`` is kept as the query's user."""
+    from rerec.data.schema import CO_INTERACTION
+
     unknown = sorted(set(record) - set(REQUEST_COLUMNS))
     if unknown:
         raise InputError(f"unknown field(s) {', '.join(map(repr, unknown))}", row=row,
@@ -351,27 +389,73 @@ def to_query(record: Mapping, index: CatalogIndex, row: int) -> dict:
         candidates.append(item)
     history = [index.resolve(v, "history", row) for v in _as_list(record.get("history"), "history", row)]
     mentions = [index.resolve(v, "mentions", row) for v in _as_list(record.get("mentions"), "mentions", row)]
-    return {"query_id": str(row), "text": text.strip(), "candidates": candidates, "history": history,
-            "conditions": [{"via": m} for m in dict.fromkeys(mentions)]}
+    liked = [index.resolve(v, "liked", row) for v in _as_list(record.get("liked"), "liked", row)]
+    conditions = [{"via": m, "relation": CO_INTERACTION if m in liked else MENTION}
+                  for m in dict.fromkeys(mentions + liked)]
+    return {"query_id": str(row), "user_id": _user_id(record.get("user_id"), row), "text": text.strip(),
+            "candidates": candidates, "history": history, "conditions": conditions}
 
 
 def request_of_query(query: Mapping) -> dict:
     """The request a client sends for a query row of ``queries.parquet``: its text, candidates and history
-    by item id, and as ``mentions`` the items its conditions name (``via`` items, misinformed premises),
-    so that :func:`to_query` gives back the prompt evaluation renders for that row."""
-    from rerec.data.schema import decode_conditions
+    by item id, as ``mentions`` the items its conditions name (``via`` items, misinformed premises), as
+    ``liked`` those of them the request says the user liked (``co_interaction`` conditions: "I loved
+    Fargo"), and its ``user_id``, so that :func:`to_query` gives back the prompt evaluation renders for
+    that row (taste ranks included)."""
+    from rerec.data.schema import CO_INTERACTION, decode_conditions
 
     mentions: list[str] = []
+    liked: list[str] = []
     for cond in decode_conditions(query.get("conditions") or []):
         for item in (cond.get("via"), (cond.get("false_premise") or {}).get("item_id")):
             if item is not None and str(item) not in mentions:
                 mentions.append(str(item))
-    return {"request": str(query["text"]), "candidates": [str(c) for c in query["candidates"]],
-            "history": [str(h) for h in (query.get("history") if query.get("history") is not None else [])],
-            "mentions": mentions}
+        via = cond.get("via")
+        if via is not None and cond.get("relation") in (None, "", CO_INTERACTION) and str(via) not in liked:
+            liked.append(str(via))
+    request = {"request": str(query["text"]), "candidates": [str(c) for c in query["candidates"]],
+               "history": [str(h) for h in (query.get("history") if query.get("history") is not None else [])],
+               "mentions": mentions, "liked": liked}
+    if not _is_missing(query.get("user_id")):
+        request["user_id"] = str(query["user_id"])
+    return request
 
 
-def response(query: Mapping, answer: Any, view: Any) -> dict:
+def request_warnings(query: Mapping, settings: ServingSettings, taste: Any, row: int) -> list[str]:
+    """What of a request (:func:`to_query`'s row) this model does not use, as warnings for the response;
+    an unknown ``user_id`` with nothing else to read the user's taste from is refused.
+
+    ``history`` is used when the prompt shows it (``max_history > 0``) or, with taste evidence, to fold the
+    user's taste in when the user is not known (:meth:`rerec.taste.TasteIndex.preference`). ``user_id`` is
+    used with taste evidence only (in evidence mode)."""
+    warnings: list[str] = []
+    history, user = list(query.get("history") or []), query.get("user_id")
+    tasted = bool(settings.taste_evidence) and settings.mode == "evidence" and taste is not None
+    known = tasted and user is not None and user in taste.user_index
+    folds_in = tasted and not known and bool(history) and taste.preference([], None, history) is not None
+    if user is not None and not tasted:
+        warnings.append(f"user_id {user!r} was not used: this model was trained without taste evidence, so its "
+                        "prompt has nothing that depends on the user")
+    elif user is not None and not known:
+        if not folds_in:
+            raise InputError(
+                f"user_id {user!r} is not a user of the model's training graph, and no history the taste index "
+                "knows was sent, so nothing would personalise the taste ranks", column="user_id", row=row,
+                fix="send the person's history (items they liked), or leave user_id out to rank by popularity")
+        warnings.append(f"user_id {user!r} is not a user of the model's training graph: the taste ranks come "
+                        f"from the {len(history)} history item(s) instead")
+    elif user is None and tasted and not folds_in:
+        warnings.append("no user_id and no history the taste index knows: the taste ranks follow the liked "
+                        "items' co-likes and popularity, not this person's taste")
+    if history and settings.max_history == 0 and not folds_in:
+        why = ("reads the user's taste from user_id" if known else "has no taste evidence" if not tasted
+               else "its taste index knows none of these items")
+        warnings.append(f"history was not used: this model shows no history (it was trained with max_history 0) "
+                        f"and {why}")
+    return warnings
+
+
+def response(query: Mapping, answer: Any, view: Any, warnings: Sequence[str] = ()) -> dict:
     """The response to one query from its :class:`rerec.eval.generate.LLMAnswer` (see the module doc)."""
     from rerec.answer import parse_answer
 
@@ -382,7 +466,7 @@ def response(query: Mapping, answer: Any, view: Any) -> dict:
     reasoning = completion[: parsed.span[0]] if parsed.span else completion
     return {"answer": chosen, "ranked": ranked, "titles": [view.title(i) for i in ranked],
             "answer_items": list(parsed.items), "matched": list(answer.ranked), "parsed": bool(answer.parsed),
-            "reasoning": reasoning.strip(), "completion": completion}
+            "reasoning": reasoning.strip(), "completion": completion, "warnings": list(warnings)}
 
 
 def _param(params: Mapping[str, Any] | None, name: str, default: int) -> int:
@@ -404,6 +488,10 @@ class Recommender:
     def __init__(self, model: Any, tokenizer: Any, view: Any, settings: ServingSettings, name: str = "served") -> None:
         self.model, self.tokenizer, self.view = model, tokenizer, view
         self.settings = settings.check()
+        if self.settings.taste_evidence and getattr(view, "taste", None) is None:
+            raise ConfigError("this model was trained and evaluated with taste evidence, but no taste index was "
+                              "given, so its prompts would lack the taste ranks. Fix: register it with --graphs and "
+                              "--reward (a registered model carries taste.npz), or pass them to rerec recommend.")
         self.index = CatalogIndex(view)
         self.name = name
 
@@ -458,6 +546,7 @@ class Recommender:
                              _param(params, "batch_size", s.batch_size),
                              _param(params, "max_prompt_tokens", s.max_prompt_tokens))
         queries = self.queries(requests)
+        warnings = [request_warnings(q, s, getattr(self.view, "taste", None), row) for row, q in enumerate(queries)]
         self.check_lengths(queries, ranker)
         answers = ranker.rank_all(queries)
-        return [response(q, a, self.view) for q, a in zip(queries, answers, strict=True)]
+        return [response(q, a, self.view, w) for q, a, w in zip(queries, answers, warnings, strict=True)]
