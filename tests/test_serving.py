@@ -74,6 +74,7 @@ def test_a_request_becomes_the_query_evaluation_renders():
     request = request_of_query(query)
     assert request == {"request": query["text"], "candidates": ["9", "1", "3"], "history": ["5"], "mentions": ["2"],
                        "liked": []}
+    assert request_of_query({**query, "user_id": ""}) == request  # an anonymous query sends no user_id
     served = to_query({**request, "candidates": ["Raising Arizona", "1", "Casablanca (1942)"],
                        "history": ["Cape Fear (1991)"], "mentions": ["fargo"]}, CatalogIndex(view), 0)
     for mode in ("evidence", "titles"):

@@ -416,7 +416,7 @@ def request_of_query(query: Mapping) -> dict:
     request = {"request": str(query["text"]), "candidates": [str(c) for c in query["candidates"]],
                "history": [str(h) for h in (query.get("history") if query.get("history") is not None else [])],
                "mentions": mentions, "liked": liked}
-    if not _is_missing(query.get("user_id")):
+    if not _is_missing(query.get("user_id")) and str(query["user_id"]).strip():  # "": an anonymous query
         request["user_id"] = str(query["user_id"])
     return request
 
