@@ -10,6 +10,7 @@ from components.image import GPU_IMAGE
 def sft_warmup(
     data: Input[Dataset],
     graphs: Input[Dataset],
+    reward: Input[Model],
     model: Output[Model],
     metrics: Output[Metrics],
     config_json: str = "{}",
@@ -27,7 +28,7 @@ def sft_warmup(
     use_pipeline_run("", mlflow_parent_run_id, kfp_run_id, data_dir=data.path)
     with tempfile.TemporaryDirectory(prefix="rerec-base-model-") as tmp:
         config = stage_config(stage, localise_config(config_json, tmp))
-        summary = stage(Path(data.path), Path(graphs.path), Path(model.path), config)
+        summary = stage(Path(data.path), Path(graphs.path), Path(model.path), config, reward_dir=Path(reward.path))
     model.metadata["stage"] = "sft-warmup"
     for name, value in component_metrics(summary).items():
         metrics.log_metric(name, value)

@@ -156,7 +156,7 @@ def make_train_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: B0
             steps, prep, graphs, reward = start_and_data(options, "train", params, params["gpu_node_selector"],
                                                          params["gpu_tolerations"])
             data, graph, gnn = prep.outputs["data"], graphs.outputs["graphs"], reward.outputs["reward"]
-            sft = c.sft_warmup(data=data, graphs=graph, config_json=steps.config("sft"), **steps.tracking)
+            sft = c.sft_warmup(data=data, graphs=graph, reward=gnn, config_json=steps.config("sft"), **steps.tracking)
             steps.gpu(sft, "sft", options.sft_gpus)
             rft = rft_task(steps, data, graph, gnn, sft.outputs["model"])
             champion = resolve_champion(steps, params["model_name"], required=False)

@@ -232,8 +232,3 @@ def liked_references(query: Mapping) -> list[str]:
         if via is not None and cond.get("relation") in (None, "", CO_INTERACTION) and str(via) not in named:
             named.append(str(via))
     return named
-
-    def describe(self) -> dict:
-        return {"items": len(self.item_ids), "users": len(self.user_ids),
-                "embedding_dim": int(self.item_embeddings.shape[1]),
-                "neighbours": int(len(self.neighbour_items))}

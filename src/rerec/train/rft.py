@@ -246,7 +246,7 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
 
     Steps: find the checkpoint to resume from; load the start model, the training prompts, the reward and
     the curriculum; choose the rollout engine; train; rank 0 writes the model folder."""
-    from rerec.taste import taste_source
+    from rerec.taste import attach_taste, taste_source
     from rerec.train.callbacks import TrackingCallback, deadline_after
     from rerec.train.sft import load_trainable_model, load_view_and_queries, seed_torch
 
@@ -258,8 +258,10 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
     ckpt_dir = work / "checkpoints"
     resume_from = checkpoint_to_resume(ckpt_dir, resume, cfg.curriculum.enabled)
     start_model = start_model_name(model_dir, cfg)
-    view, queries = load_view_and_queries(data_dir, graphs_dir, taste_source(cfg.taste_evidence, reward_dir))
+    view, queries = load_view_and_queries(data_dir, graphs_dir)
     model, tokenizer = load_trainable_model(start_model, cfg.use_lora, cfg.lora_r)
+    if cfg.taste_evidence:  # after the data's and the model's own checks
+        attach_taste(view, graphs_dir, taste_source(True, reward_dir))
     tokenizer.padding_side = "left"
     train_ds = build_dataset(view, queries, tokenizer, cfg)
     scorer, score_fn = build_scorer(data_dir, graphs_dir, reward_dir, cfg, dict(view.titles), dict(view.years))

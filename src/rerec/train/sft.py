@@ -135,10 +135,8 @@ class SFTWarmupConfig:
 
 # ------------------------------------------------------------------------------------------- data
 
-def load_view_and_queries(data_dir: str | Path, graphs_dir: str | Path | None,
-                          taste_from: str | Path | None = None) -> tuple[CatalogView, Any]:
-    """The catalog index (attributes from the graphs folder when given; the user's taste from the reward
-    folder ``taste_from`` when given, :func:`rerec.taste.attach_taste`) and the queries table."""
+def load_view_and_queries(data_dir: str | Path, graphs_dir: str | Path | None) -> tuple[CatalogView, Any]:
+    """The catalog index (attributes from the graphs folder when given) and the queries table."""
     from rerec.data.load import load_catalog
 
     catalog = load_catalog(Path(data_dir))
@@ -150,12 +148,7 @@ def load_view_and_queries(data_dir: str | Path, graphs_dir: str | Path | None,
         from rerec.graphs.attributes import ItemAttributeGraph
 
         graph = ItemAttributeGraph.load(graphs_dir)
-    view = CatalogView.from_catalog(catalog, graph)
-    if taste_from is not None:
-        from rerec.taste import attach_taste
-
-        attach_taste(view, graphs_dir, taste_from)
-    return view, catalog.queries
+    return CatalogView.from_catalog(catalog, graph), catalog.queries
 
 
 def query_rows(queries: Any, split: str, limit: int = 0, seed: int = 0) -> list[dict]:
@@ -282,8 +275,12 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
     cfg = (config or SFTWarmupConfig()).resolved()
     precision = resolve_precision(cfg.precision)
     seed_torch(cfg.seed, cfg.threads)
-    view, train_rows, val_rows, eval_rows = load_split_rows(data_dir, graphs_dir, cfg, reward_dir)
+    view, train_rows, val_rows, eval_rows = load_split_rows(data_dir, graphs_dir, cfg)
     model, tokenizer = load_trainable_model(cfg.model, cfg.use_lora, cfg.lora_r)
+    if cfg.taste_evidence:  # after the data's and the model's own checks, which a user hears about first
+        from rerec.taste import attach_taste, taste_source
+
+        attach_taste(view, graphs_dir, taste_source(True, reward_dir))
     metrics: dict[str, Any] = {"profile": cfg.profile, "model": cfg.model,
                                "popularity_acc_at_1": popularity_accuracy(eval_rows, view),
                                "n_train_queries": len(train_rows), "n_eval_queries": len(eval_rows)}
@@ -336,14 +333,12 @@ def load_trainable_model(name: str, use_lora: bool, lora_r: int) -> tuple[Any, A
     return load_model(name, lora=LoraSpec(r=lora_r, alpha=2 * lora_r) if use_lora else None, trainable=True)
 
 
-def load_split_rows(data_dir: str | Path, graphs_dir: str | Path | None, cfg: SFTWarmupConfig,
-                    reward_dir: str | Path | None = None) -> tuple[CatalogView, list[dict], list[dict], list[dict]]:
+def load_split_rows(data_dir: str | Path, graphs_dir: str | Path | None,
+                    cfg: SFTWarmupConfig) -> tuple[CatalogView, list[dict], list[dict], list[dict]]:
     """``(view, train rows, val rows, eval rows)``: the training queries (``n_train``), every validation query
     (its first 32 give the trainer's loss and the decision accuracies) and the ``n_eval`` validation queries
     measured by generation, shrunk to ``n_candidates``."""
-    from rerec.taste import taste_source
-
-    view, queries = load_view_and_queries(data_dir, graphs_dir, taste_source(cfg.taste_evidence, reward_dir))
+    view, queries = load_view_and_queries(data_dir, graphs_dir)
     train_rows = query_rows(queries, "train", cfg.n_train, cfg.seed)
     val_rows = query_rows(queries, "val", 0, cfg.seed)
     if not train_rows or not val_rows:
