@@ -173,7 +173,9 @@ def write_data_folder(folder):
     rows = []
     for rep in range(3):
         for q in queries():
-            rows.append({**q, "query_id": f"{q['query_id']}-{rep}", "user_id": "u1",
+            # a history item may not also be a candidate (prepare-data refuses such a query)
+            history = [h for h in q.get("history", []) if h not in q["candidates"]]
+            rows.append({**q, "history": history, "query_id": f"{q['query_id']}-{rep}", "user_id": "u1",
                          "split": "val" if rep == 0 else "train"})
     save_catalog(Catalog(items=items, interactions=inter, item_attributes=attrs, queries=pd.DataFrame(rows)), folder)
 
