@@ -1,0 +1,65 @@
+"""Paired differences between rows of several ``rerec evaluate`` reports on the same queries.
+
+Each report folder holds ``per_query.parquet`` (one row per model and query). Rows of different reports
+are paired by query id, so models evaluated in separate runs (an arm trained without taste evidence is
+evaluated without it) are compared on the queries both answered, with the statistic the report and the
+promotion gate use (:func:`rerec.eval.metrics.paired_by_type`). Writes Acc@1 per type of every row,
+each requested difference, the per-query hits and the provenance of this command; prints one JSON line.
+
+    .venv/bin/python experiments/pair_reports.py --report A=eval_a --report B=eval_b \\
+        --pair B/sft-A/sft --out experiments/results/taste_ablation_val.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--report", action="append", required=True, metavar="NAME=DIR",
+                        help="an evaluate output folder, named (repeatable)")
+    parser.add_argument("--pair", action="append", default=[], metavar="R/MODEL-R/MODEL",
+                        help="a difference to compute: report/model minus report/model (repeatable)")
+    parser.add_argument("--metric", default="acc_at_1")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    import pandas as pd
+
+    from rerec.eval.metrics import paired_by_type
+    from rerec.experiments.provenance import provenance
+
+    frames, sources = [], {}
+    for spec in args.report:
+        name, _, folder = spec.partition("=")
+        frame = pd.read_parquet(Path(folder) / "per_query.parquet")
+        frame["model"] = name + "/" + frame["model"].astype(str)
+        frames.append(frame)
+        report = json.loads((Path(folder) / "report.json").read_text(encoding="utf-8"))
+        sources[name] = {"folder": folder, "split": report.get("split"), "config": report.get("config")}
+    per_query = pd.concat(frames, ignore_index=True)
+    scores = (per_query.groupby(["model", "type"])[args.metric].mean().unstack().round(4)
+              .assign(all=per_query.groupby("model")[args.metric].mean().round(4)))
+    pairs = {}
+    for spec in args.pair:
+        model, _, reference = spec.partition("-")
+        pairs[spec] = paired_by_type(per_query, model, reference, args.metric, seed=args.seed)
+    keep = ["model", "query_id", "type", args.metric]
+    record = {**provenance(argv), "seed": args.seed, "metric": args.metric, "reports": sources,
+              "scores": scores.to_dict(orient="index"), "pairs": pairs,
+              "records": per_query[[c for c in keep if c in per_query]].to_dict(orient="records")}
+    record["command"] = " ".join(["python", "experiments/pair_reports.py", *(sys.argv[1:] if argv is None else argv)])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=1, default=str) + "\n", encoding="utf-8")
+    print(json.dumps({"scores": record["scores"],
+                      "pairs": {k: v.get("all") for k, v in pairs.items()}}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
