@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="an evaluate output folder, named (repeatable)")
     parser.add_argument("--pair", action="append", default=[], metavar="R/MODEL-R/MODEL",
                         help="a difference to compute: report/model minus report/model (repeatable)")
-    parser.add_argument("--metric", default="acc_at_1")
+    parser.add_argument("--metric", default="acc@1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
