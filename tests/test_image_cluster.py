@@ -17,39 +17,24 @@ import http.server
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import threading
-import tomllib
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+from test_image_stages import IMAGE, _buildah, inspect_image_or_skip
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-IMAGE = f"ghcr.io/rerec/rerec:{VERSION}-cpu"
-BUILDAH = ["buildah", "--storage-driver", "vfs"]
-HOW_TO_BUILD = "apt-get install -y buildah debootstrap && make image-cpu"
-
-
-def _buildah(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(BUILDAH + list(args), capture_output=True, text=True, timeout=timeout, check=check)
 
 
 @pytest.fixture(scope="module")
 def container():
-    if shutil.which("buildah") is None:
-        pytest.skip(f"buildah is not installed; to run this test: {HOW_TO_BUILD}")
-    found = _buildah("inspect", "--type", "image", IMAGE, check=False)
-    if found.returncode != 0:
-        if "not known" in found.stderr or "no such image" in found.stderr.lower():
-            pytest.skip(f"{IMAGE} is not in buildah's vfs storage; build it: {HOW_TO_BUILD}")
-        raise RuntimeError(f"buildah inspect {IMAGE} failed: {found.stderr}")
+    inspect_image_or_skip()
     name = f"rerec-cluster-test-{uuid.uuid4().hex[:8]}"
     _buildah("from", "--pull=never", "--name", name, IMAGE)
     try:

@@ -34,8 +34,9 @@ def _buildah(*args: str, timeout: float = 600, check: bool = True) -> subprocess
     return subprocess.run(BUILDAH + list(args), capture_output=True, text=True, timeout=timeout, check=check)
 
 
-@pytest.fixture(scope="module")
-def image_config() -> dict:
+def inspect_image_or_skip() -> dict:
+    """buildah's record of the built CPU image; skips the test when buildah or the image is missing, and
+    fails when buildah itself fails."""
     if shutil.which("buildah") is None:
         pytest.skip(f"buildah is not installed; to run this test: {HOW_TO_BUILD}")
     found = _buildah("inspect", "--type", "image", IMAGE, check=False)
@@ -43,7 +44,12 @@ def image_config() -> dict:
         if "not known" in found.stderr or "no such image" in found.stderr.lower():
             pytest.skip(f"{IMAGE} is not in buildah's vfs storage; build it: {HOW_TO_BUILD}")
         raise RuntimeError(f"buildah inspect {IMAGE} failed: {found.stderr}")
-    return json.loads(found.stdout)["OCIv1"]["config"]
+    return json.loads(found.stdout)
+
+
+@pytest.fixture(scope="module")
+def image_config() -> dict:
+    return inspect_image_or_skip()["OCIv1"]["config"]
 
 
 @pytest.fixture(scope="module")
