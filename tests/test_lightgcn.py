@@ -25,6 +25,7 @@ from rerec.reward.lightgcn import (
     sample_negatives,
     split_holdout,
     train_reward_gnn,
+    users_to_score,
 )
 
 
@@ -132,6 +133,22 @@ def planted_data(path, seed=0):
 
 FAST = dict(embedding_dim=16, num_layers=2, epochs=40, batch_size=256, lr=0.02, valid_fraction=0.2,
             test_fraction=0.2, k=5, eval_every=2, patience=6, seed=0)
+
+
+def test_users_to_score_samples_users_with_held_out_edges():
+    """Users 0..3; users 1, 2 and 3 have held-out edges. Two of them are kept, with all their edges in
+    every part, and nothing of the others; 0 (or a cap above three) keeps every edge."""
+    t = torch.tensor
+    edges = {"train": (t([0, 1, 1, 2, 3]), t([5, 6, 7, 8, 9])), "valid": (t([1, 2]), t([0, 1])),
+             "test": (t([3]), t([2]))}
+    assert users_to_score(edges, 4, 0, seed=0) is edges and users_to_score(edges, 4, 3, seed=0) is edges
+    scored = users_to_score(edges, 4, 2, seed=0)
+    kept = set(scored["valid"][0].tolist()) | set(scored["test"][0].tolist())
+    assert len(kept) == 2 and kept <= {1, 2, 3}
+    assert set(scored["train"][0].tolist()) == kept
+    assert sorted(scored["train"][1].tolist()) == sorted(i for u, i in zip([0, 1, 1, 2, 3], [5, 6, 7, 8, 9])
+                                                         if u in kept)
+    assert users_to_score(edges, 4, 2, seed=0)["valid"][0].tolist() == scored["valid"][0].tolist()
 
 
 def test_time_budget_stops_within_an_epoch_and_keeps_validated_weights(tmp_path):
