@@ -98,6 +98,42 @@ def test_traces_choose_by_taste_when_the_graph_cannot_decide(folders):
     assert trace.text.splitlines() == ["By taste: 3. Beta (1991) - comedy; taste #1.", "\\boxed{Beta}"]
 
 
+def test_traces_say_when_the_shown_evidence_does_not_pick_the_answer(folders):
+    """u9's LightGCN order is d, c, b. Among the comedies c and b, c ranks first: a query answered by c is
+    supported by what the prompt shows, one answered by b is not; with nothing checkable (interest) the
+    whole list is the pool, and a positive that is not taste #1 is not supported either."""
+    view = _view(folders)
+    comedy = {"query_id": "q", "user_id": "u9", "text": "a comedy", "candidates": list("dcb"),
+              "conditions": [{"relation": "genre", "entity": "Comedy"}]}
+    assert synthesize_trace({**comedy, "positives": ["c"]}, view, style="scan").evidence_picks_answer
+    assert not synthesize_trace({**comedy, "positives": ["b"]}, view, style="scan").evidence_picks_answer
+    liked_a = {"query_id": "q", "user_id": "u9", "text": "t", "candidates": list("dcb"),
+               "conditions": [{"relation": "co_interaction", "entity": "a", "via": "a"}]}  # ranks b, c, d
+    assert synthesize_trace({**liked_a, "positives": ["b"]}, view, style="scan").evidence_picks_answer
+    assert not synthesize_trace({**liked_a, "positives": ["c"]}, view, style="scan").evidence_picks_answer
+    one_fits = {**comedy, "candidates": list("dc"), "positives": ["c"]}  # one fits: the checks decide
+    assert synthesize_trace(one_fits, view, style="scan").evidence_picks_answer
+    view.taste = None  # no taste shown: nothing to contradict
+    assert synthesize_trace({**comedy, "positives": ["b"]}, view, style="scan").evidence_picks_answer
+
+
+def test_sft_leaves_out_traces_the_prompt_does_not_support(folders):
+    from rerec.models.loading import load_tokenizer
+    from rerec.train.sft import SFTWarmupConfig, sft_examples
+
+    view = _view(folders)
+    rows = [{"query_id": f"q{p}", "user_id": "u9", "text": "a comedy", "candidates": list("dcb"), "positives": [p],
+             "conditions": [{"relation": "genre", "entity": "Comedy"}], "history": []} for p in "cb"]
+    tokenizer = load_tokenizer("smollm2")
+    cfg = SFTWarmupConfig(profile="smollm2", n_candidates=3, min_candidates=3).resolved()
+    counts: dict = {}
+    kept = sft_examples(rows, view, tokenizer, cfg, counts=counts)
+    assert counts == {"n_unfaithful_dropped": 1} and len(kept) == 1
+    assert kept[0]["completion"].endswith("\\boxed{Gamma}")
+    cfg.faithful_only = False
+    assert len(sft_examples(rows, view, tokenizer, cfg)) == 2
+
+
 def test_traces_check_conditions_then_choose_among_the_fitting_by_taste(folders):
     view = _view(folders)
     # comedy: c and b fit, d does not; u9's LightGCN order is d, c, b, so c is the fitting one it prefers

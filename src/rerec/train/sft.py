@@ -74,6 +74,12 @@ class SFTWarmupConfig:
         default=None, metadata={"help": "Share of training examples shown without their match: the trace checks "
                                         "every row and boxes the closest, so a model that misjudges every row still "
                                         "ends its scan (table/scan styles only; 0 = off)."})
+    faithful_only: bool = field(
+        default=True, metadata={"help": "Train only on traces whose every step the prompt supports: a query whose "
+                                        "positive is not the user's taste #1 among the candidates that fit (an "
+                                        "interest query's answer the taste ranks second) would teach a choice "
+                                        "against the evidence shown, so it is left out and counted "
+                                        "(n_unfaithful_dropped)."})
     # --- optimisation
     steps: int | None = field(default=None, metadata={"help": "Optimiser steps."})
     batch_size: int | None = field(default=None, metadata={"help": "Examples per step."})
@@ -163,10 +169,12 @@ def query_rows(queries: Any, split: str, limit: int = 0, seed: int = 0) -> list[
 
 
 def sft_examples(rows: list[dict], view: CatalogView, tokenizer: Any, config: SFTWarmupConfig,
-                 augment: bool = True) -> list[dict]:
+                 augment: bool = True, counts: dict | None = None) -> list[dict]:
     """``{"prompt": chat-rendered prompt, "completion": trace}`` per query; each query shows a seeded
     number of candidates between ``min_candidates`` and ``n_candidates``. With ``augment``, a seeded
-    ``no_fit_rate`` share shows the list without its match (:func:`rerec.train.traces.no_fit_query`)."""
+    ``no_fit_rate`` share shows the list without its match (:func:`rerec.train.traces.no_fit_query`).
+    With ``config.faithful_only``, queries whose trace the shown evidence does not support are left out
+    (:attr:`rerec.train.traces.Trace.evidence_picks_answer`); ``counts["n_unfaithful_dropped"]`` says how many."""
     import numpy as np
 
     from rerec.train.traces import no_fit_query
@@ -174,7 +182,7 @@ def sft_examples(rows: list[dict], view: CatalogView, tokenizer: Any, config: SF
     rng = np.random.default_rng(config.seed)
     no_fit_rng = np.random.default_rng([config.seed, 1])
     styles = config.styles()
-    out = []
+    out, dropped = [], 0
     for row in rows:
         k = int(rng.integers(config.min_candidates, config.n_candidates + 1))
         shown = shrink_candidates(row, k, view, seed=config.seed)
@@ -185,7 +193,12 @@ def sft_examples(rows: list[dict], view: CatalogView, tokenizer: Any, config: SF
         lines = candidate_lines(shown, view, config.context_mode, include_history=config.max_history > 0,
                                 max_history=config.max_history)
         trace = synthesize_trace(shown, view, seed=config.seed, styles=styles, candidate_lines=lines)
+        if config.faithful_only and not trace.evidence_picks_answer:
+            dropped += 1
+            continue
         out.append({"prompt": render_prompt(tokenizer, messages), "completion": trace.text})
+    if counts is not None:
+        counts["n_unfaithful_dropped"] = dropped
     return out
 
 
@@ -291,7 +304,10 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
             before, _ = measure_choice(model, tokenizer, eval_rows, view, cfg, "before")
             metrics.update(before)
             tracker.log_metrics(before)
-        train_examples = sft_examples(train_rows, view, tokenizer, cfg)
+        counts: dict[str, int] = {}
+        train_examples = sft_examples(train_rows, view, tokenizer, cfg, counts=counts)
+        metrics.update(counts)
+        tracker.log_metrics(counts)
         eval_examples = sft_examples(val_rows[:32], view, tokenizer, cfg, augment=False)
         history: list[dict] = []
         decisions = DecisionLog(tokenizer, eval_examples, tracker, history)

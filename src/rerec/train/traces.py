@@ -48,6 +48,11 @@ class Trace:
     style: str
     answer_id: str
     facts: list[Fact] = field(default_factory=list)
+    #: False when the evidence the prompt shows points elsewhere: the user's taste (the candidate's
+    #: "taste #k") ranks another fitting candidate first. The trace still names ``answer_id``, but its
+    #: last step would then be a claim the prompt does not support; SFT leaves such traces out
+    #: (``SFTWarmupConfig.faithful_only``).
+    evidence_picks_answer: bool = True
 
 
 def condition_phrase(cond: Mapping, view: CatalogView) -> str:
@@ -220,10 +225,16 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
         if len(ruled_out) >= max_checks:
             break
 
-    taste_line = None
+    taste_line, picks_answer = None, True
     if view.taste is not None and style in ("table", "scan"):
         shown = candidate_lines or [f"{n}. {view.title(c)}" for n, c in enumerate(candidates, start=1)]
         taste_line = f"By taste: {shown[candidates.index(positive)]}."
+        # the taste step names the positive; it is true to the prompt only when the positive ranks first by
+        # taste among the candidates that step chooses from (those that fit, or all when nothing is checkable)
+        ranks = view.taste.query_ranks(query)
+        pool = [c for c in candidates if _fits(c, conditions, view)] if conditions else candidates
+        if positive in pool and len(pool) > 1:
+            picks_answer = min(pool, key=lambda c: ranks.get(c, len(candidates) + 1)) == positive
     if style in ("table", "scan") and conditions:
         lines.append("Wanted: " + "; ".join(condition_label(c, view) for c in conditions) + ".")
         fitting = [c for c in candidates if _fits(c, conditions, view)]
@@ -268,4 +279,5 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
     if not lines:
         lines.append(f"{view.name(positive)} fits the request best.")
     lines.append(answer_text(positive, query, view))
-    return Trace(text="\n".join(lines), style=style, answer_id=positive, facts=facts)
+    return Trace(text="\n".join(lines), style=style, answer_id=positive, facts=facts,
+                 evidence_picks_answer=picks_answer)
