@@ -57,7 +57,7 @@ def bench_data() -> tuple[Path, Path]:
 
 def prompts_for(n: int, n_candidates: int, tokenizer) -> tuple[list[str], list[dict]]:
     from rerec.prompt import build_messages, render_prompt, shrink_candidates
-    from rerec.train.sft import load_view_and_queries, query_rows
+    from rerec.train.inputs import load_view_and_queries, query_rows
 
     data, graphs = bench_data()
     view, queries = load_view_and_queries(data, graphs)

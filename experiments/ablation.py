@@ -64,8 +64,8 @@ def evaluate_arm(model_dir: Path, rows, view, cfg) -> list[dict]:
     """Greedy answers on the validation rows: one record per query (type, hit)."""
     import torch
 
+    from rerec.eval.choice import evaluate_choice
     from rerec.models.loading import load_model
-    from rerec.train.sft import evaluate_choice
 
     cuda = torch.cuda.is_available()
     model, tokenizer = load_model(model_dir, dtype=torch.bfloat16 if cuda else None)
@@ -82,8 +82,8 @@ def setup(args):
     """The arms' shared RFT config (before the ablation switch), the item view and the validation rows."""
     from rerec.config import dataclass_from_dict, merge_config_dicts
     from rerec.prompt import shrink_candidates
+    from rerec.train.inputs import load_view_and_queries, query_rows
     from rerec.train.rft import RFTConfig
-    from rerec.train.sft import load_view_and_queries, query_rows
 
     extra = PAPER if args.budget == "paper" else {}
     overrides = {k: v for k, v in (("lr", args.lr), ("max_completion_tokens", args.max_completion_tokens),

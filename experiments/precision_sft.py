@@ -131,7 +131,8 @@ def main(argv=None) -> int:
     from rerec.eval.generate import generate_completions
     from rerec.models.loading import load_model
     from rerec.prompt import build_messages, render_prompt, shrink_candidates
-    from rerec.train.sft import SFTWarmupConfig, load_view_and_queries, query_rows, sft_examples, sft_warmup
+    from rerec.train.inputs import load_view_and_queries, query_rows
+    from rerec.train.sft import SFTWarmupConfig, sft_examples, sft_warmup
 
     torch.set_num_threads(args.threads)
     started = time.time()

@@ -48,8 +48,8 @@ def main(argv=None) -> int:
                          fix=f"choose among {', '.join(sorted(run['arms']))}")
 
     from rerec.prompt import shrink_candidates
+    from rerec.train.inputs import load_view_and_queries, query_rows
     from rerec.train.rft import RFTConfig
-    from rerec.train.sft import load_view_and_queries, query_rows
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from ablation import evaluate_arm

@@ -220,6 +220,21 @@ def load_model(
     return model, tokenizer
 
 
+def load_trainable_model(name: str, use_lora: bool, lora_r: int) -> tuple[Any, Any]:
+    """The start model of a training stage in train mode, wrapped in a fresh LoRA adapter (rank ``lora_r``,
+    alpha ``2 * lora_r``) when ``use_lora``, and its tokenizer."""
+    return load_model(name, lora=LoraSpec(r=lora_r, alpha=2 * lora_r) if use_lora else None, trainable=True)
+
+
+def seed_torch(seed: int, threads: int = 0) -> None:
+    """Seed torch's generators and set its CPU threads (0 = torch's default); the training stages start here."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+
+
 def _load_tok_dir(path: Path) -> Any:
     from transformers import AutoTokenizer
 

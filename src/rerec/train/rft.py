@@ -198,7 +198,7 @@ def build_dataset(view, queries, tokenizer, cfg: RFTConfig):
     from datasets import Dataset
 
     from rerec.prompt import build_messages, shrink_candidates
-    from rerec.train.sft import query_rows
+    from rerec.train.inputs import query_rows
 
     rows = query_rows(queries, "train", cfg.n_train, cfg.seed)
     if not rows:
@@ -246,9 +246,10 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
 
     Steps: find the checkpoint to resume from; load the start model, the training prompts, the reward and
     the curriculum; choose the rollout engine; train; rank 0 writes the model folder."""
+    from rerec.models.loading import load_trainable_model, seed_torch
     from rerec.taste import attach_taste, taste_source
     from rerec.train.callbacks import TrackingCallback, deadline_after
-    from rerec.train.sft import load_trainable_model, load_view_and_queries, seed_torch
+    from rerec.train.inputs import load_view_and_queries
 
     cfg = (config or RFTConfig()).resolved()
     precision = resolve_precision(cfg.precision)

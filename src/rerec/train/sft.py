@@ -28,20 +28,22 @@ from typing import Any
 
 from rerec.config import add_dataclass_arguments, check_minimums, dataclass_from_args
 from rerec.errors import ConfigError, InputError
+from rerec.eval.choice import evaluate_choice
 from rerec.eval.decisions import decision_accuracy
 from rerec.io import atomic_dir
 from rerec.models.folder import write_model_folder
+from rerec.models.loading import load_trainable_model, seed_torch
 from rerec.models.precision import PRECISIONS, resolve_precision
 from rerec.models.profiles import PROFILES, get_profile
 from rerec.prompt import (
     CatalogView,
-    answer_ranking,
     build_messages,
     candidate_lines,
     render_prompt,
     shrink_candidates,
 )
 from rerec.tracking import stage_run
+from rerec.train.inputs import load_view_and_queries, query_rows
 from rerec.train.traces import synthesize_trace
 
 log = logging.getLogger(__name__)
@@ -141,33 +143,6 @@ class SFTWarmupConfig:
 
 # ------------------------------------------------------------------------------------------- data
 
-def load_view_and_queries(data_dir: str | Path, graphs_dir: str | Path | None) -> tuple[CatalogView, Any]:
-    """The catalog index (attributes from the graphs folder when given) and the queries table."""
-    from rerec.data.load import load_catalog
-
-    catalog = load_catalog(Path(data_dir))
-    if catalog.queries is None or not len(catalog.queries):
-        raise InputError("the data folder has no queries", file=str(Path(data_dir) / "queries.parquet"),
-                         fix="run 'rerec prepare-data' first and pass its output folder as --data")
-    graph = None
-    if graphs_dir is not None:
-        from rerec.graphs.attributes import ItemAttributeGraph
-
-        graph = ItemAttributeGraph.load(graphs_dir)
-    return CatalogView.from_catalog(catalog, graph), catalog.queries
-
-
-def query_rows(queries: Any, split: str, limit: int = 0, seed: int = 0) -> list[dict]:
-    """Queries of one split as dicts; ``limit`` takes a seeded sample stratified by type."""
-    part = queries[queries["split"] == split]
-    if limit and len(part) > limit:
-        per_type = max(1, limit // max(part["type"].nunique(), 1))
-        keep = [i for _, g in part.groupby("type", sort=True)
-                for i in g.sample(min(len(g), per_type), random_state=seed).index]
-        part = part.loc[keep]
-    return [row._asdict() if hasattr(row, "_asdict") else dict(row) for row in part.to_dict("records")]
-
-
 def sft_examples(rows: list[dict], view: CatalogView, tokenizer: Any, config: SFTWarmupConfig,
                  augment: bool = True, counts: dict | None = None) -> list[dict]:
     """``{"prompt": chat-rendered prompt, "completion": trace}`` per query; each query shows a seeded
@@ -242,35 +217,6 @@ def popularity_accuracy(rows: list[dict], view: CatalogView) -> float:
     return hits / len(rows)
 
 
-def evaluate_choice(model: Any, tokenizer: Any, rows: list[dict], view: CatalogView, *, mode: str = "evidence",
-                    max_history: int = 0, max_new_tokens: int = 64, batch_size: int = 16,
-                    desc: str = "generate") -> dict:
-    """Greedy generation on ``rows`` (already shrunk) with :func:`rerec.eval.generate.generate_completions`:
-    parse rate, Acc@1, the completions and each row's hit (the first answer item is a positive;
-    :func:`rerec.prompt.answer_ranking`)."""
-    from rerec.answer import parse_answer
-    from rerec.eval.generate import generate_completions
-
-    prompts = [render_prompt(tokenizer, build_messages(r, view, mode, include_history=max_history > 0,
-                                                       max_history=max_history)) for r in rows]
-    result = generate_completions(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                  desc=desc)
-    completions = [c or "" for c in result.completions]
-    parsed = [parse_answer(c).ok for c in completions]
-    hits = [answer_ranking(text, row, view).top1 in {str(p) for p in row["positives"]}
-            for row, text in zip(rows, completions, strict=True)]
-    n = max(len(rows), 1)
-    by_type: dict[str, list[bool]] = {}
-    for row, hit in zip(rows, hits, strict=True):
-        by_type.setdefault(str(row.get("type", "all")), []).append(hit)
-    return {
-        "parse_rate": sum(parsed) / n, "acc_at_1": sum(hits) / n, "n": len(rows),
-        "acc_at_1_by_type": {t: sum(h) / len(h) for t, h in sorted(by_type.items())}, "hits": hits,
-        "generate_s": result.seconds, "generated_tokens": result.n_new_tokens,
-        "completions": completions, "prompts": prompts,
-    }
-
-
 def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -330,23 +276,6 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
         tracker.log_artifact(Path(out_dir) / "metrics.json")
         tracker.log_artifact(Path(out_dir) / "samples.jsonl", artifact_path="samples")
     return metrics
-
-
-def seed_torch(seed: int, threads: int = 0) -> None:
-    """Seed torch's generators and set its CPU threads (0 = torch's default); the training stages start here."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-
-
-def load_trainable_model(name: str, use_lora: bool, lora_r: int) -> tuple[Any, Any]:
-    """The start model in train mode, wrapped in a fresh LoRA adapter (rank ``lora_r``, alpha ``2 * lora_r``)
-    when ``use_lora``, and its tokenizer."""
-    from rerec.models.loading import LoraSpec, load_model
-
-    return load_model(name, lora=LoraSpec(r=lora_r, alpha=2 * lora_r) if use_lora else None, trainable=True)
 
 
 def load_split_rows(data_dir: str | Path, graphs_dir: str | Path | None,
