@@ -1,10 +1,10 @@
 """Benchmark: requests per second and latency of the served recommender, in process and over HTTP.
 
-The model is the embedded SmolLM2 served as registration logs it (:func:`rerec.pyfunc.model_kwargs`:
+The model is the embedded SmolLM2 served as registration logs it (:func:`rerec.serving.pyfunc.model_kwargs`:
 the pyfunc, its catalog and the ``smollm2`` profile's settings: evidence prompts, 4 candidates, 224
 new tokens at most), saved to a local folder. Requests are real: test queries generated from the
 embedded MovieLens-100k (seeded), shrunk to 4 candidates as evaluation shrinks them, sent by item id
-with their history and mentioned items (:func:`rerec.serving.request_of_query`).
+with their history and mentioned items (:func:`rerec.serving.recommender.request_of_query`).
 
 Measured side by side in one run, each after one short warm-up call, the two modes taking turns call by
 call (so that both see the same load on a shared machine):
@@ -56,7 +56,7 @@ def movielens_requests(root: Path, n: int) -> tuple[list[dict], Path]:
     from rerec.eval.evaluate import query_records
     from rerec.models.profiles import get_profile
     from rerec.prompt import CatalogView, shrink_candidates
-    from rerec.serving import request_of_query
+    from rerec.serving.recommender import request_of_query
 
     data = root / "data"
     prepare_data(None, data, PrepareConfig(seed=SEED, n_explicit=100, n_implicit=80, n_misinformed=80,
@@ -76,9 +76,9 @@ def save_model(root: Path, data: Path) -> tuple[Path, dict]:
 
     from rerec.models.loading import smollm2_dir
     from rerec.models.profiles import get_profile
-    from rerec.pyfunc import model_kwargs
-    from rerec.registry import pip_requirements
-    from rerec.serving import catalog_view_of_data, resolve_settings, write_catalog_view
+    from rerec.registry.register import pip_requirements
+    from rerec.serving.pyfunc import model_kwargs
+    from rerec.serving.recommender import catalog_view_of_data, resolve_settings, write_catalog_view
 
     p = get_profile("smollm2")
     settings, _ = resolve_settings(None, None, {"mode": p.context_mode, "max_history": p.max_history,

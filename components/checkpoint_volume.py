@@ -1,5 +1,5 @@
 """checkpoint-volume and release-checkpoint-volume: the RFT checkpoint volume of one run and arm
-(see :mod:`rerec.volumes`). A small CPU pod creates the claim and runs the Job that makes it writable for
+(see :mod:`rerec.pipeline.volumes`). A small CPU pod creates the claim and runs the Job that makes it writable for
 uid 10001 (``fsGroup``, which KFP cannot give a step), and returns the claim's name for the rft step to
 mount; after that step succeeded, the claim is deleted. Storage class, access mode and size come from the
 ConfigMap ``rerec-checkpoints`` (manifests/overlays/cluster/params.env) as environment variables."""
@@ -20,7 +20,7 @@ def checkpoint_volume(
 ) -> str:
     from kubernetes import client, config
 
-    from rerec.volumes import VolumeSpec, ensure_checkpoint_volume, volume_name
+    from rerec.pipeline.volumes import VolumeSpec, ensure_checkpoint_volume, volume_name
 
     config.load_incluster_config()
     with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
@@ -35,7 +35,7 @@ def checkpoint_volume(
 def release_checkpoint_volume(pvc: str) -> None:
     from kubernetes import client, config
 
-    from rerec.volumes import delete_checkpoint_volume
+    from rerec.pipeline.volumes import delete_checkpoint_volume
 
     config.load_incluster_config()
     with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:

@@ -8,7 +8,7 @@ from components.image import CPU_IMAGE
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def finish_run(status: dsl.PipelineTaskFinalStatus, kfp_run_id: str = "") -> None:
-    from rerec.pipeline_run import finish_pipeline_run
+    from rerec.pipeline.parent_run import finish_pipeline_run
     from rerec.tracking import tracking_enabled, use_pipeline_run
 
     if not tracking_enabled():

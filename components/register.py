@@ -27,8 +27,8 @@ def register(
     evaluated with taste evidence, its taste index)."""
     from pathlib import Path
 
-    from rerec.registry import RegisterConfig, decision_markdown
-    from rerec.registry import register as stage
+    from rerec.registry.register import RegisterConfig, decision_markdown
+    from rerec.registry.register import register as stage
     from rerec.tracking import component_metrics, stage_config, use_pipeline_run
 
     use_pipeline_run("", mlflow_parent_run_id, kfp_run_id,

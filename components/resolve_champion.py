@@ -22,7 +22,7 @@ def resolve_champion(
     import json
     from pathlib import Path
 
-    from rerec.registry import NoSuchAlias, download_alias
+    from rerec.registry.register import NoSuchAlias, download_alias
     from rerec.tracking import use_pipeline_run
 
     use_pipeline_run("", "", kfp_run_id)

@@ -1,4 +1,4 @@
-"""rft-trainjob: RFT on several nodes as a Kubeflow Trainer ``TrainJob`` (see :mod:`rerec.trainjob`).
+"""rft-trainjob: RFT on several nodes as a Kubeflow Trainer ``TrainJob`` (see :mod:`rerec.pipeline.trainjob`).
 
 This step (a small CPU pod) stages the inputs on the run's checkpoint volume (``pvc``, made by the
 checkpoint-volume step), creates the TrainJob in its own namespace (its ServiceAccount may create, watch and
@@ -45,9 +45,9 @@ def rft_trainjob(
 
     from kubernetes import client, config
 
+    from rerec.pipeline.trainjob import SecretEnv, TrainJobSpec, job_name, run_trainjob, trainjob_manifest
     from rerec.tracking import component_metrics
     from rerec.train.distributed import same_budget, stage_args
-    from rerec.trainjob import SecretEnv, TrainJobSpec, job_name, run_trainjob, trainjob_manifest
 
     if not pvc:
         raise ValueError("rft-trainjob needs the run's checkpoint volume (pvc): the checkpoint-volume step's output")

@@ -32,8 +32,8 @@ def start_run(
     given = dict(locals())
     import json
 
-    from rerec.pipeline_params import TrainParams, stage_configs, train_params_of, validate_stage_configs
-    from rerec.pipeline_run import open_pipeline_run
+    from rerec.pipeline.params import TrainParams, stage_configs, train_params_of, validate_stage_configs
+    from rerec.pipeline.parent_run import open_pipeline_run
     from rerec.tracking import tracking_enabled, use_pipeline_run
 
     params = TrainParams(**train_params_of(given))

@@ -4,7 +4,7 @@ Loads ``--model`` (a registry URI, e.g. ``models:/rerec-recommender@challenger``
 ``mlflow.pyfunc.load_model`` and the Hugging Face folder inside it with the evaluation's loader, takes
 ``--n`` val queries of ``--data`` (shrunk to the model's ``n_candidates`` as evaluation shrinks them),
 ranks them with :class:`rerec.eval.generate.LLMRanker` built from the registered settings and with the
-served model (requests by item id, :func:`rerec.serving.request_of_query`), both in one call at the same
+served model (requests by item id, :func:`rerec.serving.recommender.request_of_query`), both in one call at the same
 batch size, and counts the queries whose completion and ``matched`` ranking agree. A model registered with
 taste evidence is evaluated with the taste index built from ``--graphs`` and ``--reward`` (the run's
 build-graphs and train-reward-gnn folders), as the evaluate stage builds it. Writes every query
@@ -47,7 +47,7 @@ def main() -> None:
     from rerec.eval.generate import LLMRanker
     from rerec.models.loading import load_model
     from rerec.prompt import CatalogView, shrink_candidates
-    from rerec.serving import request_of_query
+    from rerec.serving.recommender import request_of_query
     from rerec.tracking import git_commit
 
     served = mlflow.pyfunc.load_model(args.model)

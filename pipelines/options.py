@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-from rerec.volumes import SETTINGS_ENV
+from rerec.pipeline.volumes import SETTINGS_ENV
 
 
 @dataclass(frozen=True)

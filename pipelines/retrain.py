@@ -7,11 +7,11 @@ from kfp import dsl
 import components as c
 from pipelines.options import ClusterOptions, cluster_step
 from pipelines.train import JOB_ID, evaluate_and_register, resolve_champion, rft_task, start_and_data
-from rerec.pipeline_params import RETRAIN_PARAMS, typed_pipeline
+from rerec.pipeline.params import RETRAIN_PARAMS, typed_pipeline
 
 
 def make_retrain_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: B008 - frozen dataclass
-    # the typed parameters (names, types, defaults, descriptions) come from rerec.pipeline_params; data_uri
+    # the typed parameters (names, types, defaults, descriptions) come from rerec.pipeline.params; data_uri
     # has no default here: a scheduled retraining always names its fresh data
     @typed_pipeline("Scheduled retraining: RFT from the registry's champion on fresh interactions; the new model is "
                     "promoted only when it beats the champion on the same validation queries by a paired interval.",

@@ -2,7 +2,7 @@
 [-> rft-plain-grpo] -> evaluate (test) and evaluate-val (with the champion) -> register, and finish-run at
 the end whatever happened.
 
-The parameters are typed and described (:class:`rerec.pipeline_params.TrainParams`); ``start-run`` turns
+The parameters are typed and described (:class:`rerec.pipeline.params.TrainParams`); ``start-run`` turns
 them into each stage's config and opens the MLflow parent run, so no stage config or run id is a pipeline
 parameter. With ``plain_grpo_arm`` a second RFT arm (``ablation=plain_grpo``) trains from the same SFT
 model for the same number of steps and the evaluations rank it beside ReRec as ``plain_grpo``.
@@ -21,7 +21,7 @@ from pipelines.options import (
     with_checkpoint_settings,
     with_checkpoints,
 )
-from rerec.pipeline_params import TRAIN_PARAMS, train_params_of, typed_pipeline
+from rerec.pipeline.params import TRAIN_PARAMS, train_params_of, typed_pipeline
 
 JOB_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 
@@ -76,7 +76,7 @@ def size_gpu_steps(options: ClusterOptions, preset) -> PipelineTask | None:
 
 
 def checkpoint_volume(steps: Steps, arm: str) -> PipelineTask | None:
-    """The run's checkpoint volume for one RFT arm (rerec.volumes), or None without volumes."""
+    """The run's checkpoint volume for one RFT arm (rerec.pipeline.volumes), or None without volumes."""
     options = steps.options
     if not (options.kubernetes and options.checkpoint_volumes):
         return None
@@ -147,7 +147,7 @@ def resolve_champion(steps: Steps, model_name, required: bool) -> PipelineTask:
 
 
 def make_train_pipeline(options: ClusterOptions = ClusterOptions()):  # noqa: B008 - frozen dataclass
-    # the typed parameters (names, types, defaults, descriptions) come from rerec.pipeline_params
+    # the typed parameters (names, types, defaults, descriptions) come from rerec.pipeline.params
     @typed_pipeline("ReRec: data, graphs, reward GNN, SFT, RFT (optionally beside a plain-GRPO arm), evaluation "
                     "against the champion, registry.", TRAIN_PARAMS)
     def train(params: dict):

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from rerec.checkpoints import newest_mtime, prune, stale_run_folders
 from rerec.errors import ConfigError
+from rerec.pipeline.checkpoints import newest_mtime, prune, stale_run_folders
 
 DAY = 86400
 

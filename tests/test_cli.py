@@ -26,7 +26,8 @@ def test_console_script_runs_without_traceback():
 def test_deprecated_spellings_still_work_and_say_so(capsys, monkeypatch):
     """`rerec registry` is `rerec champion`, `rerec run --profile` is `--preset`: for one release each still works,
     with a note naming the new spelling."""
-    from rerec import champion, run
+    from rerec.pipeline import run
+    from rerec.registry import champion
 
     assert main(["--help"]) == 0
     assert "'rerec registry' is now 'rerec champion'" in capsys.readouterr().out

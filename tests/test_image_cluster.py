@@ -145,7 +145,7 @@ def _as_root_on_the_host():
 def test_a_fresh_volume_root_refuses_the_steps_user(container, tmp_path):
     _as_root_on_the_host()
     root = _volume_root(tmp_path, fs_group=False)
-    probe = run_in_image(container, ["python3", "-m", "rerec.volumes", "probe", "/mnt/checkpoints"],
+    probe = run_in_image(container, ["python3", "-m", "rerec.pipeline.volumes", "probe", "/mnt/checkpoints"],
                          mounts={root: "/mnt/checkpoints"})
     assert probe.returncode == 2 and "not writable for uid 10001" in probe.stderr, probe.stderr
     mkdir = run_in_image(container, ["python3", "-c", f"import pathlib; pathlib.Path('{RFT_FOLDER}').mkdir(parents=True)"],
@@ -156,7 +156,7 @@ def test_a_fresh_volume_root_refuses_the_steps_user(container, tmp_path):
 def test_a_volume_prepared_with_fs_group_takes_the_rft_folder(container, tmp_path):
     _as_root_on_the_host()
     root = _volume_root(tmp_path, fs_group=True)
-    probe = run_in_image(container, ["python3", "-m", "rerec.volumes", "probe", "/mnt/checkpoints"],
+    probe = run_in_image(container, ["python3", "-m", "rerec.pipeline.volumes", "probe", "/mnt/checkpoints"],
                          mounts={root: "/mnt/checkpoints"})
     assert probe.returncode == 0, probe.stderr
     mkdir = run_in_image(container, ["python3", "-c", f"import pathlib; p = pathlib.Path('{RFT_FOLDER}'); "

@@ -90,7 +90,7 @@ def test_a_typo_is_caught_by_the_validation():
 
 
 def test_the_trainjob_the_pipeline_creates_validates():
-    from rerec.trainjob import SecretEnv, TrainJobSpec, job_name, trainjob_manifest
+    from rerec.pipeline.trainjob import SecretEnv, TrainJobSpec, job_name, trainjob_manifest
 
     spec = TrainJobSpec(name=job_name("3f2c9a8e-run"), image="ghcr.io/rerec/rerec:0.1.0-cuda",
                         args=("--data", "/mnt/checkpoints/x/data", "--resume"), num_nodes=2, gpus_per_node=8,
@@ -103,7 +103,7 @@ def test_the_trainjob_the_pipeline_creates_validates():
 
 
 def test_the_checkpoint_volume_and_its_preparing_job_validate():
-    from rerec.volumes import VolumeSpec, prepare_job_manifest, pvc_manifest, volume_name
+    from rerec.pipeline.volumes import VolumeSpec, prepare_job_manifest, pvc_manifest, volume_name
 
     spec = VolumeSpec(name=volume_name("3f2c9a8e-run"), image="ghcr.io/rerec/rerec:0.1.0-cpu", kfp_run_id="3f2c9a8e-run",
                       storage_class="standard", node_selector={"nvidia.com/gpu.product": "H100"},
@@ -159,7 +159,7 @@ def test_rbac_lets_the_profile_runner_read_launcher_config_and_run_trainjobs(obj
     assert allowed[("", "configmaps")] == ({"get"}, {"kfp-launcher"})
     assert allowed[("", "secrets")] == ({"get"}, {"mlpipeline-minio-artifact", "rerec-s3"})
     assert allowed[("trainer.kubeflow.org", "trainjobs")][0] == {"create", "get", "list", "watch", "delete"}
-    # the checkpoint-volume step (rerec.volumes): the run's claim and the Job that prepares it
+    # the checkpoint-volume step (rerec.pipeline.volumes): the run's claim and the Job that prepares it
     assert allowed[("", "persistentvolumeclaims")] == ({"create", "get", "patch", "delete"}, set())
     assert allowed[("batch", "jobs")] == ({"create", "delete"}, set())
     assert allowed[("batch", "jobs/status")] == ({"get"}, set())
@@ -214,7 +214,7 @@ def test_network_policies_fence_mlflow_and_its_database(objs):
 
 
 def test_checkpoint_volume_parameters_and_cleanup(objs, tmp_path):
-    from rerec.volumes import SETTINGS_ENV, VolumeSpec
+    from rerec.pipeline.volumes import SETTINGS_ENV, VolumeSpec
 
     assert not any(kind == "PersistentVolumeClaim" for kind, _ in objs)  # one per run, made by the pipeline
     settings = objs[("ConfigMap", "rerec-checkpoints")]["data"]
@@ -237,9 +237,9 @@ def test_checkpoint_volume_parameters_and_cleanup(objs, tmp_path):
     assert env["MLFLOW_ALLOWED_HOSTS"]["value"].startswith("mlflow.example.com,")
     cron = objs[("CronJob", "rerec-checkpoint-cleanup")]["spec"]
     container = cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["python3", "-m", "rerec.volumes", "prune"]
+    assert container["command"] == ["python3", "-m", "rerec.pipeline.volumes", "prune"]
     assert container["args"] == ["--older-than-days=7"]
-    from rerec.volumes import main
+    from rerec.pipeline.volumes import main
 
     with pytest.raises(SystemExit) as exit_:  # the arguments parse (the API calls need a cluster)
         main(["prune", *container["args"], "--help"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rerec.pipeline_params import TrainParams
+from rerec.pipeline.params import TrainParams
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = ROOT / "pipelines"
@@ -194,7 +194,7 @@ def test_each_rft_arm_gets_a_prepared_volume_of_its_own_released_after_it(name):
 
 def test_gpu_steps_are_sized_by_the_runs_preset():
     from pipelines.options import GPU_POD_BY_PRESET, Resources
-    from rerec.run_presets import PRESETS
+    from rerec.pipeline.presets import PRESETS
 
     spec, _ = _load("train.yaml")
     tasks = _tasks(spec)

@@ -1,18 +1,18 @@
-"""Typed pipeline parameters -> stage configs (rerec.pipeline_params), by hand."""
+"""Typed pipeline parameters -> stage configs (rerec.pipeline.params), by hand."""
 
 import json
 
 import pytest
 
 from rerec.errors import ConfigError
-from rerec.pipeline_params import (
+from rerec.pipeline.params import (
     TrainParams,
     param_help,
     parse_overrides,
     stage_configs,
     validate_stage_configs,
 )
-from rerec.run_presets import STAGES, preset_configs
+from rerec.pipeline.presets import STAGES, preset_configs
 
 
 def test_unset_parameters_add_nothing_to_the_preset():
@@ -79,7 +79,7 @@ def test_a_typo_in_a_stage_field_fails_validation_before_any_step():
 
 def test_parse_overrides_accepts_a_dict_and_every_parameter_has_help():
     assert parse_overrides({"rft": {"beta": 0.1}}, ("rft",)) == {"rft": {"beta": 0.1}}
-    from rerec.pipeline_params import SchedulingParams
+    from rerec.pipeline.params import SchedulingParams
 
     assert set(param_help()) == {*TrainParams.__dataclass_fields__, *SchedulingParams.__dataclass_fields__}
     assert all(len(text) > 20 for text in param_help().values())
@@ -132,7 +132,7 @@ def test_start_run_spells_out_exactly_the_train_params():
 def test_pipeline_signatures_come_from_the_dataclasses():
     from pipelines.retrain import make_retrain_pipeline
     from pipelines.train import make_train_pipeline
-    from rerec.pipeline_params import RETRAIN_PARAMS, TRAIN_PARAMS, SchedulingParams, pipeline_signature
+    from rerec.pipeline.params import RETRAIN_PARAMS, TRAIN_PARAMS, SchedulingParams, pipeline_signature
 
     train, retrain = make_train_pipeline(), make_retrain_pipeline()
     inputs = train.component_spec.inputs
@@ -148,7 +148,7 @@ def test_pipeline_signatures_come_from_the_dataclasses():
 def test_schedule_keeps_text_parameters_as_text_and_parses_the_others():
     import typing
 
-    from rerec.schedule import param_value
+    from rerec.pipeline.schedule import param_value
 
     for name, kind in typing.get_type_hints(TrainParams).items():
         value = param_value(name, "1")

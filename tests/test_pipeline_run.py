@@ -11,7 +11,7 @@ import pytest
 
 from rerec.config import dataclass_from_dict
 from rerec.errors import ConfigError
-from rerec.run_presets import PRESETS, preset_configs, stage_config_classes
+from rerec.pipeline.presets import PRESETS, preset_configs, stage_config_classes
 from rerec.tracking import component_metrics, stage_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,7 +227,7 @@ def test_run_record_names_every_stage_under_the_parent_run(mlflow_env, tmp_path)
     """run.json: the stages' wall seconds come from the parent run's nested MLflow runs, in start order."""
     import mlflow
 
-    from rerec.run import stage_seconds, write_run_record
+    from rerec.pipeline.run import stage_seconds, write_run_record
 
     with mlflow.start_run(run_name="train-smoke") as parent:
         for name in ("prepare-data", "build-graphs"):

@@ -6,8 +6,8 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from rerec import schedule as sched
 from rerec.errors import ConfigError
+from rerec.pipeline import schedule as sched
 
 
 class FakeKFP:

@@ -23,8 +23,8 @@ def test_log_model_keeps_the_example_without_loading_the_model(tiny_hf_model, sm
     import mlflow
     import mlflow.pyfunc
 
-    from rerec.pyfunc import RecommenderModel
-    from rerec.registry import ARTIFACT_UPLOAD_TIMEOUT_S, _log_model
+    from rerec.registry.register import ARTIFACT_UPLOAD_TIMEOUT_S, _log_model
+    from rerec.serving.pyfunc import RecommenderModel
 
     loaded, timeouts = [], []
     monkeypatch.setattr(RecommenderModel, "load_context", lambda self, context: loaded.append(context))

@@ -9,9 +9,10 @@ import boto3
 import pytest
 from conftest import S3_BUCKET
 
-from rerec import registry, tracking
+from rerec import tracking
 from rerec.errors import RerecError
-from rerec.registry import RegisterConfig, gate, register, report_value
+from rerec.registry import register as registry
+from rerec.registry.register import RegisterConfig, gate, register, report_value
 
 
 def _report(tmp_path, name, acc, retention=1.0, split="val", champion_hits=None, challenger_hits=None):

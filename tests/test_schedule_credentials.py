@@ -51,7 +51,7 @@ def _args(host: str) -> Namespace:
 
 
 def test_the_projected_token_goes_with_every_call(kfp_stand_in, tmp_path, monkeypatch):
-    from rerec.schedule import cli_main
+    from rerec.pipeline.schedule import cli_main
 
     token = tmp_path / "token"
     token.write_text("projected-sa-token")
@@ -64,7 +64,7 @@ def test_the_projected_token_goes_with_every_call(kfp_stand_in, tmp_path, monkey
 
 
 def test_without_a_mounted_token_nothing_is_invented(kfp_stand_in, tmp_path, monkeypatch):
-    from rerec.schedule import cli_main
+    from rerec.pipeline.schedule import cli_main
 
     monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "absent"))
     with pytest.raises(RerecError, match="401"):

@@ -138,7 +138,7 @@ def test_stage_configs_log_no_secret_params():
     configs = [("rerec.data.prepare", "PrepareConfig"), ("rerec.graphs.build", "GraphConfig"),
                ("rerec.reward.lightgcn", "LightGCNConfig"), ("rerec.train.sft", "SFTConfig"),
                ("rerec.train.rft", "RFTConfig"), ("rerec.eval.evaluate", "EvalConfig"),
-               ("rerec.registry", "RegisterConfig")]
+               ("rerec.registry.register", "RegisterConfig")]
     checked = 0
     for module_name, cls_name in configs:
         try:

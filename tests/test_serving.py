@@ -9,7 +9,7 @@ import pytest
 
 from rerec.errors import InputError
 from rerec.prompt import CatalogView, build_messages
-from rerec.serving import (
+from rerec.serving.recommender import (
     CatalogIndex,
     Recommender,
     ServingSettings,
@@ -138,7 +138,7 @@ def test_a_request_with_a_user_and_liked_items_renders_the_evaluated_taste_ranks
 
 
 def test_without_a_known_user_the_history_folds_in_and_unknown_users_are_named():
-    from rerec.serving import request_warnings
+    from rerec.serving.recommender import request_warnings
 
     view, index = taste_view(), CatalogIndex(taste_view())
     settings = ServingSettings(max_history=0, taste_evidence=True)
@@ -318,7 +318,7 @@ def test_a_prompt_over_the_limit_is_refused_not_cut(tokenizer, monkeypatch):
 
 def test_register_refuses_a_missing_data_folder_before_logging(tiny_hf_model, tmp_path):
     from rerec.errors import RerecError
-    from rerec.registry import RegisterConfig, register
+    from rerec.registry.register import RegisterConfig, register
 
     with pytest.raises(RerecError, match="--data .*no such folder, so nothing was registered"):
         register(tiny_hf_model, tmp_path / "report.json", RegisterConfig(), data_dir=tmp_path / "missing")
@@ -326,10 +326,22 @@ def test_register_refuses_a_missing_data_folder_before_logging(tiny_hf_model, tm
 
 def test_register_refuses_a_taste_model_without_its_graphs_and_reward(tiny_hf_model, tmp_path):
     from rerec.errors import RerecError
-    from rerec.registry import RegisterConfig, register
+    from rerec.registry.register import RegisterConfig, register
 
     (tmp_path / "graphs").mkdir()
     with pytest.raises(RerecError, match=r"--reward \(not given\): the model was evaluated with taste evidence.*"
                                          "nothing was registered"):
         register(tiny_hf_model, tmp_path / "report.json", RegisterConfig(), serving={"taste_evidence": True},
                  graphs_dir=tmp_path / "graphs")
+
+
+def test_registered_models_find_their_names_in_rerec_serving():
+    """Models registered before rerec.serving became a package carry a pyfunc.py that imports these names from
+    ``rerec.serving``; loaded where this rerec is already imported (``rerec recommend --model models:/...``),
+    that code runs against this package."""
+    import rerec.serving as package
+    from rerec.serving import recommender
+
+    for name in ("GENERATION_PARAMS", "REQUEST_COLUMNS", "RESPONSE_COLUMNS", "CatalogIndex", "Recommender",
+                 "ServingSettings", "read_catalog_view"):
+        assert getattr(package, name) is getattr(recommender, name), name

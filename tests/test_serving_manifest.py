@@ -23,7 +23,7 @@ def _args(container):
 
 def test_kserve_example_is_a_well_formed_inference_service():
     from components.image import DEFAULT_CPU_IMAGE
-    from rerec.registry import RegisterConfig
+    from rerec.registry.register import RegisterConfig
 
     (doc,) = [d for d in yaml.safe_load_all(MANIFEST.read_text()) if d]
     assert doc["apiVersion"] == "serving.kserve.io/v1beta1" and doc["kind"] == "InferenceService"

@@ -29,7 +29,7 @@ import pytest
 import torch
 from conftest import free_port
 
-from rerec.registry import RegisterConfig, register
+from rerec.registry.register import RegisterConfig, register
 
 SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
          "num_key_value_heads": 2}
@@ -125,7 +125,7 @@ def registered(folders, mlflow_server, tmp_path_factory):
 
 
 def _requests(queries):
-    from rerec.serving import request_of_query
+    from rerec.serving.recommender import request_of_query
 
     return [request_of_query(q) for q in queries]
 
@@ -166,7 +166,7 @@ def test_registered_model_carries_catalog_settings_signature_and_example(registe
 def test_pyfunc_from_the_registry_ranks_as_the_evaluation(registered, evaluated, tmp_path):
     import mlflow
 
-    from rerec.registry import download_alias
+    from rerec.registry.register import download_alias
 
     name, result = registered
     queries, answers = evaluated

@@ -1,4 +1,4 @@
-"""Rolling the KServe predictor to a new champion without a manual restart (rerec.rollout and
+"""Rolling the KServe predictor to a new champion without a manual restart (rerec.serving.rollout and
 manifests/examples/kserve-rollout.yaml): the patch pins the served version, is idempotent, follows the
 alias back on a rollback, and the CronJob and its RBAC validate; against in-memory stand-ins for the
 Kubernetes custom-objects API and the MLflow registry (no cluster here)."""
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from rerec.errors import RerecError
-from rerec.rollout import ANNOTATION, main, rollout_patch, served_uri, sync
+from rerec.serving.rollout import ANNOTATION, main, rollout_patch, served_uri, sync
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "manifests" / "examples" / "kserve-inferenceservice.yaml"
@@ -98,7 +98,7 @@ def test_the_rollout_cronjob_and_its_rbac_validate():
     cron = docs[("CronJob", "rerec-serving-rollout")]
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["command"] == ["python3", "-m", "rerec.rollout"]
+    assert container["command"] == ["python3", "-m", "rerec.serving.rollout"]
     with pytest.raises(SystemExit) as exit_:
         main([*container["args"], "--help"])  # the arguments parse
     assert exit_.value.code == 0

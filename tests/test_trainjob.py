@@ -11,7 +11,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from rerec.errors import RerecError
-from rerec.trainjob import SecretEnv, TrainJobSpec, job_name, run_trainjob, trainjob_manifest
+from rerec.pipeline.trainjob import SecretEnv, TrainJobSpec, job_name, run_trainjob, trainjob_manifest
 
 
 def spec(**kw):

@@ -1,4 +1,4 @@
-"""RFT checkpoint volumes (rerec.volumes): one claim per run and arm, prepared by a Job with fsGroup so that
+"""RFT checkpoint volumes (rerec.pipeline.volumes): one claim per run and arm, prepared by a Job with fsGroup so that
 the steps' uid 10001 can write to a fresh volume, idempotent for retried steps, deleted after success and
 pruned after a week; against in-memory stand-ins for the Kubernetes API (no cluster here). The in-image
 check of the permissions themselves is tests/test_image_cluster.py."""
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rerec.errors import RerecError
-from rerec.volumes import (
+from rerec.pipeline.volumes import (
     PREPARED,
     VolumeSpec,
     delete_checkpoint_volume,
@@ -101,7 +101,7 @@ def test_the_preparing_job_gives_the_volume_to_the_steps_user():
     assert pod["securityContext"]["fsGroup"] == 10001 and pod["securityContext"]["runAsUser"] == 10001
     assert pod["securityContext"]["runAsNonRoot"] is True
     (container,) = pod["containers"]
-    assert container["command"] == ["python3", "-m", "rerec.volumes", "probe", "/mnt/checkpoints"]
+    assert container["command"] == ["python3", "-m", "rerec.pipeline.volumes", "probe", "/mnt/checkpoints"]
     assert pod["volumes"][0] == {"name": "checkpoints", "persistentVolumeClaim": {"claimName": volume_name("run-1")}}
     assert pod["nodeSelector"] == {"gpu": "yes"}  # bound in the GPU nodes' zone
     assert job["spec"]["template"]["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}

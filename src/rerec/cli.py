@@ -23,12 +23,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sft-warmup": ("rerec.train.sft", "supervised warm-up on synthesised reasoning traces"),
     "rft": ("rerec.train.rft", "curriculum GRPO with reasoning-aware segmented advantages"),
     "evaluate": ("rerec.eval.evaluate", "benchmark against baselines and general-ability retention"),
-    "register": ("rerec.registry", "register the model in MLflow and run the promotion gate"),
-    "champion": ("rerec.champion", "review the challenger against the champion; promote or roll back by hand"),
-    "recommend": ("rerec.recommend", "rank candidates for a request with a trained or registered model"),
-    "run": ("rerec.run", "run the whole train pipeline through the KFP local runner"),
-    "schedule": ("rerec.schedule", "create or update the recurring retraining run on Kubeflow"),
-    "prune-checkpoints": ("rerec.checkpoints", "remove stale run folders from the RFT checkpoint volume"),
+    "register": ("rerec.registry.register", "register the model in MLflow and run the promotion gate"),
+    "champion": ("rerec.registry.champion", "review the challenger against the champion; promote or roll back by hand"),
+    "recommend": ("rerec.serving.recommend", "rank candidates for a request with a trained or registered model"),
+    "run": ("rerec.pipeline.run", "run the whole train pipeline through the KFP local runner"),
+    "schedule": ("rerec.pipeline.schedule", "create or update the recurring retraining run on Kubeflow"),
+    "prune-checkpoints": ("rerec.pipeline.checkpoints", "remove stale run folders from the RFT checkpoint volume"),
 }
 
 # old spelling -> command: still accepted for one release, with a note on stderr

@@ -220,7 +220,7 @@ def liked_references(query: Mapping) -> list[str]:
     """The items a request names as ones the user liked ("I loved Fargo and Heat: what do viewers with
     my taste watch?"): the ``via`` items of ``co_interaction`` conditions, and of conditions without a
     relation. A served request's ``liked`` items arrive as ``co_interaction`` conditions, its other
-    ``mentions`` under the relation ``mention`` (:func:`rerec.serving.to_query`). Items named through a
+    ``mentions`` under the relation ``mention`` (:func:`rerec.serving.recommender.to_query`). Items named through a
     person relation ("by the director of Fargo") are left out: measured on validation, their co-likes
     lower the taste rank's accuracy (0.62 against 0.68 on implicit queries) while conditions decide those
     queries anyway."""

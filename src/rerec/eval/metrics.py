@@ -157,7 +157,7 @@ def paired_by_type(per_query: pd.DataFrame, model: str, reference: str, metric: 
                    n_boot: int = PAIRED_N_BOOT, alpha: float = 0.05, seed: int = 0) -> dict[str, dict]:
     """``model - reference`` in ``metric`` on the queries both answered, overall and per query type: the one
     statistic behind the report's paired differences (:func:`rerec.eval.evaluate.paired_differences`) and the
-    promotion gate (:func:`rerec.registry.paired_comparison`).
+    promotion gate (:func:`rerec.registry.register.paired_comparison`).
 
     ``per_query``: one row per (model, query) with ``model``, ``query_id``, ``type`` and ``metric``. A query
     counts when both models have a row of it with a finite ``metric``. Per type: :func:`paired_difference`.

@@ -48,8 +48,8 @@ def is_uri(text: str) -> bool:
 def load_recommender(model: str, data: Path | None = None, report: Path | None = None,
                      overrides: dict | None = None, graphs: Path | None = None,
                      reward: Path | None = None) -> tuple[Any, list[str]]:
-    """A :class:`rerec.serving.Recommender` for ``model`` (see the module doc) and notes on its settings."""
-    from rerec.serving import Recommender, catalog_view_of_data, resolve_settings
+    """A :class:`rerec.serving.recommender.Recommender` for ``model`` (see the module doc) and notes on its settings."""
+    from rerec.serving.recommender import Recommender, catalog_view_of_data, resolve_settings
 
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     path = Path(model)
@@ -154,7 +154,7 @@ def format_response(request: dict, row: dict, recommender: Any) -> str:
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    from rerec.serving import ServingOverrides
+    from rerec.serving.recommender import ServingOverrides
 
     parser.add_argument("--model", required=True,
                         help="Registry URI (models:/NAME@ALIAS), an MLflow model folder or a Hugging Face model folder.")
@@ -181,7 +181,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cli_main(args: argparse.Namespace) -> int:
-    from rerec.serving import ServingOverrides
+    from rerec.serving.recommender import ServingOverrides
 
     if (args.request is None) == (args.requests is None):
         raise ConfigError("pass either --request with --candidate flags, or --requests FILE. "

@@ -4,7 +4,7 @@
 pipelines' signatures and descriptions are made from them (:func:`typed_pipeline`), ``start-run``'s spelled-out
 signature and ``rerec schedule``'s text parameters are checked against them (tests/test_pipeline_params.py). :func:`stage_configs` is the mapping, a pure function:
 
-1. start from the run preset's per-stage configs (:mod:`rerec.run_presets`);
+1. start from the run preset's per-stage configs (:mod:`rerec.pipeline.presets`);
 2. apply the typed parameters that are set (an empty string, 0 or "none" means unset: the parameter adds
    no key, so the preset's value holds, else the stage's own default, which for a number is often its
    model profile's);
@@ -168,8 +168,8 @@ def stage_configs(params: TrainParams | dict[str, Any]) -> dict[str, dict]:
     """Per-stage config dicts for a pipeline run (see the module docstring). Keys: the run preset's stages
     and ``plain_grpo``. Checks the choices of the typed parameters; the configs' own fields are checked
     against their dataclasses by :func:`validate_stage_configs`."""
+    from rerec.pipeline.presets import STAGES, preset_configs
     from rerec.reward.scorer import WEIGHT_PRESETS
-    from rerec.run_presets import STAGES, preset_configs
     from rerec.train.rft import ABLATIONS
 
     p = params if isinstance(params, TrainParams) else TrainParams(**params)
@@ -214,7 +214,7 @@ def validate_stage_configs(configs: dict[str, dict]) -> None:
     """Build every stage's config dataclass from its dict, so that a typo fails the first step of a run
     (one :class:`ConfigError` naming the stage and field) instead of a GPU step an hour later."""
     from rerec.config import dataclass_from_dict
-    from rerec.run_presets import stage_config_classes
+    from rerec.pipeline.presets import stage_config_classes
 
     classes = {**stage_config_classes()}
     classes[ARM_STAGE] = classes["rft"]

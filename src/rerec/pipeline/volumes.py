@@ -11,9 +11,9 @@ can create a folder there. After it, any pod running as 10001:10001 writes to th
 - :func:`ensure_checkpoint_volume` (the ``checkpoint-volume`` pipeline step): creates the claim and runs the
   preparing Job once; a retried step finds the claim prepared and returns at once.
 - :func:`delete_checkpoint_volume` (``release-checkpoint-volume``, after the RFT step succeeded).
-- :func:`prune` (``python -m rerec.volumes prune``, the nightly CronJob): claims and TrainJobs of runs that
+- :func:`prune` (``python -m rerec.pipeline.volumes prune``, the nightly CronJob): claims and TrainJobs of runs that
   failed and were not retried within ``older_than_days``.
-- ``python -m rerec.volumes probe PATH``: what the preparing Job runs.
+- ``python -m rerec.pipeline.volumes probe PATH``: what the preparing Job runs.
 
 The functions take the ``kubernetes`` client APIs (``CoreV1Api``, ``BatchV1Api``, ``CustomObjectsApi``) as
 arguments, so the tests drive them with in-memory stand-ins.
@@ -97,7 +97,7 @@ def prepare_job_manifest(spec: VolumeSpec) -> dict[str, Any]:
         "containers": [{
             "name": "prepare",
             "image": spec.image,
-            "command": ["python3", "-m", "rerec.volumes", "probe", spec.mount_path],
+            "command": ["python3", "-m", "rerec.pipeline.volumes", "probe", spec.mount_path],
             "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
             "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                 "capabilities": {"drop": ["ALL"]}},
@@ -226,7 +226,7 @@ def prune(core: Any, custom: Any | None, namespace: str, *, older_than_days: flo
             delete_checkpoint_volume(core, namespace, _name(pvc))
             deleted.append(f"persistentvolumeclaim/{_name(pvc)}")
     if custom is not None:
-        from rerec.trainjob import GROUP, PLURAL, VERSION
+        from rerec.pipeline.trainjob import GROUP, PLURAL, VERSION
 
         try:
             jobs = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
@@ -267,7 +267,7 @@ def _in_cluster() -> tuple[Any, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rerec.volumes", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rerec.pipeline.volumes", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("probe", help="check that a folder can be created under PATH")
     p.add_argument("path", type=Path)
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             prune(client.CoreV1Api(), client.CustomObjectsApi(), args.namespace or namespace,
                   older_than_days=args.older_than_days)
     except RerecError as exc:
-        print(f"rerec.volumes: error: {exc}", file=sys.stderr)
+        print(f"rerec.pipeline.volumes: error: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -288,7 +288,7 @@ def _taste_file(graphs_dir: Path | None, reward_dir: Path | None, folder: Path) 
 
 def _log_model(model_dir: Path, name: str, data_dir: Path | None = None, settings=None, notes=(),
                graphs_dir: Path | None = None, reward_dir: Path | None = None):
-    """Log the pyfunc recommender (:mod:`rerec.pyfunc`, :func:`rerec.pyfunc.model_kwargs`): the HF folder
+    """Log the pyfunc recommender (:mod:`rerec.serving.pyfunc`, :func:`rerec.serving.pyfunc.model_kwargs`): the HF folder
     and the catalog view of ``data_dir`` as artifacts, the serving settings as ``model_config``, the
     signature and an input example, the rerec package as the model's code (models from code, no
     pickle: what serves is the prompt and answer code the model was registered with). Without
@@ -297,8 +297,8 @@ def _log_model(model_dir: Path, name: str, data_dir: Path | None = None, setting
     (``taste.npz``)."""
     import mlflow
 
-    from rerec.pyfunc import model_kwargs
-    from rerec.serving import ServingSettings, catalog_view_of_data, write_catalog_view
+    from rerec.serving.pyfunc import model_kwargs
+    from rerec.serving.recommender import ServingSettings, catalog_view_of_data, write_catalog_view
 
     settings = settings or ServingSettings()
     with tempfile.TemporaryDirectory(prefix="rerec-serving-") as tmp:
@@ -331,7 +331,7 @@ def _check_uploaded(client, info, model_dir: Path) -> None:
     only thing that marks a model complete, so it is created only after this check."""
     from mlflow.entities import LoggedModelStatus
 
-    from rerec.pyfunc import CATALOG_ARTIFACT, HF_ARTIFACT, TASTE_ARTIFACT
+    from rerec.serving.pyfunc import CATALOG_ARTIFACT, HF_ARTIFACT, TASTE_ARTIFACT
 
     model_id = info.model_id
     artifacts = (info.flavors or {}).get("python_function", {}).get("artifacts", {})
@@ -412,12 +412,12 @@ def register(model_dir: Path, report_path: Path, config: RegisterConfig, *, comp
     evaluated as ``config.champion``. Returns version, run id, the comparison and the decision.
 
     ``data_dir`` (the prepared data folder) gives the served model its catalog; ``serving`` overrides
-    serving settings (:func:`rerec.serving.resolve_settings`: by default as the report's evaluation). A
+    serving settings (:func:`rerec.serving.recommender.resolve_settings`: by default as the report's evaluation). A
     model evaluated with taste evidence also needs ``graphs_dir`` and ``reward_dir`` (build-graphs and
     train-reward-gnn outputs), from which its taste index is built; without them nothing is registered."""
     import mlflow
 
-    from rerec.serving import resolve_settings
+    from rerec.serving.recommender import resolve_settings
 
     model_dir, report_path = Path(model_dir), report_json_path(report_path)
     check_model_folder(model_dir)
@@ -546,7 +546,7 @@ def download_alias(name: str, alias: str, dest: Path) -> str:
     """Download the Hugging Face folder of ``name@alias`` into ``dest``; returns the version."""
     import mlflow
 
-    from rerec.pyfunc import HF_ARTIFACT
+    from rerec.serving.pyfunc import HF_ARTIFACT
 
     client = _client()
     version = _version_by_alias(client, name, alias)
@@ -584,7 +584,7 @@ def decision_markdown(result: dict) -> str:
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    from rerec.serving import ServingOverrides
+    from rerec.serving.recommender import ServingOverrides
 
     parser.add_argument("--model-dir", type=Path, required=True, help="Hugging Face model folder (rft output).")
     parser.add_argument("--report", type=Path, required=True,
@@ -603,7 +603,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cli_main(args: argparse.Namespace) -> int:
-    from rerec.serving import ServingOverrides
+    from rerec.serving.recommender import ServingOverrides
 
     config = dataclass_from_args(RegisterConfig, args)
     if not 0.0 <= config.min_general_retention <= 1.5:

@@ -26,8 +26,8 @@ import warnings
 from pathlib import Path
 
 from rerec.errors import RerecError
-from rerec.pipeline_params import ARM_STAGE, parse_overrides
-from rerec.run_presets import PRESETS, STAGES, preset_configs
+from rerec.pipeline.params import ARM_STAGE, parse_overrides
+from rerec.pipeline.presets import PRESETS, STAGES, preset_configs
 from rerec.tracking import bound_mlflow_http_retries, git_commit, with_retries
 
 EXPERIMENT = "rerec"
@@ -39,7 +39,7 @@ def _import_pipelines() -> None:
     import sys
 
     if importlib.util.find_spec("pipelines") is None:
-        root = Path(__file__).resolve().parents[2]
+        root = Path(__file__).resolve().parents[3]
         if not (root / "pipelines" / "train.py").is_file():
             raise RerecError("rerec run needs the repository's pipelines/ folder. Fix: run it from a checkout "
                              "of the repository (make run), not from an installed wheel.")
@@ -176,7 +176,7 @@ def write_run_record(out: Path, result: dict, configs: dict, stages: dict[str, f
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="default", choices=list(PRESETS),
-                        help="run preset: every stage's model and budgets (rerec.run_presets; default: %(default)s; "
+                        help="run preset: every stage's model and budgets (rerec.pipeline.presets; default: %(default)s; "
                              "smoke: a few minutes, for tests)")
     parser.add_argument("--profile", dest="deprecated_profile", default=None, choices=list(PRESETS),
                         help="deprecated spelling of --preset")

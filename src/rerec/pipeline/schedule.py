@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from rerec.errors import ConfigError, RerecError
-from rerec.pipeline_params import TEXT_PARAMS  # pipeline parameters that are text, not JSON values
+from rerec.pipeline.params import TEXT_PARAMS  # pipeline parameters that are text, not JSON values
 
-DEFAULT_PACKAGE = Path(__file__).resolve().parents[2] / "pipelines" / "retrain.yaml"
+DEFAULT_PACKAGE = Path(__file__).resolve().parents[3] / "pipelines" / "retrain.yaml"
 CONNECT_TIMEOUT_S = 5.0
 
 

@@ -19,7 +19,7 @@ import datetime as dt
 import os
 
 from rerec.errors import RerecError
-from rerec.registry import (
+from rerec.registry.register import (
     CHALLENGER,
     CHAMPION,
     GATE_FILE,

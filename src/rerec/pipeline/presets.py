@@ -111,7 +111,7 @@ def stage_config_classes() -> dict[str, type]:
     from rerec.data.prepare import prepare_data
     from rerec.eval.evaluate import evaluate
     from rerec.graphs.build import build_graphs
-    from rerec.registry import RegisterConfig
+    from rerec.registry.register import RegisterConfig
     from rerec.reward.lightgcn import train_reward_gnn
     from rerec.train.rft import rft
     from rerec.train.sft import sft_warmup

@@ -1,4 +1,4 @@
-"""The registered model: an MLflow pyfunc around :class:`rerec.serving.Recommender`.
+"""The registered model: an MLflow pyfunc around :class:`rerec.serving.recommender.Recommender`.
 
     model = mlflow.pyfunc.load_model("models:/rerec-recommender@champion")
     model.predict(pd.DataFrame([{"request": "a 90s crime movie", "candidates": ["Heat (1995)", "50", "Fargo"],
@@ -9,16 +9,16 @@ The same request over HTTP (``mlflow models serve -m models:/rerec-recommender@c
 
     POST /invocations  {"dataframe_records": [{"request": ..., "candidates": [...]}], "params": {...}}
 
-What :func:`rerec.registry.register` logs ("models from code": this file is the model's code, and the
+What :func:`rerec.registry.register.register` logs ("models from code": this file is the model's code, and the
 ``rerec`` package travels with it in ``code/``, so what serves is the code that was registered):
 
 - artifact ``hf_model``: the Hugging Face model folder, loaded as evaluation loads it;
-- artifact ``catalog``: ``catalog.json``, the compact catalog view (:func:`rerec.serving.catalog_view_dict`:
+- artifact ``catalog``: ``catalog.json``, the compact catalog view (:func:`rerec.serving.recommender.catalog_view_dict`:
   titles, years, genres, the people relations evidence shows) that requests are resolved against and
   prompts are rendered from;
 - artifact ``taste`` (models trained with taste evidence): ``taste.npz``, the :class:`rerec.taste.TasteIndex`
   built from the run's training graph and LightGCN as evaluation builds it, attached to the catalog view;
-- ``model_config``: the :class:`rerec.serving.ServingSettings` (context mode, history, taste evidence,
+- ``model_config``: the :class:`rerec.serving.recommender.ServingSettings` (context mode, history, taste evidence,
   prompt and completion limits, batch size), as the model was evaluated;
 - the signature (:func:`model_signature`: the request columns, the response columns, the generation
   ``params``) and an input example built from the catalog (:func:`input_example`).
@@ -104,9 +104,9 @@ class DroppedInputs(logging.Handler):
 
 def dropped_error(dropped: dict[str, list[str]]) -> Any:
     """The :class:`rerec.errors.InputError` for the columns and params MLflow dropped (None: none), worded
-    as :func:`rerec.serving.to_query` and :meth:`rerec.serving.Recommender.recommend` word theirs."""
+    as :func:`rerec.serving.recommender.to_query` and :meth:`rerec.serving.recommender.Recommender.recommend` word theirs."""
     from rerec.errors import InputError
-    from rerec.serving import GENERATION_PARAMS, REQUEST_COLUMNS
+    from rerec.serving.recommender import GENERATION_PARAMS, REQUEST_COLUMNS
 
     fields, params = sorted(set(dropped.get("field", []))), sorted(set(dropped.get("param", [])))
     if fields:
@@ -150,7 +150,7 @@ def input_example(view: Any) -> Any:
     import pandas as pd
 
     from rerec.reward.matching import Candidate
-    from rerec.serving import CatalogIndex
+    from rerec.serving.recommender import CatalogIndex
 
     index = CatalogIndex(view)
     unique = [i for i in view.titles if index.lookup(view.titles[i])[0] == [i]][:4]
@@ -189,7 +189,7 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         from mlflow.exceptions import MlflowException
 
-        from rerec.serving import Recommender, ServingSettings, read_catalog_view
+        from rerec.serving.recommender import Recommender, ServingSettings, read_catalog_view
 
         catalog = (context.artifacts or {}).get(CATALOG_ARTIFACT)
         if not catalog:
@@ -217,7 +217,7 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
         from rerec.errors import RerecError
-        from rerec.serving import GENERATION_PARAMS, RESPONSE_COLUMNS
+        from rerec.serving.recommender import GENERATION_PARAMS, RESPONSE_COLUMNS
 
         # MLflow fills every param of the signature (its default when the request has none).
         given = {k: v for k, v in (params or {}).items() if k in GENERATION_PARAMS or v is not None}

@@ -26,7 +26,7 @@ delete here.
 A job created again for the same pipeline run (a retried step) keeps its name, so a failed one is replaced
 and resumes from the volume's checkpoints, and a running one is followed rather than duplicated. The job
 has no owner: a step's pod that is killed or retried must not take a running job with it; the step
-deletes the job when it is done, and the nightly prune (:func:`rerec.volumes.prune`) deletes what a
+deletes the job when it is done, and the nightly prune (:func:`rerec.pipeline.volumes.prune`) deletes what a
 failed run left.
 """
 

@@ -1,7 +1,7 @@
 """Roll a KServe ``InferenceService`` to the registry's champion without a manual restart.
 
 The predictor of ``manifests/examples/kserve-inferenceservice.yaml`` runs ``mlflow models serve`` on one
-model URI, read when the pod starts. :func:`sync` (``python -m rerec.rollout``, the CronJob of
+model URI, read when the pod starts. :func:`sync` (``python -m rerec.serving.rollout``, the CronJob of
 ``manifests/examples/kserve-rollout.yaml``) reads which version the alias (``champion``) names in the MLflow
 registry and, when the predictor serves another one, patches the predictor's ``--model-uri`` to that exact
 version (``models:/NAME/VERSION``) and its annotation ``rerec.io/model-version``. A changed pod template is
@@ -77,7 +77,7 @@ def sync(custom: Any, registry: Any, namespace: str, isvc_name: str, model_name:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rerec.rollout", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rerec.serving.rollout", description=__doc__.split("\n\n")[0])
     parser.add_argument("--inference-service", required=True, help="the InferenceService to keep on the alias")
     parser.add_argument("--model-name", default="rerec-recommender", help="registered model (default: %(default)s)")
     parser.add_argument("--alias", default="champion", help="alias to follow (default: %(default)s)")
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         sync(client.CustomObjectsApi(), mlflow.MlflowClient(), namespace, args.inference_service, args.model_name,
              args.alias)
     except RerecError as exc:
-        print(f"rerec.rollout: error: {exc}", file=sys.stderr)
+        print(f"rerec.serving.rollout: error: {exc}", file=sys.stderr)
         return 2
     return 0
 
