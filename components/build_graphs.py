@@ -18,7 +18,7 @@ def build_graphs(
     from pathlib import Path
 
     from rerec.graphs.build import build_graphs as stage
-    from rerec.tracking import component_metrics, stage_config, use_pipeline_run
+    from rerec.pipeline.component_glue import component_metrics, stage_config, use_pipeline_run
 
     use_pipeline_run("", mlflow_parent_run_id, kfp_run_id, data_dir=data.path)
     summary = stage(Path(data.path), Path(graphs.path), stage_config(stage, config_json))

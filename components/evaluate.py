@@ -32,7 +32,7 @@ def evaluate(
 
     from rerec.eval.evaluate import evaluate as stage
     from rerec.objectstore import localise_config
-    from rerec.tracking import component_metrics, stage_config, use_pipeline_run
+    from rerec.pipeline.component_glue import component_metrics, stage_config, use_pipeline_run
 
     use_pipeline_run("", mlflow_parent_run_id, kfp_run_id, data_dir=data.path)
     # the stage adds the zero-shot base model itself (its config's base_model); retention is measured against it

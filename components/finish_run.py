@@ -8,8 +8,9 @@ from components.image import CPU_IMAGE
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def finish_run(status: dsl.PipelineTaskFinalStatus, kfp_run_id: str = "") -> None:
+    from rerec.pipeline.component_glue import use_pipeline_run
     from rerec.pipeline.parent_run import finish_pipeline_run
-    from rerec.tracking import tracking_enabled, use_pipeline_run
+    from rerec.tracking import tracking_enabled
 
     if not tracking_enabled():
         return

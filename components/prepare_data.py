@@ -23,8 +23,9 @@ def prepare_data(
 
     from rerec.data.prepare import prepare_data as stage
     from rerec.objectstore import is_s3_uri, localise
+    from rerec.pipeline.component_glue import component_metrics, stage_config, use_pipeline_run
     from rerec.pipeline.parent_run import embedded_dataset_source, log_dataset_input
-    from rerec.tracking import component_metrics, stage_config, tracking_enabled, use_pipeline_run
+    from rerec.tracking import tracking_enabled
 
     use_pipeline_run("", mlflow_parent_run_id, kfp_run_id)
     config = stage_config(stage, config_json)

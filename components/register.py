@@ -27,9 +27,9 @@ def register(
     evaluated with taste evidence, its taste index)."""
     from pathlib import Path
 
+    from rerec.pipeline.component_glue import component_metrics, stage_config, use_pipeline_run
     from rerec.registry.register import RegisterConfig, decision_markdown
     from rerec.registry.register import register as stage
-    from rerec.tracking import component_metrics, stage_config, use_pipeline_run
 
     use_pipeline_run("", mlflow_parent_run_id, kfp_run_id,
                      parent_model_version=str(model.metadata.get("model_version", "")))

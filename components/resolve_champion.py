@@ -22,8 +22,8 @@ def resolve_champion(
     import json
     from pathlib import Path
 
+    from rerec.pipeline.component_glue import use_pipeline_run
     from rerec.registry.register import NoSuchAlias, download_alias
-    from rerec.tracking import use_pipeline_run
 
     use_pipeline_run("", "", kfp_run_id)
     name = json.loads(config_json or "{}").get("model_name") or model_name

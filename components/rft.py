@@ -29,7 +29,7 @@ def rft(
     import os
     from pathlib import Path
 
-    from rerec.tracking import component_metrics, use_pipeline_run
+    from rerec.pipeline.component_glue import component_metrics, use_pipeline_run
     from rerec.train.distributed import gpu_count, run_rft_step, same_budget
 
     use_pipeline_run("", mlflow_parent_run_id, kfp_run_id, data_dir=data.path,

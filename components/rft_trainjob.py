@@ -45,8 +45,8 @@ def rft_trainjob(
 
     from kubernetes import client, config
 
+    from rerec.pipeline.component_glue import component_metrics
     from rerec.pipeline.trainjob import SecretEnv, TrainJobSpec, job_name, run_trainjob, trainjob_manifest
-    from rerec.tracking import component_metrics
     from rerec.train.distributed import same_budget, stage_args
 
     if not pvc:

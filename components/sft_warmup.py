@@ -22,7 +22,7 @@ def sft_warmup(
     from pathlib import Path
 
     from rerec.objectstore import localise_config
-    from rerec.tracking import component_metrics, stage_config, use_pipeline_run
+    from rerec.pipeline.component_glue import component_metrics, stage_config, use_pipeline_run
     from rerec.train.sft import sft_warmup as stage
 
     use_pipeline_run("", mlflow_parent_run_id, kfp_run_id, data_dir=data.path)

@@ -32,9 +32,10 @@ def start_run(
     given = dict(locals())
     import json
 
+    from rerec.pipeline.component_glue import use_pipeline_run
     from rerec.pipeline.params import TrainParams, stage_configs, train_params_of, validate_stage_configs
     from rerec.pipeline.parent_run import open_pipeline_run
-    from rerec.tracking import tracking_enabled, use_pipeline_run
+    from rerec.tracking import tracking_enabled
 
     params = TrainParams(**train_params_of(given))
     configs = stage_configs(params)

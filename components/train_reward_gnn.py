@@ -19,8 +19,8 @@ def train_reward_gnn(
     """``data`` is taken only for lineage (the dataset hash on the MLflow run)."""
     from pathlib import Path
 
+    from rerec.pipeline.component_glue import component_metrics, stage_config, use_pipeline_run
     from rerec.reward.lightgcn import train_reward_gnn as stage
-    from rerec.tracking import component_metrics, stage_config, use_pipeline_run
 
     use_pipeline_run("", mlflow_parent_run_id, kfp_run_id, data_dir=data.path)
     summary = stage(Path(graphs.path), Path(reward.path), stage_config(stage, config_json))

@@ -328,7 +328,7 @@ def test_good_config_values_are_converted_losslessly():
 ])
 def test_bad_pipeline_config_json_is_refused(config_json, expected):
     from rerec.graphs.build import build_graphs
-    from rerec.tracking import stage_config
+    from rerec.pipeline.component_glue import stage_config
 
     with pytest.raises(RerecError) as info:
         stage_config(build_graphs, config_json)

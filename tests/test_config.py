@@ -141,7 +141,7 @@ def test_ablation_arms_switch_the_nested_options(ablation, estimator, curriculum
 
 
 def test_rft_pipeline_json_nests_and_refuses_the_old_flat_names():
-    from rerec.tracking import stage_config
+    from rerec.pipeline.component_glue import stage_config
     from rerec.train.rft import rft
 
     cfg = stage_config(rft, json.dumps({"steps": 30, "lr": 5e-5, "ablation": "none", "reward": {"weights": "paper"},

@@ -11,8 +11,8 @@ import pytest
 
 from rerec.config import dataclass_from_dict
 from rerec.errors import ConfigError
+from rerec.pipeline.component_glue import component_metrics, stage_config
 from rerec.pipeline.presets import PRESETS, preset_configs, stage_config_classes
-from rerec.tracking import component_metrics, stage_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,5 @@
-"""Tracking helpers: bounded retries with backoff, lineage tags on nested stage runs (real server)."""
+"""Tracking helpers: bounded retries with backoff (and which S3 failures are transient, rerec.objectstore), lineage
+tags on nested stage runs (real server; the run context comes from rerec.pipeline.component_glue)."""
 
 import time
 
@@ -8,7 +9,9 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UN
 
 from rerec import tracking
 from rerec.errors import RerecError
-from rerec.tracking import stage_run, use_pipeline_run, with_retries
+from rerec.objectstore import s3_failure
+from rerec.pipeline.component_glue import dataset_hash, use_pipeline_run
+from rerec.tracking import stage_run, with_retries
 
 
 def test_retries_transient_then_succeeds(monkeypatch):
@@ -80,7 +83,7 @@ def test_stage_runs_carry_lineage_and_nest(mlflow_env, monkeypatch, tmp_path):
     tags = run.data.tags
     assert tags["mlflow.parentRunId"] == parent.info.run_id
     assert tags["rerec.kfp_run_id"] == "kfp-123" and tags["rerec.parent_model_version"] == "7"
-    assert tags["rerec.dataset_hash"] == tracking.dataset_hash(data) and len(tags["rerec.dataset_hash"]) == 16
+    assert tags["rerec.dataset_hash"] == dataset_hash(data) and len(tags["rerec.dataset_hash"]) == 16
     assert run.data.params == {"seed": "1"} and run.data.metrics == {"ndcg_at_10": 0.5}
     for var in ("KFP_RUN_ID", "REREC_DATASET_HASH", "REREC_PARENT_MODEL_VERSION", "REREC_PARENT_RUN_ID"):
         monkeypatch.delenv(var, raising=False)
@@ -105,11 +108,11 @@ def test_s3_errors_of_the_artifact_store_are_classified_and_explained(monkeypatc
         except S3UploadFailedError as exc:
             return exc
 
-    assert tracking.s3_failure(ConnectionClosedError(endpoint_url="http://s3/b/k"))[0] is True
-    assert tracking.s3_failure(upload_failed(503, "SlowDown"))[0] is True
-    assert tracking.s3_failure(upload_failed(500, "InternalError")) == (True, "S3 answered 500 InternalError: msg")
-    assert tracking.s3_failure(upload_failed(403, "AccessDenied"))[0] is False
-    assert tracking.s3_failure(ValueError("not S3")) is None
+    assert s3_failure(ConnectionClosedError(endpoint_url="http://s3/b/k"))[0] is True
+    assert s3_failure(upload_failed(503, "SlowDown"))[0] is True
+    assert s3_failure(upload_failed(500, "InternalError")) == (True, "S3 answered 500 InternalError: msg")
+    assert s3_failure(upload_failed(403, "AccessDenied"))[0] is False
+    assert s3_failure(ValueError("not S3")) is None
 
     monkeypatch.setattr(tracking.time, "sleep", lambda s: None)
     monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", "http://minio:9000")

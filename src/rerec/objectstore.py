@@ -5,6 +5,9 @@ object under the prefix into a local folder (keys relative to the prefix become 
 Credentials and endpoint come from the environment only: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``
 and ``MLFLOW_S3_ENDPOINT_URL`` (the ``rerec-s3`` secret on a cluster; boto3's own ``AWS_ENDPOINT_URL_S3``
 also works). The download is atomic: the folder appears complete or not at all.
+
+:func:`s3_failure` says which failed S3 requests are worth another try (the MLflow artifact store's uploads, retried
+by :func:`rerec.tracking.with_retries`).
 """
 
 from __future__ import annotations
@@ -116,3 +119,40 @@ def localise_config(config_json: str, cache_dir: str | os.PathLike) -> str:
     if not isinstance(values, dict) or not any(is_s3_uri(v) for v in values.values()):
         return config_json
     return json.dumps({k: localise(v, cache_dir) if is_s3_uri(v) else v for k, v in values.items()})
+
+
+# --- Which S3 failures are worth another try ---------------------------------------------------------------------
+
+#: S3 error codes worth another try (besides any 5xx answer): throttling and timeouts.
+S3_TRANSIENT_CODES = frozenset({"SlowDown", "RequestTimeout", "Throttling", "ThrottlingException",
+                                "RequestLimitExceeded", "InternalError", "ServiceUnavailable"})
+
+
+def s3_failure(exc: BaseException) -> tuple[bool, str] | None:
+    """``(transient, description)`` when ``exc`` is a failed S3 request of the artifact store, else None.
+
+    Artifacts go straight to S3 when an experiment's artifact location is ``s3://`` (the client's boto3,
+    after botocore's own retries): a dropped connection or timeout (botocore ``ConnectionError``
+    family), a 5xx or throttling answer (``ClientError``, which boto3's ``upload_file`` re-raises as
+    ``S3UploadFailedError`` with the ``ClientError`` as context) is transient; 403, NoSuchBucket... are not.
+    """
+    try:
+        from botocore.exceptions import ClientError, HTTPClientError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+    except ImportError:  # pragma: no cover - boto3 is only needed for s3:// artifact locations
+        return None
+    seen: set[int] = set()
+    upload_failed: BaseException | None = None
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, BotoConnectionError | HTTPClientError):
+            return True, f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            code = str(error.get("Code", ""))
+            return status >= 500 or code in S3_TRANSIENT_CODES, f"S3 answered {status} {code}: {error.get('Message', exc)}"
+        if upload_failed is None and type(exc).__name__ == "S3UploadFailedError":
+            upload_failed = exc
+        exc = exc.__cause__ or exc.__context__
+    return (True, f"S3UploadFailedError: {upload_failed}") if upload_failed is not None else None

@@ -12,7 +12,10 @@ Where the run goes:
 - ``REREC_TRACKING=off`` disables tracking (the tracker's methods then do nothing), for unit tests and
   quick CLI use.
 
-Metric names are made MLflow-safe (``ndcg@10`` -> ``ndcg_at_10``).
+Metric names are made MLflow-safe (``ndcg@10`` -> ``ndcg_at_10``). Calls to the tracking server go through
+:func:`with_retries` (bounded, with backoff; which S3 failures of the artifact store are transient is
+:func:`rerec.objectstore.s3_failure`). What a KFP component does around its stage (the pipeline's run context,
+its config, its metrics) is :mod:`rerec.pipeline.component_glue`.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import re
 import subprocess
 import tempfile
 import time
-import typing
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -220,44 +222,9 @@ def bound_mlflow_http_retries() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
-#: S3 error codes worth another try (besides any 5xx answer): throttling and timeouts.
-S3_TRANSIENT_CODES = frozenset({"SlowDown", "RequestTimeout", "Throttling", "ThrottlingException",
-                                "RequestLimitExceeded", "InternalError", "ServiceUnavailable"})
-
-
-def s3_failure(exc: BaseException) -> tuple[bool, str] | None:
-    """``(transient, description)`` when ``exc`` is a failed S3 request of the artifact store, else None.
-
-    Artifacts go straight to S3 when an experiment's artifact location is ``s3://`` (the client's boto3,
-    after botocore's own retries): a dropped connection or timeout (botocore ``ConnectionError``
-    family), a 5xx or throttling answer (``ClientError``, which boto3's ``upload_file`` re-raises as
-    ``S3UploadFailedError`` with the ``ClientError`` as context) is transient; 403, NoSuchBucket... are not.
-    """
-    try:
-        from botocore.exceptions import ClientError, HTTPClientError
-        from botocore.exceptions import ConnectionError as BotoConnectionError
-    except ImportError:  # pragma: no cover - boto3 is only needed for s3:// artifact locations
-        return None
-    seen: set[int] = set()
-    upload_failed: BaseException | None = None
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, BotoConnectionError | HTTPClientError):
-            return True, f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, ClientError):
-            error = exc.response.get("Error", {})
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-            code = str(error.get("Code", ""))
-            return status >= 500 or code in S3_TRANSIENT_CODES, f"S3 answered {status} {code}: {error.get('Message', exc)}"
-        if upload_failed is None and type(exc).__name__ == "S3UploadFailedError":
-            upload_failed = exc
-        exc = exc.__cause__ or exc.__context__
-    return (True, f"S3UploadFailedError: {upload_failed}") if upload_failed is not None else None
-
-
 def _is_transient(exc: BaseException) -> bool:
     """Connection problems and 5xx/429 answers of the tracking server are worth another try; a 4xx answer
-    is not. (S3 failures of the artifact store are classified by :func:`s3_failure`.)"""
+    is not. (S3 failures of the artifact store are classified by :func:`rerec.objectstore.s3_failure`.)"""
     from mlflow.exceptions import MlflowException, RestException
 
     if isinstance(exc, MlflowException):
@@ -282,6 +249,7 @@ def with_retries(action: Callable[[], T], what: str, *, attempts: int | None = N
         try:
             return action()
         except Exception as exc:  # noqa: BLE001 - classified below
+            from rerec.objectstore import s3_failure
             from rerec.security import redact_value
 
             s3 = s3_failure(exc)
@@ -317,75 +285,3 @@ def _artifact_store_error(what: str, description: str, attempts: int | None) -> 
         "Fix: check the S3 endpoint, bucket and credentials (MLFLOW_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID and "
         "AWS_SECRET_ACCESS_KEY; in a cluster the rerec-s3 secret) and that S3 is up, then rerun."
     )
-
-
-# --- The KFP component side: run context, configs and metrics. ------------------------------------
-
-
-def dataset_hash(data_dir: str | os.PathLike) -> str | None:
-    """Content hash of a prepared data folder: its manifest when it has one, else its parquet files."""
-    from rerec.io import file_sha256
-
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        return None
-    manifest = data_dir / "manifest.json"
-    files = [manifest] if manifest.exists() else sorted(data_dir.glob("*.parquet"))
-    if not files:
-        return None
-    import hashlib
-
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode())
-        h.update(file_sha256(f).encode())
-    return h.hexdigest()[:16]
-
-
-def use_pipeline_run(tracking_uri: str, parent_run_id: str, kfp_run_id: str, *,
-                     data_dir: str | os.PathLike | None = None, parent_model_version: str = "") -> None:
-    """Make this process's stage run a child of the pipeline's MLflow run, with lineage tags.
-
-    Empty values keep what the environment already says (on a cluster MLFLOW_TRACKING_URI comes from a
-    Kubernetes secret)."""
-    values = {
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "REREC_PARENT_RUN_ID": parent_run_id,
-        "KFP_RUN_ID": kfp_run_id,
-        "REREC_PARENT_MODEL_VERSION": parent_model_version,
-        "REREC_DATASET_HASH": (dataset_hash(data_dir) or "") if data_dir else "",
-    }
-    for key, value in values.items():
-        if value:
-            os.environ[key] = value
-    bound_mlflow_http_retries()
-
-
-def stage_config(stage: Callable[..., Any], config_json: str, cls: type | None = None) -> Any:
-    """Parse a stage's JSON config into the dataclass its ``config`` parameter is annotated with."""
-    from rerec.config import dataclass_from_dict, json_object
-
-    if cls is None:
-        cls = typing.get_type_hints(stage)["config"]
-        options = [a for a in typing.get_args(cls) if a is not type(None)]
-        if options:  # ``Config | None`` -> Config
-            cls = options[0]
-    values = json_object(config_json, f"{stage.__name__}: the config", "a JSON object",
-                         'pass a JSON object such as {"seed": 0}.')
-    return dataclass_from_dict(cls, values, where=f"{stage.__name__} config")
-
-
-def component_metrics(summary: Any, prefix: str = "") -> dict[str, float]:
-    """The numbers in a stage's summary dict (nested keys joined by ``_``), MLflow/KFP-safe names."""
-    out: dict[str, float] = {}
-    if not isinstance(summary, Mapping):
-        return out
-    for key, value in summary.items():
-        name = safe_metric_name(f"{prefix}{key}")
-        if isinstance(value, bool):
-            out[name] = float(value)
-        elif isinstance(value, int | float):
-            out[name] = float(value)
-        elif isinstance(value, Mapping):
-            out.update(component_metrics(value, prefix=f"{name}_"))
-    return out

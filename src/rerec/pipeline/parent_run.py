@@ -98,7 +98,8 @@ def log_dataset_input(run_id: str, data_dir: str | os.PathLike, source: str, nam
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.entities import DatasetInput, InputTag
 
-    from rerec.tracking import dataset_hash, with_retries
+    from rerec.pipeline.component_glue import dataset_hash
+    from rerec.tracking import with_retries
 
     digest = dataset_hash(data_dir) or "unknown"
     dataset = MetaDataset(resolve_dataset_source(source), name=name, digest=digest)

@@ -118,7 +118,7 @@ def run_rft_step(data: Path, graphs: Path, reward: Path, base_model: Path, out: 
                              "ranks' logs above; a retry resumes from the last checkpoint on the volume.")
         metrics = json.loads((work / "metrics.json").read_text(encoding="utf-8"))
     else:
-        from rerec.tracking import stage_config
+        from rerec.pipeline.component_glue import stage_config
         from rerec.train.rft import rft
 
         metrics = rft(data, graphs, reward, base_model, work, stage_config(rft, config_json), resume=resume)
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     from rerec.errors import RerecError
-    from rerec.tracking import stage_config
+    from rerec.pipeline.component_glue import stage_config
     from rerec.train.rft import rft
 
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s rank{rank()} %(levelname)s %(name)s: %(message)s")
