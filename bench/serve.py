@@ -81,9 +81,9 @@ def save_model(root: Path, data: Path) -> tuple[Path, dict]:
     from rerec.serving.recommender import catalog_view_of_data, resolve_settings, write_catalog_view
 
     p = get_profile("smollm2")
-    settings, _ = resolve_settings(None, None, {"mode": p.context_mode, "max_history": p.max_history,
+    settings, _ = resolve_settings(None, None, {"context_mode": p.context_mode, "max_history": p.max_history,
                                                 "max_prompt_tokens": p.max_prompt_tokens,
-                                                "max_new_tokens": p.max_completion_tokens, "batch_size": BATCH})
+                                                "max_new_tokens": p.max_new_tokens, "batch_size": BATCH})
     view = catalog_view_of_data(data)
     catalog = write_catalog_view(view, root / "catalog.json")
     folder = root / "model"

@@ -56,7 +56,7 @@ from rerec.experiments.ablation import (  # noqa: E402
 from rerec.experiments.pooling import write_run  # noqa: E402
 
 CPU_HOUR = dict(steps=22, lr=2e-4, n_train=24, n_eval=100, parallel=True)
-PAPER = dict(num_generations=5, lr=5e-6, max_completion_tokens=768, advantage={"w_penalty": 0.3},
+PAPER = dict(num_generations=5, lr=5e-6, max_new_tokens=768, advantage={"w_penalty": 0.3},
              context_mode="titles", n_candidates=20, batch_size=16)
 
 
@@ -72,7 +72,7 @@ def evaluate_arm(model_dir: Path, rows, view, cfg) -> list[dict]:
     if cuda:
         model = model.cuda()
     result = evaluate_choice(model, tokenizer, rows, view, mode=cfg.context_mode, max_history=cfg.max_history,
-                             max_new_tokens=cfg.max_completion_tokens, batch_size=64 if cuda else 16,
+                             max_new_tokens=cfg.max_new_tokens, batch_size=64 if cuda else 16,
                              desc=f"eval {model_dir.name}")
     return [{"query_id": row["query_id"], "type": str(row.get("type")), "hit": float(hit)}
             for row, hit in zip(rows, result["hits"], strict=True)]
@@ -86,7 +86,7 @@ def setup(args):
     from rerec.train.rft import RFTConfig
 
     extra = PAPER if args.budget == "paper" else {}
-    overrides = {k: v for k, v in (("lr", args.lr), ("max_completion_tokens", args.max_completion_tokens),
+    overrides = {k: v for k, v in (("lr", args.lr), ("max_new_tokens", args.max_new_tokens),
                                    ("batch_size", args.batch_size), ("num_generations", args.num_generations))
                  if v is not None}
     base_cfg = dataclass_from_dict(RFTConfig, merge_config_dicts({
@@ -179,8 +179,8 @@ def main(argv=None) -> int:
                          '"ablation"); list them in --arms.')
     ap.add_argument("--steps", type=int, default=None, help="RFT steps per arm (equal budget).")
     ap.add_argument("--lr", type=float, default=None, help="RFT learning rate (default: the model profile's).")
-    ap.add_argument("--max-completion-tokens", type=int, default=None,
-                    help="Rollout length (default: the model profile's).")
+    ap.add_argument("--max-new-tokens", "--max-completion-tokens", type=int, default=None, dest="max_new_tokens",
+                    help="Rollout length (default: the model profile's; --max-completion-tokens: its old name).")
     ap.add_argument("--batch-size", type=int, default=None, help="Prompts per RFT step (default: the model profile's).")
     ap.add_argument("--num-generations", type=int, default=None,
                     help="Completions per prompt, G (default: the model profile's).")

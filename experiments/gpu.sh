@@ -27,7 +27,7 @@ $PY -m rerec sft-warmup --data "$DATA" --graphs "$GRAPHS" --out "$OUT/sft" --pro
 echo "== ablation $(date +%T) (elapsed $((SECONDS - start)) s)"
 $PY "$HERE/experiments/ablation.py" --data "$DATA" --graphs "$GRAPHS" --reward "$REWARD" --sft "$OUT/sft" \
     --out "$OUT/ablation" --steps 1000 --arm-budget-s "${ARM_BUDGET_S:-120}" --batch-size "${RFT_BATCH:-8}" \
-    --max-completion-tokens "${MAX_TOKENS:-224}" --n-eval "${N_EVAL:-160}" \
+    --max-new-tokens "${MAX_TOKENS:-224}" --n-eval "${N_EVAL:-160}" \
     2>&1 | tee "$OUT/ablation.log" | grep -v "it/s\]$\|s/it\]$"
 [ -f "$OUT/ablation/ablation.json" ] && cp "$OUT/ablation/ablation.json" "$OUT/ablation.json"
 

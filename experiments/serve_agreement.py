@@ -64,7 +64,7 @@ def main() -> None:
     queries = [shrink_candidates(q, s.n_candidates, view, seed=0) if s.n_candidates else q for q in rows]
 
     model, tokenizer = load_model(str(Path(recommender.model.name_or_path)))
-    ranker = LLMRanker("evaluated", model, tokenizer, view, mode=s.mode, max_history=s.max_history,
+    ranker = LLMRanker("evaluated", model, tokenizer, view, mode=s.context_mode, max_history=s.max_history,
                        max_new_tokens=s.max_new_tokens, batch_size=len(queries), max_prompt_tokens=s.max_prompt_tokens)
     evaluated = ranker.rank_all(queries)
     out = served.predict(pd.DataFrame([request_of_query(q) for q in queries]),

@@ -161,3 +161,53 @@ def test_rft_nested_minimums_name_the_nested_flag():
 
     with pytest.raises(ConfigError, match=r"--curriculum-probe-every \(>= 0\)"):
         RFTConfig(profile="tiny", curriculum=CurriculumConfig(probe_every=-1)).resolved()
+
+
+@dataclass
+class Renamed:
+    context_mode: str = field(default="evidence", metadata={"help": "Context.", "choices": ("evidence", "titles"),
+                                                            "old_names": ("mode",)})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "Limit.", "old_names": ("max_completion_tokens",)})
+
+
+def test_a_renamed_option_still_reads_its_old_name_and_says_so(capsys):
+    """A knob renamed so that every stage calls it the same (``old_names``): a config under the old name is read
+    with a FutureWarning, the old flag with a note and hidden from --help; both names at once are refused."""
+    with pytest.warns(FutureWarning, match="the x config: 'mode' is deprecated and will be removed; use "
+                                           "'context_mode'"):
+        assert dataclass_from_dict(Renamed, {"mode": "titles"}, where="the x config") == Renamed(context_mode="titles")
+    with pytest.warns(FutureWarning, match="'max_completion_tokens' is deprecated"):
+        assert config_with(Renamed(max_new_tokens=5), {"max_completion_tokens": 9}).max_new_tokens == 9
+    with pytest.raises(ConfigError, match="'mode' and 'context_mode' are one option"):
+        dataclass_from_dict(Renamed, {"mode": "titles", "context_mode": "evidence"})
+    with pytest.warns(FutureWarning), pytest.raises(ConfigError, match="'context_mode' must be one of evidence, titles"):
+        dataclass_from_dict(Renamed, {"mode": "graph"})
+
+    parser = argparse.ArgumentParser(prog="rerec x")
+    add_dataclass_arguments(parser, Renamed)
+    assert "--mode" not in parser.format_help() and "--max-completion-tokens" not in parser.format_help()
+    args = parser.parse_args(["--mode", "titles", "--max-completion-tokens", "7"])
+    assert dataclass_from_args(Renamed, args) == Renamed(context_mode="titles", max_new_tokens=7)
+    err = capsys.readouterr().err
+    assert "rerec x: --mode is deprecated and will be removed; use --context-mode (same values)." in err
+    assert "--max-completion-tokens is deprecated and will be removed; use --max-new-tokens" in err
+    assert dataclass_from_args(Renamed, parser.parse_args([])) == Renamed()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--mode", "graph"])  # the old flag takes the same values
+
+
+def test_the_stages_renamed_knobs_keep_their_old_names():
+    """``mode`` (evaluation, serving) and ``max_completion_tokens`` (RFT) became ``context_mode`` and
+    ``max_new_tokens``, the names every stage uses; configs written with the old ones still load."""
+    from rerec.eval.evaluate import EvalConfig
+    from rerec.serving.recommender import ServingOverrides, ServingSettings
+    from rerec.train.rft import RFTConfig
+    from rerec.train.sft import SFTWarmupConfig
+
+    for cls in (EvalConfig, RFTConfig, SFTWarmupConfig, ServingSettings, ServingOverrides):
+        names = {f for f in cls.__dataclass_fields__}
+        assert "context_mode" in names and "max_new_tokens" in names and not names & {"mode", "max_completion_tokens"}
+    with pytest.warns(FutureWarning):
+        assert dataclass_from_dict(RFTConfig, {"max_completion_tokens": 8}).max_new_tokens == 8
+    with pytest.warns(FutureWarning):
+        assert dataclass_from_dict(EvalConfig, {"mode": "titles"}).context_mode == "titles"

@@ -15,12 +15,12 @@ def test_profiles_cover_the_design_and_fit_a_cpu():
     tiny, smol, paper = PROFILES["tiny"], PROFILES["smollm2"], PROFILES["paper"]
     assert tiny.model == "tiny" and not tiny.use_lora  # trained from scratch: full fine-tuning
     assert smol.model == "smollm2" and smol.use_lora and smol.sft_use_lora is False  # SFT full, RFT LoRA
-    assert paper.num_generations == 5 and paper.rft_lr == 5e-6 and paper.max_completion_tokens == 768
+    assert paper.num_generations == 5 and paper.rft_lr == 5e-6 and paper.max_new_tokens == 768
     for cpu in (tiny, smol):
         assert cpu.context_mode == "evidence" and cpu.n_candidates <= 10
     # completions sized for their trace styles: prose fits 96 tokens, a scan of up to 4 rows about 150 (95th pct.)
-    assert tiny.max_completion_tokens <= 128 and "table" not in tiny.trace_styles
-    assert smol.max_completion_tokens <= 256 and smol.trace_styles == "scan"
+    assert tiny.max_new_tokens <= 128 and "table" not in tiny.trace_styles
+    assert smol.max_new_tokens <= 256 and smol.trace_styles == "scan"
     with pytest.raises(ConfigError, match="tiny, smollm2, paper"):
         get_profile("huge")
 

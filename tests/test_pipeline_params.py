@@ -100,14 +100,14 @@ def test_rft_lr_zero_is_unset_and_the_value_comes_from_the_preset_else_the_model
 
 
 def test_the_choices_have_one_home():
-    from rerec.reward.scorer import WEIGHT_PRESETS
+    from rerec.reward.scorer import WEIGHTINGS
     from rerec.train.rft import ABLATIONS
 
     helps = param_help()
     for arm in ABLATIONS:
         stage_configs(TrainParams(preset="smoke", ablation=arm))  # every arm of the rft stage is accepted
         assert arm in helps["ablation"]
-    for weights in WEIGHT_PRESETS:
+    for weights in WEIGHTINGS:
         assert stage_configs(TrainParams(preset="smoke", reward_weights=weights))["rft"]["reward"] == {
             "weights": weights}
         assert weights in helps["reward_weights"]
@@ -155,3 +155,13 @@ def test_schedule_keeps_text_parameters_as_text_and_parses_the_others():
         assert value == ("1" if kind is str else 1), name  # '1' stays text for a str parameter only
     assert param_value("config_overrides", '{"rft": {}}') == '{"rft": {}}'
     assert param_value("plain_grpo_arm", "true") is True
+
+
+def test_an_override_under_a_renamed_fields_old_name_replaces_the_presets_value():
+    """The smoke preset's RFT config sets ``max_new_tokens``; an override that still says ``max_completion_tokens``
+    (its old name) replaces it, with a FutureWarning, rather than meeting it as a second option."""
+    with pytest.warns(FutureWarning, match="config_overrides\\['rft'\\]: 'max_completion_tokens' is deprecated"):
+        configs = stage_configs(TrainParams(preset="smoke", config_overrides='{"rft": {"max_completion_tokens": 8}}'))
+    assert configs["rft"]["max_new_tokens"] == 8 and "max_completion_tokens" not in configs["rft"]
+    assert configs["plain_grpo"]["max_new_tokens"] == 8
+    validate_stage_configs(configs)

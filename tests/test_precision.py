@@ -180,7 +180,7 @@ def test_rft_passes_the_choice_to_its_trainer(tmp_path, monkeypatch, chosen, eng
     monkeypatch.setattr(rft, "vllm_available", lambda: vllm_installed)
     seen = _record_config(monkeypatch, "GRPOConfig")
     cfg = rft.RFTConfig(profile="tiny", use_lora=False, steps=1, batch_size=2, num_generations=2,
-                        max_completion_tokens=4, reward=RewardConfig(use_qas=False, use_pas=False),
+                        max_new_tokens=4, reward=RewardConfig(use_qas=False, use_pas=False),
                         curriculum=CurriculumConfig(enabled=False),
                         rollout_engine=engine)
     with pytest.raises(_Stop):

@@ -486,7 +486,7 @@ def test_rft_stage_end_to_end(stage_folders, model_dir, tmp_path, caplog):
     from rerec.errors import RerecError
     from rerec.train.rft import RFTConfig, rft
 
-    cfg = RFTConfig(profile="tiny", steps=2, batch_size=2, num_generations=2, max_completion_tokens=8, use_lora=True,
+    cfg = RFTConfig(profile="tiny", steps=2, batch_size=2, num_generations=2, max_new_tokens=8, use_lora=True,
                     lora_r=4, n_candidates=4, max_history=0, save_steps=1, curriculum=CurriculumConfig(min_active=1))
     out = tmp_path / "rft"
     with caplog.at_level(logging.INFO, logger="rerec.train.rft"):
@@ -522,7 +522,7 @@ def test_fewer_prompts_than_a_step_takes_is_refused_before_training(stage_folder
     from rerec.train.rft import RFTConfig, rft
 
     cfg = RFTConfig(profile="tiny", ablation="plain_grpo", steps=1, batch_size=9, num_generations=2,
-                    max_completion_tokens=8, n_candidates=4, max_history=0)
+                    max_new_tokens=8, n_candidates=4, max_history=0)
     with pytest.raises(ConfigError, match=r"gives 8 prompt\(s\) \(n_train=0\) but one RFT step takes batch_size=9"):
         rft(stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir, tmp_path / "r", cfg)
     assert not (tmp_path / "r").exists()
@@ -534,7 +534,7 @@ def test_stop_after_steps_keeps_the_learning_rate_schedule_of_steps(stage_folder
     from rerec.train.rft import RFTConfig, rft
 
     cfg = RFTConfig(profile="tiny", steps=3, stop_after_steps=1, batch_size=2, num_generations=2, lr=3e-4,
-                    max_completion_tokens=8, use_lora=True, lora_r=4, n_candidates=4, max_history=0,
+                    max_new_tokens=8, use_lora=True, lora_r=4, n_candidates=4, max_history=0,
                     save_steps=10, curriculum=CurriculumConfig(min_active=1))
     metrics = rft(stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir,
                   tmp_path / "rft", cfg)
@@ -563,7 +563,7 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_and_resumes
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(f))
         return real_save(obj, f, *args, **kwargs)
 
-    cfg = RFTConfig(profile="tiny", steps=2, batch_size=2, num_generations=2, max_completion_tokens=8, use_lora=True,
+    cfg = RFTConfig(profile="tiny", steps=2, batch_size=2, num_generations=2, max_new_tokens=8, use_lora=True,
                     lora_r=4, n_candidates=4, max_history=0, save_steps=1, curriculum=CurriculumConfig(min_active=1))
     out = tmp_path / "rft"
     checkpoints = tmp_path / "rft.rft-work" / "checkpoints"

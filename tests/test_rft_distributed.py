@@ -15,7 +15,7 @@ import pytest
 from rerec.train.distributed import parse_args, stage_args, torchrun_command
 
 TESTS = Path(__file__).resolve().parent
-CONFIG = {"profile": "tiny", "steps": 6, "batch_size": 2, "num_generations": 2, "max_completion_tokens": 8,
+CONFIG = {"profile": "tiny", "steps": 6, "batch_size": 2, "num_generations": 2, "max_new_tokens": 8,
           "use_lora": True, "lora_r": 4, "n_candidates": 4, "max_history": 0, "save_steps": 1, "min_active": 1}
 
 

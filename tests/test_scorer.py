@@ -372,5 +372,5 @@ def test_explicit_weights_override_the_preset():
     assert resolved.resolved() == resolved
     b = scorer(config).score(["\\boxed{Heat}"], [QUERY])[0]
     assert b.total == pytest.approx(0.5 * 0.5 + 0.01 * 0.5 + 0.1 * 0.2)
-    with pytest.raises(ConfigError, match="unknown reward weights preset 'papr'"):
+    with pytest.raises(ConfigError, match="unknown reward weighting 'papr'"):
         RewardConfig(weights="papr")

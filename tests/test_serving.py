@@ -209,17 +209,48 @@ def test_catalog_view_of_another_format_is_refused():
 
 def test_settings_come_from_the_evaluation_then_training_then_profile(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"config": {
-        "profile": "smollm2", "context_mode": "evidence", "max_history": 2, "max_completion_tokens": 200}}))
+        "profile": "smollm2", "context_mode": "evidence", "max_history": 2, "max_new_tokens": 200}}))
     settings, notes = resolve_settings(tmp_path)
-    assert settings == ServingSettings(mode="evidence", max_history=2, max_prompt_tokens=320, max_new_tokens=200,
-                                       batch_size=8, n_candidates=4, taste_evidence=True)  # 320, 4, taste: smollm2
-    report = {"config": {"mode": "titles", "max_history": 2, "max_prompt_tokens": 400, "max_new_tokens": 150,
+    assert settings == ServingSettings(context_mode="evidence", max_history=2, max_prompt_tokens=320,
+                                       max_new_tokens=200, batch_size=8, n_candidates=4,
+                                       taste_evidence=True)  # 320, 4, taste: smollm2
+    report = {"config": {"context_mode": "titles", "max_history": 2, "max_prompt_tokens": 400, "max_new_tokens": 150,
                          "batch_size": 16, "n_candidates": 0}}
     settings, notes = resolve_settings(tmp_path, report, {"batch_size": 4, "max_history": None})
-    assert settings == ServingSettings(mode="titles", max_history=2, max_prompt_tokens=400, max_new_tokens=150,
+    assert settings == ServingSettings(context_mode="titles", max_history=2, max_prompt_tokens=400, max_new_tokens=150,
                                        batch_size=4, n_candidates=4, taste_evidence=True)
-    assert any("mode: trained with 'evidence', evaluated with 'titles'" in n for n in notes)
-    assert "batch_size=4 (given)" in notes[0] and "mode='titles' (evaluation report)" in notes[0]
+    assert any("context_mode: trained with 'evidence', evaluated with 'titles'" in n for n in notes)
+    assert "batch_size=4 (given)" in notes[0] and "context_mode='titles' (evaluation report)" in notes[0]
+
+
+def test_settings_saved_under_the_old_names_are_read_as_the_new_ones(tmp_path):
+    """Every stage names the prompt's context ``context_mode`` and the completion limit ``max_new_tokens``. What was
+    saved before says ``max_completion_tokens`` (an RFT training config), ``mode`` (an evaluation report's config, a
+    registered model's ``model_config``): read as the new names, silently (a saved file cannot be fixed); a person's
+    overrides under an old name are read with a FutureWarning; both names at once are refused."""
+    import warnings
+
+    from rerec.errors import ConfigError
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder, train in ((old, {"context_mode": "evidence", "max_completion_tokens": 200}),
+                          (new, {"context_mode": "evidence", "max_new_tokens": 200})):
+        folder.mkdir()
+        (folder / "metrics.json").write_text(json.dumps({"config": {"profile": "smollm2", **train}}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning about a saved file
+        assert resolve_settings(old)[0].max_new_tokens == 200
+        assert resolve_settings(old, {"config": {"mode": "titles", "max_history": 2}}) == \
+            resolve_settings(new, {"config": {"context_mode": "titles", "max_history": 2}})
+        registered = {"mode": "titles", "max_history": 2, "max_prompt_tokens": 300, "max_new_tokens": 64,
+                      "batch_size": 4, "n_candidates": 4}
+        assert ServingSettings.from_dict(registered) == ServingSettings(
+            context_mode="titles", max_history=2, max_prompt_tokens=300, max_new_tokens=64, batch_size=4,
+            n_candidates=4)
+    with pytest.warns(FutureWarning, match="'mode' is deprecated and will be removed; use 'context_mode'"):
+        assert resolve_settings(new, None, {"mode": "titles"})[0].context_mode == "titles"
+    with pytest.raises(ConfigError, match="'mode' and 'context_mode' are one option"):
+        resolve_settings(new, None, {"mode": "titles", "context_mode": "evidence"})
 
 
 def test_taste_evidence_comes_from_the_training_config_unless_evaluated_otherwise(tmp_path):

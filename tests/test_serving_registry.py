@@ -59,7 +59,7 @@ def folders(tmp_path_factory):
     build_tiny_model(tokenizer, seed=0, **SMALL).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     (model_dir / "metrics.json").write_text(json.dumps({"config": {
-        "profile": "tiny", "context_mode": "evidence", "max_history": 3, "max_completion_tokens": 96,
+        "profile": "tiny", "context_mode": "evidence", "max_history": 3, "max_new_tokens": 96,
         "taste_evidence": True}}))
     config = EvalConfig(split="val", profile="tiny", max_history=3, max_new_tokens=12, batch_size=BATCH,
                         taste_evidence=True).resolved()
@@ -94,7 +94,7 @@ def evaluated(folders):
     assert {q["type"] for q in queries} == {"explicit", "implicit", "misinformed", "interest"}
     torch.set_num_threads(1)
     model, tokenizer = load_model(str(folders["model"]))
-    ranker = LLMRanker("rft", model, tokenizer, view, mode=config.mode, max_history=config.max_history,
+    ranker = LLMRanker("rft", model, tokenizer, view, mode=config.context_mode, max_history=config.max_history,
                        max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
                        max_prompt_tokens=config.max_prompt_tokens or None)
     return queries, ranker.rank_all(queries)
@@ -150,7 +150,7 @@ def test_registered_model_carries_catalog_settings_signature_and_example(registe
     info = mlflow.models.get_model_info(f"models:/{name}@challenger")
     flavor = info.flavors["python_function"]
     assert set(flavor["artifacts"]) == {"hf_model", "catalog", "taste"}
-    assert flavor["config"] == {"mode": "evidence", "max_history": 3, "max_prompt_tokens": 256, "max_new_tokens": 12,
+    assert flavor["config"] == {"context_mode": "evidence", "max_history": 3, "max_prompt_tokens": 256, "max_new_tokens": 12,
                                  "batch_size": BATCH, "n_candidates": 4,  # as evaluated (256, 4: the tiny profile)
                                  "taste_evidence": True}
     inputs = {c["name"]: c for c in info.signature.inputs.to_dict()}

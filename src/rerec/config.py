@@ -20,8 +20,11 @@ import argparse
 import copy
 import dataclasses
 import difflib
+import sys
 import types
 import typing
+import warnings
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from rerec.errors import ConfigError
@@ -66,6 +69,49 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def old_names(cls: type) -> dict[str, str]:
+    """``{"mode": "context_mode", ...}``: the earlier names of ``cls``'s fields (``field(metadata={"old_names":
+    ("mode",)})``). A knob renamed so that every stage calls it the same keeps its old name here: a config or
+    override that uses it is read with a :class:`FutureWarning`, an old flag with a note on stderr (the flag is
+    hidden from ``--help``), a saved file (a model's training config, a report) silently."""
+    return {old: f.name for f in dataclasses.fields(cls) for old in f.metadata.get("old_names", ())}
+
+
+def with_current_names(cls: type, values: Mapping[str, Any], where: str = "config", *,
+                       warn: bool = True) -> dict[str, Any]:
+    """``values`` with the old names of ``cls``'s fields (:func:`old_names`) replaced by the current ones. A key
+    given under both names is a :class:`ConfigError` when ``warn`` (a config a person wrote), else the current
+    name wins (a saved file that carries both). ``warn``: a :class:`FutureWarning` per old name used."""
+    renamed = old_names(cls)
+    out = dict(values)
+    for old, new in renamed.items():
+        if old not in out:
+            continue
+        value = out.pop(old)
+        if warn:
+            if new in out:
+                raise ConfigError(f"{where}: '{old}' and '{new}' are one option ('{old}' is its old name). "
+                                  f"Fix: keep only '{new}'.")
+            warnings.warn(f"{where}: '{old}' is deprecated and will be removed; use '{new}' (same values).",
+                          FutureWarning, stacklevel=3)
+        out.setdefault(new, value)
+    return out
+
+
+class _OldFlag(argparse.Action):
+    """A renamed option's old flag: hidden from ``--help``, stores into the new option with a note on stderr."""
+
+    def __init__(self, option_strings: list[str], dest: str, new_flag: str = "", **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.new_flag = new_flag
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog}: {option_string} is deprecated and will be removed; use {self.new_flag} (same values).",
+              file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, group: str | None = None,
                             prefix: str = "") -> None:
     """Add one ``--flag`` per field of the dataclass ``cls``; a nested config dataclass field ``reward``
@@ -99,6 +145,10 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, group: s
         if prefix and not choices and tp is not bool:
             kwargs["metavar"] = f.name.upper()
         target.add_argument(_flag(prefix + f.name), **kwargs)
+        for old in f.metadata.get("old_names", ()):
+            hidden = {k: v for k, v in kwargs.items() if k in ("dest", "type", "nargs", "choices", "metavar")}
+            target.add_argument(_flag(prefix + old), action=_OldFlag, new_flag=_flag(prefix + f.name),
+                                help=argparse.SUPPRESS, default=argparse.SUPPRESS, **hidden)
     for f, sub in nested:
         title = f"{prefix}{f.name} ({sub.__name__}, flags --{_flag(prefix + f.name)[2:]}-*)"
         add_dataclass_arguments(parser, sub, group=title, prefix=f"{prefix}{f.name}.")
@@ -233,6 +283,7 @@ def dataclass_from_dict(cls: type[T], values: dict[str, Any], where: str = "conf
                           'Fix: pass an object such as {"seed": 0}.')
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     names = set(fields)
+    values = with_current_names(cls, values, where)
     unknown = sorted(set(values) - names, key=str)
     if unknown:
         raise _unknown_keys_error(cls, unknown, names, where)
@@ -300,4 +351,5 @@ def json_object(text: str | None, subject: str, shape: str, fix: str) -> dict[st
 def config_with(cfg: T, overrides: dict[str, Any], where: str = "config") -> T:
     """A copy of the config dataclass ``cfg`` with ``overrides`` (nested dicts for nested configs) applied
     and checked as :func:`dataclass_from_dict` checks a config."""
+    overrides = with_current_names(type(cfg), overrides, where)
     return dataclass_from_dict(type(cfg), merge_config_dicts(dataclasses.asdict(cfg), overrides), where=where)

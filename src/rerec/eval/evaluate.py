@@ -87,8 +87,8 @@ class EvalConfig:
         "help": "Bootstrap resamples for confidence intervals and the paired differences (the gate's default too)."})
     seed: int = field(default=0, metadata={"help": "Seed of the random baseline, the subset and the bootstrap."})
     # --- prompts (as in training)
-    mode: str | None = field(default=None, metadata={"help": "Prompt context mode, 'evidence' or 'titles' "
-                                                                "(default: evidence)."})
+    context_mode: str | None = field(default=None, metadata={"help": "Prompt context mode, 'evidence' or 'titles' "
+                                                                        "(default: evidence).", "old_names": ("mode",)})
     n_candidates: int | None = field(default=None, metadata={
         "help": "Candidates shown per query, shrunk as in training (0 = all; default 0)."})
     max_history: int | None = field(default=None, metadata={"help": "History titles per prompt (default 5)."})
@@ -131,7 +131,7 @@ class EvalConfig:
     def resolved(self) -> EvalConfig:
         """A copy with every ``None`` filled from the profile or the built-in default (``ks`` and ``compare``
         stay ``None``: they depend on the candidates shown and the models given)."""
-        defaults: dict[str, Any] = {"mode": "evidence", "n_candidates": 0, "max_history": 5,
+        defaults: dict[str, Any] = {"context_mode": "evidence", "n_candidates": 0, "max_history": 5,
                                     "max_prompt_tokens": 768, "max_queries_per_type": 0, "max_new_tokens": 128,
                                     "taste_evidence": False}
         base_model = DEFAULT_BASE_MODEL
@@ -140,9 +140,9 @@ class EvalConfig:
 
             p = get_profile(self.profile)
             base_model = p.model
-            defaults.update(mode=p.context_mode, n_candidates=p.n_candidates, max_history=p.max_history,
+            defaults.update(context_mode=p.context_mode, n_candidates=p.n_candidates, max_history=p.max_history,
                             taste_evidence=p.taste_evidence,
-                            max_prompt_tokens=p.max_prompt_tokens, max_new_tokens=p.max_completion_tokens,
+                            max_prompt_tokens=p.max_prompt_tokens, max_new_tokens=p.max_new_tokens,
                             max_queries_per_type=math.ceil(p.eval_queries / 4) if p.eval_queries else 0)
         values = asdict(self)
         for key, default in defaults.items():
@@ -329,7 +329,7 @@ def evaluate_llm(name: str, path: Path | str, queries: list[dict], view: Any, co
 
     torch.manual_seed(config.seed)
     model, tokenizer = load_model(str(path))
-    ranker = LLMRanker(name, model, tokenizer, view, mode=config.mode, max_history=config.max_history,
+    ranker = LLMRanker(name, model, tokenizer, view, mode=config.context_mode, max_history=config.max_history,
                        max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
                        max_prompt_tokens=config.max_prompt_tokens or None)
     answers = ranker.rank_all(queries, time_budget_s=budget(config.rec_time_budget_s)) if queries else []

@@ -1,1 +1,2 @@
-"""Models: the embedded SmolLM2, the tiny profile, any Hugging Face folder; LoRA through peft."""
+"""Models: the embedded SmolLM2, the tiny from-scratch model, any Hugging Face folder; LoRA through peft;
+the model profiles (a model with the budgets that make it affordable where it runs)."""

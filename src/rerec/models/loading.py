@@ -1,4 +1,4 @@
-"""Load a causal LM and its tokenizer by profile name or folder, optionally wrapped in a LoRA adapter.
+"""Load a causal LM and its tokenizer by built-in name or folder, optionally wrapped in a LoRA adapter.
 
 Names understood by :func:`resolve_model_dir` / :func:`load_model`:
 
@@ -99,7 +99,7 @@ def smollm2_dir() -> Path:
 
 
 def resolve_model_dir(name_or_path: str | os.PathLike) -> Path | str:
-    """A profile name or folder -> the folder to load; a hub id is returned unchanged.
+    """A built-in name (``smollm2``, ``tiny``) or folder -> the folder to load; a hub id is returned unchanged.
 
     Raises :class:`RerecError` for a path that does not exist (so an offline typo never turns into a
     hub download attempt and its traceback).

@@ -29,7 +29,7 @@ class ModelProfile:
         "help": "Evidence lines carry each candidate's taste rank for the user (rerec.taste): needs the reward "
                 "stage's LightGCN."})
     max_prompt_tokens: int = field(default=768, metadata={"help": "Prompt length limit in tokens."})
-    max_completion_tokens: int = field(default=768, metadata={"help": "Completion length limit in tokens."})
+    max_new_tokens: int = field(default=768, metadata={"help": "Completion length limit in tokens."})
     trace_styles: str = field(default="checklist,eliminate,direct",
                               metadata={"help": "SFT trace styles (rerec.train.traces.STYLES), comma-separated."})
     sft_steps: int = field(default=200, metadata={"help": "SFT warm-up optimiser steps."})
@@ -53,10 +53,10 @@ class ModelProfile:
 
 PROFILES: dict[str, ModelProfile] = {
     # From scratch on a CPU: full fine-tuning, few candidates, no history, very short prompts, the two
-    # shortest trace styles (traces must fit max_completion_tokens to parse).
+    # shortest trace styles (traces must fit max_new_tokens to parse).
     "tiny": ModelProfile(
         name="tiny", model="tiny", use_lora=False, context_mode="evidence", n_candidates=4, max_history=0,
-        max_prompt_tokens=256, max_completion_tokens=96, trace_styles="direct,eliminate", sft_steps=600,
+        max_prompt_tokens=256, max_new_tokens=96, trace_styles="direct,eliminate", sft_steps=600,
         sft_batch_size=16, sft_lr=1e-3,
         rft_batch_size=8, num_generations=4, rft_lr=1e-4, rft_steps=300, eval_queries=100,
     ),
@@ -65,7 +65,7 @@ PROFILES: dict[str, ModelProfile] = {
     # faster than LoRA), RFT uses LoRA. 224 completion tokens: room for the longest scan traces of 4 candidates.
     "smollm2": ModelProfile(
         name="smollm2", model="smollm2", use_lora=True, sft_use_lora=False, lora_r=16, context_mode="evidence",
-        n_candidates=4, max_history=0, taste_evidence=True, max_prompt_tokens=320, max_completion_tokens=224,
+        n_candidates=4, max_history=0, taste_evidence=True, max_prompt_tokens=320, max_new_tokens=224,
         trace_styles="scan",
         sft_steps=80, sft_batch_size=4, sft_lr=1e-4, rft_batch_size=2, num_generations=4, rft_lr=5e-5,
         rft_steps=30, eval_queries=60,
@@ -73,7 +73,7 @@ PROFILES: dict[str, ModelProfile] = {
     # ReRec's GPU settings.
     "paper": ModelProfile(
         name="paper", model="Qwen/Qwen2.5-3B-Instruct", use_lora=True, lora_r=64, context_mode="titles",
-        n_candidates=20, max_history=10, max_prompt_tokens=768, max_completion_tokens=768, sft_steps=200,
+        n_candidates=20, max_history=10, max_prompt_tokens=768, max_new_tokens=768, sft_steps=200,
         sft_batch_size=16, sft_lr=1e-5, rft_batch_size=16, num_generations=5, rft_lr=5e-6, rft_steps=1000,
         eval_queries=0, rollout_engine="vllm",
     ),

@@ -23,11 +23,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from rerec.config import json_object, merge_config_dicts
+from rerec.config import json_object, merge_config_dicts, with_current_names
 from rerec.errors import ConfigError
 
 # The choices of ``ablation`` and ``reward_weights`` have one home each, read when a run is configured (their
-# modules import torch): rerec.train.rft.ABLATIONS and rerec.reward.scorer.WEIGHT_PRESETS.
+# modules import torch): rerec.train.rft.ABLATIONS and rerec.reward.scorer.WEIGHTINGS.
 #: stage keys of the configs a pipeline run uses (the run presets' keys plus the plain-GRPO arm)
 ARM_STAGE = "plain_grpo"
 
@@ -168,16 +168,16 @@ def stage_configs(params: TrainParams | dict[str, Any]) -> dict[str, dict]:
     """Per-stage config dicts for a pipeline run (see the module docstring). Keys: the run preset's stages
     and ``plain_grpo``. Checks the choices of the typed parameters; the configs' own fields are checked
     against their dataclasses by :func:`validate_stage_configs`."""
-    from rerec.pipeline.presets import STAGES, preset_configs
-    from rerec.reward.scorer import WEIGHT_PRESETS
+    from rerec.pipeline.presets import STAGES, preset_configs, stage_config_classes
+    from rerec.reward.scorer import WEIGHTINGS
     from rerec.train.rft import ABLATIONS
 
     p = params if isinstance(params, TrainParams) else TrainParams(**params)
     if p.ablation not in ABLATIONS:
         raise ConfigError(f"ablation '{p.ablation}' is not an arm. Fix: use one of {', '.join(ABLATIONS)}.")
-    if p.reward_weights and p.reward_weights not in WEIGHT_PRESETS:
+    if p.reward_weights and p.reward_weights not in WEIGHTINGS:
         raise ConfigError(f"reward_weights '{p.reward_weights}' is not a weighting. Fix: use "
-                          f"{' or '.join(WEIGHT_PRESETS)}, or leave it empty for the RFT default.")
+                          f"{' or '.join(WEIGHTINGS)}, or leave it empty for the RFT default.")
     for name in ("sft_steps", "rft_steps"):
         if getattr(p, name) < 0:
             raise ConfigError(f"{name} must be >= 0 (0: unset), got {getattr(p, name)}.")
@@ -201,6 +201,9 @@ def stage_configs(params: TrainParams | dict[str, Any]) -> dict[str, dict]:
     if p.model_name:
         typed["register"]["model_name"] = p.model_name
     overrides = parse_overrides(p.config_overrides, (*STAGES, ARM_STAGE))
+    classes = {**stage_config_classes(), ARM_STAGE: stage_config_classes()["rft"]}
+    overrides = {stage: with_current_names(classes[stage], values, f"config_overrides['{stage}']")
+                 for stage, values in overrides.items()}  # a renamed field's old name replaces the preset's value
     out = {stage: merge_config_dicts(merge_config_dicts(configs[stage], typed.get(stage, {})), overrides.get(stage, {})) for stage in STAGES}
     top_k = (out["rft"].get("reward") or {}).get("top_k")
     for stage in ("eval", "gate_eval"):  # evaluation reads as many answer items as the reward asks for

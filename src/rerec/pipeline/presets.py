@@ -41,7 +41,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "sft": {"profile": "tiny", "seed": 0, "steps": 3, "batch_size": 4, "n_eval": 4, "eval_before": False,
                 "max_new_tokens": 16},
         "rft": {"profile": "tiny", "seed": 0, "steps": 2, "batch_size": 4, "num_generations": 2,
-                "max_completion_tokens": 16, "save_steps": 1},
+                "max_new_tokens": 16, "save_steps": 1},
         "eval": {**_SMOKE_EVAL, "split": "test"},
         "gate_eval": {**_SMOKE_EVAL, "split": "val"},
         "register": {"min_general_retention": 0.0},

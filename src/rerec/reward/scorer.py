@@ -42,7 +42,7 @@ from rerec.reward.alignment import (
 from rerec.reward.matching import Embedder, RankedAnswer, TitleMatcher, rank_answers
 from rerec.reward.metrics import hit_at_k, ndcg_at_k, recall_at_k
 
-WEIGHT_PRESETS: dict[str, dict[str, float]] = {
+WEIGHTINGS: dict[str, dict[str, float]] = {
     # ours: QAS and PAS weigh half the ranking term, and a malformed answer costs more than any alignment earns
     "rerec": {"w_query": 0.5, "w_pref": 0.5, "w_format": 1.0, "format_bonus": 0.1, "format_penalty": 0.5},
     # the paper's code: NDCG@1 + 0.01 QAS + 0.01 PAS + 0.1 (+0.5 valid / -0.5 otherwise)
@@ -53,8 +53,8 @@ WEIGHT_FIELDS = ("w_query", "w_pref", "w_format", "format_bonus", "format_penalt
 
 @dataclass
 class RewardConfig:
-    """Weights and switches of the dual-graph reward. The weights left unset (None) take the ``weights``
-    preset's values; one given explicitly overrides the preset (:meth:`resolved`)."""
+    """Weights and switches of the dual-graph reward. The weights left unset (None) take the values of the
+    ``weights`` weighting; one given explicitly overrides the weighting's (:meth:`resolved`)."""
 
     # ranking
     top_k: int = field(default=1, metadata={"help": "Answer list length asked for: 1 is top-1 mode "
@@ -63,21 +63,21 @@ class RewardConfig:
     ndcg_k: int | None = field(default=None, metadata={"help": "K of NDCG@K, Recall@K and Hit@K; unset means "
                                                        "top_k, so items beyond the asked length never count."})
     # weights (ReRec Sec. 3.2: r = NDCG + w_q QAS + w_p PAS + w_f format)
-    weights: str = field(default="rerec", metadata={"help": "Weight preset: rerec (QAS 0.5, PAS 0.5, format 1.0 x "
+    weights: str = field(default="rerec", metadata={"help": "Weighting: rerec (QAS 0.5, PAS 0.5, format 1.0 x "
                                                             "(+0.1 valid / -0.5 otherwise)) or paper (QAS 0.01, PAS "
                                                             "0.01, format 0.1 x (+0.5 / -0.5)); a weight given "
-                                                            "explicitly overrides the preset's.",
-                                                    "choices": tuple(WEIGHT_PRESETS)})
+                                                            "explicitly overrides the weighting's.",
+                                                    "choices": tuple(WEIGHTINGS)})
     w_query: float | None = field(default=None, metadata={"help": "Weight of query alignment (QAS, item-attribute "
-                                                                  "graph); unset: the preset's."})
+                                                                  "graph); unset: the weighting's."})
     w_pref: float | None = field(default=None, metadata={"help": "Weight of preference alignment (PAS, LightGCN); "
-                                                                 "unset: the preset's."})
-    w_format: float | None = field(default=None, metadata={"help": "Weight of the format term; unset: the preset's."})
+                                                                 "unset: the weighting's."})
+    w_format: float | None = field(default=None, metadata={"help": "Weight of the format term; unset: the weighting's."})
     format_bonus: float | None = field(default=None, metadata={"help": "Format term of a valid answer (boxed, every "
                                                                        "item a candidate, no repeats, at most top_k "
-                                                                       "items); unset: the preset's."})
+                                                                       "items); unset: the weighting's."})
     format_penalty: float | None = field(default=None, metadata={"help": "Format term of any other completion is "
-                                                                         "minus this; unset: the preset's."})
+                                                                         "minus this; unset: the weighting's."})
     # ablations
     use_qas: bool = field(default=True, metadata={"help": "Include QAS (off: the no-QAS ablation)."})
     use_pas: bool = field(default=True, metadata={"help": "Include PAS (off: the no-PAS ablation)."})
@@ -87,9 +87,9 @@ class RewardConfig:
     cache_queries: int = field(default=4096, metadata={"help": "Distinct queries whose matcher and look-ups are cached."})
 
     def __post_init__(self) -> None:
-        if self.weights not in WEIGHT_PRESETS:
-            raise ConfigError(f"unknown reward weights preset {self.weights!r}. Fix: use one of "
-                              f"{', '.join(WEIGHT_PRESETS)}.")
+        if self.weights not in WEIGHTINGS:
+            raise ConfigError(f"unknown reward weighting {self.weights!r}. Fix: use one of "
+                              f"{', '.join(WEIGHTINGS)}.")
         if self.top_k < 1:
             raise ConfigError(f"top_k must be at least 1, got {self.top_k}. Fix: use 1 for top-1 answers.")
         if self.ndcg_k is not None and self.ndcg_k < 1:
@@ -103,9 +103,9 @@ class RewardConfig:
                               f"{self.embedding_threshold}. Fix: use e.g. 0.8.")
 
     def resolved(self) -> RewardConfig:
-        """A copy with every unset weight taken from the ``weights`` preset."""
-        preset = WEIGHT_PRESETS[self.weights]
-        return replace(self, **{name: preset[name] for name in WEIGHT_FIELDS if getattr(self, name) is None})
+        """A copy with every unset weight taken from the ``weights`` weighting."""
+        weighting = WEIGHTINGS[self.weights]
+        return replace(self, **{name: weighting[name] for name in WEIGHT_FIELDS if getattr(self, name) is None})
 
     @property
     def k(self) -> int:
@@ -186,7 +186,7 @@ class RewardScorer:
     """Score completions against queries with the dual-graph reward (module docstring).
 
     Args:
-        config: weights and switches (unset weights take the preset's values).
+        config: weights and switches (unset weights take the weighting's values).
         titles: item_id -> title for every item that can be a candidate.
         years: item_id -> release year (optional): tells apart candidates that share a title.
         attribute_graph: anything with ``satisfies``/``attributes_of``

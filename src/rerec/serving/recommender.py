@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rerec.config import with_current_names
 from rerec.errors import ConfigError, InputError, RerecError
 from rerec.models.folder import training_config
 
@@ -61,11 +62,13 @@ GENERATION_PARAMS = ("max_new_tokens", "batch_size", "max_prompt_tokens")
 class ServingSettings:
     """How the served model is prompted and decoded: the settings it was evaluated with."""
 
-    mode: str = field(default="evidence", metadata={"help": "Prompt context mode: evidence or titles."})
+    context_mode: str = field(default="evidence", metadata={"help": "Prompt context mode: evidence or titles.",
+                                                            "old_names": ("mode",)})
     max_history: int = field(default=5, metadata={"help": "History items shown per prompt (0: none)."})
     max_prompt_tokens: int = field(default=768, metadata={
         "help": "Longest prompt served, in tokens; longer requests are refused."})
-    max_new_tokens: int = field(default=128, metadata={"help": "Tokens generated per answer (request default)."})
+    max_new_tokens: int = field(default=128, metadata={"help": "Tokens generated per answer (request default).",
+                                                       "old_names": ("max_completion_tokens",)})
     batch_size: int = field(default=8, metadata={"help": "Prompts generated together (request default)."})
     n_candidates: int = field(default=0, metadata={
         "help": "Candidates per prompt the model was trained with (0: unknown); informational."})
@@ -78,14 +81,18 @@ class ServingSettings:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ServingSettings:
+        """The settings a model was registered with (its ``model_config``; one registered before the rename
+        says ``mode``, read as ``context_mode``)."""
         known = {f.name for f in dataclasses.fields(cls)}
+        values = with_current_names(cls, values, warn=False)
         return cls(**{k: v for k, v in values.items() if k in known})
 
     def check(self) -> ServingSettings:
         from rerec.prompt import MODES
 
-        if self.mode not in MODES:
-            raise ConfigError(f"serving mode {self.mode!r} is not one of {', '.join(MODES)}. Fix: pass --mode evidence.")
+        if self.context_mode not in MODES:
+            raise ConfigError(f"serving context_mode {self.context_mode!r} is not one of {', '.join(MODES)}. Fix: pass "
+                              "--context-mode evidence.")
         for name in ("max_prompt_tokens", "max_new_tokens", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"serving {name} must be at least 1, got {getattr(self, name)}.")
@@ -99,7 +106,8 @@ class ServingOverrides:
     """Serving settings given explicitly (CLI flags of ``rerec register`` and ``rerec recommend``);
     ``None`` keeps the value :func:`resolve_settings` finds."""
 
-    mode: str | None = field(default=None, metadata={"help": "Prompt context mode: evidence or titles."})
+    context_mode: str | None = field(default=None, metadata={"help": "Prompt context mode: evidence or titles.",
+                                                             "old_names": ("mode",)})
     max_history: int | None = field(default=None, metadata={"help": "History items shown per prompt (0: none)."})
     max_prompt_tokens: int | None = field(default=None, metadata={
         "help": "Longest prompt served, in tokens; longer requests are refused."})
@@ -109,12 +117,8 @@ class ServingOverrides:
         "help": "Show each candidate's taste rank for the user (needs the graphs and reward folders)."})
 
 
-# Where each setting sits in a stage's config: the evaluate report's config, then training configs.
-_REPORT_KEYS = {"mode": "mode", "max_history": "max_history", "max_prompt_tokens": "max_prompt_tokens",
-                "max_new_tokens": "max_new_tokens", "batch_size": "batch_size", "n_candidates": "n_candidates",
-                "taste_evidence": "taste_evidence"}
-_TRAIN_KEYS = {"mode": "context_mode", "max_history": "max_history", "max_new_tokens": "max_new_tokens",
-               "n_candidates": "n_candidates", "taste_evidence": "taste_evidence"}
+#: the settings a training config decides (the others, prompt limit and batch size, are the evaluation's)
+TRAINED_SETTINGS = ("context_mode", "max_history", "max_new_tokens", "n_candidates", "taste_evidence")
 
 
 def resolve_settings(model_dir: str | Path | None = None, report: Mapping | None = None,
@@ -122,37 +126,29 @@ def resolve_settings(model_dir: str | Path | None = None, report: Mapping | None
     """The serving settings of a model and where each came from.
 
     Precedence, later wins: built-in defaults < the training profile named in ``model_dir/metrics.json``
-    (``config.profile``) < that training config (``context_mode``, ``max_history``,
-    ``max_new_tokens`` / ``max_completion_tokens``, ``n_candidates``, ``taste_evidence``) < the evaluation report's
-    ``config`` (what the model was scored with) < ``overrides`` (non-None values). Returns the
+    (``config.profile``) < that training config (:data:`TRAINED_SETTINGS`) < the evaluation report's ``config``
+    (what the model was scored with) < ``overrides`` (non-None values). Every stage names these settings as
+    :class:`ServingSettings` does; configs and reports saved before the names were shared say ``mode`` (evaluation)
+    and ``max_completion_tokens`` (RFT), which are read as ``context_mode`` and ``max_new_tokens``. Returns the
     settings and notes (the source of each setting, and any training/evaluation disagreement).
     """
     values = ServingSettings().to_dict()
     source = dict.fromkeys(values, "default")
     notes: list[str] = []
-    train = training_config(model_dir) if model_dir else {}
+    train = with_current_names(ServingSettings, training_config(model_dir) if model_dir else {}, warn=False)
     if train.get("profile"):
         from rerec.models.profiles import PROFILES
 
         profile = PROFILES.get(str(train["profile"]))
         if profile is not None:
-            for key, value in (("mode", profile.context_mode), ("max_history", profile.max_history),
-                               ("max_prompt_tokens", profile.max_prompt_tokens),
-                               ("max_new_tokens", profile.max_completion_tokens),
-                               ("n_candidates", profile.n_candidates),
-                               ("taste_evidence", getattr(profile, "taste_evidence", False))):
-                values[key], source[key] = value, f"profile {profile.name}"
-    trained: dict[str, Any] = {}
-    for key, name in {**_TRAIN_KEYS, "max_new_tokens": "max_completion_tokens"}.items():
-        if train.get(name) is not None:
-            trained[key] = train[name]
-    if train.get("max_new_tokens") is not None:
-        trained["max_new_tokens"] = train["max_new_tokens"]
+            for key in (*TRAINED_SETTINGS, "max_prompt_tokens"):
+                values[key], source[key] = getattr(profile, key), f"profile {profile.name}"
+    trained = {key: train[key] for key in TRAINED_SETTINGS if train.get(key) is not None}
     for key, value in trained.items():
         values[key], source[key] = value, "training config"
-    evaluated = (report or {}).get("config") or {}
-    for key, name in _REPORT_KEYS.items():
-        value = evaluated.get(name)
+    evaluated = with_current_names(ServingSettings, (report or {}).get("config") or {}, warn=False)
+    for key in values:
+        value = evaluated.get(key)
         if value is None:
             continue
         if key == "n_candidates" and not value:
@@ -160,10 +156,10 @@ def resolve_settings(model_dir: str | Path | None = None, report: Mapping | None
         if key in trained and key not in ("batch_size", "max_new_tokens") and trained[key] != value:
             notes.append(f"{key}: trained with {trained[key]!r}, evaluated with {value!r}; serving as evaluated")
         values[key], source[key] = value, "evaluation report"
-    for key, value in (overrides or {}).items():
+    for key, value in with_current_names(ServingSettings, overrides or {}, "serving overrides").items():
         if value is not None and key in values:
             values[key], source[key] = value, "given"
-    settings = ServingSettings(**{k: (v if k == "mode" else bool(v) if k == "taste_evidence" else int(v))
+    settings = ServingSettings(**{k: (v if k == "context_mode" else bool(v) if k == "taste_evidence" else int(v))
                                   for k, v in values.items()}).check()
     notes.insert(0, "settings: " + ", ".join(f"{k}={values[k]!r} ({source[k]})" for k in values))
     return settings, notes
@@ -430,7 +426,7 @@ def request_warnings(query: Mapping, settings: ServingSettings, taste: Any, row:
     used with taste evidence only (in evidence mode)."""
     warnings: list[str] = []
     history, user = list(query.get("history") or []), query.get("user_id")
-    tasted = bool(settings.taste_evidence) and settings.mode == "evidence" and taste is not None
+    tasted = bool(settings.taste_evidence) and settings.context_mode == "evidence" and taste is not None
     known = tasted and user is not None and user in taste.user_index
     folds_in = tasted and not known and bool(history) and taste.preference([], None, history) is not None
     if user is not None and not tasted:
@@ -509,7 +505,7 @@ class Recommender:
         from rerec.eval.generate import LLMRanker
 
         s = self.settings
-        return LLMRanker(self.name, self.model, self.tokenizer, self.view, mode=s.mode, max_history=s.max_history,
+        return LLMRanker(self.name, self.model, self.tokenizer, self.view, mode=s.context_mode, max_history=s.max_history,
                          max_new_tokens=max_new_tokens or s.max_new_tokens, batch_size=batch_size or s.batch_size,
                          max_prompt_tokens=max_prompt_tokens or s.max_prompt_tokens)
 

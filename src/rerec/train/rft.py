@@ -75,7 +75,8 @@ class RFTConfig:
     batch_size: int | None = field(default=None, metadata={"help": "Prompts per step."})
     num_generations: int | None = field(default=None, metadata={"help": "Completions per prompt (G)."})
     lr: float | None = field(default=None, metadata={"help": "Learning rate."})
-    max_completion_tokens: int | None = field(default=None, metadata={"help": "Completion length limit."})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "Completion length limit (tokens per rollout).",
+                                                           "old_names": ("max_completion_tokens",)})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
     # --- ReRec (arXiv 2604.07851 Sec. 3.2-3.4): one nested config each, flags --reward-*, --advantage-*,
     # --curriculum-*, JSON {"reward": {...}, "advantage": {...}, "curriculum": {...}}
@@ -110,7 +111,7 @@ class RFTConfig:
         fill = {"use_lora": p.use_lora, "lora_r": p.lora_r, "context_mode": p.context_mode,
                 "n_candidates": p.n_candidates, "max_history": p.max_history, "steps": p.rft_steps,
                 "batch_size": p.rft_batch_size, "num_generations": p.num_generations, "lr": p.rft_lr,
-                "max_completion_tokens": p.max_completion_tokens, "rollout_engine": p.rollout_engine,
+                "max_new_tokens": p.max_new_tokens, "rollout_engine": p.rollout_engine,
                 "taste_evidence": p.taste_evidence}
         out = replace(self, **{k: v for k, v in fill.items() if getattr(self, k) is None})
         grpo, no_curriculum = {"advantage": {"estimator": "grpo"}}, {"curriculum": {"enabled": False}}
@@ -120,7 +121,7 @@ class RFTConfig:
         out = replace(out, **{group: replace(getattr(out, group), **values) for group, values in arm.items()})
         out = replace(out, reward=out.reward.resolved())
         check_minimums(out, {"steps": 1, "batch_size": 1, "lr": 0, "lora_r": 1, "beta": 0, "n_candidates": 2,
-                             "max_history": 0, "n_train": 0, "max_completion_tokens": 1, "temperature": 0,
+                             "max_history": 0, "n_train": 0, "max_new_tokens": 1, "temperature": 0,
                              "save_steps": 1, "time_budget_s": 0, "stop_after_steps": 0,
                              "threads": 0}, strict=("lr", "temperature"))
         check_minimums(out.curriculum, {"probe_every": 0, "min_active": 0, "window": 0, "assessments": 1},
@@ -394,7 +395,7 @@ def build_trainer(model, tokenizer, train_ds, cfg: RFTConfig, precision: Any, en
     args = GRPOConfig(
         **precision.trainer_kwargs(), **rollout_config(engine),
         output_dir=str(ckpt_dir), max_steps=cfg.steps, per_device_train_batch_size=per_step,
-        num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_tokens,
+        num_generations=cfg.num_generations, max_completion_length=cfg.max_new_tokens,
         learning_rate=cfg.lr, beta=cfg.beta, temperature=cfg.temperature, logging_steps=1,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, report_to=[], seed=cfg.seed,
         gradient_checkpointing=False, disable_tqdm=False, dataloader_num_workers=0,

@@ -110,7 +110,7 @@ class SFTWarmupConfig:
         fill = {"model": p.model, "use_lora": sft_lora, "lora_r": p.lora_r, "context_mode": p.context_mode,
                 "n_candidates": p.n_candidates, "max_history": p.max_history, "steps": p.sft_steps,
                 "batch_size": p.sft_batch_size, "lr": p.sft_lr, "n_eval": p.eval_queries or 200,
-                "max_new_tokens": p.max_completion_tokens, "trace_styles": p.trace_styles,
+                "max_new_tokens": p.max_new_tokens, "trace_styles": p.trace_styles,
                 "no_fit_rate": p.sft_no_fit_rate, "taste_evidence": p.taste_evidence}
         for key, value in fill.items():
             if values[key] is None:
