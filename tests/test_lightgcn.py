@@ -146,7 +146,7 @@ def test_users_to_score_samples_users_with_held_out_edges():
     kept = set(scored["valid"][0].tolist()) | set(scored["test"][0].tolist())
     assert len(kept) == 2 and kept <= {1, 2, 3}
     assert set(scored["train"][0].tolist()) == kept
-    assert sorted(scored["train"][1].tolist()) == sorted(i for u, i in zip([0, 1, 1, 2, 3], [5, 6, 7, 8, 9])
+    assert sorted(scored["train"][1].tolist()) == sorted(i for u, i in zip([0, 1, 1, 2, 3], [5, 6, 7, 8, 9], strict=True)
                                                          if u in kept)
     assert users_to_score(edges, 4, 2, seed=0)["valid"][0].tolist() == scored["valid"][0].tolist()
 
