@@ -141,6 +141,19 @@ def slope(xs: list[float], ys: list[float]) -> float | None:
     return round(float(np.polyfit(lx, ly, 1)[0]), 2)
 
 
+def gnn_figures(saved: dict) -> dict:
+    """What train-reward-gnn's metrics.json says of the run: how far training got within the budget and its
+    held-out Recall/NDCG beside popularity's (a synthetic catalog has no taste beyond popularity, so LightGCN
+    can only match it there: the figures show the stage reports them, not what it learns)."""
+    k = saved.get("k", 20)
+    last = (saved.get("history") or [{}])[-1]
+    return {"stopped": saved.get("stopped"), "epochs_run": saved.get("epochs_run"),
+            "fraction_of_last_epoch": last.get("fraction_of_epoch", 1.0), "train_seconds": saved.get("train_seconds"),
+            "eval_users": saved.get("eval_users"),
+            f"lightgcn_recall_at_{k}": saved.get("lightgcn", {}).get(f"recall_at_{k}"),
+            f"popularity_recall_at_{k}": saved.get("popularity", {}).get(f"recall_at_{k}")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--interactions", type=int, nargs="+", default=[1_000_000, 5_000_000, 25_000_000])
@@ -175,8 +188,7 @@ def main() -> None:
             metrics = folder / "reward" / "metrics.json"
             if metrics.exists():
                 saved = json.loads(metrics.read_text())
-                stages["train-reward-gnn"]["stopped"] = saved.get("stopped")
-                stages["train-reward-gnn"]["epochs_run"] = saved.get("epochs_run")
+                stages["train-reward-gnn"].update(gnn_figures(saved))
         sizes.append({"catalog": catalog, "stages": stages})
         print(json.dumps({"size": n, **{k: v for k, v in stages.items()}}), file=sys.stderr, flush=True)
     ns = [s["catalog"]["interactions"] for s in sizes]
