@@ -133,8 +133,8 @@ def test_a_request_with_a_user_and_liked_items_renders_the_evaluated_taste_ranks
     user = build_messages(served, view, "evidence", max_history=3)[1]["content"]
     # Casablanca first (liked with Fargo), then u1's LightGCN order: Heat before the Matrix; the Matrix's
     # co-likes with Raising Arizona do not count (a person relation, not a liked item)
-    assert "1. Matrix, The (1999) - taste #3" in user and "2. Casablanca (1942) - romance; taste #1" in user
-    assert "3. Heat (1995) - crime, action; shares an actor with Cape Fear; taste #2" in user
+    assert "1. (taste #3) Matrix, The (1999)" in user and "2. (taste #1) Casablanca (1942) - romance" in user
+    assert "3. (taste #2) Heat (1995) - crime, action; shares an actor with Cape Fear" in user
 
 
 def test_without_a_known_user_the_history_folds_in_and_unknown_users_are_named():
@@ -182,7 +182,7 @@ def test_a_model_with_taste_evidence_shows_the_ranks_and_needs_its_index(tokeniz
 
     rec, seen = _recommender(tokenizer, monkeypatch, ["\\boxed{1}"], view=taste_view(), taste_evidence=True)
     out = rec.recommend([{"request": "x", "candidates": ["Heat", "3"], "user_id": "u2"}])
-    assert out[0]["warnings"] == [] and "1. Heat (1995) - crime, action; taste #2" in seen["prompts"][0]
+    assert out[0]["warnings"] == [] and "1. (taste #2) Heat (1995) - crime, action" in seen["prompts"][0]
     with pytest.raises(ConfigError, match="trained and evaluated with taste evidence, but no taste index"):
         Recommender(None, tokenizer, small_view(), ServingSettings(taste_evidence=True))
     for bad in ([1], {"a": 1}, 2.5, True):

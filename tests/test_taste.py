@@ -83,8 +83,8 @@ def test_prompt_lines_carry_the_taste_rank(folders):
     query = {"query_id": "q", "user_id": "u9", "text": "Viewers who liked Alpha watch what?", "candidates": list("dcb"),
              "positives": ["b"], "conditions": [{"relation": "co_interaction", "entity": "a", "via": "a"}]}
     lines = candidate_lines(query, view)
-    assert lines == ["1. Delta (1993) - drama; taste #3", "2. Gamma (1992) - comedy; taste #2",
-                     "3. Beta (1991) - comedy; taste #1"]
+    assert lines == ["1. (taste #3) Delta (1993) - drama", "2. (taste #2) Gamma (1992) - comedy",
+                     "3. (taste #1) Beta (1991) - comedy"]
     assert "taste #1" in build_messages(query, view)[1]["content"]
     view.taste = None
     assert "taste" not in "\n".join(candidate_lines(query, view))  # off: the lines are as before
@@ -95,7 +95,7 @@ def test_traces_choose_by_taste_when_the_graph_cannot_decide(folders):
     query = {"query_id": "q", "user_id": "u9", "text": "t", "candidates": list("dcb"), "positives": ["b"],
              "conditions": [{"relation": "co_interaction", "entity": "a", "via": "a"}]}
     trace = synthesize_trace(query, view, style="scan", candidate_lines=candidate_lines(query, view))
-    assert trace.text.splitlines() == ["By taste: 3. Beta (1991) - comedy; taste #1.", "\\boxed{Beta}"]
+    assert trace.text.splitlines() == ["By taste: (taste #1) Beta (1991) - comedy.", "\\boxed{Beta}"]
 
 
 def test_traces_say_when_the_shown_evidence_does_not_pick_the_answer(folders):
@@ -145,7 +145,7 @@ def test_traces_check_conditions_then_choose_among_the_fitting_by_taste(folders)
     assert text[1] == f"{lines[0]}: comedy no - no." and text[2] == f"{lines[1]}: comedy yes - fits."
     assert text[3].endswith("comedy yes - fits.")  # every row: several fit, so the scan does not stop early
     assert text[4] == "Fit: 2, 3."
-    assert text[5] == f"By taste: {lines[1]}." and text[6] == "\\boxed{Gamma}"
+    assert text[5] == "By taste: (taste #2) Gamma (1992) - comedy." and text[6] == "\\boxed{Gamma}"
 
 
 def test_taste_evidence_without_the_reward_folder_is_refused():

@@ -164,15 +164,15 @@ def candidate_line(view: CatalogView, number: int, item_id: str, mode: str, refs
     title = view.title(item_id)
     if mode == "titles":
         return f"{number}. {title}"
-    parts = [f"{number}. {title}"]
+    # the taste rank goes before the title: a trace that writes "(taste #1)" is followed, in the prompt, by
+    # the title it names, which a small model copies (after the title it would have to look back for it)
+    parts = [f"{number}. " + (f"(taste #{taste_rank}) " if taste_rank is not None else "") + title]
     year = view.years.get(str(item_id))
     if year is not None and not _YEAR_SUFFIX.search(title):
         parts[0] += f" ({year})"
     genres = view.genres.get(str(item_id)) or []
     details = [", ".join(genre_word(g) for g in genres)] if genres else []
     details += candidate_evidence(view, item_id, refs)
-    if taste_rank is not None:
-        details.append(f"taste #{taste_rank}")
     return parts[0] + (" - " + "; ".join(details) if details else "")
 
 

@@ -228,7 +228,8 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
     taste_line, picks_answer = None, True
     if view.taste is not None and style in ("table", "scan"):
         shown = candidate_lines or [f"{n}. {view.title(c)}" for n, c in enumerate(candidates, start=1)]
-        taste_line = f"By taste: {shown[candidates.index(positive)]}."
+        # the shown line without its number: "(taste #1) Heat (1995) - ...", so the step names the rank first
+        taste_line = f"By taste: {shown[candidates.index(positive)].split('. ', 1)[-1]}."
         # the taste step names the positive; it is true to the prompt only when the positive ranks first by
         # taste among the candidates that step chooses from (those that fit, or all when nothing is checkable)
         ranks = view.taste.query_ranks(query)
