@@ -225,6 +225,7 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
         if len(ruled_out) >= max_checks:
             break
 
+    fitting = [c for c in candidates if _fits(c, conditions, view)]  # every candidate when nothing is checkable
     taste_line, picks_answer = None, True
     if view.taste is not None and style in ("table", "scan"):
         shown = candidate_lines or [f"{n}. {view.title(c)}" for n, c in enumerate(candidates, start=1)]
@@ -233,12 +234,10 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
         # the taste step names the positive; it is true to the prompt only when the positive ranks first by
         # taste among the candidates that step chooses from (those that fit, or all when nothing is checkable)
         ranks = view.taste.query_ranks(query)
-        pool = [c for c in candidates if _fits(c, conditions, view)] if conditions else candidates
-        if positive in pool and len(pool) > 1:
-            picks_answer = min(pool, key=lambda c: ranks.get(c, len(candidates) + 1)) == positive
+        if positive in fitting and len(fitting) > 1:
+            picks_answer = min(fitting, key=lambda c: ranks.get(c, len(candidates) + 1)) == positive
     if style in ("table", "scan") and conditions:
         lines.append("Wanted: " + "; ".join(condition_label(c, view) for c in conditions) + ".")
-        fitting = [c for c in candidates if _fits(c, conditions, view)]
         choose_by_taste = taste_line is not None and len(fitting) > 1 and positive in fitting
         lines += _table_rows(candidates, conditions, view, facts, candidate_lines,
                             stop_at=positive if style == "scan" and fitting and not choose_by_taste else None)
