@@ -46,7 +46,7 @@ def make_report():
         "by_conditions": [{"model": "rft", "n_conditions": 2, "n": 7, "acc@1": 0.5},
                           {"model": "random", "n_conditions": 1, "n": 13, "acc@1": 0.1}],
         "paired": paired,
-        "llm": {m: {"n_selected": 20, "n_generated": 18, "new_tokens": 900, "tokens_per_second": 9.5,
+        "llm": {m: {"n_selected": 20, "n_generated": 18, "n_closed_after_last_row": 2, "new_tokens": 900, "tokens_per_second": 9.5,
                     "seconds": 420.0, "budget_exhausted": True} for m in ("base", "rft")},
         "retention": {"base_model": "base", "models": {
             "base": {"mmlu": 0.4, "mmlu_n": 114, "mmlu_chance": 0.25, "ifeval": 0.5, "ifeval_n": 144,
@@ -148,7 +148,7 @@ def test_retention_and_traces():
     assert "```text\nStep 1: director matches.\n\\boxed{Blood Simple; Fargo}\n```" in md
     assert "Answered: (nothing matched)" in md
     assert "| rft | – | 0.500 (n=7) |" in md  # per number of conditions
-    assert "| base | 18/20 | 900 | 9.5 | 420 | yes |" in md
+    assert "| base | 18/20 | 2 | 900 | 9.5 | 420 | yes |" in md
     assert "- Stratified subset: at most 10 queries per type." in md
 
 

@@ -307,6 +307,46 @@ def test_answered_items_come_first_then_the_rest_in_the_order_given(tokenizer, m
     assert seen["max_new_tokens"] == 9 and seen["batch_size"] == 1
 
 
+def test_a_trace_that_runs_past_the_last_candidate_is_cut_there_and_asked_for_its_answer(tokenizer, monkeypatch):
+    """The issue's runaway: every row "no", then rows 3, 4, ... repeating until the token limit. The trace is cut
+    where row 3 of 2 candidates starts, the box is opened, and what the model then writes is its answer: closed,
+    said in a warning. A trace that answered by itself, or ran out inside its rows, is left as it was."""
+    from rerec.eval import generate as G
+
+    runaway = "Wanted: crime.\n1. Heat - crime: crime no - no.\n2. Fargo - crime: crime no - no.\n3. Heat - crime"
+    calls = []
+
+    def fake(model, tok, prompts, **kwargs):
+        calls.append((list(prompts), kwargs))
+        if len(calls) == 1:
+            return G.GenerationResult([runaway, "\\boxed{Heat}", "1. Heat - no.\n2. Fargo"], 9, 1.0)
+        return G.GenerationResult(["Fargo}"], 2, 0.5)
+
+    monkeypatch.setattr(G, "generate_completions", fake)
+    rec = Recommender(None, tokenizer, small_view(), ServingSettings(max_new_tokens=7, batch_size=3))
+    out = rec.recommend([{"request": "crime", "candidates": ["Heat", "Fargo"]}] * 3)
+    assert len(calls) == 2 and len(calls[1][0]) == 1  # only the runaway is asked again
+    cut = runaway[: runaway.index("3. Heat")] + "\\boxed{"
+    first_prompt = tokenizer.encode(rec.ranker().prompts([rec.queries([{"request": "crime", "candidates": ["Heat", "Fargo"]}])[0]])[0],
+                                    add_special_tokens=False)
+    assert calls[1][0][0] == first_prompt + tokenizer.encode(cut, add_special_tokens=False)
+    assert calls[1][1]["max_new_tokens"] == G.CLOSING_NEW_TOKENS
+    assert out[0]["completion"] == cut + "Fargo}" and out[0]["answer"] == ["2"] and out[0]["parsed"] is True
+    assert any("ran past the last candidate" in w for w in out[0]["warnings"])
+    assert out[1]["answer"] == ["1"] and out[1]["warnings"] == []
+    assert out[2]["parsed"] is False and out[2]["completion"] == "1. Heat - no.\n2. Fargo"
+
+
+def test_past_last_row_finds_the_row_after_the_last_candidate_only():
+    from rerec.eval.generate import past_last_row
+
+    text = "Wanted: drama.\n1. A (1995) - no.\n2. B - no.\n3. A (1995) - no."
+    assert past_last_row(text, 2) == text.index("3. A")
+    assert past_last_row(text, 3) is None  # row 3 of 3 is a candidate's row
+    assert past_last_row("Released in 1995. 3. A", 2) is None  # only at the start of a line
+    assert past_last_row("1. A\n13. B", 2) is None and past_last_row("1. A", 0) is None
+
+
 @pytest.mark.parametrize("request_, message", [
     ({"request": "x", "candidates": []}, "row 0: the candidate list is empty"),
     ({"request": "x"}, "the candidate list is empty"),

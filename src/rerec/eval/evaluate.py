@@ -336,7 +336,8 @@ def evaluate_llm(name: str, path: Path | str, queries: list[dict], view: Any, co
     done = [(q, a) for q, a in zip(queries, answers, strict=True) if a.completion is not None]
     rows = [score_query(name, "llm", q, a.ranked, a.parsed, ks, config.top_k, n_candidates) for q, a in done]
     stats = {"n_selected": len(queries), "n_generated": 0, "new_tokens": 0, "tokens_per_second": 0.0,
-             "generation_s": 0.0, "budget_exhausted": False, "time_budget_s": total}
+             "generation_s": 0.0, "budget_exhausted": False, "time_budget_s": total,
+             "n_closed_after_last_row": sum(a.closed for _, a in done)}
     if queries:
         gen = ranker.last_generation
         stats.update(n_generated=gen.n_generated, new_tokens=gen.n_new_tokens,
@@ -346,7 +347,7 @@ def evaluate_llm(name: str, path: Path | str, queries: list[dict], view: Any, co
     if unseen:  # the same queries in the held-out phrasing (unseen_phrasing), after the stats above
         reworded = ranker.rank_all(list(unseen), time_budget_s=budget(config.unseen_time_budget_s))
         unseen_rows = [{**score_query(name, "llm", q, a.ranked, a.parsed, ks, config.top_k, n_candidates),
-                        "text": q["text"], "completion": a.completion}
+                        "text": q["text"], "completion": a.completion, "closed": a.closed}
                        for q, a in zip(unseen, reworded, strict=True) if a.completion is not None]
     retention: dict[str, Any] = {}
     if config.retention:

@@ -23,12 +23,20 @@ prompt starts and the rows running stop, keeping what they generated; prompts ne
 to the query's candidates with :class:`rerec.reward.matching.TitleMatcher`
 (:func:`rerec.prompt.answer_ranking`). The ranked list is what the model answered, in its order, an
 answer item naming no candidate kept in its place as None (a miss).
+
+A trace checks the candidates row by row ("1. ...", "2. ...") and ends with the boxed answer. A model that
+finds no row that fits sometimes goes on writing rows past the last candidate, repeating them until the
+token limit, and answers nothing. :class:`LLMRanker` closes such a trace: it cuts the completion where the
+row after the last candidate starts, appends the box's opening and lets the model name its answer
+(:func:`past_last_row`). The answer is marked ``closed``; evaluation counts them and serving says so in a
+warning, so a closed answer is never passed off as one the model boxed by itself.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -368,6 +376,21 @@ class LLMAnswer:
     parsed: bool  # a boxed answer was found
     completion: str | None  # None: not generated (budget)
     prompt: str = ""
+    closed: bool = False  # the trace ran past the last candidate and the box was opened for it (module doc)
+
+
+BOX_OPENING = "\\boxed{"
+CLOSING_NEW_TOKENS = 48  # room for a boxed title or two
+
+
+def past_last_row(completion: str, n_candidates: int) -> int | None:
+    """Where the row after the last candidate starts (a line beginning "N+1. " for N candidates), or None.
+
+    >>> past_last_row("1. A - no.\\n2. B - no.\\n3. A - no.", 2)
+    22
+    """
+    found = re.search(rf"(?m)^{n_candidates + 1}\. ", completion) if n_candidates > 0 else None
+    return found.start() if found else None
 
 
 @dataclass
@@ -386,6 +409,7 @@ class LLMRanker:
     max_new_tokens: int = 128
     batch_size: int = 8
     max_prompt_tokens: int | None = None
+    close_after_last_row: bool = True
     last_generation: GenerationResult | None = field(default=None, repr=False)
 
     def prompts(self, queries: Sequence[Mapping]) -> list[str]:
@@ -409,4 +433,33 @@ class LLMRanker:
                 continue
             answer = answer_ranking(text, query, self.view)
             answers.append(LLMAnswer(answer.ranked, answer.parsed.ok, text, prompt))
+        if self.close_after_last_row:
+            left = None if time_budget_s is None else max(0.0, time_budget_s - result.seconds)
+            self._close(queries, answers, left)
         return answers
+
+    def _close(self, queries: Sequence[Mapping], answers: list[LLMAnswer], time_budget_s: float | None) -> None:
+        """Close, in place, the unanswered traces that ran past the last candidate (module doc)."""
+        from rerec.prompt import answer_ranking
+
+        cuts = {}
+        for i, (query, answer) in enumerate(zip(queries, answers, strict=True)):
+            if answer.completion is not None and not answer.parsed:
+                cut = past_last_row(answer.completion, len(query["candidates"]))
+                if cut is not None:
+                    cuts[i] = answer.completion[:cut] + BOX_OPENING
+        if not cuts or time_budget_s == 0.0:
+            return
+        order = sorted(cuts)
+        # the prompt as the first pass saw it (cut to max_prompt_tokens), then the trace up to the box
+        prompts = [_encode(self.tokenizer, [answers[i].prompt], self.max_prompt_tokens)[0]
+                   + self.tokenizer.encode(cuts[i], add_special_tokens=False) for i in order]
+        result = generate_completions(self.model, self.tokenizer, prompts, max_new_tokens=CLOSING_NEW_TOKENS,
+                                      batch_size=self.batch_size, time_budget_s=time_budget_s,
+                                      desc=f"{self.name}: close", progress=False)
+        for i, rest in zip(order, result.completions, strict=True):
+            if rest is None:
+                continue
+            text = cuts[i] + rest
+            answer = answer_ranking(text, queries[i], self.view)
+            answers[i] = LLMAnswer(answer.ranked, answer.parsed.ok, text, answers[i].prompt, closed=True)
