@@ -64,7 +64,7 @@ PROFILES: dict[str, ModelProfile] = {
     # per candidate up to the one that fits, then the box). SFT fine-tunes every weight (it learned the checks
     # faster than LoRA), RFT uses LoRA. 224 completion tokens: room for the longest scan traces of 4 candidates.
     # 400 SFT steps: the scan rows' checks are learned between steps 100 and 200 (validation Acc@1 0.585 at 80
-    # steps, 0.845 at 400; docs/results.md). make run's default preset cuts this to 80 to fit its 15 minutes.
+    # steps, 0.845 at 400; docs/results.md). make run's default preset cuts this to 50 to fit its 15 minutes.
     "smollm2": ModelProfile(
         name="smollm2", model="smollm2", use_lora=True, sft_use_lora=False, lora_r=16, context_mode="evidence",
         n_candidates=4, max_history=0, taste_evidence=True, max_prompt_tokens=320, max_new_tokens=224,
