@@ -320,7 +320,7 @@ def build_blocks(report: dict, figures: dict[str, str]) -> list[tuple]:
 
     if report.get("llm"):
         blocks.append(("h", 2, "LLM generation"))
-        rows = [[m, f"{s['n_generated']}/{s['n_selected']}", str(s.get("n_closed_after_last_row", 0)),
+        rows = [[m, f"{s['n_generated']}/{s['n_selected']}", str(s.get("n_closed_after_last_row", "–")),
                  str(s["new_tokens"]), f"{s['tokens_per_second']:.1f}", f"{s['seconds']:.0f}",
                  "yes" if s["budget_exhausted"] else "no"] for m, s in report["llm"].items()]
         blocks.append(("table", ["model", "answered", "closed after the last row", "new tokens", "tokens/s",

@@ -460,7 +460,7 @@ def response(query: Mapping, answer: Any, view: Any, warnings: Sequence[str] = (
     chosen = list(dict.fromkeys(i for i in answer.ranked if i is not None))
     ranked = chosen + [c for c in query["candidates"] if c not in chosen]
     reasoning = completion[: parsed.span[0]] if parsed.span else completion
-    if getattr(answer, "closed", False):
+    if answer.closed:
         warnings = [*warnings, "the model's reasoning ran past the last candidate without an answer; it was cut "
                                "there and the model was asked for its answer (as in evaluation)"]
     return {"answer": chosen, "ranked": ranked, "titles": [view.title(i) for i in ranked],
