@@ -8,6 +8,10 @@ each requested difference, the per-query hits and the provenance of this command
 
     .venv/bin/python experiments/pair_reports.py --report A=eval_a --report B=eval_b \\
         --pair B/sft-A/sft --out experiments/results/taste_ablation_val.json
+
+``--mean NAME=R/MODEL,R/MODEL,...`` adds a row whose per-query score is the mean of the listed rows (on the
+queries every one of them answered): several seeds of one arm pooled per query, so that ``--pair NAME-A/sft``
+compares the arm's seed average with a reference, with the same paired, type-stratified interval.
 """
 
 from __future__ import annotations
@@ -18,12 +22,31 @@ import sys
 from pathlib import Path
 
 
+def mean_row(per_query, spec: str, metric: str):
+    """The rows of ``NAME=R/MODEL,R/MODEL,...``: per query, the mean ``metric`` of the listed rows, on the
+    queries all of them answered (a missing score leaves the query out)."""
+    name, _, listed = spec.partition("=")
+    models = [m for m in listed.split(",") if m]
+    if not name or len(models) < 2:
+        raise SystemExit(f"--mean {spec!r}: write NAME=R/MODEL,R/MODEL with at least two rows")
+    missing = sorted(set(models) - set(per_query["model"]))
+    if missing:
+        raise SystemExit(f"--mean {name}: no rows named {', '.join(missing)}; "
+                         f"the rows are {', '.join(sorted(set(per_query['model'])))}")
+    rows = per_query[per_query["model"].isin(models)].dropna(subset=[metric])
+    counted = rows.groupby(["query_id", "type"])[metric].agg(["mean", "count"]).reset_index()
+    counted = counted[counted["count"] == len(models)]
+    return counted.rename(columns={"mean": metric}).drop(columns="count").assign(model=name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--report", action="append", required=True, metavar="NAME=DIR",
                         help="an evaluate output folder, named (repeatable)")
     parser.add_argument("--pair", action="append", default=[], metavar="R/MODEL-R/MODEL",
                         help="a difference to compute: report/model minus report/model (repeatable)")
+    parser.add_argument("--mean", action="append", default=[], metavar="NAME=R/MODEL,R/MODEL",
+                        help="a row averaging other rows per query (several seeds of one arm; repeatable)")
     parser.add_argument("--metric", default="acc@1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
@@ -43,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         report = json.loads((Path(folder) / "report.json").read_text(encoding="utf-8"))
         sources[name] = {"folder": folder, "split": report.get("split"), "config": report.get("config")}
     per_query = pd.concat(frames, ignore_index=True)
+    for spec in args.mean:
+        per_query = pd.concat([per_query, mean_row(per_query, spec, args.metric)], ignore_index=True)
     scores = (per_query.groupby(["model", "type"])[args.metric].mean().unstack().round(4)
               .assign(all=per_query.groupby("model")[args.metric].mean().round(4)))
     pairs = {}
