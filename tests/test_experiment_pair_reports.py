@@ -27,7 +27,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_mean_of_seeds_pairs_per_query_with_the_reference(tmp_path):
     queries = [("q0", "explicit"), ("q1", "explicit"), ("q2", "interest"), ("q3", "interest")]
     sft = [0, 1, 0, 0]
-    seed_a, seed_b = [1, 1, 0, 1], [0, 1, 1, 1]  # a query missing from seed b drops out below
+    seed_a, seed_b = [1, 1, 0, 1], [0, 1, 1]  # seed b lacks q3: it drops out of the mean
     a = write_report(tmp_path / "a", [("sft", q, t, h) for (q, t), h in zip(queries, sft, strict=True)]
                      + [("rft", q, t, h) for (q, t), h in zip(queries, seed_a, strict=True)])
     b = write_report(tmp_path / "b", [("rft", q, t, h) for (q, t), h in zip(queries[:3], seed_b, strict=True)])
