@@ -14,7 +14,9 @@ def test_profiles_cover_the_design_and_fit_a_cpu():
     assert set(PROFILES) == {"tiny", "smollm2", "paper"}
     tiny, smol, paper = PROFILES["tiny"], PROFILES["smollm2"], PROFILES["paper"]
     assert tiny.model == "tiny" and not tiny.use_lora  # trained from scratch: full fine-tuning
-    assert smol.model == "smollm2" and smol.use_lora and smol.sft_use_lora is False  # SFT full, RFT LoRA
+    # SFT and RFT fine-tune every weight (LoRA RFT did not move the model; docs/results.md)
+    assert smol.model == "smollm2" and not smol.use_lora and smol.sft_use_lora is False
+    assert (smol.rft_batch_size, smol.num_generations, smol.rft_lr, smol.rft_steps) == (4, 4, 1e-5, 16)
     assert paper.num_generations == 5 and paper.rft_lr == 5e-6 and paper.max_new_tokens == 768
     for cpu in (tiny, smol):
         assert cpu.context_mode == "evidence" and cpu.n_candidates <= 10
