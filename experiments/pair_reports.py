@@ -39,6 +39,17 @@ def mean_row(per_query, spec: str, metric: str):
     return counted.rename(columns={"mean": metric}).drop(columns="count").assign(model=name)
 
 
+def split_pair(spec: str, rows: set[str]) -> tuple[str, str]:
+    """``R/MODEL-R/MODEL`` as (model, reference): split at the "-" whose both sides are rows, so a row name
+    holding "-" ("r/lr1e-4") still pairs. An ambiguous or unknown pair is an error naming the rows."""
+    splits = [(spec[:i], spec[i + 1:]) for i, ch in enumerate(spec) if ch == "-"]
+    known = [s for s in splits if s[0] in rows and s[1] in rows]
+    if len(known) != 1:
+        why = "more than one way to split it into two rows" if known else "no split into two known rows"
+        raise SystemExit(f"--pair {spec!r}: {why}; the rows are {', '.join(sorted(rows))}")
+    return known[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--report", action="append", required=True, metavar="NAME=DIR",
@@ -72,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
               .assign(all=per_query.groupby("model")[args.metric].mean().round(4)))
     pairs = {}
     for spec in args.pair:
-        model, _, reference = spec.partition("-")
+        model, reference = split_pair(spec, set(per_query["model"]))
         pairs[spec] = paired_by_type(per_query, model, reference, args.metric, seed=args.seed)
     keep = ["model", "query_id", "type", args.metric]
     record = {**provenance(argv), "seed": args.seed, "metric": args.metric, "reports": sources,

@@ -52,3 +52,15 @@ def test_mean_of_a_row_that_does_not_exist_names_the_rows(tmp_path):
     assert done.returncode != 0
     assert "no rows named A/rtf" in done.stderr and "A/rft, A/sft" in done.stderr
     assert not (tmp_path / "p.json").exists()
+
+
+def test_row_names_with_a_hyphen_pair_and_an_unknown_pair_names_the_rows(tmp_path):
+    a = write_report(tmp_path / "a", [("lr1e-4", "q0", "explicit", 0.0), ("lr1e-4", "q1", "explicit", 1.0),
+                                      ("lr2e-4", "q0", "explicit", 1.0), ("lr2e-4", "q1", "explicit", 1.0)])
+    out = tmp_path / "p.json"
+    done = run("--report", f"v={a}", "--pair", "v/lr2e-4-v/lr1e-4", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    cell = json.loads(out.read_text())["pairs"]["v/lr2e-4-v/lr1e-4"]["all"]
+    assert cell["n"] == 2 and abs(cell["diff"] - 0.5) < 1e-9
+    done = run("--report", f"v={a}", "--pair", "v/lr2e-4-v/sft", "--out", str(tmp_path / "q.json"))
+    assert done.returncode != 0 and "no split into two known rows" in done.stderr and "v/lr1e-4" in done.stderr
