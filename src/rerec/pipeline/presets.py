@@ -11,9 +11,9 @@ dataclasses, so a renamed field fails a test rather than a run.
 - ``tiny``: the tiny from-scratch model with its profile budgets.
 - ``default`` (``make run``): the embedded SmolLM2 with ``scan`` traces (the ``smollm2`` model profile),
   with taste evidence, sized for 15 minutes on a 2-core CPU with bf16 and rerec's generator: 50 SFT steps
-  at lr 2e-4, twice the profile's (at 50 steps it scored +0.085 [+0.025, +0.15] over 1e-4 on 200 validation
-  queries, one seed; experiments/results/sft50_lr) (capped at 340 s; about 6.6 s a step), 4 RFT steps of 2 prompts x 4 completions (the profile takes 4 x 4;
-  capped at 90 s), the test report on 50 queries per
+  at lr 2e-4 (twice the profile's: +0.085 [+0.025, +0.15] over 1e-4 on 200 validation queries at 50 steps,
+  one seed; experiments/results/sft50_lr), capped at 340 s (about 6.6 s a step); 4 RFT steps of 2 prompts x
+  4 completions (the profile takes 4 x 4), capped at 90 s; the test report on 50 queries per
   type (200, so that its intervals say something) with 10 per type again in unseen phrasing, the validation
   gate on 10 per type; both add the zero-shot base model as a row on a short budget (it never answers in
   the format, so every query it reaches runs to the token limit: it is scored on those it reached), and
