@@ -182,7 +182,10 @@ def test_a_model_with_taste_evidence_shows_the_ranks_and_needs_its_index(tokeniz
 
     rec, seen = _recommender(tokenizer, monkeypatch, ["\\boxed{1}"], view=taste_view(), taste_evidence=True)
     out = rec.recommend([{"request": "x", "candidates": ["Heat", "3"], "user_id": "u2"}])
-    assert out[0]["warnings"] == [] and "1. (taste #2) Heat (1995) - crime, action" in seen["prompts"][0]
+    # listed in u2's taste order (rerec.prompt.display_order), so "\\boxed{1}" is Casablanca, the first row shown
+    assert out[0]["warnings"] == [] and ("1. (taste #1) Casablanca (1942) - romance\n"
+                                         "2. (taste #2) Heat (1995) - crime, action") in seen["prompts"][0]
+    assert out[0]["answer"] == ["3"] and out[0]["titles"][0] == "Casablanca"
     with pytest.raises(ConfigError, match="trained and evaluated with taste evidence, but no taste index"):
         Recommender(None, tokenizer, small_view(), ServingSettings(taste_evidence=True))
     for bad in ([1], {"a": 1}, 2.5, True):

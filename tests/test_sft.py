@@ -18,6 +18,7 @@ from rerec.prompt import build_messages, render_prompt
 from rerec.train.sft import (
     SFTWarmupConfig,
     answer_only_trainer_class,
+    balance_examples,
     popularity_accuracy,
     sft_examples,
     sft_warmup,
@@ -110,6 +111,25 @@ def test_training_examples_are_rendered_prompts_with_trace_completions(tokenizer
         n_shown = sum(line[:2].rstrip(".").isdigit() for line in ex["prompt"].split("Candidates:\n")[1].splitlines())
         assert 2 <= n_shown <= 3
         assert ex["completion"].endswith("\\boxed{" + view.title(q["positives"][0]) + "}")
+
+
+def test_balance_examples_repeats_the_rarer_groups_up_to_the_commonest():
+    examples = [{"type": t, "i": i} for i, t in enumerate("aaaabbc")]
+    out = balance_examples(examples, ["type"], seed=0)
+    assert out[:4] == examples[:4] and out[4:6] == examples[4:6]  # each group's originals first, in order
+    assert {t: sum(e["type"] == t for e in out) for t in "abc"} == {"a": 4, "b": 4, "c": 4} and len(out) == 12
+    assert all(e in examples for e in out)  # repeats, nothing new
+    assert balance_examples(examples, ["type"], seed=0) == out and balance_examples([], ["type"]) == []
+    # two levels: within a type, the groups of the second key are made equal first, then the types
+    nested = [{"type": "a", "k": k} for k in (1, 1, 1, 2)] + [{"type": "b", "k": 1}]
+    two = balance_examples(nested, ["type", "k"], seed=0)
+    count = {(t, k): sum(e["type"] == t and e["k"] == k for e in two) for t in "ab" for k in (1, 2)}
+    assert count == {("a", 1): 3, ("a", 2): 3, ("b", 1): 6, ("b", 2): 0}
+
+
+def test_examples_say_their_query_type(tokenizer):
+    cfg = SFTWarmupConfig(profile="tiny", n_candidates=3).resolved()
+    assert [ex["type"] for ex in sft_examples(queries(), small_view(), tokenizer, cfg)] == [q["type"] for q in queries()]
 
 
 @pytest.mark.parametrize("style", ["table", "scan"])

@@ -136,15 +136,16 @@ def test_sft_leaves_out_traces_the_prompt_does_not_support(folders):
 
 def test_traces_check_conditions_then_choose_among_the_fitting_by_taste(folders):
     view = _view(folders)
-    # comedy: c and b fit, d does not; u9's LightGCN order is d, c, b, so c is the fitting one it prefers
-    query = {"query_id": "q", "user_id": "u9", "text": "a comedy", "candidates": list("dcb"), "positives": ["c"],
+    # comedy: c and b fit, d does not; u9's LightGCN order is d, c, b, so c is the fitting one it prefers. The
+    # list is not in taste order (prompts always are, rerec.prompt.display_order): every row is checked
+    query = {"query_id": "q", "user_id": "u9", "text": "a comedy", "candidates": list("bdc"), "positives": ["c"],
              "conditions": [{"relation": "genre", "entity": "Comedy"}]}
     lines = candidate_lines(query, view)
     text = synthesize_trace(query, view, style="scan", candidate_lines=lines).text.splitlines()
     assert text[0] == "Wanted: comedy."
-    assert text[1] == f"{lines[0]}: comedy no - no." and text[2] == f"{lines[1]}: comedy yes - fits."
-    assert text[3].endswith("comedy yes - fits.")  # every row: several fit, so the scan does not stop early
-    assert text[4] == "Fit: 2, 3."
+    assert text[1] == f"{lines[0]}: comedy yes - fits." and text[2] == f"{lines[1]}: comedy no - no."
+    assert text[3] == f"{lines[2]}: comedy yes - fits."  # every row: several fit, so the scan does not stop early
+    assert text[4] == "Fit: 1, 3."
     assert text[5] == "By taste: (taste #2) Gamma (1992) - comedy." and text[6] == "\\boxed{Gamma}"
 
 
@@ -152,3 +153,41 @@ def test_taste_evidence_without_the_reward_folder_is_refused():
     with pytest.raises(ConfigError, match="--reward"):
         taste_source(True, None)
     assert taste_source(False, None) is None
+
+
+def test_prompts_list_the_candidates_in_taste_order(folders):
+    """display_order sorts by the user's taste rank (u9's LightGCN order is d, c, b), is idempotent, leaves a
+    view without taste alone, and shrink_candidates and the evaluation's ranker number the rows that way, so a
+    boxed number means the row the model saw."""
+    from rerec.eval.generate import LLMRanker
+    from rerec.prompt import display_order, shrink_candidates
+
+    view = _view(folders)
+    query = {"query_id": "q", "user_id": "u9", "text": "a comedy", "candidates": list("bcd"), "positives": ["c"],
+             "conditions": [{"relation": "genre", "entity": "Comedy"}]}
+    ordered = display_order(query, view)
+    assert ordered["candidates"] == list("dcb") and query["candidates"] == list("bcd")  # a copy
+    assert display_order(ordered, view)["candidates"] == list("dcb")
+    assert shrink_candidates(query, 3, view)["candidates"] == list("dcb")
+    assert candidate_lines(ordered, view)[0] == "1. (taste #1) Delta (1993) - drama"
+
+    class Tok:
+        def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
+            return messages[1]["content"]
+
+    ranker = LLMRanker(name="m", model=None, tokenizer=Tok(), view=view, max_history=0)
+    assert "1. (taste #1) Delta" in ranker.prompts([query])[0]
+    view.taste = None
+    assert display_order(query, view)["candidates"] == list("bcd")
+
+
+def test_in_taste_order_the_scan_stops_at_the_first_row_that_fits(folders):
+    view = _view(folders)
+    # comedy: c and b fit; in u9's taste order (d, c, b) the scan checks d, stops at c, the favourite that fits
+    query = {"query_id": "q", "user_id": "u9", "text": "a comedy", "candidates": list("dcb"), "positives": ["c"],
+             "conditions": [{"relation": "genre", "entity": "Comedy"}]}
+    lines = candidate_lines(query, view)
+    trace = synthesize_trace(query, view, style="scan", candidate_lines=lines)
+    assert trace.text.splitlines() == ["Wanted: comedy.", f"{lines[0]}: comedy no - no.",
+                                       f"{lines[1]}: comedy yes - fits.", "\\boxed{Gamma}"]
+    assert trace.evidence_picks_answer

@@ -13,8 +13,9 @@ A prompt is the model's chat template around two turns:
   pretrained model) each candidate carries what the catalog knows: year, genres, and the knowledge-graph
   entities it shares with the items the request names (a condition's ``via`` item, a misinformed
   premise's item) or the user's history, e.g. "same director as Fargo", "shares 2 actors with Toy
-  Story". When the view carries the user's taste (:mod:`rerec.taste`), each evidence line also ends with
-  the candidate's taste rank for this user ("taste #1"). ``titles`` mode lists titles only (the paper's
+  Story". When the view carries the user's taste (:mod:`rerec.taste`), the candidates are listed in
+  taste order (:func:`display_order`: "1." is the user's taste #1) and each evidence line starts with
+  the candidate's taste rank ("(taste #1)"). ``titles`` mode lists titles only (the paper's
   setting: the model must know the items).
 
 >>> view = CatalogView.from_catalog(catalog)
@@ -39,7 +40,7 @@ from rerec.data.schema import PERSON_RELATIONS, Catalog, decode_conditions
 from rerec.errors import ConfigError
 
 __all__ = ["CatalogView", "build_messages", "candidate_lines", "render_prompt", "answer_ranking", "answer_text",
-           "query_matcher", "shrink_candidates",
+           "query_matcher", "shrink_candidates", "display_order",
            "describe_shared", "format_answer", "parse_answer", "SYSTEM_PROMPT", "MODES"]
 
 MODES = ("evidence", "titles")
@@ -242,17 +243,18 @@ def answer_text(item_id: str, query: Mapping, view: CatalogView) -> str:
 
 
 def shrink_candidates(query: Mapping, n: int, view: CatalogView | None = None, seed: int = 0) -> dict:
-    """A copy of ``query`` showing only ``n`` candidates, in stored order: its positives, then the
-    trap items of a misinformed query (each condition's ``false_premise.item_id``: without them the
-    false premise tests nothing), then the hardest other negatives (those meeting most of the stored
-    conditions; ties broken by a seeded shuffle).
+    """A copy of ``query`` showing only ``n`` candidates: its positives, then the trap items of a misinformed
+    query (each condition's ``false_premise.item_id``: without them the false premise tests nothing), then
+    the hardest other negatives (those meeting most of the stored conditions; ties broken by a seeded
+    shuffle); listed in displayed order (:func:`display_order`: taste order when ``view`` carries a taste
+    index, else stored order).
 
     CPU profiles show few candidates (``docs/data.md``, "Fewer candidates on a CPU"); training and evaluation must shrink with the same
     function and seed so they see the same lists.
     """
     candidates = [str(c) for c in query["candidates"]]
     if n <= 0 or len(candidates) <= n:
-        return dict(query)
+        return display_order(query, view)
     positives = {str(p) for p in query["positives"]}
     conditions = decode_conditions(query.get("conditions") or [])
     traps = [str(c["false_premise"]["item_id"]) for c in conditions
@@ -272,4 +274,27 @@ def shrink_candidates(query: Mapping, n: int, view: CatalogView | None = None, s
     keep = positives | set((traps + others)[: max(n - len(positives), 0)])
     out = dict(query)
     out["candidates"] = [c for c in candidates if c in keep]
+    return display_order(out, view)
+
+
+def display_order(query: Mapping, view: CatalogView | None) -> dict:
+    """A copy of ``query`` with its candidates in the order a prompt lists them: by the user's taste rank
+    (:meth:`rerec.taste.TasteIndex.query_ranks`, taste #1 first) when ``view`` carries a taste index, else
+    as stored.
+
+    Why: a scan trace checks the rows from the top and stops at the first one that meets the request, so
+    in taste order the row it stops at is the user's favourite among those that fit, the choice the taste
+    step used to make at the end of the trace; and a model that has not learned the checks yet falls back on
+    the taste #1 row rather than on the list's random order. The ranks come from training interactions only
+    (:mod:`rerec.taste`), so the order tells nothing the taste labels do not. Idempotent: ties keep the
+    order given, so ordering an ordered list changes nothing. Every stage that builds a prompt calls it
+    (:func:`shrink_candidates`, :class:`rerec.eval.generate.LLMRanker`, :func:`rerec.eval.choice.evaluate_choice`),
+    so training, evaluation and serving number the candidates alike."""
+    out = dict(query)
+    taste = getattr(view, "taste", None)
+    if taste is None:
+        return out
+    candidates = [str(c) for c in query["candidates"]]
+    ranks = taste.query_ranks(out)
+    out["candidates"] = sorted(candidates, key=lambda c: ranks[c])
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rerec.prompt import CatalogView, answer_ranking, build_messages, render_prompt
+from rerec.prompt import CatalogView, answer_ranking, build_messages, display_order, render_prompt
 
 
 def evaluate_choice(model: Any, tokenizer: Any, rows: list[dict], view: CatalogView, *, mode: str = "evidence",
@@ -17,6 +17,7 @@ def evaluate_choice(model: Any, tokenizer: Any, rows: list[dict], view: CatalogV
     from rerec.answer import parse_answer
     from rerec.eval.generate import generate_completions
 
+    rows = [display_order(r, view) for r in rows]
     prompts = [render_prompt(tokenizer, build_messages(r, view, mode, include_history=max_history > 0,
                                                        max_history=max_history)) for r in rows]
     result = generate_completions(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,

@@ -22,6 +22,7 @@ import logging
 import resource
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,11 @@ class SFTWarmupConfig:
         default=None, metadata={"help": "Share of training examples shown without their match: the trace checks "
                                         "every row and boxes the closest, so a model that misjudges every row still "
                                         "ends its scan (table/scan styles only; 0 = off)."})
+    balance_types: bool = field(
+        default=True, metadata={"help": "Oversample each query type to the count of the most frequent one (seeded), "
+                                        "so that every stretch of training sees the four types alike, as the "
+                                        "evaluation weighs them; off: the train split's own mix (37% explicit, "
+                                        "18% interest)."})
     faithful_only: bool = field(
         default=True, metadata={"help": "Train only on traces whose every step the prompt supports: a query whose "
                                         "positive is not the user's taste #1 among the candidates that fit (an "
@@ -145,7 +151,7 @@ class SFTWarmupConfig:
 
 def sft_examples(rows: list[dict], view: CatalogView, tokenizer: Any, config: SFTWarmupConfig,
                  augment: bool = True, counts: dict | None = None) -> list[dict]:
-    """``{"prompt": chat-rendered prompt, "completion": trace}`` per query; each query shows a seeded
+    """``{"prompt": chat-rendered prompt, "completion": trace, "type": query type}`` per query; each query shows a seeded
     number of candidates between ``min_candidates`` and ``n_candidates``. With ``augment``, a seeded
     ``no_fit_rate`` share shows the list without its match (:func:`rerec.train.traces.no_fit_query`).
     With ``config.faithful_only``, queries whose trace the shown evidence does not support are left out
@@ -171,9 +177,33 @@ def sft_examples(rows: list[dict], view: CatalogView, tokenizer: Any, config: SF
         if config.faithful_only and not trace.evidence_picks_answer:
             dropped += 1
             continue
-        out.append({"prompt": render_prompt(tokenizer, messages), "completion": trace.text})
+        out.append({"prompt": render_prompt(tokenizer, messages), "completion": trace.text,
+                    "type": str(row.get("type", ""))})
     if counts is not None:
         counts["n_unfaithful_dropped"] = dropped
+    return out
+
+
+def balance_examples(examples: list[dict], by: Sequence[str], seed: int = 0) -> list[dict]:
+    """``examples`` with seeded repeats (drawn with replacement) so that the groups of ``by[0]`` are equally
+    large, each group balanced the same way by ``by[1:]`` first. Groups in sorted key order, each group's
+    originals (in their order) before its repeats; nothing is dropped."""
+    import numpy as np
+
+    return _balanced(list(examples), tuple(by), np.random.default_rng(seed))
+
+
+def _balanced(examples: list[dict], by: tuple[str, ...], rng: Any) -> list[dict]:
+    if not by or not examples:
+        return examples
+    groups: dict[Any, list[dict]] = {}
+    for example in examples:
+        groups.setdefault(example[by[0]], []).append(example)
+    balanced = [_balanced(groups[key], by[1:], rng) for key in sorted(groups)]
+    top = max(len(group) for group in balanced)
+    out: list[dict] = []
+    for group in balanced:
+        out += group + [group[int(i)] for i in rng.integers(0, len(group), top - len(group))]
     return out
 
 
@@ -252,6 +282,9 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
             tracker.log_metrics(before)
         counts: dict[str, int] = {}
         train_examples = sft_examples(train_rows, view, tokenizer, cfg, counts=counts)
+        if cfg.balance_types:
+            train_examples = balance_examples(train_examples, ["type"], cfg.seed)
+            counts["n_train_examples_balanced"] = len(train_examples)
         metrics.update(counts)
         tracker.log_metrics(counts)
         eval_examples = sft_examples(val_rows[:32], view, tokenizer, cfg, augment=False)
@@ -343,8 +376,11 @@ def build_trainer(model: Any, tokenizer: Any, train_examples: list[dict], eval_e
         completion_only_loss=True, prediction_loss_only=True, dataloader_num_workers=0, disable_tqdm=False,
     )
     trainer_class = answer_only_trainer_class() if cfg.answer_logits_only else SFTTrainer
-    return trainer_class(model=model, args=args, train_dataset=Dataset.from_list(train_examples),
-                         eval_dataset=Dataset.from_list(eval_examples), processing_class=tokenizer,
+    def dataset(examples: list[dict]) -> Any:
+        return Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
+
+    return trainer_class(model=model, args=args, train_dataset=dataset(train_examples),
+                         eval_dataset=dataset(eval_examples), processing_class=tokenizer,
                          callbacks=[callback])
 
 

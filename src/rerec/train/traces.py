@@ -194,8 +194,12 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
     the positive's, then the box: the answer copies the row just above it, and the trace is shorter. Queries
     from :mod:`rerec.data.queries` have one candidate that fits every condition, the positive, so the scan
     stops at the first row that fits; when none fits, as in :func:`no_fit_query`, every row is checked and
-    the closest, the query's positive, is named). Queries without a condition
-    the graph can decide (interest) fall back to ``direct``.
+    the closest, the query's positive, is named). With taste evidence (``view.taste``), when several rows fit:
+    a list in taste order (:func:`rerec.prompt.display_order`, as every prompt lists it) stops at the first
+    that fits, the user's favourite among them; a list in another order checks every row, names the fitting
+    ones ("Fit: 2, 3.") and chooses by taste ("By taste: ..."). Queries without a condition the graph can
+    decide (interest) take the taste #1 line ("By taste: ...") with taste evidence, else fall back to
+    ``direct``.
     """
     rng = np.random.default_rng([seed, zlib.crc32(str(query.get("query_id", "")).encode())])
     for name in (style, *styles) if style else styles:
@@ -226,7 +230,7 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
             break
 
     fitting = [c for c in candidates if _fits(c, conditions, view)]  # every candidate when nothing is checkable
-    taste_line, picks_answer = None, True
+    taste_line, picks_answer, in_taste_order = None, True, False
     if view.taste is not None and style in ("table", "scan"):
         shown = candidate_lines or [f"{n}. {view.title(c)}" for n, c in enumerate(candidates, start=1)]
         # the shown line without its number: "(taste #1) Heat (1995) - ...", so the step names the rank first
@@ -236,9 +240,13 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
         ranks = view.taste.query_ranks(query)
         if positive in fitting and len(fitting) > 1:
             picks_answer = min(fitting, key=lambda c: ranks.get(c, len(candidates) + 1)) == positive
+        # listed in taste order (rerec.prompt.display_order, as every prompt is): the first row that fits is
+        # the favourite among those that fit, so the scan stops there and needs no taste step
+        in_taste_order = sorted(candidates, key=lambda c: ranks.get(c, len(candidates) + 1)) == candidates
     if style in ("table", "scan") and conditions:
         lines.append("Wanted: " + "; ".join(condition_label(c, view) for c in conditions) + ".")
-        choose_by_taste = taste_line is not None and len(fitting) > 1 and positive in fitting
+        choose_by_taste = (taste_line is not None and len(fitting) > 1 and positive in fitting
+                           and not (style == "scan" and in_taste_order))
         lines += _table_rows(candidates, conditions, view, facts, candidate_lines,
                             stop_at=positive if style == "scan" and fitting and not choose_by_taste else None)
         if not fitting:  # a list without a match (see no_fit_query): every row checked, the closest named
