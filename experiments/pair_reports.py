@@ -1,6 +1,7 @@
 """Paired differences between rows of several ``rerec evaluate`` reports on the same queries.
 
-Each report folder holds ``per_query.parquet`` (one row per model and query). Rows of different reports
+Each report folder holds ``per_query.parquet`` (one row per model and query; a ``.parquet`` file can be
+named instead, its ``report.json`` beside it: :func:`report_files`). Rows of different reports
 are paired by query id, so models evaluated in separate runs (an arm trained without taste evidence is
 evaluated without it) are compared on the queries both answered, with the statistic the report and the
 promotion gate use (:func:`rerec.eval.metrics.paired_by_type`). Writes Acc@1 per type of every row,
@@ -39,6 +40,18 @@ def mean_row(per_query, spec: str, metric: str):
     return counted.rename(columns={"mean": metric}).drop(columns="count").assign(model=name)
 
 
+def report_files(source: str) -> tuple[Path, Path]:
+    """(per-query records, report.json) of ``--report``'s source: an evaluate folder, or a per-query parquet
+    file with a ``report.json`` beside it (a results folder that keeps a run's test and gate records as
+    ``per_query_test.parquet`` and ``per_query_val_gate.parquet``; the gate's report is
+    ``report_val_gate.json``)."""
+    path = Path(source)
+    if path.suffix == ".parquet":
+        gate = path.stem.endswith("_val_gate")
+        return path, path.with_name("report_val_gate.json" if gate else "report.json")
+    return path / "per_query.parquet", path / "report.json"
+
+
 def split_pair(spec: str, rows: set[str]) -> tuple[str, str]:
     """``R/MODEL-R/MODEL`` as (model, reference): split at the "-" whose both sides are rows, so a row name
     holding "-" ("r/lr1e-4") still pairs. An ambiguous or unknown pair is an error naming the rows."""
@@ -71,10 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     frames, sources = [], {}
     for spec in args.report:
         name, _, folder = spec.partition("=")
-        frame = pd.read_parquet(Path(folder) / "per_query.parquet")
+        records, report_file = report_files(folder)
+        frame = pd.read_parquet(records)
         frame["model"] = name + "/" + frame["model"].astype(str)
         frames.append(frame)
-        report = json.loads((Path(folder) / "report.json").read_text(encoding="utf-8"))
+        report = json.loads(report_file.read_text(encoding="utf-8"))
         sources[name] = {"folder": folder, "split": report.get("split"), "config": report.get("config")}
     per_query = pd.concat(frames, ignore_index=True)
     for spec in args.mean:
