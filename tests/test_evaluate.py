@@ -219,6 +219,41 @@ def test_top1_scoring_reads_the_first_item_and_paired_by_hand(folders, monkeypat
     assert "(scored: the first 1)" in md
 
 
+def test_retention_is_measured_before_ranking_so_a_slow_base_still_gets_it(folders, monkeypatch):
+    """The zero-shot base runs every answer to the token limit; were the probes last, its short budget would
+    leave MMLU no time and the promotion gate no retention ratio. Each model's MMLU comes before its ranking."""
+    from rerec.eval import evaluate as E
+    from rerec.eval import mmlu as mmlu_module
+    from rerec.eval.evaluate import EvalConfig, evaluate
+
+    calls: list[str] = []
+    _fake_generation(monkeypatch, {"rft": "\\boxed{1}", "base": "I cannot say."})
+    from rerec.eval import generate as G
+
+    fake_rank = G.generate_completions
+
+    def rank(model, tokenizer, prompts, desc="", **kw):
+        calls.append(desc)
+        return fake_rank(model, tokenizer, prompts, desc=desc, **kw)
+
+    real_mmlu = mmlu_module.score_mmlu
+
+    def mmlu(*args, desc="", **kw):
+        calls.append(desc)
+        return real_mmlu(*args, desc=desc, **kw)
+
+    monkeypatch.setattr(G, "generate_completions", rank)
+    monkeypatch.setattr(mmlu_module, "score_mmlu", mmlu)
+    config = EvalConfig(baselines=["popularity"], max_queries_per_type=1, max_new_tokens=4, batch_size=4,
+                        mmlu_max_questions=2, ifeval_max_instructions=1, ifeval_max_new_tokens=4, n_boot=20,
+                        n_traces=1, unseen_phrasing_per_type=0)
+    report = evaluate(folders / "data", folders / "graphs", folders / "reward",
+                      {"base": folders / "tiny", "rft": folders / "tiny"}, folders / "out_order", config)
+    assert calls == ["base: mmlu", "base: ifeval", "base: rank", "rft: mmlu", "rft: ifeval", "rft: rank"]
+    assert report["retention"]["models"]["base"]["mmlu_n"] == 2
+    assert E.evaluate_llm.__doc__.startswith("Measure one model's retention")
+
+
 def test_base_row_always_present_with_its_own_budget(folders):
     """No model named base: the stage adds the base from the config; with a zero budget it answers nothing,
     is still a row in the generation table, and the comparison with it is stated as impossible."""

@@ -312,8 +312,8 @@ def _traces(model: str, queries: list[dict], answers: list, rows: list[dict], vi
 def evaluate_llm(name: str, path: Path | str, queries: list[dict], view: Any, config: EvalConfig,
                  ks: Sequence[int], n_candidates: int, time_budget_s: float | None = None,
                  unseen: Sequence[dict] = ()) -> dict:
-    """Rank ``queries`` with one model, reading ``config.top_k`` items of each answer, and measure its
-    retention, all within ``time_budget_s`` (default ``config.model_time_budget_s``). Returns rows, traces
+    """Measure one model's retention (MMLU, IFEval), then rank ``queries`` with it, reading ``config.top_k``
+    items of each answer, all within ``time_budget_s`` (default ``config.model_time_budget_s``). Returns rows, traces
     and stats."""
     import torch
 
@@ -332,23 +332,9 @@ def evaluate_llm(name: str, path: Path | str, queries: list[dict], view: Any, co
     ranker = LLMRanker(name, model, tokenizer, view, mode=config.context_mode, max_history=config.max_history,
                        max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
                        max_prompt_tokens=config.max_prompt_tokens or None)
-    answers = ranker.rank_all(queries, time_budget_s=budget(config.rec_time_budget_s)) if queries else []
-    done = [(q, a) for q, a in zip(queries, answers, strict=True) if a.completion is not None]
-    rows = [score_query(name, "llm", q, a.ranked, a.parsed, ks, config.top_k, n_candidates) for q, a in done]
-    stats = {"n_selected": len(queries), "n_generated": 0, "new_tokens": 0, "tokens_per_second": 0.0,
-             "generation_s": 0.0, "budget_exhausted": False, "time_budget_s": total,
-             "n_closed_after_last_row": sum(a.closed for _, a in done)}
-    if queries:
-        gen = ranker.last_generation
-        stats.update(n_generated=gen.n_generated, new_tokens=gen.n_new_tokens,
-                     tokens_per_second=round(gen.tokens_per_second, 2), generation_s=round(gen.seconds, 1),
-                     budget_exhausted=gen.budget_exhausted)
-    unseen_rows = []
-    if unseen:  # the same queries in the held-out phrasing (unseen_phrasing), after the stats above
-        reworded = ranker.rank_all(list(unseen), time_budget_s=budget(config.unseen_time_budget_s))
-        unseen_rows = [{**score_query(name, "llm", q, a.ranked, a.parsed, ks, config.top_k, n_candidates),
-                        "text": q["text"], "completion": a.completion, "closed": a.closed}
-                       for q, a in zip(unseen, reworded, strict=True) if a.completion is not None]
+    # the general-ability probes first: they are short and capped, and a model that runs every answer to the
+    # token limit (the zero-shot base, on a short budget) would otherwise leave them no time, and the
+    # promotion gate no retention ratio to read
     retention: dict[str, Any] = {}
     if config.retention:
         from rerec.eval.ifeval import build_instructions, score_responses
@@ -370,6 +356,23 @@ def evaluate_llm(name: str, path: Path | str, queries: list[dict], view: Any, co
                      "mmlu_correct": [p == q.answer for p, q in zip(mmlu["predictions"], questions, strict=False)],
                      "ifeval_followed": ifeval["followed"],
                      "ifeval_per_checker": ifeval["per_checker"]}
+    answers = ranker.rank_all(queries, time_budget_s=budget(config.rec_time_budget_s)) if queries else []
+    done = [(q, a) for q, a in zip(queries, answers, strict=True) if a.completion is not None]
+    rows = [score_query(name, "llm", q, a.ranked, a.parsed, ks, config.top_k, n_candidates) for q, a in done]
+    stats = {"n_selected": len(queries), "n_generated": 0, "new_tokens": 0, "tokens_per_second": 0.0,
+             "generation_s": 0.0, "budget_exhausted": False, "time_budget_s": total,
+             "n_closed_after_last_row": sum(a.closed for _, a in done)}
+    if queries:
+        gen = ranker.last_generation
+        stats.update(n_generated=gen.n_generated, new_tokens=gen.n_new_tokens,
+                     tokens_per_second=round(gen.tokens_per_second, 2), generation_s=round(gen.seconds, 1),
+                     budget_exhausted=gen.budget_exhausted)
+    unseen_rows = []
+    if unseen:  # the same queries in the held-out phrasing (unseen_phrasing), after the stats above
+        reworded = ranker.rank_all(list(unseen), time_budget_s=budget(config.unseen_time_budget_s))
+        unseen_rows = [{**score_query(name, "llm", q, a.ranked, a.parsed, ks, config.top_k, n_candidates),
+                        "text": q["text"], "completion": a.completion, "closed": a.closed}
+                       for q, a in zip(unseen, reworded, strict=True) if a.completion is not None]
     stats["seconds"] = round(time.perf_counter() - start, 1)
     traces = _traces(name, [q for q, _ in done], [a for _, a in done], rows, view, config.n_traces)
     del model

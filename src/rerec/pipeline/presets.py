@@ -18,7 +18,8 @@ dataclasses, so a renamed field fails a test rather than a run.
   type (200, so that its intervals say something) with 10 per type again in unseen phrasing, the validation
   gate on 10 per type; both add the zero-shot base model as a row on a short budget (it never answers in
   the format, so every query it reaches runs to the token limit: it is scored on those it reached), and
-  short MMLU / IFEval retention checks. SmolLM2 rather than ``tiny``: the from-scratch model learns the answer format but not the choice.
+  short MMLU (32 questions, measured before the ranking so that the base's short budget still covers it:
+  the promotion gate needs the MMLU ratio) / IFEval retention checks. SmolLM2 rather than ``tiny``: the from-scratch model learns the answer format but not the choice.
 - ``smollm2``: the embedded pretrained SmolLM2-135M-Instruct with CPU budgets.
 - ``paper``: the paper's GPU settings (Qwen2.5-3B-Instruct, G=5, lr 5e-6, 768/768 tokens).
 """
@@ -69,12 +70,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                 "n_eval": 4, "eval_before": False},
         "rft": {"profile": "smollm2", "seed": 0, "steps": 4, "batch_size": 2, "time_budget_s": 90.0},
         "eval": {"profile": "smollm2", "split": "test", "max_queries_per_type": 50, "rec_time_budget_s": 240.0,
-                 "base_time_budget_s": 30.0, "batch_size": 64, "mmlu_max_questions": 16,
-                 "mmlu_time_budget_s": 6.0, "ifeval_max_instructions": 6, "ifeval_max_new_tokens": 48,
+                 "base_time_budget_s": 30.0, "batch_size": 64, "mmlu_max_questions": 32,
+                 "mmlu_time_budget_s": 10.0, "ifeval_max_instructions": 6, "ifeval_max_new_tokens": 48,
                  "ifeval_time_budget_s": 6.0},
         "gate_eval": {"profile": "smollm2", "split": "val", "max_queries_per_type": 10, "rec_time_budget_s": 60.0,
-                      "batch_size": 64, "base_time_budget_s": 15.0, "unseen_phrasing_per_type": 0, "mmlu_max_questions": 8,
-                      "mmlu_time_budget_s": 6.0, "ifeval_max_instructions": 4, "ifeval_max_new_tokens": 48,
+                      "batch_size": 64, "base_time_budget_s": 25.0, "unseen_phrasing_per_type": 0,
+                      "mmlu_max_questions": 32, "mmlu_time_budget_s": 10.0, "ifeval_max_instructions": 4, "ifeval_max_new_tokens": 48,
                       "ifeval_time_budget_s": 8.0},
         "register": {},
     },
