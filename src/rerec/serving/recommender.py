@@ -8,8 +8,9 @@ taste evidence reads). :class:`Recommender` resolves them to item ids
 the order given, history, and the mentioned items as the items a request's conditions name, whose
 shared people evidence mode shows), and ranks it with :class:`rerec.eval.generate.LLMRanker` - the
 evaluation's own ranker: :func:`rerec.prompt.build_messages` with the model's context mode and
-history setting, the shared batched generator, :func:`rerec.prompt.answer_ranking`. So a request
-served equals the query evaluation scored, token for token.
+history setting (a model with taste evidence is shown the candidates in the person's taste order,
+:func:`rerec.prompt.display_order`), the shared batched generator, :func:`rerec.prompt.answer_ranking`.
+So a request served equals the query evaluation scored, token for token.
 
 Response per request (:data:`RESPONSE_COLUMNS`):
 
