@@ -414,11 +414,16 @@ class LLMRanker:
 
     def prompts(self, queries: Sequence[Mapping]) -> list[str]:
         """The rendered prompts of ``queries``, candidates in displayed order (:func:`rerec.prompt.display_order`)."""
-        from rerec.prompt import build_messages, display_order, render_prompt
+        from rerec.prompt import display_order
 
-        queries = [display_order(q, self.view) for q in queries]
+        return self._render([display_order(q, self.view) for q in queries])
+
+    def _render(self, ordered: Sequence[Mapping]) -> list[str]:
+        """The rendered prompts of queries already in displayed order."""
+        from rerec.prompt import build_messages, render_prompt
+
         return [render_prompt(self.tokenizer, build_messages(q, self.view, mode=self.mode,
-                                                               max_history=self.max_history)) for q in queries]
+                                                               max_history=self.max_history)) for q in ordered]
 
     def rank_all(self, queries: Sequence[Mapping], time_budget_s: float | None = None) -> list[LLMAnswer]:
         from rerec.prompt import answer_ranking, display_order
@@ -426,7 +431,7 @@ class LLMRanker:
         # the candidates as the prompt lists them (taste order when the view carries taste), so that a boxed
         # number means the row the model saw; a list shrunk for the prompt is in that order already
         queries = [display_order(q, self.view) for q in queries]
-        prompts = self.prompts(queries)
+        prompts = self._render(queries)
         result = generate_completions(self.model, self.tokenizer, prompts, max_new_tokens=self.max_new_tokens,
                                       batch_size=self.batch_size, time_budget_s=time_budget_s,
                                       max_prompt_tokens=self.max_prompt_tokens, desc=f"{self.name}: rank")

@@ -238,11 +238,15 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
         # the taste step names the positive; it is true to the prompt only when the positive ranks first by
         # taste among the candidates that step chooses from (those that fit, or all when nothing is checkable)
         ranks = view.taste.query_ranks(query)
+
+        def taste_rank(item: str) -> int:
+            return ranks.get(item, len(candidates) + 1)
+
         if positive in fitting and len(fitting) > 1:
-            picks_answer = min(fitting, key=lambda c: ranks.get(c, len(candidates) + 1)) == positive
+            picks_answer = min(fitting, key=taste_rank) == positive
         # listed in taste order (rerec.prompt.display_order, as every prompt is): the first row that fits is
         # the favourite among those that fit, so the scan stops there and needs no taste step
-        in_taste_order = sorted(candidates, key=lambda c: ranks.get(c, len(candidates) + 1)) == candidates
+        in_taste_order = sorted(candidates, key=taste_rank) == candidates
     if style in ("table", "scan") and conditions:
         lines.append("Wanted: " + "; ".join(condition_label(c, view) for c in conditions) + ".")
         choose_by_taste = (taste_line is not None and len(fitting) > 1 and positive in fitting
