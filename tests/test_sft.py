@@ -101,6 +101,26 @@ def test_answer_only_loss_computes_in_the_trainers_precision(tokenizer, tmp_path
     assert next(model.parameters()).dtype == torch.float32  # master weights stay float32
 
 
+def test_stage_trainer_trains_without_gradient_checkpointing(tokenizer, tmp_path):
+    """TRL's SFTConfig turns gradient checkpointing on by default: every layer's forward would run twice per
+    step (bench/sft_step.py) to save memory a small model does not need."""
+    from transformers import TrainerCallback
+
+    from rerec.models.precision import resolve_precision
+    from rerec.train.sft import build_trainer
+
+    view = small_view()
+    rows = [{"prompt": render_prompt(tokenizer, build_messages(q, view)),
+             "completion": synthesize_trace(q, view).text} for q in queries()]
+    model = build_tiny_model(tokenizer, seed=0, **SMALL)
+    cfg = SFTWarmupConfig(profile="tiny", steps=1, batch_size=2).resolved()
+    trainer = build_trainer(model, tokenizer, rows, rows[:2], cfg, resolve_precision("fp32"), tmp_path,
+                            TrainerCallback())
+    trainer.train()
+    assert trainer.args.gradient_checkpointing is False
+    assert not trainer.model.is_gradient_checkpointing
+
+
 def test_training_examples_are_rendered_prompts_with_trace_completions(tokenizer):
     view = small_view()
     cfg = SFTWarmupConfig(profile="tiny", n_candidates=3, min_candidates=2, max_history=0).resolved()

@@ -362,7 +362,7 @@ def build_trainer(model: Any, tokenizer: Any, train_examples: list[dict], eval_e
                   cfg: SFTWarmupConfig, precision: Any, output_dir: Path, callback: Any) -> Any:
     """TRL's ``SFTTrainer`` (or :func:`answer_only_trainer_class`'s, with ``answer_logits_only``) on the
     prompt/completion examples: linear decay after a 5% warm-up, a validation loss every quarter of the
-    run (at least 50 steps apart), no checkpoints."""
+    run (at least 50 steps apart), no checkpoints, no gradient checkpointing."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -374,6 +374,9 @@ def build_trainer(model: Any, tokenizer: Any, train_examples: list[dict], eval_e
         eval_strategy="steps", eval_steps=max(50, cfg.steps // 4), save_strategy="no", report_to="none",
         seed=cfg.seed, max_length=cfg.max_new_tokens + 1024,
         completion_only_loss=True, prediction_loss_only=True, dataloader_num_workers=0, disable_tqdm=False,
+        # TRL turns it on by default; it runs every layer's forward twice to save activation memory that a
+        # small model does not need (bench/sft_step.py: the same gradients, the step slower)
+        gradient_checkpointing=False,
     )
     trainer_class = answer_only_trainer_class() if cfg.answer_logits_only else SFTTrainer
     def dataset(examples: list[dict]) -> Any:

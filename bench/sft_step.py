@@ -1,0 +1,137 @@
+"""SFT step time with and without gradient checkpointing, side by side on the same model and batches.
+
+    .venv/bin/python bench/sft_step.py                  # SmolLM2, CPU, 2 threads; one JSON line
+    .venv/bin/python bench/sft_step.py --model tiny --steps 2
+
+TRL's ``SFTConfig`` turns gradient checkpointing on by default (it saves activation memory by running each
+layer's forward again during the backward pass). For a 135M-parameter model on a CPU the memory is not the
+limit and the second forward is pure cost. This bench builds the SFT stage's own trainer
+(:func:`rerec.train.sft.build_trainer`: the answer-only loss, the stage's precision) on synthesised scan
+traces of the embedded MovieLens catalog, then times one forward and backward pass (``training_step``) per
+arm on the same batches, the arms taking turns (order rotated every step), the checkpointing switched on
+the same model between them. Learning rate 0: no optimiser step, the weights never change.
+
+Reported: ``speedup`` = median over steps of the paired ratio checkpointing-on / off, the median step
+times, and the largest absolute difference between the two arms' gradients (the recomputed forward is
+the same computation, so the gradients agree up to float rounding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def examples(tokenizer, n: int, seed: int, data: Path | None):
+    """``n`` SFT examples as the stage builds them (scan traces, 4 candidates) and their config, from the
+    queries of ``data`` (a ``rerec prepare-data`` folder; None: prepared here from the embedded
+    MovieLens-100k with ``seed``, tracked in a throw-away MLflow folder)."""
+    import os
+    import tempfile
+
+    from rerec.data.prepare import PrepareConfig, prepare_data
+    from rerec.train.sft import SFTWarmupConfig, load_split_rows, sft_examples
+
+    if data is None:
+        folder = Path(tempfile.mkdtemp(prefix="rerec-bench-sft-"))
+        os.environ["MLFLOW_TRACKING_URI"] = (folder / "mlruns").as_uri()
+        data = folder / "data"
+        prepare_data(None, data, PrepareConfig(seed=seed), progress=False)
+    cfg = SFTWarmupConfig(profile="smollm2", taste_evidence=False, n_train=4 * n, seed=seed, min_candidates=4).resolved()
+    view, train_rows, _, _ = load_split_rows(data, None, cfg)
+    return sft_examples(train_rows, view, tokenizer, cfg)[:n], cfg
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2", help="'smollm2', 'tiny' or a model folder.")
+    ap.add_argument("--steps", type=int, default=6, help="Measured steps per arm (after one warm-up step each).")
+    ap.add_argument("--batch-size", type=int, default=2, help="Examples per step (make run's SFT takes 2).")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", type=Path, default=None, help="A prepare-data folder (default: prepared here).")
+    ap.add_argument("--out", type=Path, default=None, help="Also write the full results (per-step records) here.")
+    args = ap.parse_args(argv)
+    from rerec.experiments.provenance import provenance
+
+    run = provenance(argv)
+    import torch
+    from transformers import AutoModelForCausalLM, TrainerCallback
+
+    from rerec.models.loading import load_tokenizer, resolve_model_dir
+    from rerec.models.precision import resolve_precision
+    from rerec.train.sft import build_trainer
+
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    precision = resolve_precision()
+    model_path = resolve_model_dir(args.model)
+    tokenizer = load_tokenizer(model_path)
+    train, cfg = examples(tokenizer, args.batch_size * (args.steps + 1), args.seed, args.data)
+    cfg.steps, cfg.batch_size, cfg.lr = args.steps + 1, args.batch_size, 0.0
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    trainer = build_trainer(model, tokenizer, train, train[:2], cfg, precision, Path("/tmp/rerec-bench-sft"),
+                            TrainerCallback())
+    from trl import SFTConfig
+
+    trl_default = bool(SFTConfig.__dataclass_fields__["gradient_checkpointing"].default)
+    stage_setting = bool(trainer.args.gradient_checkpointing)
+    trainer.create_optimizer_and_scheduler(num_training_steps=args.steps + 1)
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer's loop, which this harness replaces
+    model = trainer.model
+    model.train()
+    batches = list(trainer.get_train_dataloader())
+
+    def one_step(arm: str, batch) -> tuple[float, list]:
+        if arm == "checkpointing":
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_disable()
+        model.zero_grad(set_to_none=True)
+        t0 = time.perf_counter()
+        trainer.training_step(model, batch, None)
+        elapsed = time.perf_counter() - t0
+        return elapsed, [p.grad.detach().clone() for p in model.parameters() if p.grad is not None]
+
+    arms = ["checkpointing", "plain"]
+    times = {a: [] for a in arms}
+    records, max_grad_diff = [], 0.0
+    for step, batch in enumerate(batches[: args.steps + 1]):  # step 0 is the warm-up, not measured
+        grads = {}
+        for arm in arms[step % 2:] + arms[:step % 2]:
+            elapsed, grads[arm] = one_step(arm, batch)
+            records.append({"step": step, "arm": arm, "seconds": round(elapsed, 3),
+                            "tokens": int(batch["input_ids"].numel()), "warm_up": step == 0})
+            if step > 0:
+                times[arm].append(elapsed)
+        diff = max(float((a.float() - b.float()).abs().max()) for a, b in zip(*grads.values(), strict=True))
+        max_grad_diff = max(max_grad_diff, diff)
+        print(f"step {step}: " + ", ".join(f"{r['arm']} {r['seconds']:.2f}s" for r in records[-2:]), file=sys.stderr)
+
+    ratios = [a / b for a, b in zip(times["checkpointing"], times["plain"], strict=True)]
+    result = {
+        "bench": "sft_step", "model": str(args.model), "device": precision.device,
+        "precision": precision.params()["precision_used"], "threads": args.threads, "steps": args.steps,
+        "batch_size": args.batch_size, "trl_default_gradient_checkpointing": trl_default,
+        "stage_gradient_checkpointing": stage_setting,
+        "speedup": round(statistics.median(ratios), 3),
+        "checkpointing_step_s": round(statistics.median(times["checkpointing"]), 3),
+        "plain_step_s": round(statistics.median(times["plain"]), 3),
+        "max_abs_grad_diff": max_grad_diff, "seconds": round(time.time() - started, 1),
+    }
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({**result, "provenance": run, "records": records}, indent=1) + "\n")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
