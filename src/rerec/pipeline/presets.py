@@ -10,10 +10,12 @@ dataclasses, so a renamed field fails a test rather than a run.
 - ``smoke``: the whole DAG in a few minutes on the tiny model, numbers meaningless (for tests).
 - ``tiny``: the tiny from-scratch model with its profile budgets.
 - ``default`` (``make run``): the embedded SmolLM2 with ``scan`` traces (the ``smollm2`` model profile),
-  with taste evidence, sized for 15 minutes on a 2-core CPU with bf16 and rerec's generator: 100 SFT steps
+  with taste evidence, sized for 15 minutes on a 2-core CPU with bf16 and rerec's generator: 150 SFT steps
   of 2 examples at lr 2e-4 (twice the profile's rate: +0.085 [+0.025, +0.15] over 1e-4 on 200 validation
   queries at 50 steps, one seed; experiments/results/sft50_lr; 100 steps of 2 beat 50 of 4 on the same
-  examples, experiments/results/taste_order), capped at 360 s (about 3 s a step); 4 RFT steps of 2 prompts x
+  examples, experiments/results/taste_order; 150 steps, which fit the time 100 took before SFT dropped
+  gradient checkpointing, 0.775 against 0.755, not separated, experiments/results/explicit_checks),
+  capped at 400 s (about 2.5 s a step); 4 RFT steps of 2 prompts x
   4 completions (the profile takes 4 x 4), capped at 90 s; the test report on 50 queries per
   type (200, so that its intervals say something) with 10 per type again in unseen phrasing, the validation
   gate on 10 per type; both add the zero-shot base model as a row on a short budget (it never answers in
@@ -66,7 +68,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "prepare": {"seed": 0},
         "graph": {},
         "reward": {"seed": 0, "max_seconds": 45.0},
-        "sft": {"profile": "smollm2", "seed": 0, "steps": 100, "batch_size": 2, "lr": 2e-4, "time_budget_s": 360.0,
+        "sft": {"profile": "smollm2", "seed": 0, "steps": 150, "batch_size": 2, "lr": 2e-4, "time_budget_s": 400.0,
                 "n_eval": 4, "eval_before": False},
         "rft": {"profile": "smollm2", "seed": 0, "steps": 4, "batch_size": 2, "time_budget_s": 90.0},
         "eval": {"profile": "smollm2", "split": "test", "max_queries_per_type": 50, "rec_time_budget_s": 240.0,
