@@ -15,10 +15,9 @@ dataclasses, so a renamed field fails a test rather than a run.
   queries at 50 steps, one seed; experiments/results/sft50_lr; 100 steps of 2 beat 50 of 4 on the same
   examples, experiments/results/taste_order; 150 steps, which fit the time 100 took before SFT dropped
   gradient checkpointing, 0.775 against 0.755, not separated, experiments/results/explicit_checks),
-  capped at 400 s (about 2.5 s a step); 4 RFT steps of 2 prompts x
-  4 completions (the profile takes 4 x 4), capped at 90 s; the test report on 50 queries per
-  type (200, so that its intervals say something) with 10 per type again in unseen phrasing, the validation
-  gate on 10 per type; both add the zero-shot base model as a row on a short budget (it never answers in
+  capped at 400 s (about 2.5 s a step); 4 RFT steps of 2 prompts x 4 completions (the profile takes 4 x 4),
+  capped at 90 s; the test report on 50 queries per type (200, so that its intervals say something) with
+  10 per type again in unseen phrasing, the validation gate on 10 per type; both add the zero-shot base model as a row on a short budget (it never answers in
   the format, so every query it reaches runs to the token limit: it is scored on those it reached), and
   short MMLU (32 questions, measured before the ranking so that the base's short budget still covers it:
   the promotion gate needs the MMLU ratio) / IFEval retention checks. SmolLM2 rather than ``tiny``: the from-scratch model learns the answer format but not the choice.
