@@ -379,6 +379,7 @@ def build_trainer(model: Any, tokenizer: Any, train_examples: list[dict], eval_e
         gradient_checkpointing=False,
     )
     trainer_class = answer_only_trainer_class() if cfg.answer_logits_only else SFTTrainer
+
     def dataset(examples: list[dict]) -> Any:
         return Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
 
