@@ -8,7 +8,13 @@ as ``rerec evaluate`` shrinks them), ranks the candidates by:
   request names as liked, then LightGCN);
 - ``conditions_then_lightgcn``: the most *stored* conditions met, ties by LightGCN (the ceiling the issue
   names: it reads what no baseline may read, the query's stored conditions);
-- ``conditions_then_taste``: the most stored conditions met, ties by the taste rank.
+- ``conditions_then_taste``: the most stored conditions met, ties by the taste rank;
+- ``taste_zsum``: the two taste signals added instead of ranked one after the other: the z-score (among the
+  shown candidates) of the co-likes with the named items plus half the z-score of LightGCN's score;
+- ``itemcf_history``: item-based collaborative filtering over the user's whole training history (the sum
+  of Jaccard similarities of each candidate with the items the user liked).
+
+The last two ask whether a different taste signal would rank interest queries better than the prompt's.
 
 Writes per-query records and Acc@1 per type with the command, commit, machine and seed.
 
@@ -36,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
+    import numpy as np
     import pandas as pd
 
     from rerec.data.load import load_catalog
@@ -45,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from rerec.experiments.provenance import provenance
     from rerec.graphs.interaction import InteractionGraph
     from rerec.prompt import CatalogView, shrink_candidates
-    from rerec.taste import attach_taste
+    from rerec.taste import attach_taste, liked_references
 
     catalog = load_catalog(args.data)
     view = attach_taste(CatalogView.from_catalog(catalog), args.graphs, args.reward)
@@ -54,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     split = catalog.queries[catalog.queries["split"] == args.split].reset_index(drop=True)
     queries = query_records(stratified_subset(split, args.per_type, args.seed))
     queries = [shrink_candidates(q, args.n_candidates, view, seed=args.seed) for q in queries]
+    user_rows = graph.user_index()
+
+    def history(user: str) -> list[str]:
+        row = user_rows.get(str(user))
+        return [] if row is None else [graph.item_ids[j] for j in graph.items_of_user(row).tolist()]
 
     records = []
     for q in queries:
@@ -63,10 +75,17 @@ def main(argv: list[str] | None = None) -> int:
         met = {c: sum(view.satisfies(c, k["relation"], str(k["entity"])) for k in stored) for c in candidates}
         lg = {c: n for n, c in enumerate(lightgcn.rank(q))}
         taste = view.taste.query_ranks(q)
+        named = liked_references(q)
+        co = np.array([view.taste.jaccard(c, named) for c in candidates])
+        pref = view.taste.preference(candidates, q.get("user_id"))
+        pref = np.zeros(len(candidates)) if pref is None else pref
+        cf = np.array([view.taste.jaccard(c, history(q.get("user_id"))) for c in candidates])
         picks = {"lightgcn": min(candidates, key=lambda c: lg[c]),
                  "taste": min(candidates, key=lambda c: taste[c]),
                  "conditions_then_lightgcn": min(candidates, key=lambda c: (-met[c], lg[c])),
-                 "conditions_then_taste": min(candidates, key=lambda c: (-met[c], taste[c]))}
+                 "conditions_then_taste": min(candidates, key=lambda c: (-met[c], taste[c])),
+                 "taste_zsum": candidates[int(np.argmax(zscore(co) + 0.5 * zscore(pref)))],
+                 "itemcf_history": candidates[int(np.argmax(cf))]}
         records.append({"query_id": q["query_id"], "type": q["type"], "positive": positive,
                         "positive_taste_rank": taste[positive],
                         **{f"hit_{name}": int(pick == positive) for name, pick in picks.items()}})
@@ -82,6 +101,20 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     print(json.dumps({"split": args.split, "n": len(frame), "acc_at_1": summary}))
     return 0
+
+
+def zscore(values):
+    """``values`` standardised among the shown candidates (0 when they are all equal; a candidate without a
+    score, -inf, counts as 3 deviations below)."""
+    import numpy as np
+
+    x = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(x)
+    if not finite.any():
+        return np.zeros_like(x)
+    mean, std = x[finite].mean(), x[finite].std()
+    out = (x - mean) / std if std > 0 else np.zeros_like(x)
+    return np.where(finite, out, -3.0)
 
 
 if __name__ == "__main__":

@@ -70,3 +70,24 @@ def test_decision_accuracy_scores_each_kind(tokenizer):
     assert decision_accuracy(Oracle(tokenizer, texts, {"fits"}), tokenizer, examples)["verdict"] == 0.5
     assert decision_accuracy(Oracle(tokenizer, texts, {"yes"}), tokenizer, examples)["check"] == 0.5
     assert decision_accuracy(Oracle(tokenizer, texts, {"Star"}), tokenizer, examples)["answer"] == 0.0
+
+
+class AutocastProbe(Oracle):
+    """An :class:`Oracle` that records whether each forward pass ran under CPU autocast, and in what."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen = []
+
+    def forward(self, input_ids, attention_mask):
+        self.seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return super().forward(input_ids, attention_mask)
+
+
+def test_decision_accuracy_runs_in_the_trainers_precision_when_asked(tokenizer):
+    examples = [{"prompt": "Request: a comedy from the 1990s.\n", "completion": TRACE}]
+    texts = [e["prompt"] + e["completion"] for e in examples]
+    plain, mixed = AutocastProbe(tokenizer, texts), AutocastProbe(tokenizer, texts)
+    assert decision_accuracy(plain, tokenizer, examples) == decision_accuracy(
+        mixed, tokenizer, examples, autocast_dtype=torch.bfloat16)
+    assert plain.seen == [None] and mixed.seen == [torch.bfloat16]

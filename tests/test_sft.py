@@ -19,9 +19,11 @@ from rerec.train.sft import (
     SFTWarmupConfig,
     answer_only_trainer_class,
     balance_examples,
+    last_evaluation,
     popularity_accuracy,
     sft_examples,
     sft_warmup,
+    train,
 )
 from rerec.train.traces import synthesize_trace
 
@@ -119,6 +121,40 @@ def test_stage_trainer_trains_without_gradient_checkpointing(tokenizer, tmp_path
     trainer.train()
     assert trainer.args.gradient_checkpointing is False
     assert not trainer.model.is_gradient_checkpointing
+
+
+def test_last_evaluation_is_the_one_logged_at_that_step():
+    history = [{"loss": 1.0, "step": 50}, {"eval_loss": 0.5, "step": 50}, {"loss": 0.4, "step": 100},
+               {"eval_loss": 0.3, "step": 100}, {"train_loss": 0.6, "step": 100}]
+    assert last_evaluation(history, 100) == {"eval_loss": 0.3, "step": 100}
+    assert last_evaluation(history, 50) == {"eval_loss": 0.5, "step": 50}
+    assert last_evaluation(history, 75) is None
+    assert last_evaluation([], 10) is None
+
+
+class CountingTrainer:
+    """Stands in for the SFT trainer in :func:`train`: trains to ``steps``, with ``log_history`` as the
+    trainer would have logged it, and counts the final evaluations it is asked for."""
+
+    def __init__(self, steps: int, log_history: list[dict]):
+        self.steps, self.evaluations = steps, 0
+        self.state = SimpleNamespace(log_history=log_history)
+
+    def train(self):
+        return SimpleNamespace(global_step=self.steps, training_loss=0.5)
+
+    def evaluate(self):
+        self.evaluations += 1
+        return {"eval_loss": 0.25}
+
+
+def test_train_evaluates_at_the_end_only_when_the_last_step_was_not_evaluated():
+    # 150 steps evaluated every 50: the step-150 evaluation is the final one, nothing is repeated
+    done = CountingTrainer(150, [{"eval_loss": 0.3, "step": 100}, {"eval_loss": 0.2, "step": 150}])
+    assert train(done)["eval_loss"] == 0.2 and done.evaluations == 0
+    # stopped by the time budget at step 137: evaluated once more
+    cut = CountingTrainer(137, [{"eval_loss": 0.3, "step": 100}])
+    assert train(cut)["eval_loss"] == 0.25 and cut.evaluations == 1
 
 
 def test_training_examples_are_rendered_prompts_with_trace_completions(tokenizer):

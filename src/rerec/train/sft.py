@@ -289,7 +289,8 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
         tracker.log_metrics(counts)
         eval_examples = sft_examples(val_rows[:32], view, tokenizer, cfg, augment=False)
         history: list[dict] = []
-        decisions = DecisionLog(tokenizer, eval_examples, tracker, history)
+        decisions = DecisionLog(tokenizer, eval_examples, tracker, history,
+                                autocast_dtype=precision.torch_dtype if precision.bf16 else None)
         if cfg.eval_before:
             metrics.update(decisions(model, 0, "_before"))
         deadline = deadline_after(cfg.time_budget_s)
@@ -345,12 +346,14 @@ class DecisionLog:
     (:func:`rerec.eval.decisions.decision_accuracy`), logged to ``tracker`` and ``history`` at each call;
     ``latest`` keeps the last value of each."""
 
-    def __init__(self, tokenizer: Any, examples: list[dict], tracker: Any, history: list[dict]) -> None:
+    def __init__(self, tokenizer: Any, examples: list[dict], tracker: Any, history: list[dict],
+                 autocast_dtype: Any = None) -> None:
         self.tokenizer, self.examples, self.tracker, self.history = tokenizer, examples, tracker, history
+        self.autocast_dtype = autocast_dtype
         self.latest: dict[str, float] = {}
 
     def __call__(self, model: Any, step: int, suffix: str = "") -> dict[str, float]:
-        acc = decision_accuracy(model, self.tokenizer, self.examples)
+        acc = decision_accuracy(model, self.tokenizer, self.examples, autocast_dtype=self.autocast_dtype)
         named = {f"decision_{k}_acc{suffix}": v for k, v in acc.items() if k in ("check", "verdict", "answer")}
         self.tracker.log_metrics(named, step=step)
         self.history.append({"step": step, **named})
@@ -390,13 +393,26 @@ def build_trainer(model: Any, tokenizer: Any, train_examples: list[dict], eval_e
 
 def train(trainer: Any) -> dict:
     """Train, then take the final validation loss (the evaluation also logs the final decision accuracies
-    through the trainer's callback): ``steps``, ``train_s``, ``train_loss``, ``eval_loss``."""
+    through the trainer's callback): ``steps``, ``train_s``, ``train_loss``, ``eval_loss``. When the last
+    step was an evaluation step, its loss is the final one: the model has not changed since, so evaluating
+    again would only repeat it (about 20 s of 2 CPU cores for SmolLM2)."""
     start = time.perf_counter()
     result = trainer.train()
     train_s = time.perf_counter() - start
-    final_eval = trainer.evaluate()
-    return {"steps": int(result.global_step), "train_s": train_s, "train_loss": float(result.training_loss),
+    step = int(result.global_step)
+    final_eval = last_evaluation(trainer.state.log_history, step)
+    if final_eval is None:
+        final_eval = trainer.evaluate()
+    return {"steps": step, "train_s": train_s, "train_loss": float(result.training_loss),
             "eval_loss": float(final_eval.get("eval_loss", float("nan")))}
+
+
+def last_evaluation(log_history: list[dict], step: int) -> dict | None:
+    """The trainer's evaluation logged at ``step`` (a ``log_history`` entry with ``eval_loss``), or None."""
+    for entry in reversed(log_history):
+        if "eval_loss" in entry and entry.get("step") == step:
+            return entry
+    return None
 
 
 def write_sft_folder(folder: Path, model: Any, tokenizer: Any, cfg: SFTWarmupConfig, metrics: dict,

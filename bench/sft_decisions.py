@@ -1,0 +1,84 @@
+"""The SFT stage's teacher-forced decision accuracy in float32 and under bf16 autocast, side by side.
+
+    .venv/bin/python bench/sft_decisions.py                 # SmolLM2, CPU, 2 threads; one JSON line
+    .venv/bin/python bench/sft_decisions.py --model tiny --reps 1
+
+SFT logs the accuracy of a trace's checks, verdicts and answers (:func:`rerec.eval.decisions.decision_accuracy`)
+at every evaluation, on the first 32 validation traces. It ran in float32 while the trainer computes under bf16
+autocast; this bench times both on the same traces, the arms taking turns (order rotated every repetition), and
+reports ``speedup`` = median over repetitions of the paired ratio float32 / autocast, the median times, and
+the two arms' accuracies (a bf16 forward may flip a near-tie argmax, so they are shown, not assumed equal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2", help="'smollm2', 'tiny' or a model folder.")
+    ap.add_argument("--traces", type=int, default=32, help="Traces scored per call (the SFT stage takes 32).")
+    ap.add_argument("--reps", type=int, default=3, help="Measured calls per arm (after one warm-up call each).")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", type=Path, default=None, help="A prepare-data folder (default: prepared here).")
+    ap.add_argument("--out", type=Path, default=None, help="Also write the full results (per-call records) here.")
+    args = ap.parse_args(argv)
+    from rerec.experiments.provenance import provenance
+
+    run = provenance(argv)
+    import torch
+    from sft_step import examples
+    from transformers import AutoModelForCausalLM
+
+    from rerec.eval.decisions import decision_accuracy
+    from rerec.models.loading import load_tokenizer, resolve_model_dir
+
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    model_path = resolve_model_dir(args.model)
+    tokenizer = load_tokenizer(model_path)
+    traces, _ = examples(tokenizer, args.traces, args.seed, args.data)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    dtypes = {"float32": None, "bf16_autocast": torch.bfloat16}
+    times = {a: [] for a in dtypes}
+    accuracy, records = {}, []
+    for rep in range(args.reps + 1):  # rep 0 is the warm-up, not measured
+        arms = list(dtypes)
+        for arm in arms[rep % 2:] + arms[:rep % 2]:
+            t0 = time.perf_counter()
+            accuracy[arm] = decision_accuracy(model, tokenizer, traces, autocast_dtype=dtypes[arm])
+            elapsed = time.perf_counter() - t0
+            records.append({"rep": rep, "arm": arm, "seconds": round(elapsed, 3), "warm_up": rep == 0})
+            if rep > 0:
+                times[arm].append(elapsed)
+        print(f"rep {rep}: " + ", ".join(f"{r['arm']} {r['seconds']:.2f}s" for r in records[-2:]), file=sys.stderr)
+
+    ratios = [a / b for a, b in zip(times["float32"], times["bf16_autocast"], strict=True)]
+    result = {
+        "bench": "sft_decisions", "model": str(args.model), "threads": args.threads, "reps": args.reps,
+        "traces": len(traces), "speedup": round(statistics.median(ratios), 3),
+        "float32_s": round(statistics.median(times["float32"]), 3),
+        "bf16_autocast_s": round(statistics.median(times["bf16_autocast"]), 3),
+        "accuracy_float32": accuracy["float32"], "accuracy_bf16_autocast": accuracy["bf16_autocast"],
+        "seconds": round(time.time() - started, 1),
+    }
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({**result, "provenance": run, "records": records}, indent=1) + "\n")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
