@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 def examples(tokenizer, n: int, seed: int, data: Path | None):
     """``n`` SFT examples as the stage builds them (scan traces, 4 candidates) and their config, from the
     queries of ``data`` (a ``rerec prepare-data`` folder; None: prepared here from the embedded
-    MovieLens-100k with ``seed``, tracked in a throw-away MLflow folder)."""
+    MovieLens-100k with ``seed``, tracked in a throw-away MLflow store)."""
     import os
     import tempfile
 
@@ -41,7 +41,7 @@ def examples(tokenizer, n: int, seed: int, data: Path | None):
 
     if data is None:
         folder = Path(tempfile.mkdtemp(prefix="rerec-bench-sft-"))
-        os.environ["MLFLOW_TRACKING_URI"] = (folder / "mlruns").as_uri()
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"  # MLflow refuses a new file store
         data = folder / "data"
         prepare_data(None, data, PrepareConfig(seed=seed), progress=False)
     cfg = SFTWarmupConfig(profile="smollm2", taste_evidence=False, n_train=4 * n, seed=seed, min_candidates=4).resolved()
