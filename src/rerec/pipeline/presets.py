@@ -15,7 +15,7 @@ dataclasses, so a renamed field fails a test rather than a run.
   queries at 50 steps, one seed; experiments/results/sft50_lr; 100 steps of 2 beat 50 of 4 on the same
   examples, experiments/results/taste_order; 150 steps, which fit the time 100 took before SFT dropped
   gradient checkpointing, 0.775 against 0.755, not separated, experiments/results/explicit_checks),
-  capped at 350 s of training (about 2.3 s a step on quiet cores; shared cores run 10-25% slower, and the cap
+  capped at 350 s of training (about 2.3 s a step on quiet cores; shared cores ran up to 55% slower, and the cap
   keeps the run inside 15 minutes there at the cost of steps); 4 RFT steps of 2 prompts x 4 completions (the
   profile takes 4 x 4), capped at 75 s; the test report on 50 queries per type (200, so that its intervals say something) with
   10 per type again in unseen phrasing, the validation gate on 10 per type; both add the zero-shot base model as a row on a short budget (it never answers in
