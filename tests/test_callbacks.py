@@ -13,9 +13,9 @@ class RecordingTracker:
         self.logged.append((dict(metrics), step))
 
 
-def at_step(step):
+def at_step(step, max_steps=0):
     state = TrainerState()
-    state.global_step = step
+    state.global_step, state.max_steps = step, max_steps
     return state
 
 
@@ -51,8 +51,18 @@ def test_stops_once_the_clock_passes_the_deadline():
     callback.on_step_end(None, at_step(1), control)
     assert not control.should_training_stop
     now[0] = 105.5
-    callback.on_step_end(None, at_step(2), control)
-    assert control.should_training_stop
+    callback.on_step_end(None, at_step(2, max_steps=10), control)
+    assert control.should_training_stop and callback.stopped_by_deadline  # 2 of 10 steps
+
+
+def test_a_deadline_passed_at_the_last_step_did_not_cut_the_run_short():
+    now = [0.0]
+    callback = TrackingCallback(RecordingTracker(), [], deadline=deadline_after(1.0, lambda: now[0]),
+                                clock=lambda: now[0])
+    assert not callback.stopped_by_deadline
+    now[0] = 2.0
+    callback.on_step_end(None, at_step(10, max_steps=10), TrainerControl())
+    assert not callback.stopped_by_deadline
 
 
 def test_evaluation_hook_gets_the_model_and_step():

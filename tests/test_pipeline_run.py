@@ -106,6 +106,7 @@ def test_rerec_run_smoke_writes_report_and_mlflow(tmp_path, arm):
     record = json.loads((out / "run.json").read_text())
     assert record["preset"] == "smoke" and len(record["commit"]) == 40 and "rerec.cli run" in record["command"]
     assert {"prepare-data", "build-graphs", "register"} <= set(record["stage_seconds"]), record["stage_seconds"]
+    assert record["stage_steps"]["sft-warmup"]["steps"] >= 1 and "rft" in record["stage_steps"], record["stage_steps"]
     assert "mlflow ui --backend-store-uri sqlite:///" in proc.stdout and str(out / "report.json") in proc.stdout
 
     import mlflow
@@ -227,19 +228,27 @@ def test_run_record_names_every_stage_under_the_parent_run(mlflow_env, tmp_path)
     """run.json: the stages' wall seconds come from the parent run's nested MLflow runs, in start order."""
     import mlflow
 
-    from rerec.pipeline.run import stage_seconds, write_run_record
+    from rerec.pipeline.run import stage_seconds, stage_steps, write_run_record
 
     with mlflow.start_run(run_name="train-smoke") as parent:
         for name in ("prepare-data", "build-graphs"):
             with mlflow.start_run(run_name=name, nested=True):
                 pass
+        with mlflow.start_run(run_name="sft-warmup", nested=True):  # cut short by its time budget
+            mlflow.log_metrics({"steps": 108, "stopped_by_time_budget": 1})
+        with mlflow.start_run(run_name="rft", nested=True):
+            mlflow.log_metrics({"steps": 4, "stopped_by_time_budget": 0})
         for split in ("val", "test"):
             with mlflow.start_run(run_name="evaluate", nested=True):
                 mlflow.log_param("split", split)
     stages = stage_seconds(parent.info.run_id)
-    assert list(stages) == ["prepare-data", "build-graphs", "evaluate (val)", "evaluate (test)"]
+    assert list(stages) == ["prepare-data", "build-graphs", "sft-warmup", "rft", "evaluate (val)", "evaluate (test)"]
     assert all(s >= 0 for s in stages.values())
+    steps = stage_steps(parent.info.run_id)
+    assert steps == {"sft-warmup": {"steps": 108, "stopped_by_time_budget": True},
+                     "rft": {"steps": 4, "stopped_by_time_budget": False}}
     result = {"preset": "smoke", "seconds": 12.5, "run_id": parent.info.run_id}
-    record = json.loads(write_run_record(tmp_path, result, {"sft": {"steps": 3}}, stages).read_text())
+    record = json.loads(write_run_record(tmp_path, result, {"sft": {"steps": 3}}, stages, steps).read_text())
     assert record["stage_seconds"] == stages and record["configs"] == {"sft": {"steps": 3}}
+    assert record["stage_steps"] == steps
     assert record["seconds"] == 12.5 and record["commit"] and record["machine"]["cores_visible"] >= 1

@@ -539,6 +539,7 @@ def test_stop_after_steps_keeps_the_learning_rate_schedule_of_steps(stage_folder
     metrics = rft(stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir,
                   tmp_path / "rft", cfg)
     assert metrics["steps"] == 1
+    assert metrics["stopped_by_time_budget"] == 0  # stopped by the step budget, not by the clock
     history = json.loads((tmp_path / "rft" / "metrics.json").read_text())["history"]
     lrs = [e["learning_rate"] for e in history if "learning_rate" in e]
     assert lrs and lrs[0] > 0  # a 1-step schedule would have decayed to 0 at step 1

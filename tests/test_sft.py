@@ -266,6 +266,7 @@ def test_stage_writes_model_folder_metrics_and_adapter(tmp_path, small_model_dir
     metrics = sft_warmup(data, None, tmp_path / "out", cfg)
     out = tmp_path / "out"
     assert metrics["steps"] == 2 and metrics["n_eval_queries"] == 4
+    assert metrics["stopped_by_time_budget"] == 0  # no time budget: every planned step ran
     for key in ("parse_rate_before", "acc_at_1_after", "popularity_acc_at_1", "eval_loss", "train_s", "peak_memory_mb",
                 "decision_answer_acc_before", "decision_answer_acc"):  # teacher-forced, rerec.eval.decisions
         assert key in metrics

@@ -24,6 +24,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 from rerec.errors import RerecError
 from rerec.pipeline.params import ARM_STAGE, parse_overrides
@@ -139,37 +140,58 @@ def run_pipeline(preset: str, out: Path, *, input_dir: Path | None = None, plain
             os.environ.pop("REREC_PARENT_RUN_ID", None)
     result = {"report": str(out / "report.json"), "report_html": str(out / "report" / "report.html"),
               "run_id": parent.info.run_id, "tracking_uri": uri, "seconds": round(seconds, 1), "preset": preset}
-    write_run_record(out, result, preset_configs(preset), stage_seconds(parent.info.run_id))
+    result["stage_steps"] = stage_steps(parent.info.run_id)
+    write_run_record(out, result, preset_configs(preset), stage_seconds(parent.info.run_id), result["stage_steps"])
     return result
 
 
-def stage_seconds(parent_run_id: str) -> dict[str, float]:
-    """Wall seconds of each stage's MLflow run under the pipeline's parent run, by run name (with the split
-    for stages that have one), in start order."""
+def _stage_runs(parent_run_id: str) -> list[tuple[str, Any]]:
+    """``(name, run)`` of each finished stage run under the pipeline's parent run, in start order; the name
+    is the run name, with the split for stages that have one and a ' for each repeat."""
     from mlflow.tracking import MlflowClient
 
     runs = MlflowClient().search_runs(
         [MlflowClient().get_run(parent_run_id).info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=100)
-    seconds: dict[str, float] = {}
+    named: list[tuple[str, Any]] = []
     for r in sorted(runs, key=lambda r: r.info.start_time):
         if not r.info.end_time:
             continue
         split = r.data.params.get("split")  # evaluate runs twice: the gate on val, the report on test
         name = f"{r.info.run_name} ({split})" if split else r.info.run_name
-        while name in seconds:
+        while name in dict(named):
             name += "'"
-        seconds[name] = round((r.info.end_time - r.info.start_time) / 1000, 1)
-    return seconds
+        named.append((name, r))
+    return named
 
 
-def write_run_record(out: Path, result: dict, configs: dict, stages: dict[str, float]) -> Path:
+def stage_seconds(parent_run_id: str) -> dict[str, float]:
+    """Wall seconds of each stage's MLflow run under the pipeline's parent run, by run name (with the split
+    for stages that have one), in start order."""
+    return {name: round((r.info.end_time - r.info.start_time) / 1000, 1) for name, r in _stage_runs(parent_run_id)}
+
+
+def stage_steps(parent_run_id: str) -> dict[str, dict[str, int | bool]]:
+    """The training stages' optimiser steps (the ``steps`` metric SFT and RFT log) and whether their time budget
+    ended them early (``stopped_by_time_budget``): a wall-clock cap trains fewer steps on a slower machine,
+    and a run's record should say how many it got."""
+    out: dict[str, dict[str, int | bool]] = {}
+    for name, r in _stage_runs(parent_run_id):
+        if "steps" in r.data.metrics:
+            out[name] = {"steps": int(r.data.metrics["steps"]),
+                         "stopped_by_time_budget": bool(r.data.metrics.get("stopped_by_time_budget", 0))}
+    return out
+
+
+def write_run_record(out: Path, result: dict, configs: dict, stages: dict[str, float],
+                     steps: dict[str, dict] | None = None) -> Path:
     """``OUT/run.json``: where the run came from (command, commit, machine), its preset's stage configs, the
-    stages' wall seconds and the whole run's."""
+    stages' wall seconds and the whole run's, and the training stages' steps (:func:`stage_steps`)."""
     from rerec.experiments.provenance import provenance
 
     record = {**provenance(), "preset": result["preset"], "seconds": result["seconds"], "stage_seconds": stages,
-              "configs": configs, "mlflow_run_id": result["run_id"], "report": "report.json"}
+              "stage_steps": steps or {}, "configs": configs, "mlflow_run_id": result["run_id"],
+              "report": "report.json"}
     (out / "run.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return out / "run.json"
 
@@ -199,6 +221,11 @@ def cli_main(args: argparse.Namespace) -> int:
     uri = result["tracking_uri"]
     print(f"\nrerec run ({result['preset']}) finished in {result['seconds']:.0f} s.")
     print(f"Report: {result['report']}  (page: {result['report_html']})")
+    for stage, done in result.get("stage_steps", {}).items():
+        if done["stopped_by_time_budget"]:
+            print(f"Note: {stage} stopped at its time budget after {done['steps']} steps (the machine ran slower "
+                  f"than the preset assumes); run.json records it. To train every planned step, pass "
+                  '--config-overrides \'{"sft": {"time_budget_s": 0}, "rft": {"time_budget_s": 0}}\'.')
     if uri.startswith("sqlite:"):
         print(f"MLflow: mlflow ui --backend-store-uri {uri}   then open http://127.0.0.1:5000 "
               f"(run {result['run_id']})")

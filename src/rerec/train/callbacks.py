@@ -19,7 +19,8 @@ class TrackingCallback(TrainerCallback):
     """On every trainer log: append ``{"step": global_step, **numeric values}`` to ``history`` and log the
     numeric values to ``tracker`` (a :class:`rerec.tracking.StageTracker`) at that step. After a step: stop
     once ``clock()`` passes ``deadline`` (``None``: no limit) or ``stop_after_steps`` steps are done (0: no
-    limit). After an evaluation: call ``on_evaluate(model, global_step)`` when given."""
+    limit); ``stopped_by_deadline`` then says whether the deadline ended the run before its last step. After
+    an evaluation: call ``on_evaluate(model, global_step)`` when given."""
 
     def __init__(self, tracker: Any, history: list[dict], *, deadline: float | None = None, stop_after_steps: int = 0,
                  on_evaluate: Callable[[Any, int], Any] | None = None,
@@ -30,6 +31,7 @@ class TrackingCallback(TrainerCallback):
         self.stop_after_steps = stop_after_steps
         self.evaluate_hook = on_evaluate
         self.clock = clock
+        self.stopped_by_deadline = False
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
         logs = {k: v for k, v in (logs or {}).items() if isinstance(v, int | float)}
@@ -43,5 +45,7 @@ class TrackingCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
         if self.deadline is not None and self.clock() > self.deadline:
             control.should_training_stop = True
+            # the time budget cut the run short (not when the last planned step had just been done)
+            self.stopped_by_deadline = state.global_step < state.max_steps
         if self.stop_after_steps and state.global_step >= self.stop_after_steps:
             control.should_training_stop = True

@@ -280,11 +280,12 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
     with stage_tracking(cfg, main_process) as tracker:
         tracker.log_params({**precision.params(), "rollout_engine_used": engine, "rollout_engine_reason": engine_reason})
         epoch_log = EpochLog(tracker, cfg.n_samples_logged)
+        tracking = TrackingCallback(tracker, history, deadline=deadline, stop_after_steps=cfg.stop_after_steps)
         trainer = build_trainer(model, tokenizer, train_ds, cfg, precision, engine, ckpt_dir, score_fn, scorer,
-                                curriculum, epoch_log, TrackingCallback(tracker, history, deadline=deadline,
-                                                                        stop_after_steps=cfg.stop_after_steps))
+                                curriculum, epoch_log, tracking)
         epoch_log.trainer = trainer
-        metrics.update(train(trainer, resume_from, history, scorer, curriculum))
+        metrics.update(train(trainer, resume_from, history, scorer, curriculum),
+                       stopped_by_time_budget=int(tracking.stopped_by_deadline))
         tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float) and v is not None})
         if not main_process:
             return metrics

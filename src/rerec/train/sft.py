@@ -295,9 +295,12 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
             metrics.update(decisions(model, 0, "_before"))
         deadline = deadline_after(cfg.time_budget_s)
         with atomic_dir(out_dir) as tmp:
+            tracking = TrackingCallback(tracker, history, deadline=deadline, on_evaluate=decisions)
             trainer = build_trainer(model, tokenizer, train_examples, eval_examples, cfg, precision, tmp / "_trainer",
-                                    TrackingCallback(tracker, history, deadline=deadline, on_evaluate=decisions))
+                                    tracking)
             trained = train(trainer)
+            # 1 when time_budget_s ended the run before cfg.steps (a slow machine trains fewer steps)
+            trained["stopped_by_time_budget"] = int(tracking.stopped_by_deadline)
             model = trainer.model
             metrics.update(decisions.latest)
             after, completions = measure_choice(model, tokenizer, eval_rows, view, cfg, "after")
