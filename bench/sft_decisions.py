@@ -13,7 +13,6 @@ the two arms' accuracies (a bf16 forward may flip a near-tie argmax, so they are
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -25,20 +24,16 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 
 def main(argv=None) -> int:
+    from sft_step import add_common_args, examples, report
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2", help="'smollm2', 'tiny' or a model folder.")
     ap.add_argument("--traces", type=int, default=32, help="Traces scored per call (the SFT stage takes 32).")
     ap.add_argument("--reps", type=int, default=3, help="Measured calls per arm (after one warm-up call each).")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--data", type=Path, default=None, help="A prepare-data folder (default: prepared here).")
-    ap.add_argument("--out", type=Path, default=None, help="Also write the full results (per-call records) here.")
-    args = ap.parse_args(argv)
+    args = add_common_args(ap).parse_args(argv)
     from rerec.experiments.provenance import provenance
 
     run = provenance(argv)
     import torch
-    from sft_step import examples
     from transformers import AutoModelForCausalLM
 
     from rerec.eval.decisions import decision_accuracy
@@ -73,10 +68,7 @@ def main(argv=None) -> int:
         "accuracy_float32": accuracy["float32"], "accuracy_bf16_autocast": accuracy["bf16_autocast"],
         "seconds": round(time.time() - started, 1),
     }
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({**result, "provenance": run, "records": records}, indent=1) + "\n")
-    print(json.dumps(result))
+    report(result, run, records, args.out)
     return 0
 
 

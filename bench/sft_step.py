@@ -49,16 +49,31 @@ def examples(tokenizer, n: int, seed: int, data: Path | None):
     return sft_examples(train_rows, view, tokenizer, cfg)[:n], cfg
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_common_args(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options every SFT bench takes (this one and ``bench/sft_decisions.py``): model, threads, seed, data
+    and the output file."""
     ap.add_argument("--model", default="smollm2", help="'smollm2', 'tiny' or a model folder.")
-    ap.add_argument("--steps", type=int, default=6, help="Measured steps per arm (after one warm-up step each).")
-    ap.add_argument("--batch-size", type=int, default=2, help="Examples per step (make run's SFT takes 2).")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", type=Path, default=None, help="A prepare-data folder (default: prepared here).")
-    ap.add_argument("--out", type=Path, default=None, help="Also write the full results (per-step records) here.")
-    args = ap.parse_args(argv)
+    ap.add_argument("--out", type=Path, default=None, help="Also write the full results (per-arm records) here.")
+    return ap
+
+
+def report(result: dict, run: dict, records: list[dict], out: Path | None) -> None:
+    """Print ``result`` as one JSON line; with ``out``, also write it there with the provenance ``run`` and the
+    per-arm ``records``."""
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({**result, "provenance": run, "records": records}, indent=1) + "\n")
+    print(json.dumps(result))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=6, help="Measured steps per arm (after one warm-up step each).")
+    ap.add_argument("--batch-size", type=int, default=2, help="Examples per step (make run's SFT takes 2).")
+    args = add_common_args(ap).parse_args(argv)
     from rerec.experiments.provenance import provenance
 
     run = provenance(argv)
@@ -126,10 +141,7 @@ def main(argv=None) -> int:
         "plain_step_s": round(statistics.median(times["plain"]), 3),
         "max_abs_grad_diff": max_grad_diff, "seconds": round(time.time() - started, 1),
     }
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({**result, "provenance": run, "records": records}, indent=1) + "\n")
-    print(json.dumps(result))
+    report(result, run, records, args.out)
     return 0
 
 

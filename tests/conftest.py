@@ -148,3 +148,14 @@ def tiny_hf_model(tmp_path_factory) -> Path:
     LlamaForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def load_script(path: Path, name: str):
+    """The module of a script that is not in a package (``bench/*.py``, ``experiments/*.py``), loaded from
+    its file under the module name ``name``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

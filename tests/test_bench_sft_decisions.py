@@ -1,16 +1,14 @@
 """bench/sft_decisions.py end to end on the tiny model: both arms score the same traces, one JSON line."""
 
-import importlib.util
 import json
+
+from conftest import load_script
 
 from rerec.experiments.provenance import ROOT
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_sft_decisions", ROOT / "bench" / "sft_decisions.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "bench" / "sft_decisions.py", "bench_sft_decisions")
 
 
 def test_sft_decisions_bench_times_both_arms_on_the_same_traces(tmp_path, monkeypatch, capsys):

@@ -1,17 +1,15 @@
 """bench/sft_step.py end to end on the tiny model: it builds the SFT stage's trainer on prepared data,
 times both arms on the same batches and reports one JSON line."""
 
-import importlib.util
 import json
+
+from conftest import load_script
 
 from rerec.experiments.provenance import ROOT
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_sft_step", ROOT / "bench" / "sft_step.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "bench" / "sft_step.py", "bench_sft_step")
 
 
 def test_sft_step_bench_reports_both_arms_with_identical_gradients(tmp_path, monkeypatch, capsys):

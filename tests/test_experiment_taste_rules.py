@@ -1,13 +1,12 @@
 """experiments/taste_rules.py: the z-score that adds the two taste signals (hand-computed cases)."""
 
-import importlib.util
 import math
 from pathlib import Path
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("taste_rules", ROOT / "experiments" / "taste_rules.py")
-taste_rules = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(taste_rules)
+taste_rules = load_script(ROOT / "experiments" / "taste_rules.py", "taste_rules")
 
 
 def test_zscore_standardises_among_the_shown_candidates():

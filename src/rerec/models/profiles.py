@@ -70,8 +70,8 @@ PROFILES: dict[str, ModelProfile] = {
     # fine-tuning at lr 1e-5, 16 steps of 4 prompts x 4 completions, raised it with 3 seeds of 3 (+0.057
     # [+0.019, +0.095] on the whole validation split, seed mean), where lr 2e-5 went up with one seed and
     # down with another; from the 100 x 2 model in taste order the same RFT moved nothing (+0.005), nor from
-    # the 400-step model (+0.005; docs/results.md). The 400 SFT steps took 40 minutes on 2 CPU cores (with the gradient checkpointing SFT
-    # has since dropped: about 1.2x faster now), the 16 RFT steps 9.
+    # the 400-step model (+0.005; docs/results.md). The 400 SFT steps took 40 minutes on 2 CPU cores (with
+    # the gradient checkpointing SFT has since dropped: about 1.2x faster now), the 16 RFT steps 9.
     "smollm2": ModelProfile(
         name="smollm2", model="smollm2", use_lora=False, sft_use_lora=False, lora_r=16, context_mode="evidence",
         n_candidates=4, max_history=0, taste_evidence=True, max_prompt_tokens=320, max_new_tokens=224,

@@ -154,13 +154,15 @@ def _stage_runs(parent_run_id: str) -> list[tuple[str, Any]]:
         [MlflowClient().get_run(parent_run_id).info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=100)
     named: list[tuple[str, Any]] = []
+    seen: set[str] = set()
     for r in sorted(runs, key=lambda r: r.info.start_time):
         if not r.info.end_time:
             continue
         split = r.data.params.get("split")  # evaluate runs twice: the gate on val, the report on test
         name = f"{r.info.run_name} ({split})" if split else r.info.run_name
-        while name in dict(named):
+        while name in seen:
             name += "'"
+        seen.add(name)
         named.append((name, r))
     return named
 
