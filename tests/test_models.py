@@ -5,7 +5,14 @@ import time
 import pytest
 
 from rerec.errors import ConfigError, RerecError
-from rerec.models.loading import LoraSpec, load_model, load_tokenizer, resolve_model_dir, smollm2_dir
+from rerec.models.loading import (
+    LoraSpec,
+    freeze_bottom_layers,
+    load_model,
+    load_tokenizer,
+    resolve_model_dir,
+    smollm2_dir,
+)
 from rerec.models.profiles import PROFILES, get_profile
 from rerec.models.tiny import build_tiny_model, count_parameters, tiny_model_dir
 
@@ -87,6 +94,24 @@ def test_lora_wraps_only_adapters_as_trainable():
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert model.training
+
+
+def test_frozen_bottom_layers_get_no_gradient_and_the_top_ones_train():
+    tok = load_tokenizer("smollm2")
+    model = build_tiny_model(tok, seed=0, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                             num_attention_heads=2, num_key_value_heads=2)
+    total = count_parameters(model)
+    assert freeze_bottom_layers(model, 0) == total  # 0 changes nothing
+    left = freeze_bottom_layers(model, 2)
+    top = sum(p.numel() for p in model.model.layers[2].parameters()) + model.model.norm.weight.numel()
+    assert left == top  # the tied vocabulary head is frozen with the embeddings
+    ids = tok("Toy Story (1995) - animation", return_tensors="pt")["input_ids"]
+    model(input_ids=ids, labels=ids).loss.backward()
+    assert model.model.embed_tokens.weight.grad is None
+    assert all(p.grad is None for p in model.model.layers[:2].parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.model.layers[2].parameters())
+    with pytest.raises(RerecError, match="between 0 and 2"):
+        freeze_bottom_layers(model, 3)  # nothing would be left to train
 
 
 @pytest.mark.slow  # the first call converts the GGUF (about 35 s); later calls read the cache

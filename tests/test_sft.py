@@ -19,6 +19,7 @@ from rerec.train.sft import (
     SFTWarmupConfig,
     answer_only_trainer_class,
     balance_examples,
+    eval_interval,
     last_evaluation,
     popularity_accuracy,
     sft_examples,
@@ -155,6 +156,26 @@ def test_train_evaluates_at_the_end_only_when_the_last_step_was_not_evaluated():
     # stopped by the time budget at step 137: evaluated once more
     cut = CountingTrainer(137, [{"eval_loss": 0.3, "step": 100}])
     assert train(cut)["eval_loss"] == 0.25 and cut.evaluations == 1
+
+
+@pytest.mark.parametrize(("steps", "evaluations", "interval"), [
+    (150, 4, 50),    # 37.5 -> at least 50 apart: steps 50, 100, 150
+    (300, 4, 75),    # 75, 150, 225, 300
+    (300, 1, 300),   # only the final step
+    (301, 2, 151),   # 151 and the final evaluation train() adds at 301
+    (10, 4, 50),     # a short run: only train()'s final evaluation
+])
+def test_eval_interval_spaces_the_validation_passes(steps, evaluations, interval):
+    assert eval_interval(steps, evaluations) == interval
+
+
+def test_evaluations_and_frozen_layers_are_checked():
+    with pytest.raises(ConfigError, match="evaluations"):
+        SFTWarmupConfig(profile="tiny", evaluations=0).resolved()
+    with pytest.raises(ConfigError, match="freeze_layers"):
+        SFTWarmupConfig(profile="tiny", freeze_layers=-1).resolved()
+    with pytest.raises(ConfigError, match="freeze_layers=2 applies to full fine-tuning"):
+        SFTWarmupConfig(profile="smollm2", use_lora=True, freeze_layers=2).resolved()
 
 
 def test_training_examples_are_rendered_prompts_with_trace_completions(tokenizer):

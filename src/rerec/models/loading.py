@@ -226,6 +226,26 @@ def load_trainable_model(name: str, use_lora: bool, lora_r: int) -> tuple[Any, A
     return load_model(name, lora=LoraSpec(r=lora_r, alpha=2 * lora_r) if use_lora else None, trainable=True)
 
 
+def freeze_bottom_layers(model: Any, n_layers: int) -> int:
+    """Freeze the input embeddings and the bottom ``n_layers`` decoder layers of a full fine-tuning model, so that
+    the backward pass stops at the first trainable layer; returns the parameters left trainable. With tied
+    input and output embeddings (SmolLM2) the vocabulary head stays frozen too. ``n_layers`` = 0 changes nothing.
+    Raises :class:`RerecError` for a model without ``get_decoder().layers`` or when ``n_layers`` is not below its
+    layer count (nothing would be left to train)."""
+    if n_layers:
+        decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+        layers = getattr(decoder, "layers", None)
+        if layers is None:
+            raise RerecError(f"{type(model).__name__} has no decoder layers to freeze. Fix: pass freeze_layers=0.")
+        if not 0 < n_layers < len(layers):
+            raise RerecError(f"freeze_layers={n_layers} must be between 0 and {len(layers) - 1} (the model has "
+                             f"{len(layers)} decoder layers). Fix: pass a smaller number.")
+        decoder.get_input_embeddings().weight.requires_grad_(False)
+        for layer in layers[:n_layers]:
+            layer.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def seed_torch(seed: int, threads: int = 0) -> None:
     """Seed torch's generators and set its CPU threads (0 = torch's default); the training stages start here."""
     import torch
