@@ -15,7 +15,7 @@ dataclasses, so a renamed field fails a test rather than a run.
   queries at 50 steps, one seed; experiments/results/sft50_lr; 100 steps of 2 beat 50 of 4 on the same
   examples, experiments/results/taste_order; 150 steps, which fit the time 100 took before SFT dropped
   gradient checkpointing, 0.775 against 0.755, not separated, experiments/results/explicit_checks),
-  one validation pass, at the end (each pass costs about 15 s of the cap), capped at 350 s of training
+  one validation pass, at the end (each pass costs about 20 s of the cap), capped at 350 s of training
   (about 2.3 s a step on quiet cores; shared cores ran up to 55% slower, and the cap keeps the run inside 15
   minutes there at the cost of steps; freezing the bottom 15 layers buys 220 steps in that time but no
   better model over three seeds, experiments/results/frozen_layers); 4 RFT steps of 2 prompts x 4 completions (the

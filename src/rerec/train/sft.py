@@ -105,7 +105,7 @@ class SFTWarmupConfig:
     eval_before: bool = field(default=True, metadata={"help": "Also measure the model before training."})
     evaluations: int = field(default=4, metadata={
         "help": "Validation passes (loss and decision accuracies) during training, evenly spaced and at least 50 "
-                "steps apart, the last at the final step (each costs about 15 s of 2 CPU cores for SmolLM2)."})
+                "steps apart, the last at the final step (each costs about 20 s of 2 CPU cores for SmolLM2)."})
     max_new_tokens: int | None = field(default=None, metadata={"help": "Generation limit for evaluation."})
     eval_batch_size: int = field(default=16, metadata={"help": "Prompts generated together."})
     seed: int = field(default=0, metadata={"help": "Random seed."})
@@ -136,8 +136,8 @@ class SFTWarmupConfig:
             raise ConfigError(f"trace_styles={out.trace_styles!r} names no known style ({', '.join(unknown)}). "
                               f"Fix: pass a comma-separated subset of {', '.join(STYLES)}.")
         check_minimums(out, {"steps": 1, "batch_size": 1, "lr": 0, "lora_r": 1, "n_candidates": 2, "max_history": 0,
-                             "time_budget_s": 0, "freeze_layers": 0, "n_train": 0, "n_eval": 1, "evaluations": 1, "max_new_tokens": 1,
-                             "eval_batch_size": 1, "threads": 0}, strict=("lr",))
+                             "time_budget_s": 0, "freeze_layers": 0, "n_train": 0, "n_eval": 1, "evaluations": 1,
+                             "max_new_tokens": 1, "eval_batch_size": 1, "threads": 0}, strict=("lr",))
         if out.freeze_layers and out.use_lora:
             raise ConfigError(f"freeze_layers={out.freeze_layers} applies to full fine-tuning; LoRA already trains "
                               "adapters only. Fix: pass --use-lora false or --freeze-layers 0.")
@@ -406,8 +406,8 @@ def build_trainer(model: Any, tokenizer: Any, train_examples: list[dict], eval_e
 
 
 def eval_interval(steps: int, evaluations: int) -> int:
-    """Steps between the trainer's validation passes: ``evaluations`` evenly spaced passes over ``steps``, the last
-    at the final step when ``evaluations`` divides ``steps``, never closer than 50 steps."""
+    """Steps between the trainer's validation passes: ``evaluations`` evenly spaced passes over ``steps``, never closer
+    than 50 steps (:func:`train` adds the final one when the last pass fell before the last step)."""
     return max(50, -(-steps // evaluations))
 
 
