@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from sft_step import add_common_args, examples, report  # noqa: E402
+from sft_step import add_common_args, paired_steps, report, stage_trainer, timed_step  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -42,56 +42,21 @@ def main(argv=None) -> int:
     from rerec.experiments.provenance import provenance
 
     run = provenance(argv)
-    import torch
-    from transformers import AutoModelForCausalLM, TrainerCallback
-
-    from rerec.models.loading import freeze_bottom_layers, load_tokenizer, resolve_model_dir
-    from rerec.models.precision import resolve_precision
-    from rerec.train.sft import build_trainer
-
-    torch.set_num_threads(args.threads)
     started = time.time()
-    precision = resolve_precision()
-    model_path = resolve_model_dir(args.model)
-    tokenizer = load_tokenizer(model_path)
-    train, cfg = examples(tokenizer, args.batch_size * (args.steps + 1), args.seed, args.data)
-    cfg.steps, cfg.batch_size, cfg.lr = args.steps + 1, args.batch_size, 0.0
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    trainer = build_trainer(model, tokenizer, train, train[:2], cfg, precision, Path("/tmp/rerec-bench-sft"),
-                            TrainerCallback())
-    trainer.create_optimizer_and_scheduler(num_training_steps=args.steps + 1)
-    trainer.current_gradient_accumulation_steps = 1  # set by Trainer's loop, which this harness replaces
+    trainer, precision = stage_trainer(args)
+    from rerec.models.loading import freeze_bottom_layers
+
     model = trainer.model
-    model.train()
     batches = list(trainer.get_train_dataloader())
-    names = [n for n, _ in model.named_parameters()]
     trained = {}
 
     def one_step(arm: str, batch) -> tuple[float, dict]:
         model.requires_grad_(True)
         trained[arm] = freeze_bottom_layers(model, args.freeze_layers if arm == "frozen" else 0)
-        model.zero_grad(set_to_none=True)
-        t0 = time.perf_counter()
-        trainer.training_step(model, batch, None)
-        elapsed = time.perf_counter() - t0
-        return elapsed, {n: p.grad.detach().clone() for n, p in zip(names, model.parameters(), strict=True)
-                         if p.grad is not None}
+        return timed_step(trainer, batch)
 
-    arms = ["all_layers", "frozen"]
-    times = {a: [] for a in arms}
-    records, max_grad_diff = [], 0.0
-    for step, batch in enumerate(batches[: args.steps + 1]):  # step 0 is the warm-up, not measured
-        grads = {}
-        for arm in arms[step % 2:] + arms[:step % 2]:
-            elapsed, grads[arm] = one_step(arm, batch)
-            records.append({"step": step, "arm": arm, "seconds": round(elapsed, 3),
-                            "tokens": int(batch["input_ids"].numel()), "warm_up": step == 0})
-            if step > 0:
-                times[arm].append(elapsed)
-        shared = grads["frozen"].keys()  # the frozen arm's trainable parameters; the other arm trains them too
-        diff = max(float((grads["all_layers"][n].float() - grads["frozen"][n].float()).abs().max()) for n in shared)
-        max_grad_diff = max(max_grad_diff, diff)
-        print(f"step {step}: " + ", ".join(f"{r['arm']} {r['seconds']:.2f}s" for r in records[-2:]), file=sys.stderr)
+    # the frozen arm's gradients are those of the layers both arms train
+    times, records, max_grad_diff = paired_steps(["all_layers", "frozen"], batches, args.steps, one_step)
 
     ratios = [a / b for a, b in zip(times["all_layers"], times["frozen"], strict=True)]
     result = {

@@ -69,14 +69,10 @@ def report(result: dict, run: dict, records: list[dict], out: Path | None) -> No
     print(json.dumps(result))
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=6, help="Measured steps per arm (after one warm-up step each).")
-    ap.add_argument("--batch-size", type=int, default=2, help="Examples per step (make run's SFT takes 2).")
-    args = add_common_args(ap).parse_args(argv)
-    from rerec.experiments.provenance import provenance
-
-    run = provenance(argv)
+def stage_trainer(args: argparse.Namespace):
+    """``(trainer, precision)``: the SFT stage's own trainer (:func:`rerec.train.sft.build_trainer`) on
+    ``args.batch_size * (args.steps + 1)`` examples at learning rate 0, its optimiser made, ready for
+    ``training_step`` calls outside the Trainer's loop (the benches time one step per arm)."""
     import torch
     from transformers import AutoModelForCausalLM, TrainerCallback
 
@@ -85,7 +81,6 @@ def main(argv=None) -> int:
     from rerec.train.sft import build_trainer
 
     torch.set_num_threads(args.threads)
-    started = time.time()
     precision = resolve_precision()
     model_path = resolve_model_dir(args.model)
     tokenizer = load_tokenizer(model_path)
@@ -94,31 +89,31 @@ def main(argv=None) -> int:
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     trainer = build_trainer(model, tokenizer, train, train[:2], cfg, precision, Path("/tmp/rerec-bench-sft"),
                             TrainerCallback())
-    from trl import SFTConfig
-
-    trl_default = bool(SFTConfig.__dataclass_fields__["gradient_checkpointing"].default)
-    stage_setting = bool(trainer.args.gradient_checkpointing)
     trainer.create_optimizer_and_scheduler(num_training_steps=args.steps + 1)
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer's loop, which this harness replaces
+    trainer.model.train()
+    return trainer, precision
+
+
+def timed_step(trainer, batch) -> tuple[float, dict]:
+    """One forward and backward pass of ``trainer`` on ``batch`` from zeroed gradients: its seconds and the
+    gradients it left, by parameter name."""
     model = trainer.model
-    model.train()
-    batches = list(trainer.get_train_dataloader())
+    model.zero_grad(set_to_none=True)
+    t0 = time.perf_counter()
+    trainer.training_step(model, batch, None)
+    elapsed = time.perf_counter() - t0
+    return elapsed, {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
-    def one_step(arm: str, batch) -> tuple[float, list]:
-        if arm == "checkpointing":
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_disable()
-        model.zero_grad(set_to_none=True)
-        t0 = time.perf_counter()
-        trainer.training_step(model, batch, None)
-        elapsed = time.perf_counter() - t0
-        return elapsed, [p.grad.detach().clone() for p in model.parameters() if p.grad is not None]
 
-    arms = ["checkpointing", "plain"]
+def paired_steps(arms: list[str], batches: list, steps: int, one_step) -> tuple[dict, list[dict], float]:
+    """Time ``one_step(arm, batch) -> (seconds, {parameter name: gradient})`` for every arm on each of the first
+    ``steps + 1`` batches, the arms taking turns (order rotated every step; step 0 is a warm-up, not measured).
+    Returns the measured seconds per arm, one record per call, and the largest absolute difference between
+    the first two arms' gradients of the parameters both have."""
     times = {a: [] for a in arms}
     records, max_grad_diff = [], 0.0
-    for step, batch in enumerate(batches[: args.steps + 1]):  # step 0 is the warm-up, not measured
+    for step, batch in enumerate(batches[: steps + 1]):
         grads = {}
         for arm in arms[step % 2:] + arms[:step % 2]:
             elapsed, grads[arm] = one_step(arm, batch)
@@ -126,9 +121,39 @@ def main(argv=None) -> int:
                             "tokens": int(batch["input_ids"].numel()), "warm_up": step == 0})
             if step > 0:
                 times[arm].append(elapsed)
-        diff = max(float((a.float() - b.float()).abs().max()) for a, b in zip(*grads.values(), strict=True))
+        first, second = grads[arms[0]], grads[arms[1]]
+        diff = max(float((first[n].float() - second[n].float()).abs().max()) for n in first.keys() & second.keys())
         max_grad_diff = max(max_grad_diff, diff)
-        print(f"step {step}: " + ", ".join(f"{r['arm']} {r['seconds']:.2f}s" for r in records[-2:]), file=sys.stderr)
+        print(f"step {step}: " + ", ".join(f"{r['arm']} {r['seconds']:.2f}s" for r in records[-len(arms):]),
+              file=sys.stderr)
+    return times, records, max_grad_diff
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=6, help="Measured steps per arm (after one warm-up step each).")
+    ap.add_argument("--batch-size", type=int, default=2, help="Examples per step (make run's SFT takes 2).")
+    args = add_common_args(ap).parse_args(argv)
+    from rerec.experiments.provenance import provenance
+
+    run = provenance(argv)
+    started = time.time()
+    trainer, precision = stage_trainer(args)
+    from trl import SFTConfig
+
+    trl_default = bool(SFTConfig.__dataclass_fields__["gradient_checkpointing"].default)
+    stage_setting = bool(trainer.args.gradient_checkpointing)
+    model = trainer.model
+    batches = list(trainer.get_train_dataloader())
+
+    def one_step(arm: str, batch) -> tuple[float, dict]:
+        if arm == "checkpointing":
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_disable()
+        return timed_step(trainer, batch)
+
+    times, records, max_grad_diff = paired_steps(["checkpointing", "plain"], batches, args.steps, one_step)
 
     ratios = [a / b for a, b in zip(times["checkpointing"], times["plain"], strict=True)]
     result = {
