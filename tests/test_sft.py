@@ -25,6 +25,7 @@ from rerec.train.sft import (
     sft_examples,
     sft_warmup,
     train,
+    training_mix,
 )
 from rerec.train.traces import synthesize_trace
 
@@ -202,6 +203,30 @@ def test_balance_examples_repeats_the_rarer_groups_up_to_the_commonest():
     two = balance_examples(nested, ["type", "k"], seed=0)
     count = {(t, k): sum(e["type"] == t and e["k"] == k for e in two) for t in "ab" for k in (1, 2)}
     assert count == {("a", 1): 3, ("a", 2): 3, ("b", 1): 6, ("b", 2): 0}
+
+
+def test_examples_say_whether_their_trace_rules_something_out(tokenizer):
+    view = small_view()
+    cfg = SFTWarmupConfig(profile="tiny", n_candidates=3, min_candidates=3, max_history=0,
+                          trace_styles="scan").resolved()
+    explicit, implicit, misinformed, interest = queries()
+    first_fits = {**explicit, "candidates": ["2", "3", "5", "4", "6"]}  # the positive listed first
+    examples = sft_examples([explicit, first_fits, misinformed, interest], view, tokenizer, cfg)
+    assert [ex["rejects"] for ex in examples] == [True, False, True, False]
+    assert " - no." in examples[0]["completion"] and " - no." not in examples[1]["completion"]
+    assert examples[2]["completion"].startswith("Note: the request is wrong about Heat")
+
+
+def test_training_mix_balances_rejecting_traces_within_each_type():
+    examples = ([{"type": "explicit", "rejects": r} for r in (False, False, False, True)]
+                + [{"type": "interest", "rejects": False}])
+    both = training_mix(examples, SFTWarmupConfig(profile="tiny", balance_rejections=True))
+    count = {(t, r): sum(e["type"] == t and e["rejects"] == r for e in both) for t in ("explicit", "interest")
+             for r in (False, True)}
+    assert count == {("explicit", False): 3, ("explicit", True): 3, ("interest", False): 6, ("interest", True): 0}
+    plain = SFTWarmupConfig(profile="tiny")
+    assert [e["type"] for e in training_mix(examples, plain)].count("interest") == 4  # types only, the default
+    assert training_mix(examples, SFTWarmupConfig(profile="tiny", balance_types=False)) == examples
 
 
 def test_examples_say_their_query_type(tokenizer):

@@ -82,6 +82,11 @@ class SFTWarmupConfig:
                                         "so that every stretch of training sees the four types alike, as the "
                                         "evaluation weighs them; off: the train split's own mix (37% explicit, "
                                         "18% interest)."})
+    balance_rejections: bool = field(
+        default=False, metadata={"help": "Within each query type, oversample (seeded) the traces that rule out a "
+                                         "row or a premise to as many as those that accept the first row they check. "
+                                         "In the train split 81% of explicit traces accept the taste #1 row, so a "
+                                         "short SFT can learn that prior instead of reading the row."})
     faithful_only: bool = field(
         default=True, metadata={"help": "Train only on traces whose every step the prompt supports: a query whose "
                                         "positive is not the user's taste #1 among the candidates that fit (an "
@@ -160,7 +165,8 @@ class SFTWarmupConfig:
 
 def sft_examples(rows: list[dict], view: CatalogView, tokenizer: Any, config: SFTWarmupConfig,
                  augment: bool = True, counts: dict | None = None) -> list[dict]:
-    """``{"prompt": chat-rendered prompt, "completion": trace, "type": query type}`` per query; each query shows a seeded
+    """``{"prompt": chat-rendered prompt, "completion": trace, "type": query type, "rejects": whether the trace
+    rules something out (a :class:`rerec.train.traces.Fact` that does not hold)}`` per query; each query shows a seeded
     number of candidates between ``min_candidates`` and ``n_candidates``. With ``augment``, a seeded
     ``no_fit_rate`` share shows the list without its match (:func:`rerec.train.traces.no_fit_query`).
     With ``config.faithful_only``, queries whose trace the shown evidence does not support are left out
@@ -187,7 +193,7 @@ def sft_examples(rows: list[dict], view: CatalogView, tokenizer: Any, config: SF
             dropped += 1
             continue
         out.append({"prompt": render_prompt(tokenizer, messages), "completion": trace.text,
-                    "type": str(row.get("type", ""))})
+                    "type": str(row.get("type", "")), "rejects": any(not f.holds for f in trace.facts)})
     if counts is not None:
         counts["n_unfaithful_dropped"] = dropped
     return out
@@ -200,6 +206,13 @@ def balance_examples(examples: list[dict], by: Sequence[str], seed: int = 0) -> 
     import numpy as np
 
     return _balanced(list(examples), tuple(by), np.random.default_rng(seed))
+
+
+def training_mix(examples: list[dict], cfg: SFTWarmupConfig) -> list[dict]:
+    """The training examples as SFT sees them: balanced by query type (``balance_types``) and, within each
+    type, by whether the trace rules something out (``balance_rejections``); unchanged when both are off."""
+    by = ["type"] * cfg.balance_types + ["rejects"] * cfg.balance_rejections
+    return balance_examples(examples, by, cfg.seed) if by else examples
 
 
 def _balanced(examples: list[dict], by: tuple[str, ...], rng: Any) -> list[dict]:
@@ -293,8 +306,8 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
             tracker.log_metrics(before)
         counts: dict[str, int] = {}
         train_examples = sft_examples(train_rows, view, tokenizer, cfg, counts=counts)
-        if cfg.balance_types:
-            train_examples = balance_examples(train_examples, ["type"], cfg.seed)
+        if cfg.balance_types or cfg.balance_rejections:
+            train_examples = training_mix(train_examples, cfg)
             counts["n_train_examples_balanced"] = len(train_examples)
         metrics.update(counts)
         tracker.log_metrics(counts)
