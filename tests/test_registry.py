@@ -12,15 +12,26 @@ from conftest import S3_BUCKET
 from rerec import tracking
 from rerec.errors import RerecError
 from rerec.registry import register as registry
-from rerec.registry.register import RegisterConfig, gate, register, report_value
+from rerec.registry.register import (
+    RegisterConfig,
+    gate,
+    register,
+    report_value,
+    retention_interval,
+    retention_records,
+)
 
 
-def _report(tmp_path, name, acc, retention=1.0, split="val", champion_hits=None, challenger_hits=None):
+def _report(tmp_path, name, acc, retention=1.0, split="val", champion_hits=None, challenger_hits=None, mmlu=None):
     """A report.json; with ``champion_hits``/``challenger_hits`` (per-query Acc@1 of each model on the same
-    queries, explicit and implicit in turn) it is a report folder with per_query.parquet, as evaluate writes."""
+    queries, explicit and implicit in turn) it is a report folder with per_query.parquet, as evaluate writes;
+    ``mmlu``: (the challenger's per-question MMLU hits, the base's), the retention block evaluate writes."""
     import pandas as pd
 
     body = {"split": split, "metrics": {}}
+    if mmlu is not None:
+        body["retention"] = {"base_model": "base", "models": {"rft": {"mmlu_correct": mmlu[0]},
+                                                              "base": {"mmlu_correct": mmlu[1]}}}
     if acc is not None:
         body["metrics"]["rft/all/acc_at_1"] = acc
     if retention is not None:
@@ -172,15 +183,19 @@ def test_register_gate_sequence_review_promote_and_roll_back(mlflow_env, s3_serv
                      compared_version="1")
     assert not worse["promoted"] and "does not clear the margin" in worse["reason"]
     forgetful = register(tiny_hf_model, _report(tmp_path, "d", 0.9, retention=0.5, champion_hits=LOSE,
-                                                challenger_hits=WIN), cfg, compared_version="1")
-    assert not forgetful["promoted"] and "retention" in forgetful["reason"]
+                                                challenger_hits=WIN, mmlu=([1] * 25 + [0] * 75, [1] * 50 + [0] * 50)),
+                         cfg, compared_version="1")
+    assert not forgetful["promoted"] and "retention 0.5000 < 0.9000 with confidence" in forgetful["reason"]
     on_test = register(tiny_hf_model, _report(tmp_path, "t", 0.99, split="test"), cfg)
     assert not on_test["promoted"] and "split 'test'" in on_test["reason"]
     assert _aliases("seq-model")["champion"] == "1"
 
-    better = register(tiny_hf_model, _report(tmp_path, "e", 0.60, champion_hits=LOSE, challenger_hits=WIN), cfg,
+    # 2 of 32 questions against the base's 5: a ratio of 0.4 that 32 questions cannot tell from chance
+    better = register(tiny_hf_model, _report(tmp_path, "e", 0.60, retention=0.4, champion_hits=LOSE, challenger_hits=WIN,
+                                             mmlu=([1] * 2 + [0] * 30, [0] * 2 + [1] * 5 + [0] * 25)), cfg,
                       compared_version="1")
     assert better["promoted"] and better["champion_version"] == "1" and better["comparison"]["all"]["n"] == 100
+    assert "below 0.9000 but within noise" in better["reason"]
     assert better["comparison"]["by_type"]["explicit"]["diff"] == pytest.approx(0.6)
     assert _aliases("seq-model")["champion"] == better["version"]
 
@@ -432,3 +447,36 @@ def test_a_file_lost_without_an_error_is_not_registered(s3_faults, tiny_hf_model
         register(tiny_hf_model, _report(tmp_path, "r", 0.5), RegisterConfig(model_name="s3-lossy"))
     assert MlflowClient().search_model_versions("name='s3-lossy'") == []
     assert [m.status for m in _logged_models(experiment_id)] == [LoggedModelStatus.FAILED]
+
+
+def test_retention_below_the_floor_refuses_only_when_the_questions_show_it():
+    cfg = RegisterConfig(min_general_retention=0.95)
+    ok = {"metric": 0.85, "split": "val"}
+    # make run at 873d936: 2 of 32 MMLU questions against the base's 5 of 32 (ratio 0.4), both near chance
+    mine, base = [1.0] * 2 + [0.0] * 30, [0.0] * 2 + [1.0] * 5 + [0.0] * 25
+    noisy = retention_interval(mine, base, 0.95)
+    assert noisy["n"] == 32 and noisy["diff"] == pytest.approx(2 / 32 - 0.95 * 5 / 32)
+    assert noisy["low"] < 0 < noisy["high"]
+    within = gate({**ok, "retention": 0.4, "retention_interval": noisy}, None, None, None, cfg)
+    assert within.promote and "below 0.9500 but within noise" in within.reason and "over 32 questions" in within.reason
+    assert not gate({**ok, "retention": 0.4, "retention_interval": noisy}, None, None, None,
+                    RegisterConfig(retention_test="point")).promote  # the strict reading
+    assert not gate({**ok, "retention": 0.4}, None, None, None, cfg).promote  # no records: the ratio decides
+    # the same ratio over 400 questions is no accident
+    clear = retention_interval(mine * 12 + [0.0] * 16, base * 12 + [0.0] * 16, 0.95)
+    refused = gate({**ok, "retention": 0.4, "retention_interval": clear}, None, None, None, cfg)
+    assert clear["high"] < 0 and not refused.promote and "with confidence" in refused.reason
+    # within noise on retention still needs the champion comparison to pass
+    assert not gate({**ok, "retention": 0.4, "retention_interval": noisy}, "3", _comparison(0.06, -0.01, 0.13), "3",
+                    cfg).promote
+
+
+def test_retention_records_are_read_from_the_report():
+    report = {"retention": {"base_model": "base", "models": {
+        "base": {"mmlu_correct": [True, False, True], "ifeval_followed": [True]},
+        "rft": {"mmlu_correct": [False, False, True], "ifeval_followed": [False]}}}}
+    assert retention_records(report, "rft", "metrics.rft/retention/mmlu_ratio") == ([0.0, 0.0, 1.0], [1.0, 0.0, 1.0])
+    assert retention_records(report, "rft", "rft/retention/ifeval_ratio") == ([0.0], [1.0])
+    assert retention_records(report, "sft", "metrics.rft/retention/mmlu_ratio") is None
+    assert retention_records({}, "rft", "metrics.rft/retention/mmlu_ratio") is None
+    assert retention_records(report, "rft", "metrics.rft/all/acc_at_1") is None

@@ -12,7 +12,11 @@ upload), creates a model version, tags it with its evaluation numbers and lineag
   ``challenger - champion`` on ``config.query_metric`` (per query; :func:`rerec.eval.metrics.paired_by_type`,
   the statistic of the evaluation report's paired differences: overall stratified by query type) lies above ``config.margin``: by default the challenger must be better with 95% confidence;
 - it keeps at least ``config.min_general_retention`` of the zero-shot base model's general ability (the
-  evaluation report's ``base`` row, :func:`rerec.eval.evaluate.retention_against_base`).
+  evaluation report's ``base`` row, :func:`rerec.eval.evaluate.retention_against_base`). With
+  ``retention_test="interval"`` (the default) a ratio below it refuses only when the per-question records
+  show it with confidence: the paired interval of ``challenger - min_general_retention x base`` over the
+  same questions (:func:`retention_interval`) lies below 0. A few dozen questions on which a 135M model
+  scores near chance would otherwise decide by luck; the reason then says the shortfall was within noise.
 
 A champion's old score, recorded months ago on other data, is never the yardstick. With no champion yet,
 the first model is promoted when its metric is above ``config.min_metric``. A report that does not
@@ -42,7 +46,7 @@ from typing import Any
 
 from rerec.config import add_dataclass_arguments, dataclass_from_args
 from rerec.errors import ConfigError, RerecError
-from rerec.eval.metrics import PAIRED_N_BOOT, paired_by_type
+from rerec.eval.metrics import PAIRED_N_BOOT, paired_by_type, paired_difference
 from rerec.models.folder import check_model_folder
 from rerec.tracking import bound_mlflow_http_retries, git_commit, safe_metric_name, with_retries
 
@@ -85,6 +89,11 @@ class RegisterConfig:
         "help": "The split the report must be on: the gate selects models, so never on test."})
     min_general_retention: float = field(default=0.95, metadata={
         "help": "Promote only if at least this share of general ability is kept."})
+    retention_test: str = field(default="interval", metadata={
+        "help": "interval: refuse only when the report's per-question records put the retention below "
+                "min_general_retention with confidence 1 - alpha (paired interval); point: refuse whenever "
+                "the ratio itself is below it. Reports without per-question records use point.",
+        "choices": ["interval", "point"]})
     promote: bool = field(default=True, metadata={"help": "Run the promotion gate (false: register only)."})
     experiment: str = field(default="", metadata={"help": "MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME or rerec)."})
 
@@ -158,14 +167,60 @@ def _interval(comparison: dict, higher_is_better: bool) -> tuple[float, float, f
     return (d["diff"], d["low"], d["high"]) if higher_is_better else (-d["diff"], -d["high"], -d["low"])
 
 
+#: the report's per-question records behind each retention ratio (rerec.eval.evaluate.retention_against_base)
+RETENTION_RECORDS = {"mmlu_ratio": "mmlu_correct", "ifeval_ratio": "ifeval_followed"}
+
+
+def retention_records(report: dict, challenger: str, retention_metric: str) -> tuple[list, list] | None:
+    """(the challenger's per-question scores, the base's) behind ``retention_metric``
+    ("metrics.rft/retention/mmlu_ratio") in ``report["retention"]``; None when the report has none."""
+    key = RETENTION_RECORDS.get(retention_metric.replace(".", "/").rsplit("/", 1)[-1])
+    retention = report.get("retention") or {}
+    models = retention.get("models") or {}
+    mine = (models.get(challenger) or {}).get(key) if key else None
+    base = (models.get(retention.get("base_model")) or {}).get(key) if key else None
+    if not mine or not base or len(mine) != len(base):
+        return None
+    return [float(x) for x in mine], [float(x) for x in base]
+
+
+def retention_interval(mine: list[float], base: list[float], min_retention: float, *, n_boot: int = PAIRED_N_BOOT,
+                       alpha: float = 0.05, seed: int = 0) -> dict:
+    """``{"diff", "low", "high", "separated", "n"}``: the paired bootstrap interval of ``mine - min_retention x base``
+    over the same questions. Its mean is below 0 exactly when ``mean(mine) / mean(base) < min_retention``, so an
+    interval wholly below 0 says the challenger kept less than ``min_retention`` of the base's score with
+    confidence ``1 - alpha``."""
+    scaled = [min_retention * b for b in base]
+    return {**paired_difference(mine, scaled, n_boot=n_boot, alpha=alpha, seed=seed), "n": len(mine)}
+
+
 def gate(challenger: dict, champion_version: str | None, comparison: dict | None, compared_version: str | None,
          config: RegisterConfig) -> GateDecision:
     """Decide from the challenger's report.
 
-    ``challenger``: {"metric", "retention", "split"} (None = missing); ``champion_version``: the registry's
-    current champion (None: there is none yet); ``comparison``: :func:`paired_comparison` on this report
-    (None: the report holds no champion rows); ``compared_version``: the champion version the report evaluated.
+    ``challenger``: {"metric", "retention", "split"} (None = missing) and optionally "retention_interval"
+    (:func:`retention_interval`); ``champion_version``: the registry's current champion (None: there is none
+    yet); ``comparison``: :func:`paired_comparison` on this report (None: the report holds no champion rows);
+    ``compared_version``: the champion version the report evaluated.
     """
+    retention, interval = challenger.get("retention"), challenger.get("retention_interval")
+    note = ""
+    if (retention is not None and retention < config.min_general_retention and interval is not None
+            and config.retention_test == "interval"):
+        bounds = f"paired interval of challenger - {config.min_general_retention:g} x base [{interval['low']:+.4f}, " \
+                 f"{interval['high']:+.4f}] over {interval['n']} questions"
+        if interval["high"] < 0:
+            return GateDecision(False, f"not promoted: general retention {retention:.4f} < "
+                                       f"{config.min_general_retention:.4f} with confidence ({bounds})")
+        note = (f"; general retention {retention:.4f} is below {config.min_general_retention:.4f} but within "
+                f"noise ({bounds})")
+        challenger = {**challenger, "retention": config.min_general_retention}
+    decision = _gate(challenger, champion_version, comparison, compared_version, config)
+    return GateDecision(decision.promote, decision.reason + note) if note else decision
+
+
+def _gate(challenger: dict, champion_version: str | None, comparison: dict | None, compared_version: str | None,
+          config: RegisterConfig) -> GateDecision:
     metric, retention = challenger.get("metric"), challenger.get("retention")
     split = challenger.get("split")
     if config.required_split and split is not None and split != config.required_split:
@@ -434,6 +489,10 @@ def register(model_dir: Path, report_path: Path, config: RegisterConfig, *, comp
                                  f"nothing was registered. Fix: pass {flag} (the pipeline passes both).")
     mine = {"metric": report_value(report, config.metric), "retention": report_value(report, config.retention_metric),
             "split": report.get("split", "missing") if report else "missing"}
+    records = retention_records(report, config.challenger, config.retention_metric)
+    if records is not None:
+        mine["retention_interval"] = retention_interval(*records, config.min_general_retention, n_boot=config.n_boot,
+                                                        alpha=config.alpha, seed=config.seed)
     comparison = paired_comparison(read_per_query(report_path), config.challenger, config.champion,
                                    config.query_metric, n_boot=config.n_boot, alpha=config.alpha, seed=config.seed)
     client = _client()
