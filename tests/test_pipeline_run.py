@@ -252,3 +252,10 @@ def test_run_record_names_every_stage_under_the_parent_run(mlflow_env, tmp_path)
     assert record["stage_seconds"] == stages and record["configs"] == {"sft": {"steps": 3}}
     assert record["stage_steps"] == steps
     assert record["seconds"] == 12.5 and record["commit"] and record["machine"]["cores_visible"] >= 1
+    assert "at_end" not in record
+    # the provenance of the run's start is what run.json keeps; a checkout that moved meanwhile is said so
+    start = {**record, "commit": "0" * 40, "started": "2026-01-01T00:00:00+00:00"}
+    start = {k: start[k] for k in ("command", "commit", "uncommitted_changes", "machine", "started")}
+    moved = json.loads(write_run_record(tmp_path, result, {}, stages, steps, origin=start).read_text())
+    assert moved["commit"] == "0" * 40 and moved["started"] == "2026-01-01T00:00:00+00:00"
+    assert moved["at_end"] == {"commit": record["commit"], "uncommitted_changes": record["uncommitted_changes"]}

@@ -92,6 +92,9 @@ def run_pipeline(preset: str, out: Path, *, input_dir: Path | None = None, plain
     if input_dir is not None and not Path(input_dir).is_dir():  # before OUT exists: a refusal leaves nothing
         raise RerecError(f"--input {input_dir} is not a folder. Fix: pass a dataset folder (parquet tables or "
                          "RecBole atomic files), or leave --input out for the embedded MovieLens-100k.")
+    from rerec.experiments.provenance import provenance
+
+    origin = provenance()  # the code the run starts from: run.json records it, not what HEAD is at the end
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     uri, artifact_location = _local_tracking(out)
@@ -141,7 +144,8 @@ def run_pipeline(preset: str, out: Path, *, input_dir: Path | None = None, plain
     result = {"report": str(out / "report.json"), "report_html": str(out / "report" / "report.html"),
               "run_id": parent.info.run_id, "tracking_uri": uri, "seconds": round(seconds, 1), "preset": preset}
     result["stage_steps"] = stage_steps(parent.info.run_id)
-    write_run_record(out, result, preset_configs(preset), stage_seconds(parent.info.run_id), result["stage_steps"])
+    write_run_record(out, result, preset_configs(preset), stage_seconds(parent.info.run_id), result["stage_steps"],
+                     origin=origin)
     return result
 
 
@@ -186,14 +190,21 @@ def stage_steps(parent_run_id: str) -> dict[str, dict[str, int | bool]]:
 
 
 def write_run_record(out: Path, result: dict, configs: dict, stages: dict[str, float],
-                     steps: dict[str, dict] | None = None) -> Path:
-    """``OUT/run.json``: where the run came from (command, commit, machine), its preset's stage configs, the
-    stages' wall seconds and the whole run's, and the training stages' steps (:func:`stage_steps`)."""
+                     steps: dict[str, dict] | None = None, origin: dict | None = None) -> Path:
+    """``OUT/run.json``: where the run came from (command, commit, machine: ``origin``, the
+    :func:`rerec.experiments.provenance.provenance` taken when the run started; now when not given), its
+    preset's stage configs, the stages' wall seconds and the whole run's, and the training stages' steps
+    (:func:`stage_steps`). When the checkout's commit or its uncommitted code changed while the run went on
+    (a later stage may have imported the new code), ``at_end`` records both as they were at the end."""
     from rerec.experiments.provenance import provenance
 
-    record = {**provenance(), "preset": result["preset"], "seconds": result["seconds"], "stage_seconds": stages,
+    now = provenance()
+    origin = origin or now
+    record = {**origin, "preset": result["preset"], "seconds": result["seconds"], "stage_seconds": stages,
               "stage_steps": steps or {}, "configs": configs, "mlflow_run_id": result["run_id"],
               "report": "report.json"}
+    if (now["commit"], now["uncommitted_changes"]) != (origin["commit"], origin["uncommitted_changes"]):
+        record["at_end"] = {"commit": now["commit"], "uncommitted_changes": now["uncommitted_changes"]}
     (out / "run.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return out / "run.json"
 
