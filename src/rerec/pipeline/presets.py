@@ -19,7 +19,7 @@ dataclasses, so a renamed field fails a test rather than a run.
   (about 2.3 s a step on quiet cores; shared cores ran up to 55% slower, and the cap keeps the run inside 15
   minutes there at the cost of steps; freezing the bottom 15 layers buys 220 steps in that time but no
   better model over three seeds, experiments/results/frozen_layers), with the traces that rule a row out
-  oversampled to half of each type's examples (``balance_rejections``: +0.072 [+0.038, +0.108] on 200
+  oversampled to as many as those that accept the first row, within each type (``balance_rejections``: +0.072 [+0.038, +0.108] on 200
   validation queries over three seeds, experiments/results/balance_rejections); 4 RFT steps of 2 prompts x 4 completions (the
   profile takes 4 x 4), capped at 75 s; the test report on 50 queries per type (200, so that its intervals say something) with
   10 per type again in unseen phrasing, the validation gate on 10 per type; both add the zero-shot base model as a row on a short budget (it never answers in
