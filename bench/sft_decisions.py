@@ -13,7 +13,6 @@ the two arms' accuracies (a bf16 forward may flip a near-tie argmax, so they are
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 
 def main(argv=None) -> int:
-    from sft_step import add_common_args, examples, report
+    from sft_step import add_common_args, examples, paired_speedup, report
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--traces", type=int, default=32, help="Traces scored per call (the SFT stage takes 32).")
@@ -59,12 +58,9 @@ def main(argv=None) -> int:
                 times[arm].append(elapsed)
         print(f"rep {rep}: " + ", ".join(f"{r['arm']} {r['seconds']:.2f}s" for r in records[-2:]), file=sys.stderr)
 
-    ratios = [a / b for a, b in zip(times["float32"], times["bf16_autocast"], strict=True)]
     result = {
         "bench": "sft_decisions", "model": str(args.model), "threads": args.threads, "reps": args.reps,
-        "traces": len(traces), "speedup": round(statistics.median(ratios), 3),
-        "float32_s": round(statistics.median(times["float32"]), 3),
-        "bf16_autocast_s": round(statistics.median(times["bf16_autocast"]), 3),
+        "traces": len(traces), **paired_speedup(times, "float32", "bf16_autocast", suffix="_s"),
         "accuracy_float32": accuracy["float32"], "accuracy_bf16_autocast": accuracy["bf16_autocast"],
         "seconds": round(time.time() - started, 1),
     }

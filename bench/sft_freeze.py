@@ -21,7 +21,6 @@ layers both train (a frozen layer below changes no gradient above it, so they ag
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from sft_step import add_common_args, paired_steps, report, stage_trainer, timed_step  # noqa: E402
+from sft_step import add_common_args, paired_speedup, paired_steps, report, stage_trainer, timed_step  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -58,14 +57,11 @@ def main(argv=None) -> int:
     # the frozen arm's gradients are those of the layers both arms train
     times, records, max_grad_diff = paired_steps(["all_layers", "frozen"], batches, args.steps, one_step)
 
-    ratios = [a / b for a, b in zip(times["all_layers"], times["frozen"], strict=True)]
     result = {
         "bench": "sft_freeze", "model": str(args.model), "device": precision.device,
         "precision": precision.params()["precision_used"], "threads": args.threads, "steps": args.steps,
         "batch_size": args.batch_size, "freeze_layers": args.freeze_layers,
-        "speedup": round(statistics.median(ratios), 3),
-        "all_layers_step_s": round(statistics.median(times["all_layers"]), 3),
-        "frozen_step_s": round(statistics.median(times["frozen"]), 3),
+        **paired_speedup(times, "all_layers", "frozen"),
         "all_layers_trainable_params": trained["all_layers"], "frozen_trainable_params": trained["frozen"],
         "max_abs_grad_diff": max_grad_diff, "seconds": round(time.time() - started, 1),
     }

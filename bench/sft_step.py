@@ -129,6 +129,15 @@ def paired_steps(arms: list[str], batches: list, steps: int, one_step) -> tuple[
     return times, records, max_grad_diff
 
 
+def paired_speedup(times: dict[str, list[float]], slow: str, fast: str, suffix: str = "_step_s") -> dict:
+    """``speedup`` (the median over pairs of ``slow``'s seconds over ``fast``'s) and each arm's median
+    seconds (``<arm><suffix>``), rounded as the benches print them."""
+    ratios = [a / b for a, b in zip(times[slow], times[fast], strict=True)]
+    return {"speedup": round(statistics.median(ratios), 3),
+            slow + suffix: round(statistics.median(times[slow]), 3),
+            fast + suffix: round(statistics.median(times[fast]), 3)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=6, help="Measured steps per arm (after one warm-up step each).")
@@ -155,15 +164,12 @@ def main(argv=None) -> int:
 
     times, records, max_grad_diff = paired_steps(["checkpointing", "plain"], batches, args.steps, one_step)
 
-    ratios = [a / b for a, b in zip(times["checkpointing"], times["plain"], strict=True)]
     result = {
         "bench": "sft_step", "model": str(args.model), "device": precision.device,
         "precision": precision.params()["precision_used"], "threads": args.threads, "steps": args.steps,
         "batch_size": args.batch_size, "trl_default_gradient_checkpointing": trl_default,
         "stage_gradient_checkpointing": stage_setting,
-        "speedup": round(statistics.median(ratios), 3),
-        "checkpointing_step_s": round(statistics.median(times["checkpointing"]), 3),
-        "plain_step_s": round(statistics.median(times["plain"]), 3),
+        **paired_speedup(times, "checkpointing", "plain"),
         "max_abs_grad_diff": max_grad_diff, "seconds": round(time.time() - started, 1),
     }
     report(result, run, records, args.out)
