@@ -22,6 +22,13 @@ def test_decision_offsets_by_hand():
     assert TRACE.index("No (1962)") not in {at for _, at in decision_offsets(TRACE)}
 
 
+def test_a_derived_decade_is_copied_text_not_a_decision():
+    derived = TRACE.replace("1990s no -", "(1960s) 1990s no -").replace("1990s yes -", "(1990s) 1990s yes -")
+    found = [(kind, re.match(r"\w+", derived[at:]).group()) for kind, at in decision_offsets(derived)]
+    assert found == [("check", "no"), ("check", "no"), ("verdict", "no"),
+                     ("check", "yes"), ("check", "yes"), ("verdict", "fits"), ("answer", "Star")]
+
+
 def test_prose_trace_has_only_the_answer():
     assert decision_offsets("Heat is a crime movie.\n\\boxed{Heat}") == [("answer", len("Heat is a crime movie.\n\\boxed{"))]
     assert decision_offsets("no box here") == []

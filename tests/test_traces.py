@@ -176,3 +176,23 @@ def test_table_falls_back_to_direct_without_decidable_conditions():
 def test_unknown_style_is_refused():
     with pytest.raises(ValueError, match="unknown trace style"):
         synthesize_trace(queries()[0], small_view(), styles=("table", "poem"))
+
+
+def test_derived_decades_name_the_candidates_own_decade_before_the_check():
+    view, query = small_view(), queries()[0]  # a comedy from the 1980s
+    lines = candidate_lines(query, view, "evidence", max_history=0)
+    plain = synthesize_trace(query, view, style="table", candidate_lines=lines)
+    derived = synthesize_trace(query, view, style="table", candidate_lines=lines, derive_decades=True)
+    assert derived.facts == plain.facts and derived.answer_id == plain.answer_id
+    rows = re.findall(r"^(\d+\. .+): (.+) - (fits|no)\.$", derived.text, flags=re.M)
+    assert len(rows) == len(query["candidates"])
+    for (_, checks, _), item in zip(rows, query["candidates"], strict=True):
+        genre, decade = checks.split(", ")
+        own = sorted(view.attributes.get(item, {}).get("decade", ["?"]))[0]
+        if own == "?":  # the graph records no decade for Casino: nothing to derive, the check as before
+            assert decade == "1980s no", derived.text
+        else:
+            assert decade == f"({own}) 1980s {'yes' if own == '1980s' else 'no'}", derived.text
+        assert genre.startswith("comedy ")  # other checks are written as before
+    assert derived.text.count("s) 1980s ") == len(rows) - 1
+    assert re.sub(r"\(\d{4}s\) ", "", derived.text) == plain.text  # nothing else differs

@@ -31,7 +31,8 @@ def decision_offsets(trace: str) -> list[tuple[str, int]]:
     wanted = re.search(r"^Wanted: (.+)\.$", trace, flags=re.M)
     if wanted:
         labels = wanted.group(1).split("; ")
-        row = re.compile(": " + ", ".join(re.escape(label) + " (yes|no)" for label in labels)
+        # a decade check may first name the candidate's own decade: "(1940s) 1930s no" (derive_decades)
+        row = re.compile(": " + ", ".join(r"(?:\(\d{4}s\) )?" + re.escape(label) + " (yes|no)" for label in labels)
                          + r" - (fits|no)\.$", flags=re.M)
         for match in row.finditer(trace):
             found += [("check", match.start(g)) for g in range(1, len(labels) + 1)]

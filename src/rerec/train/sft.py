@@ -87,6 +87,10 @@ class SFTWarmupConfig:
                                          "row or a premise to as many as those that accept the first row they check. "
                                          "In the train split 81% of explicit traces accept the taste #1 row, so a "
                                          "short SFT can learn that prior instead of reading the row."})
+    derive_decades: bool = field(
+        default=False, metadata={"help": "In table/scan traces, a decade check first names the candidate's own "
+                                         "decade (\"(1940s) 1930s no\"), read off the year the row just copied, so "
+                                         "the yes/no compares two decades instead of a year with a decade."})
     faithful_only: bool = field(
         default=True, metadata={"help": "Train only on traces whose every step the prompt supports: a query whose "
                                         "positive is not the user's taste #1 among the candidates that fit (an "
@@ -188,7 +192,8 @@ def sft_examples(rows: list[dict], view: CatalogView, tokenizer: Any, config: SF
                                   max_history=config.max_history)
         lines = candidate_lines(shown, view, config.context_mode, include_history=config.max_history > 0,
                                 max_history=config.max_history)
-        trace = synthesize_trace(shown, view, seed=config.seed, styles=styles, candidate_lines=lines)
+        trace = synthesize_trace(shown, view, seed=config.seed, styles=styles, candidate_lines=lines,
+                                 derive_decades=config.derive_decades)
         if config.faithful_only and not trace.evidence_picks_answer:
             dropped += 1
             continue

@@ -99,12 +99,21 @@ def check_label(cond: Mapping, view: CatalogView) -> str:
     return condition_label(cond, view)
 
 
+def item_decade(view: CatalogView, item: str) -> str | None:
+    """The candidate's decade as the attribute graph records it ("1940s"), None when it records none."""
+    decades = sorted(view.attributes.get(str(item), {}).get("decade", ()))
+    return decades[0] if len(decades) == 1 else None
+
+
 def _table_rows(candidates: list[str], conditions: list[dict], view: CatalogView, facts: list[Fact],
-                lines_shown: list[str] | None = None, stop_at: str | None = None) -> list[str]:
+                lines_shown: list[str] | None = None, stop_at: str | None = None,
+                derive_decades: bool = False) -> list[str]:
     """One row per candidate, in the displayed order: the candidate as the prompt lists it (its line
     copied, or its number and title), then each condition with yes/no, then "fits" or "no". Copying the
     line first puts the evidence next to the checks, so each check compares nearby text. Every yes/no
-    is a recorded fact. ``stop_at`` ends the rows at that candidate's row."""
+    is a recorded fact. ``stop_at`` ends the rows at that candidate's row. With ``derive_decades`` a
+    decade check first writes the candidate's own decade, read off the year just copied: "(1940s) 1930s
+    no", so the yes/no compares two decades side by side instead of a year with a decade."""
     lines = []
     labels = [check_label(cond, view) for cond in conditions]  # the same in every row
     for number, item in enumerate(candidates, start=1):
@@ -112,7 +121,8 @@ def _table_rows(candidates: list[str], conditions: list[dict], view: CatalogView
         for cond, label in zip(conditions, labels, strict=True):
             holds = view.satisfies(item, cond["relation"], str(cond["entity"]))
             facts.append(Fact(item, cond["relation"], str(cond["entity"]), holds))
-            checks.append(f"{label} {'yes' if holds else 'no'}")
+            own = item_decade(view, item) if derive_decades and cond["relation"] == "decade" else None
+            checks.append((f"({own}) " if own else "") + f"{label} {'yes' if holds else 'no'}")
             fits = fits and holds
         shown = lines_shown[number - 1] if lines_shown else f"{number}. {view.title(item)}"
         lines.append(f"{shown}: {', '.join(checks)} - {'fits' if fits else 'no'}.")
@@ -175,7 +185,7 @@ def _premise_note(cond: Mapping, view: CatalogView, facts: list[Fact]) -> str | 
 
 def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None, seed: int = 0,
                      max_checks: int = 3, styles: tuple[str, ...] = PROSE_STYLES,
-                     candidate_lines: list[str] | None = None) -> Trace:
+                     candidate_lines: list[str] | None = None, derive_decades: bool = False) -> Trace:
     """A reasoning trace for ``query`` ending with the boxed title of its first positive.
 
     Args:
@@ -186,6 +196,8 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
         styles: the styles a ``None`` style picks from.
         candidate_lines: the numbered candidate lines as the prompt shows them
             (:func:`rerec.prompt.candidate_lines`); ``table`` rows start by copying them.
+        derive_decades: ``table``/``scan`` rows write a candidate's decade before a decade check
+            (:func:`_table_rows`).
 
     Styles: ``checklist`` (the wanted conditions, then negatives ruled out), ``eliminate`` (one ruling-out
     sentence), ``direct`` (why the positive fits) and ``table`` (a scratchpad row per candidate in the
@@ -252,7 +264,8 @@ def synthesize_trace(query: Mapping, view: CatalogView, style: str | None = None
         choose_by_taste = (taste_line is not None and len(fitting) > 1 and positive in fitting
                            and not (style == "scan" and in_taste_order))
         lines += _table_rows(candidates, conditions, view, facts, candidate_lines,
-                            stop_at=positive if style == "scan" and fitting and not choose_by_taste else None)
+                            stop_at=positive if style == "scan" and fitting and not choose_by_taste else None,
+                            derive_decades=derive_decades)
         if not fitting:  # a list without a match (see no_fit_query): every row checked, the closest named
             lines.append(f"None fits every condition; the closest is {view.name(positive)}.")
         elif choose_by_taste:
