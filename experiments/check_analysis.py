@@ -5,6 +5,8 @@ Usage: python experiments/check_analysis.py COMPLETIONS.jsonl (one JSON object p
 A row reads "2. (taste #2) Heat (1995) - action, crime: comedy no, 1990s yes - no."; a check is right when
 its yes/no agrees with the row's genres (genre checks), year (year checks) or decade (decade checks). Prints,
 per kind, the checks, their accuracy, how many failing checks were called "yes" and how many holding ones "no".
+A decade check written with the candidate's own decade first ("(1940s) 1930s no", SFTWarmupConfig.derive_decades)
+counts as a decade check; "derived" then says how many of those decades were read right off the row's year.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import re
 import sys
 
 ROW = re.compile(r"\d+\. (?:\(taste #\d\) )?(.*?) \((\d{4})\) - (.*?): (.*) - (fits|no)\.?$")
-CHECK = re.compile(r"(.*) (yes|no)$")
+CHECK = re.compile(r"(?:\((\d{4}s)\) )?(.*) (yes|no)$")
 
 
 def check_kind(condition: str, year: str, genres: list[str]) -> tuple[str, bool]:
@@ -39,8 +41,10 @@ def tally(completions: list[str]) -> collections.Counter:
             for check in checks.split(", "):
                 said = CHECK.match(check)
                 if said:
-                    kind, truth = check_kind(said.group(1), year, genres)
-                    stat[(kind, truth, said.group(2) == "yes")] += 1
+                    kind, truth = check_kind(said.group(2), year, genres)
+                    stat[(kind, truth, said.group(3) == "yes")] += 1
+                    if said.group(1):  # the decade the model derived from the row's year
+                        stat[("derived", said.group(1)[:3] == year[:3], True)] += 1
     return stat
 
 
@@ -52,6 +56,9 @@ def main(path: str) -> None:
         failing = stat[(kind, False, True)] + stat[(kind, False, False)]
         print(kind, "checks", total, "acc", round(right / max(total, 1), 3), "false-yes", stat[(kind, False, True)],
               "of", failing, "false negatives", stat[(kind, True, False)])
+    derived = stat[("derived", True, True)] + stat[("derived", False, True)]
+    if derived:
+        print("derived decades", derived, "right", stat[("derived", True, True)])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,46 @@
+"""Greedy completions of one model on the first N explicit validation queries, for experiments/check_analysis.py.
+
+Usage: python experiments/check_completions.py --data DATA --graphs GRAPHS --reward REWARD --model DIR --out F.jsonl
+[--n 50]. The queries are the validation split's explicit ones in query-id order, shrunk to 4 candidates
+(shrink_candidates, seed 0) and shown with taste evidence, as SFT's own validation shows them; generation is
+rerec.eval.choice.evaluate_choice (bf16 where the processor computes it, max_new_tokens 224). Each output line:
+query id, hit, prompt, completion and the positives' titles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("--data", "--graphs", "--reward", "--model", "--out"):
+        parser.add_argument(name, required=True)
+    parser.add_argument("--n", type=int, default=50)
+    args = parser.parse_args()
+
+    from rerec.eval.choice import evaluate_choice
+    from rerec.models.loading import load_model
+    from rerec.prompt import shrink_candidates
+    from rerec.taste import attach_taste, taste_source
+    from rerec.train.inputs import load_view_and_queries, query_rows
+
+    view, queries = load_view_and_queries(args.data, args.graphs)
+    attach_taste(view, args.graphs, taste_source(True, args.reward))
+    rows = sorted((r for r in query_rows(queries, "val", 0, 0) if r["type"] == "explicit"),
+                  key=lambda r: str(r["query_id"]))[:args.n]
+    rows = [shrink_candidates(r, 4, view, seed=0) for r in rows]
+    model, tokenizer = load_model(args.model)
+    result = evaluate_choice(model, tokenizer, rows, view, max_new_tokens=224, batch_size=16, desc="explicit checks")
+    with open(args.out, "w") as f:
+        for row, hit, prompt, completion in zip(rows, result["hits"], result["prompts"], result["completions"],
+                                                strict=True):
+            f.write(json.dumps({"qid": row["query_id"], "hit": hit, "prompt": prompt.split("<|im_start|>user", 1)[-1],
+                                "completion": completion,
+                                "pos": [view.title(p) for p in row["positives"]]}) + "\n")
+    print(json.dumps({"n": result["n"], "acc_at_1": result["acc_at_1"], "out": args.out}))
+
+
+if __name__ == "__main__":
+    main()
