@@ -10,6 +10,10 @@ each requested difference, the per-query hits and the provenance of this command
     .venv/bin/python experiments/pair_reports.py --report A=eval_a --report B=eval_b \\
         --pair B/sft-A/sft --out experiments/results/taste_ablation_val.json
 
+``--checks NAME=FILE.jsonl`` adds a row ``NAME/checks`` from experiments/check_completions.py's output (one
+explicit query a line, its ``hit`` as Acc@1), so that models' greedy choices on all explicit validation queries
+pair like report rows.
+
 ``--mean NAME=R/MODEL,R/MODEL,...`` adds a row whose per-query score is the mean of the listed rows (on the
 queries every one of them answered): several seeds of one arm pooled per query, so that ``--pair NAME-A/sft``
 compares the arm's seed average with a reference, with the same paired, type-stratified interval.
@@ -65,8 +69,10 @@ def split_pair(spec: str, rows: set[str]) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--report", action="append", required=True, metavar="NAME=DIR",
+    parser.add_argument("--report", action="append", default=[], metavar="NAME=DIR",
                         help="an evaluate output folder, named (repeatable)")
+    parser.add_argument("--checks", action="append", default=[], metavar="NAME=FILE.jsonl",
+                        help="experiments/check_completions.py output, a row NAME/checks (repeatable)")
     parser.add_argument("--pair", action="append", default=[], metavar="R/MODEL-R/MODEL",
                         help="a difference to compute: report/model minus report/model (repeatable)")
     parser.add_argument("--mean", action="append", default=[], metavar="NAME=R/MODEL,R/MODEL",
@@ -90,6 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         frames.append(frame)
         report = json.loads(report_file.read_text(encoding="utf-8"))
         sources[name] = {"folder": folder, "split": report.get("split"), "config": report.get("config")}
+    for spec in args.checks:
+        name, _, path = spec.partition("=")
+        lines = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+        frames.append(pd.DataFrame({"model": name + "/checks", "query_id": [x["qid"] for x in lines],
+                                    "type": "explicit", args.metric: [float(x["hit"]) for x in lines]}))
+        sources[name] = {"file": path, "split": "val", "what": "check_completions.py, explicit queries"}
+    if not frames:
+        raise SystemExit("name at least one --report or --checks")
     per_query = pd.concat(frames, ignore_index=True)
     for spec in args.mean:
         per_query = pd.concat([per_query, mean_row(per_query, spec, args.metric)], ignore_index=True)

@@ -64,3 +64,22 @@ def test_row_names_with_a_hyphen_pair_and_an_unknown_pair_names_the_rows(tmp_pat
     assert cell["n"] == 2 and abs(cell["diff"] - 0.5) < 1e-9
     done = run("--report", f"v={a}", "--pair", "v/lr2e-4-v/sft", "--out", str(tmp_path / "q.json"))
     assert done.returncode != 0 and "no split into two known rows" in done.stderr and "v/lr1e-4" in done.stderr
+
+
+def test_check_completions_pair_as_explicit_rows(tmp_path):
+    def checks(name: str, hits: list[bool]) -> Path:
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({"qid": f"explicit-{i}", "hit": h, "completion": ""}) + "\n"
+                                for i, h in enumerate(hits)))
+        return path
+
+    out = tmp_path / "p.json"
+    done = run("--checks", f"a={checks('a', [True, True, False, True])}",
+               "--checks", f"b={checks('b', [False, True, False, False])}", "--pair", "a/checks-b/checks",
+               "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    record = json.loads(out.read_text())
+    cell = record["pairs"]["a/checks-b/checks"]
+    assert cell["all"]["n"] == 4 and abs(cell["all"]["diff"] - 0.5) < 1e-9
+    assert abs(cell["explicit"]["diff"] - 0.5) < 1e-9 and record["scores"]["b/checks"]["all"] == 0.25
+    assert run("--out", str(tmp_path / "none.json")).returncode != 0  # nothing to read is an error
