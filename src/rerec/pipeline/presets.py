@@ -10,17 +10,22 @@ dataclasses, so a renamed field fails a test rather than a run.
 - ``smoke``: the whole DAG in a few minutes on the tiny model, numbers meaningless (for tests).
 - ``tiny``: the tiny from-scratch model with its profile budgets.
 - ``default`` (``make run``): the embedded SmolLM2 with ``scan`` traces (the ``smollm2`` model profile),
-  with taste evidence, sized for 15 minutes on a 2-core CPU with bf16 and rerec's generator: 150 SFT steps
-  of 2 examples at lr 2e-4 (twice the profile's rate: +0.085 [+0.025, +0.15] over 1e-4 on 200 validation
+  with taste evidence, sized for 15 minutes on a 2-core CPU with bf16 and rerec's generator: LightGCN's 60
+  epochs (its 120 s cap is a guard that the slowest cores seen, about 1 s an epoch, stay under: with the cap
+  at 45 s the epochs, and with them the taste ranks every prompt shows, depended on the machine's speed); up
+  to 200 SFT steps of 2 examples at lr 2e-4 (twice the profile's rate: +0.085 [+0.025, +0.15] over 1e-4 on 200 validation
   queries at 50 steps, one seed; experiments/results/sft50_lr; 100 steps of 2 beat 50 of 4 on the same
   examples, experiments/results/taste_order; 150 steps, which fit the time 100 took before SFT dropped
   gradient checkpointing, 0.775 against 0.755, not separated, experiments/results/explicit_checks),
   one validation pass, at the end (each pass costs about 20 s of the cap), capped at 350 s of training
-  (about 2.3 s a step on quiet cores; shared cores ran up to 55% slower, and the cap keeps the run inside 15
-  minutes there at the cost of steps; freezing the bottom 15 layers buys 220 steps in that time but no
+  (the 2 cores have run from 1.7 to 3.2 s a step: 200 steps on fast ones, about 110 on the slowest; the cap
+  keeps the run inside 15 minutes at the cost of steps; freezing the bottom 15 layers buys 220 steps in that time but no
   better model over three seeds, experiments/results/frozen_layers), with the traces that rule a row out
   oversampled to as many as those that accept the first row, within each type (``balance_rejections``: +0.072 [+0.038, +0.108] on 200
-  validation queries over three seeds, experiments/results/balance_rejections); 4 RFT steps of 2 prompts x 4 completions (the
+  validation queries over three seeds, experiments/results/balance_rejections), and each decade check preceded by
+  the candidate's own decade (``derive_decades``: +0.075 [+0.036, +0.116] on the 192 explicit validation
+  queries over three seeds of 200 steps, +0.015, not separated, on all 200; experiments/results/derive_decades);
+  4 RFT steps of 2 prompts x 4 completions (the
   profile takes 4 x 4), capped at 75 s; the test report on 50 queries per type (200, so that its intervals say something) with
   10 per type again in unseen phrasing, the validation gate on 10 per type; both add the zero-shot base model as a row on a short budget (it never answers in
   the format, so every query it reaches runs to the token limit: it is scored on those it reached), and
@@ -71,9 +76,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "default": {
         "prepare": {"seed": 0},
         "graph": {},
-        "reward": {"seed": 0, "max_seconds": 45.0},
-        "sft": {"profile": "smollm2", "seed": 0, "steps": 150, "batch_size": 2, "lr": 2e-4, "time_budget_s": 350.0,
-                "n_eval": 4, "eval_before": False, "evaluations": 1, "balance_rejections": True},
+        "reward": {"seed": 0, "max_seconds": 120.0},
+        "sft": {"profile": "smollm2", "seed": 0, "steps": 200, "batch_size": 2, "lr": 2e-4, "time_budget_s": 350.0,
+                "n_eval": 4, "eval_before": False, "evaluations": 1, "balance_rejections": True,
+                "derive_decades": True},
         "rft": {"profile": "smollm2", "seed": 0, "steps": 4, "batch_size": 2, "time_budget_s": 75.0},
         "eval": {"profile": "smollm2", "split": "test", "max_queries_per_type": 50, "rec_time_budget_s": 240.0,
                  "base_time_budget_s": 30.0, "batch_size": 64, "mmlu_max_questions": 32,
