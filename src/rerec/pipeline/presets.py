@@ -22,10 +22,10 @@ dataclasses, so a renamed field fails a test rather than a run.
   keeps the run inside 15 minutes at the cost of steps; freezing the bottom 15 layers buys 220 steps in that time but no
   better model over three seeds, experiments/results/frozen_layers), with the traces that rule a row out
   oversampled to as many as those that accept the first row, within each type (``balance_rejections``: +0.072 [+0.038, +0.108] on 200
-  validation queries over three seeds, experiments/results/balance_rejections), and each decade check preceded by
-  the candidate's own decade (``derive_decades``: +0.075 [+0.036, +0.116] on the 192 explicit validation
-  queries over three seeds of 200 steps, +0.015, not separated, on all 200; experiments/results/derive_decades);
-  4 RFT steps of 2 prompts x 4 completions (the
+  validation queries over three seeds, experiments/results/balance_rejections); not ``derive_decades`` (the
+  candidate's decade written before a decade check: +0.075 [+0.036, +0.116] on the 192 explicit validation
+  queries over three seeds of 200 steps, but −0.14 [−0.24, −0.05] on explicit ones over two seeds of 150,
+  which is where the cap stops SFT on slower cores; experiments/results/derive_decades); 4 RFT steps of 2 prompts x 4 completions (the
   profile takes 4 x 4), capped at 75 s; the test report on 50 queries per type (200, so that its intervals say something) with
   10 per type again in unseen phrasing, the validation gate on 10 per type; both add the zero-shot base model as a row on a short budget (it never answers in
   the format, so every query it reaches runs to the token limit: it is scored on those it reached), and
@@ -78,8 +78,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "graph": {},
         "reward": {"seed": 0, "max_seconds": 120.0},
         "sft": {"profile": "smollm2", "seed": 0, "steps": 200, "batch_size": 2, "lr": 2e-4, "time_budget_s": 350.0,
-                "n_eval": 4, "eval_before": False, "evaluations": 1, "balance_rejections": True,
-                "derive_decades": True},
+                "n_eval": 4, "eval_before": False, "evaluations": 1, "balance_rejections": True},
         "rft": {"profile": "smollm2", "seed": 0, "steps": 4, "batch_size": 2, "time_budget_s": 75.0},
         "eval": {"profile": "smollm2", "split": "test", "max_queries_per_type": 50, "rec_time_budget_s": 240.0,
                  "base_time_budget_s": 30.0, "batch_size": 64, "mmlu_max_questions": 32,
