@@ -95,6 +95,7 @@ def setup(args):
         **extra, **overrides}, args.rft_config), where="--rft-config")
     view, queries = load_view_and_queries(args.data, args.graphs)
     resolved = base_cfg.resolved()
+    view.decades = bool(resolved.decade_evidence)
     rows = [shrink_candidates(r, resolved.n_candidates, view, seed=args.seed)
             for r in query_rows(queries, "val", args.n_eval, args.seed)]
     return base_cfg, view, rows

@@ -5,7 +5,7 @@ Usage: python experiments/check_analysis.py COMPLETIONS.jsonl (one JSON object p
 A row reads "2. (taste #2) Heat (1995) - action, crime: comedy no, 1990s yes - no."; a check is right when
 its yes/no agrees with the row's genres (genre checks), year (year checks) or decade (decade checks). Prints,
 per kind, the checks, their accuracy, how many failing checks were called "yes" and how many holding ones "no".
-A decade check written with the candidate's own decade first ("(1940s) 1930s no", SFTWarmupConfig.derive_decades)
+A line with decade evidence ("Heat (1995) - 1990s; action, crime") reads the same. A decade check written with the candidate's own decade first ("(1940s) 1930s no", SFTWarmupConfig.derive_decades)
 counts as a decade check; "derived" then says how many of those decades were read right off the row's year.
 """
 
@@ -37,7 +37,10 @@ def tally(completions: list[str]) -> collections.Counter:
             if not row:
                 continue
             _title, year, details, checks, _verdict = row.groups()
-            genres = [g.strip() for g in details.split(";")[0].split(",")]
+            parts = details.split("; ")
+            if re.fullmatch(r"\d{4}s", parts[0]):  # a line with decade evidence names the decade first
+                parts = parts[1:]
+            genres = [g.strip() for g in (parts or [""])[0].split(",")]
             for check in checks.split(", "):
                 said = CHECK.match(check)
                 if said:

@@ -2,8 +2,8 @@
 
 Usage: python experiments/check_completions.py --data DATA --graphs GRAPHS --reward REWARD --model DIR --out F.jsonl
 [--n 50]. The queries are the validation split's explicit ones in query-id order, shrunk to 4 candidates
-(shrink_candidates, seed 0) and shown with taste evidence, as SFT's own validation shows them; generation is
-rerec.eval.choice.evaluate_choice (bf16 where the processor computes it, max_new_tokens 224). Each output line:
+(shrink_candidates, seed 0) and shown with taste evidence (and decades when the model was trained with them), as
+SFT's own validation shows them; generation is rerec.eval.choice.evaluate_choice (bf16 where the processor computes it, max_new_tokens 224). Each output line:
 query id, hit, prompt, completion and the positives' titles.
 """
 
@@ -23,11 +23,13 @@ def main() -> None:
     from rerec.eval.choice import evaluate_choice
     from rerec.models.loading import load_model
     from rerec.prompt import shrink_candidates
+    from rerec.serving.recommender import resolve_settings
     from rerec.taste import attach_taste, taste_source
     from rerec.train.inputs import load_view_and_queries, query_rows
 
     view, queries = load_view_and_queries(args.data, args.graphs)
     attach_taste(view, args.graphs, taste_source(True, args.reward))
+    view.decades = resolve_settings(args.model)[0].decade_evidence  # as the model was trained
     rows = sorted((r for r in query_rows(queries, "val", 0, 0) if r["type"] == "explicit"),
                   key=lambda r: str(r["query_id"]))[:args.n]
     rows = [shrink_candidates(r, 4, view, seed=0) for r in rows]

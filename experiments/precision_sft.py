@@ -157,6 +157,7 @@ def main(argv=None) -> int:
 
     view, queries = load_view_and_queries(args.data, args.graphs)
     cfg = SFTWarmupConfig(profile=args.profile).resolved()
+    view.decades = bool(cfg.decade_evidence)
     rows = [shrink_candidates(r, cfg.n_candidates, view, seed=args.seed)
             for r in query_rows(queries, "val", args.n_eval, args.seed)]
     arms = {"fp32_model_hf_fp32": ("fp32", "hf", torch.float32), "fp32_model_lean_bf16": ("fp32", "lean", torch.bfloat16),

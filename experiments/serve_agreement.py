@@ -55,6 +55,7 @@ def main() -> None:
     s = recommender.settings
     catalog = load_catalog(args.data)
     view = CatalogView.from_catalog(catalog)
+    view.decades = bool(s.decade_evidence)
     if s.taste_evidence:
         from rerec.taste import attach_taste
 

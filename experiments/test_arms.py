@@ -57,6 +57,7 @@ def main(argv=None) -> int:
     seed = int(run["seed"])
     cfg = RFTConfig(profile=run["model_profile"]).resolved()
     view, queries = load_view_and_queries(args.data, args.graphs)
+    view.decades = bool(cfg.decade_evidence)
     rows = [shrink_candidates(r, cfg.n_candidates, view, seed=seed) for r in query_rows(queries, "test", 0, seed)]
     records, seconds = {}, {}
     for arm in arms:

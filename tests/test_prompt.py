@@ -6,7 +6,7 @@ import pytest
 from rerec.answer import format_answer, parse_answer
 from rerec.data.schema import encode_conditions
 from rerec.errors import ConfigError
-from rerec.prompt import CatalogView, answer_ranking, build_messages, shrink_candidates
+from rerec.prompt import CatalogView, answer_ranking, build_messages, decade_of, shrink_candidates
 
 
 def small_view() -> CatalogView:
@@ -44,6 +44,24 @@ def test_evidence_mode_lists_shared_entities_with_named_items():
     assert "2. Raising Arizona (1987) - comedy; same director as Fargo" in lines
     assert "3. Usual Suspects, The (1995) - crime; shares 2 actors with Fargo" in lines
     assert lines[-1].startswith("4. Toy Story (1995) - animation, comedy")  # no evidence shared with Fargo/Casino
+
+
+def test_decade_evidence_names_each_dated_candidates_decade_after_its_year():
+    view = small_view()
+    view.decades = True
+    query = {**implicit_query(), "candidates": ["3", "2", "6"]}
+    lines = build_messages(query, view, mode="evidence", include_history=False)[1]["content"].splitlines()
+    assert lines[-3:] == ["1. Heat (1995) - 1990s; action, crime",
+                          "2. Raising Arizona (1987) - 1980s; comedy; same director as Fargo",
+                          "3. Casino - drama"]  # no year in the catalog: no decade either
+    view.decades = False  # the default: the lines as before
+    assert build_messages(query, view, mode="evidence", include_history=False)[1]["content"].splitlines()[-3] == \
+        "1. Heat (1995) - action, crime"
+
+
+@pytest.mark.parametrize(("year", "decade"), [(1941, "1940s"), (1990, "1990s"), (1999, "1990s"), (2000, "2000s")])
+def test_decade_of(year, decade):
+    assert decade_of(year) == decade
 
 
 def test_titles_mode_lists_titles_only_and_system_states_format():

@@ -266,6 +266,26 @@ def test_taste_evidence_comes_from_the_training_config_unless_evaluated_otherwis
     assert ServingSettings.from_dict(settings.to_dict()) == settings
 
 
+def test_decade_evidence_comes_from_the_training_config_and_old_folders_keep_their_prompts(tmp_path):
+    (tmp_path / "metrics.json").write_text(json.dumps({"config": {"profile": "smollm2"}}))
+    settings, notes = resolve_settings(tmp_path)  # trained before the setting existed, though the profile has it now
+    assert settings.decade_evidence is False and "decade_evidence=False (trained before decade evidence)" in notes[0]
+    (tmp_path / "metrics.json").write_text(json.dumps({"config": {"profile": "smollm2", "decade_evidence": True}}))
+    settings, notes = resolve_settings(tmp_path)
+    assert settings.decade_evidence is True and "decade_evidence=True (training config)" in notes[0]
+    assert ServingSettings.from_dict(settings.to_dict()) == settings
+    assert ServingSettings.from_dict({"context_mode": "evidence"}).decade_evidence is False  # registered before
+
+
+def test_a_model_with_decade_evidence_is_served_the_lines_it_was_trained_on(tokenizer, monkeypatch):
+    rec, seen = _recommender(tokenizer, monkeypatch, ["\\boxed{1}"], decade_evidence=True)
+    rec.recommend([{"request": "x", "candidates": ["Heat", "Fargo (1996)"]}])
+    assert "Heat (1995) - 1990s; crime, action" in seen["prompts"][0]
+    rec, seen = _recommender(tokenizer, monkeypatch, ["\\boxed{1}"])
+    rec.recommend([{"request": "x", "candidates": ["Heat", "Fargo (1996)"]}])
+    assert "Heat (1995) - crime, action" in seen["prompts"][0]
+
+
 def test_sft_folders_name_their_completion_limit_max_new_tokens(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"config": {"profile": "tiny", "max_new_tokens": 64}}))
     assert resolve_settings(tmp_path)[0].max_new_tokens == 64

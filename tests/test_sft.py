@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import re
 from types import SimpleNamespace
 
 import pandas as pd
@@ -19,6 +20,7 @@ from rerec.train.sft import (
     SFTWarmupConfig,
     answer_only_trainer_class,
     balance_examples,
+    decision_token_ids,
     eval_interval,
     last_evaluation,
     popularity_accuracy,
@@ -26,6 +28,7 @@ from rerec.train.sft import (
     sft_warmup,
     train,
     training_mix,
+    weighted_token_loss,
 )
 from rerec.train.traces import synthesize_trace
 
@@ -81,6 +84,47 @@ def test_answer_only_loss_equals_full_logits_completion_loss(tokenizer):
     logits = model(input_ids=ids).logits[:, :-1]
     expected = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
     assert torch.allclose(loss, expected, atol=1e-5)
+
+
+def test_weighted_token_loss_counts_the_weighted_tokens_that_many_times():
+    losses, labels = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([5, 7, 9])
+    assert weighted_token_loss(losses, labels, [7], 3.0).item() == pytest.approx((1 + 3 * 2 + 3) / 5)
+    assert weighted_token_loss(losses, labels, [7, 9], 2.0).item() == pytest.approx((1 + 4 + 6) / 5)
+    assert weighted_token_loss(losses, labels, [7], 1.0).item() == pytest.approx(2.0)
+    assert weighted_token_loss(losses, labels, [], 4.0).item() == pytest.approx(2.0)
+
+
+def test_decision_tokens_are_the_yes_no_fits_of_a_scan_row(tokenizer):
+    ids = decision_token_ids(tokenizer)
+    row = tokenizer.encode(": comedy yes, 1990s no - fits.", add_special_tokens=False)
+    assert [tokenizer.decode([t]) for t in row if t in ids] == [" yes", " no", " fits"]
+
+
+def test_answer_only_loss_weights_the_decision_tokens(tokenizer):
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = build_tiny_model(tokenizer, seed=1, **SMALL)
+    ids = torch.randint(0, len(tokenizer), (1, 10))
+    ids[0, 6] = 4242
+    labels = ids.clone()
+    labels[:, :4] = -100
+    cls = answer_only_trainer_class([4242], 5.0)
+    trainer = cls.__new__(cls)
+    trainer.accelerator = SimpleNamespace(autocast=contextlib.nullcontext)
+    loss = trainer.compute_loss(model, {"input_ids": ids, "labels": labels, "attention_mask": torch.ones_like(ids)})
+    logits = model(input_ids=ids).logits[0, 3:-1]
+    token_losses = F.cross_entropy(logits, ids[0, 4:], reduction="none")
+    w = torch.ones(6)
+    w[2] = 5.0  # label position 6 is the third label token
+    assert torch.allclose(loss, (w * token_losses).sum() / w.sum(), atol=1e-5)
+
+
+def test_decision_weight_is_checked():
+    with pytest.raises(ConfigError, match="decision_weight"):
+        SFTWarmupConfig(profile="tiny", decision_weight=0).resolved()
+    with pytest.raises(ConfigError, match="answer_logits_only"):
+        SFTWarmupConfig(profile="tiny", decision_weight=3, answer_logits_only=False).resolved()
 
 
 @pytest.mark.parametrize("bf16", [True, False])
@@ -234,15 +278,35 @@ def test_examples_say_their_query_type(tokenizer):
     assert [ex["type"] for ex in sft_examples(queries(), small_view(), tokenizer, cfg)] == [q["type"] for q in queries()]
 
 
+@pytest.mark.parametrize("decades", [False, True])
 @pytest.mark.parametrize("style", ["table", "scan"])
-def test_table_traces_copy_the_candidate_lines_the_prompt_shows(tokenizer, style):
+def test_table_traces_copy_the_candidate_lines_the_prompt_shows(tokenizer, style, decades):
     view = small_view()
+    view.decades = decades  # decade evidence: the rows copy the decade with the line
     cfg = SFTWarmupConfig(profile="tiny", n_candidates=3, max_history=0, trace_styles=style).resolved()
     for ex in sft_examples(queries()[:3], view, tokenizer, cfg):  # queries with conditions the graph decides
         shown = [line for line in ex["prompt"].split("Candidates:\n")[1].split("<|im_end|>")[0].splitlines()]
         rows = [line for line in ex["completion"].splitlines() if line[:1].isdigit()]
         assert [r.split(": ")[0] for r in rows] == shown[:len(rows)], (ex["prompt"], ex["completion"])
         assert rows and (style == "scan" or len(rows) == len(shown))
+        dated = [line for line in shown if re.search(r"\(\d{4}\) - ", line)]
+        assert dated and all(bool(re.search(r"\((?P<d>\d{3})\d\) - (?P=d)0s; ", line)) == decades for line in dated)
+
+
+def test_the_stage_configs_take_decade_evidence_from_the_profile():
+    from unittest.mock import patch
+
+    from rerec.eval.evaluate import EvalConfig
+    from rerec.models.profiles import PROFILES, get_profile
+    from rerec.train.rft import RFTConfig
+
+    on = get_profile("smollm2").replace(name="decades", decade_evidence=True)
+    with patch.dict(PROFILES, {"decades": on}):
+        for config in (SFTWarmupConfig, RFTConfig, EvalConfig):
+            assert config(profile="decades").resolved().decade_evidence is True
+            assert config(profile="smollm2").resolved().decade_evidence is False  # measured, not adopted
+            assert config(profile="decades", decade_evidence=False).resolved().decade_evidence is False
+            assert config(profile="smollm2", decade_evidence=True).resolved().decade_evidence is True
 
 
 def test_no_fit_examples_are_mixed_into_training_only(tokenizer):

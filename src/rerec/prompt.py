@@ -15,8 +15,10 @@ A prompt is the model's chat template around two turns:
   premise's item) or the user's history, e.g. "same director as Fargo", "shares 2 actors with Toy
   Story". When the view carries the user's taste (:mod:`rerec.taste`), the candidates are listed in
   taste order (:func:`display_order`: "1." is the user's taste #1) and each evidence line starts with
-  the candidate's taste rank ("(taste #1)"). ``titles`` mode lists titles only (the paper's
-  setting: the model must know the items).
+  the candidate's taste rank ("(taste #1)"). With ``CatalogView.decades`` the line also names the
+  candidate's decade beside its year ("Dumbo (1941) - 1940s; animation, ..."), so a check of a decade
+  request compares two decades written side by side instead of a year with a decade. ``titles`` mode
+  lists titles only (the paper's setting: the model must know the items).
 
 >>> view = CatalogView.from_catalog(catalog)
 >>> messages = build_messages(query, view, mode="evidence")
@@ -39,7 +41,7 @@ from rerec.data.phrasing import display_title, genre_word
 from rerec.data.schema import PERSON_RELATIONS, Catalog, decode_conditions
 from rerec.errors import ConfigError
 
-__all__ = ["CatalogView", "build_messages", "candidate_lines", "render_prompt", "answer_ranking", "answer_text",
+__all__ = ["CatalogView", "build_messages", "candidate_lines", "decade_of", "render_prompt", "answer_ranking", "answer_text",
            "query_matcher", "shrink_candidates", "display_order",
            "describe_shared", "format_answer", "parse_answer", "SYSTEM_PROMPT", "MODES"]
 
@@ -72,6 +74,8 @@ class CatalogView:
     popularity: dict[str, int] = field(default_factory=dict)
     #: the user's taste (:class:`rerec.taste.TasteIndex`); when set, evidence lines carry "taste #k"
     taste: Any = None
+    #: evidence lines carry each candidate's decade after its year ("Dumbo (1941) - 1940s; animation, ...")
+    decades: bool = False
 
     @classmethod
     def from_tables(cls, items: Any, item_attributes: Any = None, interactions: Any = None) -> CatalogView:
@@ -128,6 +132,11 @@ class CatalogView:
         return display_title(self.title(item_id))
 
 
+def decade_of(year: int) -> str:
+    """The decade a year falls in, as requests and the attribute graph name it: 1941 -> "1940s"."""
+    return f"{int(year) // 10 * 10}s"
+
+
 def describe_shared(relation: str, count: int, other_name: str) -> str:
     """("director", 1, "Fargo") -> "same director as Fargo"; ("actor", 2, ...) -> "shares 2 actors with ..."."""
     if count == 1:
@@ -173,6 +182,8 @@ def candidate_line(view: CatalogView, number: int, item_id: str, mode: str, refs
         parts[0] += f" ({year})"
     genres = view.genres.get(str(item_id)) or []
     details = [", ".join(genre_word(g) for g in genres)] if genres else []
+    if view.decades and year is not None:
+        details.insert(0, decade_of(year))
     details += candidate_evidence(view, item_id, refs)
     return parts[0] + (" - " + "; ".join(details) if details else "")
 

@@ -95,6 +95,9 @@ class EvalConfig:
     taste_evidence: bool | None = field(default=None, metadata={
         "help": "Show each candidate's taste rank for the user (rerec.taste; needs --reward; default: the "
                 "profile's, else off)."})
+    decade_evidence: bool | None = field(default=None, metadata={
+        "help": "Show each candidate's decade beside its year (\"Dumbo (1941) - 1940s; ...\"; default: the "
+                "profile's, else off)."})
     max_prompt_tokens: int | None = field(default=None, metadata={"help": "Prompt token limit (default 768)."})
     # --- LLM budget (one model must finish within 10 minutes on a 2-core CPU)
     max_queries_per_type: int | None = field(default=None, metadata={
@@ -133,7 +136,7 @@ class EvalConfig:
         stay ``None``: they depend on the candidates shown and the models given)."""
         defaults: dict[str, Any] = {"context_mode": "evidence", "n_candidates": 0, "max_history": 5,
                                     "max_prompt_tokens": 768, "max_queries_per_type": 0, "max_new_tokens": 128,
-                                    "taste_evidence": False}
+                                    "taste_evidence": False, "decade_evidence": False}
         base_model = DEFAULT_BASE_MODEL
         if self.profile:
             from rerec.models.profiles import get_profile
@@ -141,7 +144,7 @@ class EvalConfig:
             p = get_profile(self.profile)
             base_model = p.model
             defaults.update(context_mode=p.context_mode, n_candidates=p.n_candidates, max_history=p.max_history,
-                            taste_evidence=p.taste_evidence,
+                            taste_evidence=p.taste_evidence, decade_evidence=p.decade_evidence,
                             max_prompt_tokens=p.max_prompt_tokens, max_new_tokens=p.max_new_tokens,
                             max_queries_per_type=math.ceil(p.eval_queries / 4) if p.eval_queries else 0)
         values = asdict(self)
@@ -571,6 +574,7 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
                          column="split", fix="use --split val or test, or regenerate the queries")
     notes: list[str] = []
     view = CatalogView.from_catalog(catalog)
+    view.decades = bool(config.decade_evidence)
     if config.taste_evidence:
         from rerec.taste import attach_taste, taste_source
 

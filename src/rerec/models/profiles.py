@@ -28,6 +28,8 @@ class ModelProfile:
     taste_evidence: bool = field(default=False, metadata={
         "help": "Evidence lines carry each candidate's taste rank for the user (rerec.taste): needs the reward "
                 "stage's LightGCN."})
+    decade_evidence: bool = field(default=False, metadata={
+        "help": "Evidence lines name each candidate's decade beside its year (\"Dumbo (1941) - 1940s; ...\")."})
     max_prompt_tokens: int = field(default=768, metadata={"help": "Prompt length limit in tokens."})
     max_new_tokens: int = field(default=768, metadata={"help": "Completion length limit in tokens."})
     trace_styles: str = field(default="checklist,eliminate,direct",

@@ -54,7 +54,8 @@ def load_recommender(model: str, data: Path | None = None, report: Path | None =
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     path = Path(model)
     if is_uri(model) or (path / "MLmodel").is_file():
-        prompt_overrides = sorted(set(overrides) & {"context_mode", "max_history", "taste_evidence"})
+        prompt_overrides = sorted(set(overrides) & {"context_mode", "max_history", "taste_evidence",
+                                                 "decade_evidence"})
         if prompt_overrides:
             raise ConfigError(f"--{prompt_overrides[0].replace('_', '-')} cannot change a registered model: it is "
                               "served with the prompt settings it was registered (evaluated) with. Fix: drop the flag.")

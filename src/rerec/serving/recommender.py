@@ -76,6 +76,8 @@ class ServingSettings:
     taste_evidence: bool = field(default=False, metadata={
         "help": "Evidence lines carry each candidate's taste rank for the user (rerec.taste); the model then "
                 "carries its taste index (taste.npz)."})
+    decade_evidence: bool = field(default=False, metadata={
+        "help": "Evidence lines name each candidate's decade beside its year (\"Dumbo (1941) - 1940s; ...\")."})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -116,10 +118,13 @@ class ServingOverrides:
     batch_size: int | None = field(default=None, metadata={"help": "Prompts generated together."})
     taste_evidence: bool | None = field(default=None, metadata={
         "help": "Show each candidate's taste rank for the user (needs the graphs and reward folders)."})
+    decade_evidence: bool | None = field(default=None, metadata={
+        "help": "Show each candidate's decade beside its year."})
 
 
 #: the settings a training config decides (the others, prompt limit and batch size, are the evaluation's)
-TRAINED_SETTINGS = ("context_mode", "max_history", "max_new_tokens", "n_candidates", "taste_evidence")
+TRAINED_SETTINGS = ("context_mode", "max_history", "max_new_tokens", "n_candidates", "taste_evidence", "decade_evidence")
+_BOOL_SETTINGS = ("taste_evidence", "decade_evidence")
 
 
 def resolve_settings(model_dir: str | Path | None = None, report: Mapping | None = None,
@@ -144,6 +149,8 @@ def resolve_settings(model_dir: str | Path | None = None, report: Mapping | None
         if profile is not None:
             for key in (*TRAINED_SETTINGS, "max_prompt_tokens"):
                 values[key], source[key] = getattr(profile, key), f"profile {profile.name}"
+        if "decade_evidence" not in train:  # trained before the setting existed: its prompts showed no decades
+            values["decade_evidence"], source["decade_evidence"] = False, "trained before decade evidence"
     trained = {key: train[key] for key in TRAINED_SETTINGS if train.get(key) is not None}
     for key, value in trained.items():
         values[key], source[key] = value, "training config"
@@ -160,7 +167,7 @@ def resolve_settings(model_dir: str | Path | None = None, report: Mapping | None
     for key, value in with_current_names(ServingSettings, overrides or {}, "serving overrides").items():
         if value is not None and key in values:
             values[key], source[key] = value, "given"
-    settings = ServingSettings(**{k: (v if k == "context_mode" else bool(v) if k == "taste_evidence" else int(v))
+    settings = ServingSettings(**{k: (v if k == "context_mode" else bool(v) if k in _BOOL_SETTINGS else int(v))
                                   for k, v in values.items()}).check()
     notes.insert(0, "settings: " + ", ".join(f"{k}={values[k]!r} ({source[k]})" for k in values))
     return settings, notes
@@ -492,6 +499,7 @@ class Recommender:
             raise ConfigError("this model was trained and evaluated with taste evidence, but no taste index was "
                               "given, so its prompts would lack the taste ranks. Fix: register it with --graphs and "
                               "--reward (a registered model carries taste.npz), or pass them to rerec recommend.")
+        view.decades = bool(self.settings.decade_evidence)  # the prompts as the model was trained and evaluated
         self.index = CatalogIndex(view)
         self.name = name
 

@@ -69,6 +69,8 @@ class RFTConfig:
     max_history: int | None = field(default=None, metadata={"help": "History titles shown (0 = none)."})
     taste_evidence: bool | None = field(default=None, metadata={
         "help": "Show each candidate's taste rank for the user (rerec.taste; needs the reward stage's output)."})
+    decade_evidence: bool | None = field(default=None, metadata={
+        "help": "Show each candidate's decade beside its year (\"Dumbo (1941) - 1940s; ...\")."})
     n_train: int = field(default=0, metadata={"help": "Training queries (0 = the whole train split)."})
     # --- GRPO
     steps: int | None = field(default=None, metadata={"help": "Optimiser steps."})
@@ -112,7 +114,7 @@ class RFTConfig:
                 "n_candidates": p.n_candidates, "max_history": p.max_history, "steps": p.rft_steps,
                 "batch_size": p.rft_batch_size, "num_generations": p.num_generations, "lr": p.rft_lr,
                 "max_new_tokens": p.max_new_tokens, "rollout_engine": p.rollout_engine,
-                "taste_evidence": p.taste_evidence}
+                "taste_evidence": p.taste_evidence, "decade_evidence": p.decade_evidence}
         out = replace(self, **{k: v for k, v in fill.items() if getattr(self, k) is None})
         grpo, no_curriculum = {"advantage": {"estimator": "grpo"}}, {"curriculum": {"enabled": False}}
         arm = {"plain_grpo": {**grpo, **no_curriculum, "reward": {"use_qas": False, "use_pas": False}},
@@ -262,6 +264,7 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
     start_model = start_model_name(model_dir, cfg)
     view, queries = load_view_and_queries(data_dir, graphs_dir)
     model, tokenizer = load_trainable_model(start_model, cfg.use_lora, cfg.lora_r)
+    view.decades = bool(cfg.decade_evidence)
     if cfg.taste_evidence:  # after the data's and the model's own checks
         attach_taste(view, graphs_dir, taste_source(True, reward_dir))
     tokenizer.padding_side = "left"

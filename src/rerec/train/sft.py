@@ -70,6 +70,8 @@ class SFTWarmupConfig:
     max_history: int | None = field(default=None, metadata={"help": "History titles shown (0 = none)."})
     taste_evidence: bool | None = field(default=None, metadata={
         "help": "Show each candidate's taste rank for the user (rerec.taste; needs the reward stage's output)."})
+    decade_evidence: bool | None = field(default=None, metadata={
+        "help": "Show each candidate's decade beside its year (\"Dumbo (1941) - 1940s; ...\")."})
     trace_styles: str | None = field(
         default=None, metadata={"help": "Comma-separated trace styles to train on (checklist, eliminate, direct, "
                                         "table, scan); each query gets one, picked by the seed."})
@@ -104,6 +106,10 @@ class SFTWarmupConfig:
     answer_logits_only: bool = field(
         default=True, metadata={"help": "Compute vocabulary logits only at completion positions (same loss, far "
                                         "less compute for small models whose vocabulary head dominates)."})
+    decision_weight: float = field(default=1.0, metadata={
+        "help": "Weight of the decision tokens in the loss (a check's yes/no, a row's fits/no: rerec.train.sft."
+                "DECISION_WORDS) against 1 for every other completion token; they are a few tokens of a trace "
+                "that otherwise copies the prompt's lines (needs answer_logits_only; 1 = plain cross-entropy)."})
     freeze_layers: int = field(default=0, metadata={
         "help": "Full fine-tuning only: keep the embeddings and the bottom N decoder layers frozen, so each step's "
                 "backward pass is shorter (0 = train every layer)."})
@@ -132,7 +138,8 @@ class SFTWarmupConfig:
                 "n_candidates": p.n_candidates, "max_history": p.max_history, "steps": p.sft_steps,
                 "batch_size": p.sft_batch_size, "lr": p.sft_lr, "n_eval": p.eval_queries or 200,
                 "max_new_tokens": p.max_new_tokens, "trace_styles": p.trace_styles,
-                "no_fit_rate": p.sft_no_fit_rate, "taste_evidence": p.taste_evidence}
+                "no_fit_rate": p.sft_no_fit_rate, "taste_evidence": p.taste_evidence,
+                "decade_evidence": p.decade_evidence}
         for key, value in fill.items():
             if values[key] is None:
                 values[key] = value
@@ -150,6 +157,10 @@ class SFTWarmupConfig:
         if out.freeze_layers and out.use_lora:
             raise ConfigError(f"freeze_layers={out.freeze_layers} applies to full fine-tuning; LoRA already trains "
                               "adapters only. Fix: pass --use-lora false or --freeze-layers 0.")
+        if not out.decision_weight > 0 or (out.decision_weight != 1.0 and not out.answer_logits_only):
+            raise ConfigError(f"decision_weight={out.decision_weight} must be positive and, other than 1, needs "
+                              "answer_logits_only (the loss it weights). Fix: pass --decision-weight 1 or "
+                              "--answer-logits-only true.")
         if not 0.0 <= out.no_fit_rate < 1.0:
             raise ConfigError(f"no_fit_rate={out.no_fit_rate} must be a share in [0, 1). Fix: pass --no-fit-rate 0.1.")
         if out.no_fit_rate and set(styles) - {"table", "scan"}:
@@ -234,12 +245,35 @@ def _balanced(examples: list[dict], by: tuple[str, ...], rng: Any) -> list[dict]
     return out
 
 
-def answer_only_trainer_class() -> type:
+#: the words a scan trace decides with: a check's yes/no and a row's fits/no
+DECISION_WORDS = (" yes", " no", " fits")
+
+
+def decision_token_ids(tokenizer: Any) -> list[int]:
+    """The token ids of :data:`DECISION_WORDS` that the tokenizer writes as one token (all three for SmolLM2's)."""
+    ids = [tokenizer.encode(word, add_special_tokens=False) for word in DECISION_WORDS]
+    return [i[0] for i in ids if len(i) == 1]
+
+
+def weighted_token_loss(token_losses: Any, labels: Any, weighted_ids: Sequence[int], weight: float) -> Any:
+    """The mean of ``token_losses`` with the tokens whose label is in ``weighted_ids`` counted ``weight`` times:
+    sum(w * loss) / sum(w). ``weight`` 1 (or no ids) is the plain mean."""
+    import torch
+
+    if weight == 1.0 or not weighted_ids:
+        return token_losses.mean()
+    w = torch.where(torch.isin(labels, torch.as_tensor(list(weighted_ids), device=labels.device)),
+                    float(weight), 1.0).to(token_losses.dtype)
+    return (w * token_losses).sum() / w.sum()
+
+
+def answer_only_trainer_class(weighted_ids: Sequence[int] = (), weight: float = 1.0) -> type:
     """``SFTTrainer`` whose loss applies the vocabulary head only where labels are set.
 
     The loss equals TRL's completion-only cross-entropy, but logits for prompt tokens are never
     built: for ``tiny`` the 49k-word head is most of the compute. Works for any model with ``get_decoder()`` and ``get_output_embeddings()``,
-    wrapped in peft or not.
+    wrapped in peft or not. With ``weight`` != 1 the tokens of ``weighted_ids`` (:func:`decision_token_ids`)
+    count ``weight`` times in the mean (:func:`weighted_token_loss`), the validation loss too.
     """
     import torch.nn.functional as F
     from trl import SFTTrainer
@@ -255,7 +289,8 @@ def answer_only_trainer_class() -> type:
                 hidden = base.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
                                             position_ids=inputs.get("position_ids"), use_cache=False).last_hidden_state
                 logits = base.get_output_embeddings()(hidden[:, :-1][keep])  # (n_label_tokens, vocab)
-            loss = F.cross_entropy(logits.float(), labels[keep])
+            token_losses = F.cross_entropy(logits.float(), labels[keep], reduction="none")
+            loss = weighted_token_loss(token_losses, labels[keep], weighted_ids, weight)
             return (loss, {"loss": loss}) if return_outputs else loss
 
     return AnswerOnlySFTTrainer
@@ -294,6 +329,7 @@ def sft_warmup(data_dir: str | Path, graphs_dir: str | Path | None, out_dir: str
     view, train_rows, val_rows, eval_rows = load_split_rows(data_dir, graphs_dir, cfg)
     model, tokenizer = load_trainable_model(cfg.model, cfg.use_lora, cfg.lora_r)
     n_trainable = freeze_bottom_layers(model, cfg.freeze_layers)
+    view.decades = bool(cfg.decade_evidence)
     if cfg.taste_evidence:  # after the data's and the model's own checks, which a user hears about first
         from rerec.taste import attach_taste, taste_source
 
@@ -413,7 +449,8 @@ def build_trainer(model: Any, tokenizer: Any, train_examples: list[dict], eval_e
         # small model does not need (bench/sft_step.py: the same gradients, the step slower)
         gradient_checkpointing=False,
     )
-    trainer_class = answer_only_trainer_class() if cfg.answer_logits_only else SFTTrainer
+    trainer_class = (answer_only_trainer_class(decision_token_ids(tokenizer), cfg.decision_weight)
+                     if cfg.answer_logits_only else SFTTrainer)
 
     def dataset(examples: list[dict]) -> Any:
         return Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
