@@ -25,7 +25,10 @@ dataclasses, so a renamed field fails a test rather than a run.
   validation queries over three seeds, experiments/results/balance_rejections); not ``derive_decades`` (the
   candidate's decade written before a decade check: +0.075 [+0.036, +0.116] on the 192 explicit validation
   queries over three seeds of 200 steps, but −0.14 [−0.24, −0.05] on explicit ones over two seeds of 150,
-  which is where the cap stops SFT on slower cores; experiments/results/derive_decades); 4 RFT steps of 2 prompts x 4 completions (the
+  which is where the cap stops SFT on slower cores; experiments/results/derive_decades); the decision
+  tokens (a check's yes/no, a row's fits/no) weighted 5 in the loss (``decision_weight``: +0.035 [+0.012,
+  +0.058] on 200 validation queries over three seeds of 200 steps, +0.12 on the 192 explicit ones, no seed
+  worse; experiments/results/decision_weight); 4 RFT steps of 2 prompts x 4 completions (the
   profile takes 4 x 4), capped at 75 s; the test report on 50 queries per type (200, so that its intervals say something) with
   10 per type again in unseen phrasing, the validation gate on 10 per type; both add the zero-shot base model as a row on a short budget (it never answers in
   the format, so every query it reaches runs to the token limit: it is scored on those it reached), and
@@ -78,7 +81,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "graph": {},
         "reward": {"seed": 0, "max_seconds": 120.0},
         "sft": {"profile": "smollm2", "seed": 0, "steps": 200, "batch_size": 2, "lr": 2e-4, "time_budget_s": 350.0,
-                "n_eval": 4, "eval_before": False, "evaluations": 1, "balance_rejections": True},
+                "n_eval": 4, "eval_before": False, "evaluations": 1, "balance_rejections": True,
+                "decision_weight": 5.0},
         "rft": {"profile": "smollm2", "seed": 0, "steps": 4, "batch_size": 2, "time_budget_s": 75.0},
         "eval": {"profile": "smollm2", "split": "test", "max_queries_per_type": 50, "rec_time_budget_s": 240.0,
                  "base_time_budget_s": 30.0, "batch_size": 64, "mmlu_max_questions": 32,
