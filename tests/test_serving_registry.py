@@ -152,7 +152,7 @@ def test_registered_model_carries_catalog_settings_signature_and_example(registe
     assert set(flavor["artifacts"]) == {"hf_model", "catalog", "taste"}
     assert flavor["config"] == {"context_mode": "evidence", "max_history": 3, "max_prompt_tokens": 256, "max_new_tokens": 12,
                                  "batch_size": BATCH, "n_candidates": 4,  # as evaluated (256, 4: the tiny profile)
-                                 "taste_evidence": True}
+                                 "taste_evidence": True, "decade_evidence": False}
     inputs = {c["name"]: c for c in info.signature.inputs.to_dict()}
     assert inputs["candidates"]["type"] == "array" and inputs["candidates"]["items"]["type"] == "string"
     assert inputs["request"]["required"] and not inputs["history"]["required"]
