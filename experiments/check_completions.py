@@ -3,8 +3,8 @@
 Usage: python experiments/check_completions.py --data DATA --graphs GRAPHS --reward REWARD --model DIR --out F.jsonl
 [--n 50]. The queries are the validation split's explicit ones in query-id order, shrunk to 4 candidates
 (shrink_candidates, seed 0) and shown with taste evidence (and decades when the model was trained with them), as
-SFT's own validation shows them; generation is rerec.eval.choice.evaluate_choice (bf16 where the processor computes it, max_new_tokens 224). Each output line:
-query id, hit, prompt, completion and the positives' titles.
+SFT's own validation shows them; generation is rerec.eval.choice.evaluate_choice (bf16 where the processor
+computes it, max_new_tokens 224). Each output line: query id, hit, prompt, completion and the positives' titles.
 """
 
 from __future__ import annotations

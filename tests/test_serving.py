@@ -267,8 +267,14 @@ def test_taste_evidence_comes_from_the_training_config_unless_evaluated_otherwis
 
 
 def test_decade_evidence_comes_from_the_training_config_and_old_folders_keep_their_prompts(tmp_path):
-    (tmp_path / "metrics.json").write_text(json.dumps({"config": {"profile": "smollm2"}}))
-    settings, notes = resolve_settings(tmp_path)  # trained before the setting existed, though the profile has it now
+    from unittest.mock import patch
+
+    from rerec.models.profiles import PROFILES, get_profile
+
+    on = get_profile("smollm2").replace(name="decades", decade_evidence=True)
+    with patch.dict(PROFILES, {"decades": on}):
+        (tmp_path / "metrics.json").write_text(json.dumps({"config": {"profile": "decades"}}))
+        settings, notes = resolve_settings(tmp_path)  # trained before the setting existed, though its profile has it now
     assert settings.decade_evidence is False and "decade_evidence=False (trained before decade evidence)" in notes[0]
     (tmp_path / "metrics.json").write_text(json.dumps({"config": {"profile": "smollm2", "decade_evidence": True}}))
     settings, notes = resolve_settings(tmp_path)
