@@ -56,6 +56,35 @@ def test_ranks_co_likes_first_then_lightgcn_then_popularity(folders, tmp_path):
     assert again.ranks(list("dcbe"), user_id="u8", named=["a"]) == {"b": 1, "e": 2, "c": 3, "d": 4}
 
 
+def test_co_likes_count_only_ratings_that_are_likes(folders, tmp_path):
+    # the same edges, but u2 rated b 2 and u3 rated c 1: those are not likes
+    rated = pd.DataFrame(LIKES, columns=["user_id", "item_id"])
+    rated["rating"] = [5, 4, 4, 4, 2, 1, 5, 4, 3]
+    graph = InteractionGraph.from_interactions(rated)
+    taste = TasteIndex.build(graph, folders[1])
+    # likes (>= 4): a: u1 u2 u3   b: u1   c: u4   d: u4   (e: u1 rated 3, not a like)
+    assert taste.jaccard("b", ["a"]) == pytest.approx(1 / 3)  # {u1} / {u1,u2,u3}
+    assert taste.jaccard("c", ["a"]) == 0.0                    # u3's 1-star rating of c is no co-like
+    assert taste.jaccard("d", ["c"]) == pytest.approx(1.0)     # {u4} / {u4}
+    assert taste.jaccard("e", ["a"]) == 0.0
+    # popularity still counts every interaction (a 3, b 2, c 2, d 1, e 1)
+    assert taste.popularity.tolist() == [3.0, 2.0, 2.0, 1.0, 1.0]
+    # min_rating=None counts every edge, as a graph without ratings does
+    everything = TasteIndex.build(graph, folders[1], min_rating=None)
+    assert everything.jaccard("b", ["a"]) == pytest.approx(2 / 3)
+    assert everything.jaccard("c", ["a"]) == pytest.approx(1 / 4)
+
+
+def test_liked_edges_by_hand():
+    import numpy as np
+
+    from rerec.taste import liked_edges
+
+    assert liked_edges(np.array([4.0, 3.5, np.nan, 5.0]), 4.0, 4).tolist() == [True, False, True, True]
+    assert liked_edges(None, 4.0, 2).tolist() == [True, True]
+    assert liked_edges(np.array([1.0]), None, 1).tolist() == [True]
+
+
 def test_a_small_top_k_keeps_the_strongest_neighbours(folders):
     taste = TasteIndex.build(InteractionGraph.load(folders[0]), folders[1], top_k=1)
     assert taste.jaccard("b", ["a"]) == pytest.approx(2 / 3)   # a's strongest neighbour
