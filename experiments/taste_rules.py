@@ -12,7 +12,9 @@ as ``rerec evaluate`` shrinks them), ranks the candidates by:
 - ``taste_zsum``: the two taste signals added instead of ranked one after the other: the z-score (among the
   shown candidates) of the co-likes with the named items plus half the z-score of LightGCN's score;
 - ``itemcf_history``: item-based collaborative filtering over the user's whole training history (the sum
-  of Jaccard similarities of each candidate with the items the user liked).
+  of Jaccard similarities of each candidate with the items the user liked);
+- ``taste_every_rating``: the taste rank as it was before co-likes counted only likes (every rating, a 1
+  included, counted as a like: ``TasteIndex.build(..., min_rating=None)``).
 
 The last two ask whether a different taste signal would rank interest queries better than the prompt's.
 
@@ -52,11 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     from rerec.experiments.provenance import provenance
     from rerec.graphs.interaction import InteractionGraph
     from rerec.prompt import CatalogView, shrink_candidates
-    from rerec.taste import attach_taste, liked_references
+    from rerec.taste import TasteIndex, attach_taste, liked_references
 
     catalog = load_catalog(args.data)
     view = attach_taste(CatalogView.from_catalog(catalog), args.graphs, args.reward)
     graph = InteractionGraph.load(args.graphs)
+    every_rating = TasteIndex.build(graph, args.reward, min_rating=None)
     lightgcn = LightGCNRanker.from_reward_dir(args.reward, PopularityRanker.from_graph(graph))
     split = catalog.queries[catalog.queries["split"] == args.split].reset_index(drop=True)
     queries = query_records(stratified_subset(split, args.per_type, args.seed))
@@ -75,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         met = {c: sum(view.satisfies(c, k["relation"], str(k["entity"])) for k in stored) for c in candidates}
         lg = {c: n for n, c in enumerate(lightgcn.rank(q))}
         taste = view.taste.query_ranks(q)
+        taste_all = every_rating.query_ranks(q)
         named = liked_references(q)
         co = np.array([view.taste.jaccard(c, named) for c in candidates])
         pref = view.taste.preference(candidates, q.get("user_id"))
@@ -85,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                  "conditions_then_lightgcn": min(candidates, key=lambda c: (-met[c], lg[c])),
                  "conditions_then_taste": min(candidates, key=lambda c: (-met[c], taste[c])),
                  "taste_zsum": candidates[int(np.argmax(zscore(co) + 0.5 * zscore(pref)))],
-                 "itemcf_history": candidates[int(np.argmax(cf))]}
+                 "itemcf_history": candidates[int(np.argmax(cf))],
+                 "taste_every_rating": min(candidates, key=lambda c: taste_all[c])}
         records.append({"query_id": q["query_id"], "type": q["type"], "positive": positive,
                         "positive_taste_rank": taste[positive],
                         **{f"hit_{name}": int(pick == positive) for name, pick in picks.items()}})
