@@ -1,12 +1,12 @@
 """Greedy completions of one model on the first N explicit validation queries, for experiments/check_analysis.py.
 
 Usage: python experiments/check_completions.py --data DATA --graphs GRAPHS --reward REWARD --model DIR --out F.jsonl
-[--n 50] [--split test --type misinformed] [--query-id ID ...]. By default the queries are the validation split's explicit ones in query-id order, shrunk to 4 candidates
-(shrink_candidates, seed 0) and shown with taste evidence (and decades when the model was trained with them), as
-SFT's own validation shows them; generation is rerec.eval.choice.evaluate_choice (bf16 where the processor
-computes it, max_new_tokens 224). ``--split`` and ``--type`` pick another split and query type; ``--query-id``
-(repeatable) keeps only the named queries of them. Each output line: query id, hit, prompt, completion and the
-positives' titles.
+[--n 50] [--split test --type misinformed] [--query-id ID ...]. By default the queries are the validation
+split's explicit ones in query-id order, shrunk to 4 candidates (shrink_candidates, seed 0) and shown with
+taste evidence (and decades when the model was trained with them), as SFT's own validation shows them;
+generation is rerec.eval.choice.evaluate_choice (bf16 where the processor computes it, max_new_tokens 224).
+``--split`` and ``--type`` pick another split and query type; ``--query-id`` (repeatable) keeps only the
+named queries of them. Each output line: query id, hit, prompt, completion and the positives' titles.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def main() -> None:
                   key=lambda r: str(r["query_id"]))[:args.n]
     rows = [shrink_candidates(r, 4, view, seed=0) for r in rows]
     model, tokenizer = load_model(args.model)
-    result = evaluate_choice(model, tokenizer, rows, view, max_new_tokens=224, batch_size=16, desc=f"{args.type} completions")
+    result = evaluate_choice(model, tokenizer, rows, view, max_new_tokens=224, batch_size=16,
+                             desc=f"{args.type} completions")
     with open(args.out, "w") as f:
         for row, hit, prompt, completion in zip(rows, result["hits"], result["prompts"], result["completions"],
                                                 strict=True):

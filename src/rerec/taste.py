@@ -9,8 +9,9 @@ user) and the preference reward (PAS, from the same LightGCN) rewards something 
 The rank orders the candidates by, first, how often they are liked together with the items the request
 names as liked (:func:`liked_references`: the sum of Jaccard similarities of their sets of liking users,
 a like being a rating of at least :data:`LIKED_RATING`; "viewers who liked Fargo also liked ..."), then
-by the LightGCN preference score ``e_u · e_i`` (He et al. 2020, arXiv 2002.02126) for a known user, or ``mean(e_h) · e_i`` over a history of items for a user the graph has not seen (a fold-in:
-the first propagation layer of LightGCN averages a user's items), then by popularity. A request that
+by the LightGCN preference score ``e_u · e_i`` (He et al. 2020, arXiv 2002.02126) for a known user, or
+``mean(e_h) · e_i`` over a history of items for a user the graph has not seen (a fold-in: the first
+propagation layer of LightGCN averages a user's items), then by popularity. A request that
 names no item is ranked by LightGCN alone.
 
 Everything comes from the *training* graph (``rerec build-graphs`` leaves held-out positives out) and the
