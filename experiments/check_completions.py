@@ -20,7 +20,7 @@ def main() -> None:
     for name in ("--data", "--graphs", "--reward", "--model", "--out"):
         parser.add_argument(name, required=True)
     parser.add_argument("--n", type=int, default=50)
-    parser.add_argument("--split", default="val", choices=["val", "test"])
+    parser.add_argument("--split", default="val", choices=["train", "val", "test"])
     parser.add_argument("--type", default="explicit", choices=["explicit", "implicit", "interest", "misinformed"])
     parser.add_argument("--query-id", action="append", default=[], help="keep only these queries (repeatable)")
     args = parser.parse_args()
