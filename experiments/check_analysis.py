@@ -6,7 +6,8 @@ A row reads "2. (taste #2) Heat (1995) - action, crime: comedy no, 1990s yes - n
 its yes/no agrees with the row's genres (genre checks), year (year checks) or decade (decade checks). Prints,
 per kind, the checks, their accuracy, how many failing checks were called "yes" and how many holding ones "no".
 A line with decade evidence ("Heat (1995) - 1990s; action, crime") reads the same. A decade check written with
-the candidate's own decade first ("(1940s) 1930s no", SFTWarmupConfig.derive_decades) counts as a decade check; "derived" then says how many of those decades were read right off the row's year.
+the candidate's own decade first ("(1940s) 1930s no", SFTWarmupConfig.derive_decades) counts as a decade check;
+"derived" then says how many of those decades were read right off the row's year.
 """
 
 from __future__ import annotations

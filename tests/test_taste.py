@@ -78,7 +78,7 @@ def test_co_likes_count_only_ratings_that_are_likes(folders, tmp_path):
 def test_liked_edges_by_hand():
     import numpy as np
 
-    from rerec.taste import liked_edges
+    from rerec.graphs.interaction import liked_edges
 
     assert liked_edges(np.array([4.0, 3.5, np.nan, 5.0]), 4.0, 4).tolist() == [True, False, True, True]
     assert liked_edges(None, 4.0, 2).tolist() == [True, True]

@@ -84,6 +84,7 @@ class TasteIndex:
         counts every training interaction, as the LightGCN baseline's fallback does."""
         import scipy.sparse as sp
 
+        from rerec.graphs.interaction import liked_edges
         from rerec.reward.lightgcn import USER_EMBEDDINGS, load_embeddings
 
         n_users, n_items = graph.num_users, graph.num_items
@@ -203,15 +204,6 @@ class TasteIndex:
         ``history`` and the items its request names as liked (:func:`liked_references`)."""
         return self.ranks(query["candidates"], user_id=query.get("user_id") or None,
                           history=list(query.get("history") or []), named=liked_references(query))
-
-
-def liked_edges(rating: Any, min_rating: float | None, n_edges: int) -> np.ndarray:
-    """``(n_edges,)`` bool: the edges that count as likes (rated at least ``min_rating``; every edge when
-    the graph carries no ratings or ``min_rating`` is None; an unrated edge, NaN, counts)."""
-    if rating is None or min_rating is None:
-        return np.ones(n_edges, dtype=bool)
-    values = np.asarray(rating, dtype=np.float64)
-    return ~(values < min_rating)
 
 
 def attach_taste(view: Any, graphs_dir: str | Path | None, reward_dir: str | Path | None) -> Any:

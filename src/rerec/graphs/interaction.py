@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -159,10 +160,8 @@ class InteractionGraph:
             item_codes, item_uniques = pd.factorize(items, sort=True)
         n_items = len(item_uniques)
 
-        keep = np.ones(len(users), dtype=bool)
         rating = interactions["rating"].to_numpy(dtype=np.float32, na_value=np.nan) if "rating" in interactions else None
-        if min_rating is not None and rating is not None:
-            keep &= ~(rating < min_rating)
+        keep = liked_edges(rating, min_rating, len(users))
         keys = user_codes.astype(np.int64) * max(n_items, 1) + item_codes
         n_excluded = 0
         if exclude_pairs is not None:
@@ -238,6 +237,15 @@ class InteractionGraph:
             raise InputError("the interaction graph is inconsistent (edges point past the id maps)",
                              file=str(file), fix="rebuild it with 'rerec build-graphs'")
         return graph
+
+
+def liked_edges(rating: Any, min_rating: float | None, n_edges: int) -> np.ndarray:
+    """``(n_edges,)`` bool: the edges rated at least ``min_rating`` (every edge when there are no ratings or
+    ``min_rating`` is None; an unrated edge, NaN, counts). The one rule for "a like": the graph builder keeps
+    these edges, and :class:`rerec.taste.TasteIndex` counts co-likes over them."""
+    if rating is None or min_rating is None:
+        return np.ones(n_edges, dtype=bool)
+    return ~(np.asarray(rating) < min_rating)  # in the ratings' own dtype, as the graph builder always compared
 
 
 def _argsort(values: np.ndarray) -> np.ndarray:
