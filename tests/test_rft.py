@@ -610,3 +610,71 @@ def test_the_reward_hands_each_batch_s_scores_over_once():
     reward(["x"], ["Heat"], answer=["Fargo"])
     with pytest.raises(RuntimeError, match="scored 1 completions for 2 inputs"):
         reward.take(2)
+
+
+def test_screening_keeps_the_missed_prompts_and_tops_up_to_the_minimum():
+    from rerec.train.screen import ScreenResult, keep_for_training
+
+    ids, hits = ["q1", "q2", "q3", "q4", "q5"], [True, False, True, True, False]
+    assert keep_for_training(ids, hits, minimum=2, seed=0) == ["q2", "q5"]
+    assert keep_for_training(ids, hits, minimum=0, seed=0) == ["q2", "q5"]
+    topped = keep_for_training(ids, hits, minimum=4, seed=0)
+    assert len(topped) == 4 and {"q2", "q5"} < set(topped) and topped == sorted(topped)  # in the ids' order
+    assert topped == keep_for_training(ids, hits, minimum=4, seed=0)  # seeded
+    assert keep_for_training(ids, hits, minimum=9, seed=0) == ids  # never more than were screened
+    with pytest.raises(ValueError, match="5 prompt ids but 4 screening results"):
+        keep_for_training(ids, hits[:4], minimum=1, seed=0)
+    result = ScreenResult(ids, ["explicit", "interest", "interest", "explicit", "explicit"], hits, seconds=3.14)
+    assert result.summary() == {"screened": 5, "missed": 2, "accuracy": 0.6,
+                                "missed_by_type": {"explicit": 1, "interest": 1}, "seconds": 3.1}
+
+
+def test_rft_trains_on_the_prompts_the_start_model_misses(stage_folders, model_dir, tmp_path, monkeypatch):
+    """curriculum.screen: the greedy screening decides the training prompts (here a stand-in answers q0-q3 of
+    the 8 training prompts right), screen.json goes with the model, and --resume reuses the screening instead
+    of asking the model again."""
+    import rerec.eval.choice as choice
+    from rerec.train.rft import RFTConfig, rft
+
+    real = choice.evaluate_choice
+    asked: list[list[str]] = []
+
+    def answers_q0_to_q3(model, tokenizer, rows, view, **kwargs):
+        asked.append([r["query_id"] for r in rows])
+        result = real(model, tokenizer, rows, view, **kwargs)  # the real generator runs; only the verdict is set
+        return {**result, "hits": [r["query_id"] in {"q0", "q1", "q2", "q3"} for r in rows]}
+
+    monkeypatch.setattr(choice, "evaluate_choice", answers_q0_to_q3)
+    cfg = RFTConfig(profile="tiny", steps=2, batch_size=2, num_generations=2, max_new_tokens=8, use_lora=True,
+                    lora_r=4, n_candidates=4, max_history=0, save_steps=1,
+                    curriculum=CurriculumConfig(min_active=1, screen=8))
+    out = tmp_path / "rft"
+    metrics = rft(stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir, out, cfg)
+    assert sorted(asked[0]) == [f"q{i}" for i in range(8)]
+    assert metrics["n_train_prompts"] == 4 and metrics["screen_screened"] == 8 and metrics["screen_missed"] == 4
+    assert metrics["screen_accuracy"] == 0.5 and metrics["screen_trained"] == 4
+    assert sorted(json.loads((out / "curriculum.json").read_text())["prompt_ids"]) == ["q4", "q5", "q6", "q7"]
+    saved = json.loads((out / "screen.json").read_text())
+    assert dict(zip(saved["prompt_ids"], saved["hits"], strict=True)) == {f"q{i}": i < 4 for i in range(8)}
+
+    # a resumed run trains on the screening it saved; the model is not asked again
+    work = tmp_path / "again.rft-work"
+    (work / "checkpoints").mkdir(parents=True)
+    (work / "screen.json").write_text((out / "screen.json").read_text())
+    asked.clear()
+    metrics = rft(stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir,
+                  tmp_path / "again", cfg, resume=True)
+    assert asked == [] and metrics["n_train_prompts"] == 4 and metrics["screen_missed"] == 4
+
+
+def test_screening_with_the_real_generator_and_too_few_misses_for_a_step(stage_folders, model_dir, tmp_path):
+    """The tiny random model answers little right; whatever it answers, a step's worth of prompts is trained."""
+    from rerec.train.rft import RFTConfig, rft
+
+    cfg = RFTConfig(profile="tiny", steps=1, batch_size=4, num_generations=2, max_new_tokens=8, use_lora=True,
+                    lora_r=4, n_candidates=4, max_history=0, save_steps=1,
+                    curriculum=CurriculumConfig(min_active=1, screen=4))
+    metrics = rft(stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir,
+                  tmp_path / "rft", cfg)
+    assert metrics["screen_screened"] == 4 and metrics["n_train_prompts"] == 4 and metrics["steps"] == 1
+    assert len(json.loads((tmp_path / "rft" / "screen.json").read_text())["hits"]) == 4

@@ -58,6 +58,10 @@ class CurriculumConfig:
                                                      "sized from the budget: steps x batch_size / assessments."})
     assessments: int = field(default=4, metadata={"help": "With window 0: how many windows a run has, so difficulty "
                                                           "is re-assessed after each but the last."})
+    screen: int = field(default=0, metadata={"help": "Before training, answer this many training prompts (a seeded "
+                                                     "sample stratified by type) greedily with the start model and "
+                                                     "train only on those it misses (rerec.train.screen); 0 = train "
+                                                     "on every training prompt."})
 
 
 def window_size(config: CurriculumConfig, n_prompts: int, steps: int, batch_size: int) -> int:

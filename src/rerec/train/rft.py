@@ -6,8 +6,9 @@ graph for QAS), --reward (train-reward-gnn folder: item embeddings for PAS), --m
 any model folder, or 'tiny' / 'smollm2'; default: the profile's model).
 
 Output (--out, written all at once when training finishes): a Hugging Face model folder (LoRA merged),
-``adapter/`` (with LoRA), ``checkpoints/`` (the last checkpoint), ``curriculum.json`` and
-``metrics.json``. While training, checkpoints live in ``<out>.rft-work/checkpoints`` (model, optimiser,
+``adapter/`` (with LoRA), ``checkpoints/`` (the last checkpoint), ``curriculum.json``, ``metrics.json`` and,
+with ``curriculum.screen``, ``screen.json`` (which training prompts the start model answered;
+:mod:`rerec.train.screen`). While training, checkpoints live in ``<out>.rft-work/checkpoints`` (model, optimiser,
 LR scheduler, RNG and curriculum state); a run killed at any point continues with ``--resume`` and
 finishes at the same step, with the same curriculum state, as a run that was never stopped.
 
@@ -50,6 +51,7 @@ from rerec.train.resume import latest_checkpoint
 log = logging.getLogger(__name__)
 
 STAGE = "rft"
+SCREEN_FILE = "screen.json"
 ABLATIONS = ("none", "plain_grpo", "no_raae", "no_curriculum", "no_qas", "no_pas")
 
 
@@ -197,16 +199,53 @@ def build_scorer(data_dir, graphs_dir, reward_dir, cfg: RFTConfig, titles: dict[
     return scorer, score_fn
 
 
-def build_dataset(view, queries, tokenizer, cfg: RFTConfig):
-    from datasets import Dataset
-
-    from rerec.prompt import build_messages, shrink_candidates
+def training_rows(view, queries, cfg: RFTConfig) -> list[dict]:
+    """The training prompts' query rows as RFT shows them (shrunk to ``n_candidates``, in display order):
+    the train split, or its seeded sample of ``n_train`` (of ``curriculum.screen`` when screening; of the
+    smaller of the two when both are set)."""
+    from rerec.prompt import shrink_candidates
     from rerec.train.inputs import query_rows
 
-    rows = query_rows(queries, "train", cfg.n_train, cfg.seed)
+    limit = cfg.n_train
+    if cfg.curriculum.enabled and cfg.curriculum.screen > 0:
+        limit = min(cfg.n_train, cfg.curriculum.screen) if cfg.n_train else cfg.curriculum.screen
+    rows = query_rows(queries, "train", limit, cfg.seed)
     if not rows:
         raise InputError("the queries have no train split", column="split",
                          fix="rerun 'rerec prepare-data' with a non-zero train fraction")
+    return [shrink_candidates(row, cfg.n_candidates, view, seed=cfg.seed) for row in rows]
+
+
+def screened_rows(rows: list[dict], model, tokenizer, view, cfg: RFTConfig, saved: Path) -> tuple[list[dict], dict]:
+    """The rows the start model misses (:mod:`rerec.train.screen`; at least ``batch_size`` and the
+    curriculum's ``min_active``) and the screening's summary. A screening saved at ``saved`` (by the run
+    being resumed) is reused, so a resumed run trains on the same prompts."""
+    from rerec.train.screen import ScreenResult, keep_for_training, screen_prompts
+
+    ids = [str(r["query_id"]) for r in rows]
+    result = ScreenResult.load(saved) if saved.exists() else None
+    if result is not None and result.prompt_ids != ids:
+        raise RerecError(f"the screening saved in {saved} belongs to other training prompts. Fix: delete "
+                         f"{saved.parent} to start again.")
+    if result is None:
+        result = screen_prompts(model, tokenizer, rows, view, mode=cfg.context_mode, max_history=cfg.max_history,
+                                max_new_tokens=cfg.max_new_tokens)
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        result.save(saved)
+    keep = set(keep_for_training(ids, result.hits, max(cfg.batch_size, cfg.curriculum.min_active), cfg.seed))
+    summary = {**result.summary(), "trained": len(keep)}
+    log.info("screening: the start model missed %d of %d training prompts (%s) in %.0f s; training on %d",
+             summary["missed"], summary["screened"], summary["missed_by_type"], result.seconds, len(keep))
+    return [r for r in rows if str(r["query_id"]) in keep], summary
+
+
+def build_dataset(rows: list[dict], view, cfg: RFTConfig):
+    """The trainer's dataset: one record per row (chat messages, prompt id, type, candidates, positives,
+    stored conditions)."""
+    from datasets import Dataset
+
+    from rerec.prompt import build_messages
+
     if len(rows) < cfg.batch_size:
         # TRL's RepeatSampler drops an incomplete batch of prompts: fewer prompts than a step takes would train
         # nothing at all (0 steps, no error) in the arms without the curriculum
@@ -214,8 +253,7 @@ def build_dataset(view, queries, tokenizer, cfg: RFTConfig):
                           f"batch_size={cfg.batch_size} prompts, so no step could run. Fix: raise n_train to at least "
                           f"{cfg.batch_size} (0 = the whole split) or lower batch_size.")
     records = []
-    for row in rows:
-        shown = shrink_candidates(row, cfg.n_candidates, view, seed=cfg.seed)
+    for shown in rows:
         messages = build_messages(shown, view, cfg.context_mode, include_history=cfg.max_history > 0,
                                   max_history=cfg.max_history)
         conditions = shown.get("conditions")
@@ -261,6 +299,8 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
     work = out_dir.with_name(out_dir.name + ".rft-work")
     ckpt_dir = work / "checkpoints"
     resume_from = checkpoint_to_resume(ckpt_dir, resume, cfg.curriculum.enabled)
+    if not resume:  # a screening left by an earlier run (of another start model, perhaps) is not reused
+        (work / SCREEN_FILE).unlink(missing_ok=True)
     start_model = start_model_name(model_dir, cfg)
     view, queries = load_view_and_queries(data_dir, graphs_dir)
     model, tokenizer = load_trainable_model(start_model, cfg.use_lora, cfg.lora_r)
@@ -268,11 +308,16 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
     if cfg.taste_evidence:  # after the data's and the model's own checks
         attach_taste(view, graphs_dir, taste_source(True, reward_dir))
     tokenizer.padding_side = "left"
-    train_ds = build_dataset(view, queries, tokenizer, cfg)
+    rows, screening = training_rows(view, queries, cfg), None
+    if cfg.curriculum.enabled and cfg.curriculum.screen > 0:
+        rows, screening = screened_rows(rows, model, tokenizer, view, cfg, work / SCREEN_FILE)
+    train_ds = build_dataset(rows, view, cfg)
     scorer, score_fn = build_scorer(data_dir, graphs_dir, reward_dir, cfg, dict(view.titles), dict(view.years))
     curriculum = build_curriculum(train_ds["prompt_id"], cfg)
     metrics: dict[str, Any] = {"profile": cfg.profile, "model": start_model, "ablation": cfg.ablation,
                                "n_train_prompts": len(train_ds), "resumed_from": str(resume_from) if resume_from else None}
+    if screening is not None:
+        metrics.update({f"screen_{k}": v for k, v in screening.items()})
     history: list[dict] = []
     deadline = deadline_after(cfg.time_budget_s)
     engine, engine_reason = rollout_engine(cfg, precision)
@@ -296,6 +341,8 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
                          trainer.sample_completions, ckpt_dir, curriculum)
         shutil.rmtree(work, ignore_errors=True)
         tracker.log_artifact(out_dir / "metrics.json")
+        if (out_dir / SCREEN_FILE).exists():
+            tracker.log_artifact(out_dir / SCREEN_FILE)
         tracker.log_artifact(out_dir / "samples.jsonl", artifact_path="samples")
     return metrics
 
@@ -440,6 +487,8 @@ def write_rft_folder(out_dir: Path, model, tokenizer, cfg: RFTConfig, metrics: d
             shutil.copytree(last_ckpt, tmp / "checkpoints" / last_ckpt.name)
         if curriculum is not None:
             write_json(tmp / "curriculum.json", curriculum.state_dict())
+        if (ckpt_dir.parent / SCREEN_FILE).exists():
+            shutil.copy2(ckpt_dir.parent / SCREEN_FILE, tmp / SCREEN_FILE)
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
