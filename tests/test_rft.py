@@ -624,6 +624,13 @@ def test_screening_keeps_the_missed_prompts_and_tops_up_to_the_minimum():
     assert keep_for_training(ids, hits, minimum=9, seed=0) == ids  # never more than were screened
     with pytest.raises(ValueError, match="5 prompt ids but 4 screening results"):
         keep_for_training(ids, hits[:4], minimum=1, seed=0)
+    # answered prompts beside the missed ones: one per missed one, half of one (2 x 0.5 = 1), all there are
+    mixed = keep_for_training(ids, hits, minimum=1, seed=0, answered_per_missed=1.0)
+    assert len(mixed) == 4 and {"q2", "q5"} < set(mixed)
+    assert len(keep_for_training(ids, hits, minimum=1, seed=0, answered_per_missed=0.5)) == 3
+    assert keep_for_training(ids, hits, minimum=1, seed=0, answered_per_missed=5.0) == ids
+    with pytest.raises(ValueError, match="answered_per_missed must be >= 0"):
+        keep_for_training(ids, hits, minimum=1, seed=0, answered_per_missed=-1)
     result = ScreenResult(ids, ["explicit", "interest", "interest", "explicit", "explicit"], hits, seconds=3.14)
     assert result.summary() == {"screened": 5, "missed": 2, "accuracy": 0.6,
                                 "missed_by_type": {"explicit": 1, "interest": 1}, "seconds": 3.1}
@@ -673,7 +680,7 @@ def test_screening_with_the_real_generator_and_too_few_misses_for_a_step(stage_f
 
     cfg = RFTConfig(profile="tiny", steps=1, batch_size=4, num_generations=2, max_new_tokens=8, use_lora=True,
                     lora_r=4, n_candidates=4, max_history=0, save_steps=1,
-                    curriculum=CurriculumConfig(min_active=1, screen=4))
+                    curriculum=CurriculumConfig(min_active=1, screen=4, screen_answered=1.0))
     metrics = rft(stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir,
                   tmp_path / "rft", cfg)
     assert metrics["screen_screened"] == 4 and metrics["n_train_prompts"] == 4 and metrics["steps"] == 1

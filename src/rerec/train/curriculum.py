@@ -62,6 +62,8 @@ class CurriculumConfig:
                                                      "sample stratified by type) greedily with the start model and "
                                                      "train only on those it misses (rerec.train.screen); 0 = train "
                                                      "on every training prompt."})
+    screen_answered: float = field(default=0.0, metadata={
+        "help": "With screen: answered prompts trained beside the missed ones, per missed one (0 = misses only)."})
 
 
 def window_size(config: CurriculumConfig, n_prompts: int, steps: int, batch_size: int) -> int:

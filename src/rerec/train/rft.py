@@ -128,7 +128,8 @@ class RFTConfig:
                              "max_history": 0, "n_train": 0, "max_new_tokens": 1, "temperature": 0,
                              "save_steps": 1, "time_budget_s": 0, "stop_after_steps": 0,
                              "threads": 0}, strict=("lr", "temperature"))
-        check_minimums(out.curriculum, {"probe_every": 0, "min_active": 0, "window": 0, "assessments": 1},
+        check_minimums(out.curriculum, {"probe_every": 0, "min_active": 0, "window": 0, "assessments": 1,
+                                        "screen": 0, "screen_answered": 0},
                        prefix="curriculum.")
         if out.num_generations < 2:
             raise ConfigError(f"num_generations must be at least 2 (GRPO compares a prompt's completions), got "
@@ -232,7 +233,8 @@ def screened_rows(rows: list[dict], model, tokenizer, view, cfg: RFTConfig, save
                                 max_new_tokens=cfg.max_new_tokens)
         saved.parent.mkdir(parents=True, exist_ok=True)
         result.save(saved)
-    keep = set(keep_for_training(ids, result.hits, max(cfg.batch_size, cfg.curriculum.min_active), cfg.seed))
+    keep = set(keep_for_training(ids, result.hits, max(cfg.batch_size, cfg.curriculum.min_active), cfg.seed,
+                                 answered_per_missed=cfg.curriculum.screen_answered))
     summary = {**result.summary(), "trained": len(keep)}
     log.info("screening: the start model missed %d of %d training prompts (%s) in %.0f s; training on %d",
              summary["missed"], summary["screened"], summary["missed_by_type"], result.seconds, len(keep))

@@ -8,7 +8,14 @@ the start model once, greedily, on a seeded sample of the training prompts (``cu
 them, stratified by type) and trains only on the ones it misses:
 
     keep = missed prompts                               (greedy top-1 not a positive)
-         + the first (minimum - |missed|) answered ones  (seeded order), when too few were missed
+         + answered ones (seeded order): answered_per_missed x |missed|, or enough to reach the minimum
+
+Why keep answered ones at all: the prompts a model misses are not a fair sample. Its greedy choice is
+mostly the first row (the user's taste #1), and the positive is the first row in 83% of 800 screened
+training prompts but in 46% of the 63 it missed. Trained on misses alone, RFT learned to reject the
+first row whatever it held ("Chain Reaction (1996): 1990s no"; docs/results.md). Answered prompts
+keep the first row's true share in the mix, and a rollout that rejects a right first row there
+earns less than its group.
 
 The greedy answer is read as evaluation reads it (:func:`rerec.eval.choice.evaluate_choice`), so "missed"
 means what Acc@1 means. One generation per screened prompt (about 0.2 s each for SmolLM2 on 2 cores).
@@ -54,21 +61,28 @@ class ScreenResult:
         return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def keep_for_training(prompt_ids: Sequence[str], hits: Sequence[bool], minimum: int, seed: int) -> list[str]:
-    """The screened prompts RFT trains on, in ``prompt_ids`` order: every missed one, topped up with
-    answered ones (in a seeded order) until there are ``minimum``.
+def keep_for_training(prompt_ids: Sequence[str], hits: Sequence[bool], minimum: int, seed: int,
+                      answered_per_missed: float = 0.0) -> list[str]:
+    """The screened prompts RFT trains on, in ``prompt_ids`` order: every missed one, and answered ones (in a
+    seeded order) ``answered_per_missed`` for each missed one (rounded), or more until there are ``minimum``.
 
     >>> keep_for_training(["a", "b", "c", "d"], [True, False, True, False], minimum=1, seed=0)
     ['b', 'd']
     >>> len(keep_for_training(["a", "b", "c", "d"], [True, True, True, False], minimum=3, seed=0))
     3
+    >>> len(keep_for_training(["a", "b", "c", "d", "e"], [True, False, True, True, False], minimum=1, seed=0,
+    ...                       answered_per_missed=1.0))
+    4
     """
     if len(prompt_ids) != len(hits):
         raise ValueError(f"{len(prompt_ids)} prompt ids but {len(hits)} screening results")
+    if answered_per_missed < 0:
+        raise ValueError(f"answered_per_missed must be >= 0, got {answered_per_missed}")
     missed = {p for p, hit in zip(prompt_ids, hits, strict=True) if not hit}
     answered = [p for p, hit in zip(prompt_ids, hits, strict=True) if hit]
     random.Random(f"{seed}:screen").shuffle(answered)
-    top_up = set(answered[:max(0, minimum - len(missed))])
+    n_answered = max(round(answered_per_missed * len(missed)), minimum - len(missed), 0)
+    top_up = set(answered[:n_answered])
     return [p for p in prompt_ids if p in missed or p in top_up]
 
 
