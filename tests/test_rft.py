@@ -636,10 +636,12 @@ def test_screening_keeps_the_missed_prompts_and_tops_up_to_the_minimum():
                                 "missed_by_type": {"explicit": 1, "interest": 1}, "seconds": 3.1}
 
 
-def test_rft_trains_on_the_prompts_the_start_model_misses(stage_folders, model_dir, tmp_path, monkeypatch):
+def test_rft_trains_on_the_prompts_the_start_model_misses(stage_folders, model_dir, tmp_path, monkeypatch, caplog):
     """curriculum.screen: the greedy screening decides the training prompts (here a stand-in answers q0-q3 of
     the 8 training prompts right), screen.json goes with the model, and --resume reuses the screening instead
     of asking the model again."""
+    import logging
+
     import rerec.eval.choice as choice
     from rerec.train.rft import RFTConfig, rft
 
@@ -669,9 +671,12 @@ def test_rft_trains_on_the_prompts_the_start_model_misses(stage_folders, model_d
     (work / "checkpoints").mkdir(parents=True)
     (work / "screen.json").write_text((out / "screen.json").read_text())
     asked.clear()
-    metrics = rft(stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir,
-                  tmp_path / "again", cfg, resume=True)
+    with caplog.at_level(logging.INFO, logger="rerec.train.rft"):
+        metrics = rft(stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir,
+                      tmp_path / "again", cfg, resume=True)
     assert asked == [] and metrics["n_train_prompts"] == 4 and metrics["screen_missed"] == 4
+    assert any(r.getMessage().startswith("screening (saved by the run being resumed): the start model missed 4 of 8")
+               for r in caplog.records)
 
 
 def test_screening_with_the_real_generator_and_too_few_misses_for_a_step(stage_folders, model_dir, tmp_path):

@@ -225,6 +225,7 @@ def screened_rows(rows: list[dict], model, tokenizer, view, cfg: RFTConfig, save
 
     ids = [str(r["query_id"]) for r in rows]
     result = ScreenResult.load(saved) if saved.exists() else None
+    reused = result is not None
     if result is not None and result.prompt_ids != ids:
         raise RerecError(f"the screening saved in {saved} belongs to other training prompts. Fix: delete "
                          f"{saved.parent} to start again.")
@@ -236,8 +237,9 @@ def screened_rows(rows: list[dict], model, tokenizer, view, cfg: RFTConfig, save
     keep = set(keep_for_training(ids, result.hits, max(cfg.batch_size, cfg.curriculum.min_active), cfg.seed,
                                  answered_per_missed=cfg.curriculum.screen_answered))
     summary = {**result.summary(), "trained": len(keep)}
-    log.info("screening: the start model missed %d of %d training prompts (%s) in %.0f s; training on %d",
-             summary["missed"], summary["screened"], summary["missed_by_type"], result.seconds, len(keep))
+    log.info("screening%s: the start model missed %d of %d training prompts (%s) in %.0f s; training on %d",
+             " (saved by the run being resumed)" if reused else "", summary["missed"], summary["screened"],
+             summary["missed_by_type"], result.seconds, len(keep))
     return [r for r in rows if str(r["query_id"]) in keep], summary
 
 
