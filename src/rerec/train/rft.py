@@ -218,8 +218,9 @@ def training_rows(view, queries, cfg: RFTConfig) -> list[dict]:
 
 
 def screened_rows(rows: list[dict], model, tokenizer, view, cfg: RFTConfig, saved: Path) -> tuple[list[dict], dict]:
-    """The rows the start model misses (:mod:`rerec.train.screen`; at least ``batch_size`` and the
-    curriculum's ``min_active``) and the screening's summary. A screening saved at ``saved`` (by the run
+    """The rows RFT trains on after screening (:mod:`rerec.train.screen`): those the start model misses, with
+    ``curriculum.screen_answered`` answered ones per missed one, at least ``batch_size`` and the curriculum's
+    ``min_active`` in all; and the screening's summary. A screening saved at ``saved`` (by the run
     being resumed) is reused, so a resumed run trains on the same prompts."""
     from rerec.train.screen import ScreenResult, keep_for_training, screen_prompts
 
