@@ -313,24 +313,26 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
     if cfg.taste_evidence:  # after the data's and the model's own checks
         attach_taste(view, graphs_dir, taste_source(True, reward_dir))
     tokenizer.padding_side = "left"
-    rows, screening = training_rows(view, queries, cfg), None
-    if cfg.curriculum.enabled and cfg.curriculum.screen > 0:
-        rows, screening = screened_rows(rows, model, tokenizer, view, cfg, work / SCREEN_FILE)
-    train_ds = build_dataset(rows, view, cfg)
-    scorer, score_fn = build_scorer(data_dir, graphs_dir, reward_dir, cfg, dict(view.titles), dict(view.years))
-    curriculum = build_curriculum(train_ds["prompt_id"], cfg)
-    metrics: dict[str, Any] = {"profile": cfg.profile, "model": start_model, "ablation": cfg.ablation,
-                               "n_train_prompts": len(train_ds), "resumed_from": str(resume_from) if resume_from else None}
-    if screening is not None:
-        metrics.update({f"screen_{k}": v for k, v in screening.items()})
-    history: list[dict] = []
-    deadline = deadline_after(cfg.time_budget_s)
-    engine, engine_reason = rollout_engine(cfg, precision)
-    metrics.update(precision.params(), rollout_engine=engine, rollout_engine_reason=engine_reason)
-    # Several processes (torchrun): every rank trains, only rank 0 tracks and writes the output.
+    # Several processes (torchrun): every rank trains, only rank 0 tracks and writes the output. The stage's
+    # MLflow run opens before the screening, so the run's wall time (run.json's stage_seconds) includes it.
     main_process = is_main_process()
-    metrics["world_size"] = world_size()
     with stage_tracking(cfg, main_process) as tracker:
+        rows, screening = training_rows(view, queries, cfg), None
+        if cfg.curriculum.enabled and cfg.curriculum.screen > 0:
+            rows, screening = screened_rows(rows, model, tokenizer, view, cfg, work / SCREEN_FILE)
+        train_ds = build_dataset(rows, view, cfg)
+        scorer, score_fn = build_scorer(data_dir, graphs_dir, reward_dir, cfg, dict(view.titles), dict(view.years))
+        curriculum = build_curriculum(train_ds["prompt_id"], cfg)
+        metrics: dict[str, Any] = {"profile": cfg.profile, "model": start_model, "ablation": cfg.ablation,
+                                   "n_train_prompts": len(train_ds),
+                                   "resumed_from": str(resume_from) if resume_from else None}
+        if screening is not None:
+            metrics.update({f"screen_{k}": v for k, v in screening.items()})
+        history: list[dict] = []
+        deadline = deadline_after(cfg.time_budget_s)  # the time budget is the training's, screening aside
+        engine, engine_reason = rollout_engine(cfg, precision)
+        metrics.update(precision.params(), rollout_engine=engine, rollout_engine_reason=engine_reason)
+        metrics["world_size"] = world_size()
         tracker.log_params({**precision.params(), "rollout_engine_used": engine, "rollout_engine_reason": engine_reason})
         epoch_log = EpochLog(tracker, cfg.n_samples_logged)
         tracking = TrackingCallback(tracker, history, deadline=deadline, stop_after_steps=cfg.stop_after_steps)
