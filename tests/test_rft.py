@@ -526,6 +526,12 @@ def test_fewer_prompts_than_a_step_takes_is_refused_before_training(stage_folder
     with pytest.raises(ConfigError, match=r"gives 8 prompt\(s\) \(n_train=0\) but one RFT step takes batch_size=9"):
         rft(stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir, tmp_path / "r", cfg)
     assert not (tmp_path / "r").exists()
+    # screening fewer prompts than a step takes: the message names the screening and its fix
+    cfg = RFTConfig(profile="tiny", steps=1, batch_size=4, num_generations=2, max_new_tokens=8, n_candidates=4,
+                    max_history=0, curriculum=CurriculumConfig(screen=2))
+    with pytest.raises(ConfigError, match=r"gives 2 prompt\(s\) \(n_train=0, curriculum.screen=2\).*Fix: raise "
+                                          r"curriculum.screen and n_train to at least 4"):
+        rft(stage_folders / "data", stage_folders / "graphs", stage_folders / "reward", model_dir, tmp_path / "s", cfg)
 
 
 def test_stop_after_steps_keeps_the_learning_rate_schedule_of_steps(stage_folders, model_dir, tmp_path):

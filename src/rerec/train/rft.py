@@ -254,9 +254,12 @@ def build_dataset(rows: list[dict], view, cfg: RFTConfig):
     if len(rows) < cfg.batch_size:
         # TRL's RepeatSampler drops an incomplete batch of prompts: fewer prompts than a step takes would train
         # nothing at all (0 steps, no error) in the arms without the curriculum
-        raise ConfigError(f"the train split gives {len(rows)} prompt(s) (n_train={cfg.n_train}) but one RFT step takes "
-                          f"batch_size={cfg.batch_size} prompts, so no step could run. Fix: raise n_train to at least "
-                          f"{cfg.batch_size} (0 = the whole split) or lower batch_size.")
+        screen = cfg.curriculum.screen if cfg.curriculum.enabled else 0
+        limits = f"n_train={cfg.n_train}" + (f", curriculum.screen={screen}" if screen else "")
+        raise ConfigError(f"the train split gives {len(rows)} prompt(s) ({limits}) but one RFT step takes "
+                          f"batch_size={cfg.batch_size} prompts, so no step could run. Fix: raise "
+                          f"{'curriculum.screen and ' if screen else ''}n_train to at least {cfg.batch_size} "
+                          f"(0 = the whole split) or lower batch_size.")
     records = []
     for shown in rows:
         messages = build_messages(shown, view, cfg.context_mode, include_history=cfg.max_history > 0,
