@@ -65,6 +65,11 @@ class CurriculumConfig:
     screen_answered: float = field(default=0.0, metadata={
         "help": "With screen: answered prompts trained beside the missed ones, per missed one (0 = misses only)."})
 
+    @property
+    def screened(self) -> int:
+        """How many training prompts the RFT stage screens: ``screen`` with the curriculum on, else 0."""
+        return self.screen if self.enabled else 0
+
 
 def window_size(config: CurriculumConfig, n_prompts: int, steps: int, batch_size: int) -> int:
     """Prompts per curriculum epoch (re-assessment window): ``config.window``, or when it is 0 the run's

@@ -207,9 +207,9 @@ def training_rows(view, queries, cfg: RFTConfig) -> list[dict]:
     from rerec.prompt import shrink_candidates
     from rerec.train.inputs import query_rows
 
-    limit = cfg.n_train
-    if cfg.curriculum.enabled and cfg.curriculum.screen > 0:
-        limit = min(cfg.n_train, cfg.curriculum.screen) if cfg.n_train else cfg.curriculum.screen
+    limit, screen = cfg.n_train, cfg.curriculum.screened
+    if screen:
+        limit = min(cfg.n_train, screen) if cfg.n_train else screen
     rows = query_rows(queries, "train", limit, cfg.seed)
     if not rows:
         raise InputError("the queries have no train split", column="split",
@@ -254,7 +254,7 @@ def build_dataset(rows: list[dict], view, cfg: RFTConfig):
     if len(rows) < cfg.batch_size:
         # TRL's RepeatSampler drops an incomplete batch of prompts: fewer prompts than a step takes would train
         # nothing at all (0 steps, no error) in the arms without the curriculum
-        screen = cfg.curriculum.screen if cfg.curriculum.enabled else 0
+        screen = cfg.curriculum.screened
         limits = f"n_train={cfg.n_train}" + (f", curriculum.screen={screen}" if screen else "")
         raise ConfigError(f"the train split gives {len(rows)} prompt(s) ({limits}) but one RFT step takes "
                           f"batch_size={cfg.batch_size} prompts, so no step could run. Fix: raise "
@@ -321,7 +321,7 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
     main_process = is_main_process()
     with stage_tracking(cfg, main_process) as tracker:
         rows, screening = training_rows(view, queries, cfg), None
-        if cfg.curriculum.enabled and cfg.curriculum.screen > 0:
+        if cfg.curriculum.screened:
             rows, screening = screened_rows(rows, model, tokenizer, view, cfg, work / SCREEN_FILE)
         train_ds = build_dataset(rows, view, cfg)
         scorer, score_fn = build_scorer(data_dir, graphs_dir, reward_dir, cfg, dict(view.titles), dict(view.years))
