@@ -478,6 +478,28 @@ def test_paraphrase_rewords_only_the_text_and_default_stays_byte_identical(catal
         QueryConfig(paraphrase=1.5)
 
 
+def test_paraphrased_request_gives_each_query_the_words_prepare_data_wrote(catalog):
+    """paraphrased_request, asked afterwards for a query of a frame prepared without paraphrases, returns the
+    text prepare-data --paraphrase wrote for that query (the same share, seed and words), None for the others;
+    an id not of the generated form still gets a reproducible draw."""
+    from rerec.data.queries import paraphrased_request
+
+    small = QueryConfig(n_explicit=40, n_implicit=30, n_misinformed=30, n_interest=30, n_candidates=4, seed=3)
+    base = generate_queries(catalog, small, progress=False)
+    para = generate_queries(catalog, QueryConfig(**{**small.__dict__, "paraphrase": 0.5}), progress=False)
+    titles = catalog.titles()
+    reworded = 0
+    for before, after in zip(base.to_dict("records"), para.to_dict("records"), strict=True):
+        text = paraphrased_request(before, titles, seed=3, share=0.5)
+        assert (text or before["text"]) == after["text"], before["query_id"]
+        reworded += text is not None
+        assert paraphrased_request(before, titles, seed=3, share=0.0) is None
+    assert 0.3 * len(base) < reworded < 0.7 * len(base)
+    other = {**base.iloc[0].to_dict(), "query_id": "my-own-id"}
+    once = paraphrased_request(other, titles, 3, 1.0)
+    assert once is not None and paraphrased_request(other, titles, 3, 1.0) == once
+
+
 def test_heldout_phrasings_share_no_template_with_training():
     """The held-out family (evaluation only) has no template and no wording of a condition in common with the
     paraphrases or the base templates: no three-word sequence of its fixed words appears in theirs."""

@@ -696,3 +696,30 @@ def test_screening_with_the_real_generator_and_too_few_misses_for_a_step(stage_f
                   tmp_path / "rft", cfg)
     assert metrics["screen_screened"] == 4 and metrics["n_train_prompts"] == 4 and metrics["steps"] == 1
     assert len(json.loads((tmp_path / "rft" / "screen.json").read_text())["hits"]) == 4
+
+
+def test_rft_paraphrase_rewords_the_training_prompts_as_prepare_data_would(tmp_path):
+    """RFTConfig.paraphrase: training prompts drawn from a folder prepared without paraphrases carry, query for
+    query, the words a folder prepared with --paraphrase (same share, same data seed 3) has, on the real
+    MovieLens-100k; 0 leaves them as prepared; a share outside [0, 1] is refused."""
+    from rerec.data.prepare import PrepareConfig, prepare_data
+    from rerec.errors import ConfigError
+    from rerec.train.inputs import data_seed, load_view_and_queries
+    from rerec.train.rft import RFTConfig, training_rows
+
+    small = {"n_explicit": 40, "n_implicit": 30, "n_misinformed": 20, "n_interest": 20, "n_candidates": 8, "seed": 3}
+    prepare_data(None, tmp_path / "plain", PrepareConfig(**small), progress=False)
+    prepare_data(None, tmp_path / "para", PrepareConfig(**small, paraphrase=0.5), progress=False)
+    assert data_seed(tmp_path / "plain") == 3 and data_seed(tmp_path) == 0  # no manifest: 0
+    view, queries = load_view_and_queries(tmp_path / "plain", None)
+    _, para = load_view_and_queries(tmp_path / "para", None)
+    worded = dict(zip(para["query_id"], para["text"], strict=True))
+    cfg = RFTConfig(profile="tiny", paraphrase=0.5).resolved()
+    rows = training_rows(view, queries, cfg, data_seed(tmp_path / "plain"))
+    assert rows and all(r["text"] == worded[r["query_id"]] for r in rows)
+    as_prepared = dict(zip(queries["query_id"], queries["text"], strict=True))
+    assert 0.3 * len(rows) < sum(r["text"] != as_prepared[r["query_id"]] for r in rows) < 0.7 * len(rows)
+    plain = training_rows(view, queries, RFTConfig(profile="tiny").resolved(), 3)
+    assert all(r["text"] == as_prepared[r["query_id"]] for r in plain)
+    with pytest.raises(ConfigError, match=r"paraphrase is a share .* got 1.5"):
+        RFTConfig(profile="tiny", paraphrase=1.5).resolved()

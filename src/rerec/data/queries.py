@@ -59,7 +59,7 @@ from rerec.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CO_INTERACTION", "Neighbourhoods", "QueryConfig", "co_interaction_neighbours", "generate_queries",
+__all__ = ["CO_INTERACTION", "Neighbourhoods", "QueryConfig", "co_interaction_neighbours", "generate_queries", "paraphrased_request",
            "popularity_weights"]
 
 _TIME_RELATIONS = ("decade", "year")
@@ -770,19 +770,39 @@ def generate_queries(catalog: Catalog, config: QueryConfig | None = None, *,
 
 
 def _paraphrase(row: dict, index: _Index, config: QueryConfig, type_index: int, n: int) -> None:
-    """Reword ``row["text"]`` with the training paraphrases for a ``config.paraphrase`` share of queries,
-    from an RNG of its own seeded by (seed, type, query number)."""
-    from rerec.data.schema import decode_conditions
-
-    rng = np.random.default_rng([config.seed, 0x9A4A, type_index, n])
-    if rng.random() >= config.paraphrase:
-        return
+    """Reword ``row["text"]`` with the training paraphrases for a ``config.paraphrase`` share of queries
+    (:func:`paraphrased_request`)."""
     if not hasattr(index, "titles_by_id"):
         index.titles_by_id = dict(zip((str(i) for i in index.item_ids), index.titles, strict=True))
-    text = phrasing.reword_request(row["type"], decode_conditions(row["conditions"]), index.titles_by_id, "train",
-                                   rng)
+    text = paraphrased_request(row, index.titles_by_id, config.seed, config.paraphrase, type_index, n)
     if text:
         row["text"] = text
+
+
+def paraphrased_request(query: dict, titles, seed: int, share: float, type_index: int | None = None,
+                        n: int | None = None) -> str | None:
+    """The request ``prepare-data --paraphrase share`` (data seed ``seed``) writes for ``query`` (its
+    ``type``, ``conditions`` and ``query_id``) in the training paraphrases, or None where it keeps the
+    base template's text: the query is not in the drawn share, or its conditions are not a shape the
+    paraphrases say. The draw has an RNG of its own, seeded by (seed, type, query number), so the same query
+    gets the same words here and in ``prepare-data``. ``type_index`` and ``n`` default to those of a generated
+    query id ("explicit-00011": type 0, number 11); another id takes its number from a CRC-32 of the id.
+    ``titles``: item id -> title (a mapping or a callable)."""
+    import zlib
+
+    from rerec.data.schema import decode_conditions
+
+    qtype = str(query["type"])
+    if type_index is None:
+        type_index = QUERY_TYPES.index(qtype) if qtype in QUERY_TYPES else len(QUERY_TYPES)
+    if n is None:
+        query_id = str(query.get("query_id", ""))
+        prefix, _, number = query_id.rpartition("-")
+        n = int(number) if prefix == qtype and number.isdigit() else zlib.crc32(query_id.encode())
+    rng = np.random.default_rng([seed, 0x9A4A, type_index, n])
+    if rng.random() >= share:
+        return None
+    return phrasing.reword_request(qtype, decode_conditions(query["conditions"]), titles, "train", rng)
 
 
 def _why_none(qtype: str, index: _Index) -> tuple[str, str]:

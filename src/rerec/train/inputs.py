@@ -28,6 +28,21 @@ def load_view_and_queries(data_dir: str | Path, graphs_dir: str | Path | None) -
     return CatalogView.from_catalog(catalog, graph), catalog.queries
 
 
+def data_seed(data_dir: str | Path) -> int:
+    """The seed ``prepare-data`` generated the queries with (its ``manifest.json``), 0 for a data folder
+    without one."""
+    import json
+
+    manifest = Path(data_dir) / "manifest.json"
+    if not manifest.is_file():
+        return 0
+    try:
+        return int(json.loads(manifest.read_text(encoding="utf-8")).get("config", {}).get("seed", 0))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InputError(f"the data folder's manifest cannot be read: {exc}", file=str(manifest),
+                         fix="rerun 'rerec prepare-data' to write it again") from None
+
+
 def query_rows(queries: Any, split: str, limit: int = 0, seed: int = 0) -> list[dict]:
     """Queries of one split as dicts; ``limit`` takes a seeded sample stratified by type."""
     part = queries[queries["split"] == split]

@@ -74,6 +74,10 @@ class RFTConfig:
     decade_evidence: bool | None = field(default=None, metadata={
         "help": "Show each candidate's decade beside its year (\"Dumbo (1941) - 1940s; ...\")."})
     n_train: int = field(default=0, metadata={"help": "Training queries (0 = the whole train split)."})
+    paraphrase: float = field(default=0.0, metadata={
+        "help": "Share of training prompts whose request RFT rewords in the paraphrase templates, the words "
+                "'prepare-data --paraphrase' would write for the same query (0 = as prepared). Validation and test "
+                "requests stay as prepared."})
     # --- GRPO
     steps: int | None = field(default=None, metadata={"help": "Optimiser steps."})
     batch_size: int | None = field(default=None, metadata={"help": "Prompts per step."})
@@ -128,6 +132,9 @@ class RFTConfig:
                              "max_history": 0, "n_train": 0, "max_new_tokens": 1, "temperature": 0,
                              "save_steps": 1, "time_budget_s": 0, "stop_after_steps": 0,
                              "threads": 0}, strict=("lr", "temperature"))
+        if not 0.0 <= out.paraphrase <= 1.0:
+            raise ConfigError(f"paraphrase is a share of the training prompts, in [0, 1], got {out.paraphrase}. "
+                              "Fix: use e.g. 0.5, or 0 to train on the requests as prepared.")
         check_minimums(out.curriculum, {"probe_every": 0, "min_active": 0, "window": 0, "assessments": 1,
                                         "screen": 0, "screen_answered": 0},
                        prefix="curriculum.")
@@ -200,10 +207,12 @@ def build_scorer(data_dir, graphs_dir, reward_dir, cfg: RFTConfig, titles: dict[
     return scorer, score_fn
 
 
-def training_rows(view, queries, cfg: RFTConfig) -> list[dict]:
+def training_rows(view, queries, cfg: RFTConfig, data_seed: int = 0) -> list[dict]:
     """The training prompts' query rows as RFT shows them (shrunk to ``n_candidates``, in display order):
     the train split, or its seeded sample of ``n_train`` (of ``curriculum.screen`` when screening; of the
-    smaller of the two when both are set)."""
+    smaller of the two when both are set); a ``paraphrase`` share of them reworded as ``prepare-data
+    --paraphrase`` with the data's seed ``data_seed`` would have worded them."""
+    from rerec.data.queries import paraphrased_request
     from rerec.prompt import shrink_candidates
     from rerec.train.inputs import query_rows
 
@@ -214,6 +223,9 @@ def training_rows(view, queries, cfg: RFTConfig) -> list[dict]:
     if not rows:
         raise InputError("the queries have no train split", column="split",
                          fix="rerun 'rerec prepare-data' with a non-zero train fraction")
+    if cfg.paraphrase > 0:
+        for row in rows:
+            row["text"] = paraphrased_request(row, view.titles, data_seed, cfg.paraphrase) or row["text"]
     return [shrink_candidates(row, cfg.n_candidates, view, seed=cfg.seed) for row in rows]
 
 
@@ -298,7 +310,7 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
     from rerec.models.loading import load_trainable_model, seed_torch
     from rerec.taste import attach_taste, taste_source
     from rerec.train.callbacks import TrackingCallback, deadline_after
-    from rerec.train.inputs import load_view_and_queries
+    from rerec.train.inputs import data_seed, load_view_and_queries
 
     cfg = (config or RFTConfig()).resolved()
     precision = resolve_precision(cfg.precision)
@@ -320,7 +332,7 @@ def rft(data_dir: str | Path, graphs_dir: str | Path | None, reward_dir: str | P
     # MLflow run opens before the screening, so the run's wall time (run.json's stage_seconds) includes it.
     main_process = is_main_process()
     with stage_tracking(cfg, main_process) as tracker:
-        rows, screening = training_rows(view, queries, cfg), None
+        rows, screening = training_rows(view, queries, cfg, data_seed(data_dir)), None
         if cfg.curriculum.screened:
             rows, screening = screened_rows(rows, model, tokenizer, view, cfg, work / SCREEN_FILE)
         train_ds = build_dataset(rows, view, cfg)
