@@ -59,8 +59,8 @@ from rerec.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CO_INTERACTION", "Neighbourhoods", "QueryConfig", "co_interaction_neighbours", "generate_queries", "paraphrased_request",
-           "popularity_weights"]
+__all__ = ["CO_INTERACTION", "Neighbourhoods", "QueryConfig", "co_interaction_neighbours", "generate_queries",
+           "paraphrased_request", "popularity_weights"]
 
 _TIME_RELATIONS = ("decade", "year")
 _IGNORED_GENRES = frozenset({"unknown", "(no genres listed)", ""})
