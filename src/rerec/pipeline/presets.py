@@ -31,7 +31,7 @@ dataclasses, so a renamed field fails a test rather than a run.
   worse; experiments/results/decision_weight); 12 RFT steps of 4 prompts x 4 completions with half of
   the training requests reworded in the paraphrase templates (``paraphrase``: +0.006 [+0.001, +0.012]
   over the SFT model on the 531 validation queries over three seeds, and at seed 0 +0.013 over 12 steps on
-  the requests as prepared; 24 steps, about 7 minutes more than the 15 allow, +0.014 [+0.008, +0.020] over
+  the requests as prepared; 24 steps, about 4 minutes more, +0.014 [+0.008, +0.020] over
   four seeds; experiments/results/rft_paraphrase; the 4 steps of 2 x 4 before moved nothing), capped at
   300 s; the test report on 50 queries per type (200, so that its intervals say something) with
   10 per type again in unseen phrasing, the validation gate on 10 per type; both add the zero-shot base model as a row on a short budget (it never answers in
