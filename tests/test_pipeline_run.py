@@ -96,7 +96,7 @@ def test_rerec_run_smoke_writes_report_and_mlflow(tmp_path, arm):
     env.pop("MLFLOW_TRACKING_URI", None)
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "rerec.cli", "run", "--preset", "smoke", "--out", str(out),
-                           *(["--plain-grpo-arm"] if arm else [])],
+                           *(["--plain-grpo-arm", "--config-overrides", '{"rft": {"seed": 3}}'] if arm else [])],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3000)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     report = json.loads((out / "report.json").read_text())
@@ -107,6 +107,10 @@ def test_rerec_run_smoke_writes_report_and_mlflow(tmp_path, arm):
     assert record["preset"] == "smoke" and len(record["commit"]) == 40 and "rerec.cli run" in record["command"]
     assert {"prepare-data", "build-graphs", "register"} <= set(record["stage_seconds"]), record["stage_seconds"]
     assert record["stage_steps"]["sft-warmup"]["steps"] >= 1 and "rft" in record["stage_steps"], record["stage_steps"]
+    # run.json keeps the configs the stages ran with: the overrides applied, the arm's only when it ran
+    assert record["configs"]["rft"]["seed"] == (3 if arm else 0) and ("plain_grpo" in record["configs"]) is arm
+    if arm:
+        assert record["configs"]["plain_grpo"]["seed"] == 3 and record["configs"]["plain_grpo"]["ablation"] == "plain_grpo"
     assert "mlflow ui --backend-store-uri sqlite:///" in proc.stdout and str(out / "report.json") in proc.stdout
 
     import mlflow

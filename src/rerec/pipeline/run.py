@@ -7,7 +7,7 @@ Python environment, the same code the cluster runs in the project image), under 
 with a nested run per stage. MLflow goes to ``MLFLOW_TRACKING_URI`` when set, else to a sqlite database
 in the output folder. Writes:
 
-    OUT/run.json       command, commit, machine, the preset's stage configs, each stage's seconds
+    OUT/run.json       command, commit, machine, the stage configs it ran with, each stage's seconds
     OUT/report.json    the evaluation table per model and query type, parse rates, retention
     OUT/report/        report.md, report.html and plots/
     OUT/kfp/           the pipeline root: every stage's artifacts
@@ -144,9 +144,21 @@ def run_pipeline(preset: str, out: Path, *, input_dir: Path | None = None, plain
     result = {"report": str(out / "report.json"), "report_html": str(out / "report" / "report.html"),
               "run_id": parent.info.run_id, "tracking_uri": uri, "seconds": round(seconds, 1), "preset": preset}
     result["stage_steps"] = stage_steps(parent.info.run_id)
-    write_run_record(out, result, preset_configs(preset), stage_seconds(parent.info.run_id), result["stage_steps"],
-                     origin=origin)
+    write_run_record(out, result, run_configs(preset, plain_grpo_arm, config_overrides),
+                     stage_seconds(parent.info.run_id), result["stage_steps"], origin=origin)
     return result
+
+
+def run_configs(preset: str, plain_grpo_arm: bool, config_overrides: str) -> dict[str, dict]:
+    """The stage configs the run used: the preset's, with ``config_overrides`` applied (what run.json records;
+    the preset alone would misstate a run given, say, another seed). The plain-GRPO arm's only when it ran."""
+    from rerec.pipeline.params import ARM_STAGE, TrainParams, stage_configs
+
+    configs = stage_configs(TrainParams(preset=preset, plain_grpo_arm=plain_grpo_arm,
+                                        config_overrides=config_overrides))
+    if not plain_grpo_arm:
+        configs.pop(ARM_STAGE)
+    return configs
 
 
 def _stage_runs(parent_run_id: str) -> list[tuple[str, Any]]:
@@ -192,8 +204,8 @@ def stage_steps(parent_run_id: str) -> dict[str, dict[str, int | bool]]:
 def write_run_record(out: Path, result: dict, configs: dict, stages: dict[str, float],
                      steps: dict[str, dict] | None = None, origin: dict | None = None) -> Path:
     """``OUT/run.json``: where the run came from (command, commit, machine: ``origin``, the
-    :func:`rerec.experiments.provenance.provenance` taken when the run started; now when not given), its
-    preset's stage configs, the stages' wall seconds and the whole run's, and the training stages' steps
+    :func:`rerec.experiments.provenance.provenance` taken when the run started; now when not given), the
+    stage configs it ran with (:func:`run_configs`), the stages' wall seconds and the whole run's, and the training stages' steps
     (:func:`stage_steps`). When the checkout's commit or its uncommitted code changed while the run went on
     (a later stage may have imported the new code), ``at_end`` records both as they were at the end."""
     from rerec.experiments.provenance import provenance
