@@ -122,14 +122,16 @@ def rft_task(steps: Steps, data, graphs, reward, base_model, *, arm: str = "rft"
 def evaluate_and_register(steps: Steps, data, graphs, reward, rft_model, champion: PipelineTask, *,
                           sft_model=None, plain_grpo_model=None) -> PipelineTask:
     """The test report (every trained model side by side) and the validation evaluation that the gate reads:
-    the challenger beside the registry's current champion on the same queries. Returns the register task."""
+    the challenger beside the registry's current champion (and the zero-shot base, for retention) on the same
+    queries; the SFT model and the plain-GRPO arm, which the gate does not read, are left out of it. Returns the
+    register task."""
     models = {"sft_model": sft_model, "plain_grpo_model": plain_grpo_model}
     models = {k: v for k, v in models.items() if v is not None}
     options = steps.options
     test = c.evaluate(data=data, graphs=graphs, reward=reward, rft_model=rft_model, **models,
                       config_json=steps.config("eval"), **steps.tracking)
     steps.gpu(test.set_display_name("evaluate-test"), "evaluate", options.eval_gpus)
-    val = c.evaluate(data=data, graphs=graphs, reward=reward, rft_model=rft_model, **models,
+    val = c.evaluate(data=data, graphs=graphs, reward=reward, rft_model=rft_model,
                      champion_model=champion.outputs["model"], config_json=steps.config("gate_eval"), **steps.tracking)
     steps.gpu(val.set_display_name("evaluate-val"), "evaluate", options.eval_gpus)
     register = c.register(model=rft_model, report=val.outputs["report"], data=data, graphs=graphs, reward=reward,

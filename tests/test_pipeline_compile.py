@@ -97,10 +97,13 @@ def test_train_dag_and_the_optional_plain_grpo_arm():
                 for t in c.get("dag", {}).get("tasks", {}).values() if "triggerPolicy" in t}
     condition = branches["with-plain-grpo-arm"]["triggerPolicy"]["condition"]
     assert "plain_grpo_arm" in condition and "true" in condition
-    with_arm = [t for t in tasks["evaluate-val"] if "plain_grpo_model" in t["inputs"]["artifacts"]]
-    assert len(with_arm) == 1 and _producer(with_arm[0]["inputs"]["artifacts"]["champion_model"]) == (
-        "resolve-champion-model")
-    assert _producer(with_arm[0]["inputs"]["artifacts"]["plain_grpo_model"]) == "rft-2"
+    with_arm = [t for t in tasks["evaluate-test"] if "plain_grpo_model" in t["inputs"]["artifacts"]]
+    assert len(with_arm) == 1 and _producer(with_arm[0]["inputs"]["artifacts"]["plain_grpo_model"]) == "rft-2"
+    for val in tasks["evaluate-val"]:  # the gate ranks the challenger beside the champion, nothing it does not read
+        assert set(val["inputs"]["artifacts"]) == {"data", "graphs", "reward", "rft_model", "champion_model"}
+        assert _producer(val["inputs"]["artifacts"]["champion_model"]) == "resolve-champion-model"
+    for test in tasks["evaluate-test"]:
+        assert "sft_model" in test["inputs"]["artifacts"] and "champion_model" not in test["inputs"]["artifacts"]
     for register in tasks["register"]:
         assert register["inputs"]["parameters"]["champion_version"]["componentInputParameter"] == (
             "pipelinechannel--resolve-champion-Output")
