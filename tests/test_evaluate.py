@@ -3,6 +3,7 @@ randomly initialised model."""
 
 import json
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -275,6 +276,39 @@ def test_base_row_always_present_with_its_own_budget(folders):
     assert any("Base row: the zero-shot model" in n for n in report["notes"])
     md = (folders / "out_base" / "report.md").read_text()
     assert "| base | llm | 0 | – | – | – | – | – | – |" in md  # still a row of the headline table
+
+
+def test_base_without_ranking_answers_the_retention_probes_only(folders, monkeypatch):
+    """rank_base off: the base model still answers MMLU and IFEval (every retention ratio needs it) but is
+    asked no recommendation query, so it is no Acc@1 row and no rft:base pair, and the report says so."""
+    from rerec.eval import generate as G
+    from rerec.eval.evaluate import EvalConfig, evaluate
+
+    calls: list[str] = []
+    _fake_generation(monkeypatch, {"rft": "\\boxed{1}", "base": "I cannot say."})
+    fake_rank = G.generate_completions
+
+    def rank(model, tokenizer, prompts, desc="", **kw):
+        calls.append(desc)
+        return fake_rank(model, tokenizer, prompts, desc=desc, **kw)
+
+    monkeypatch.setattr(G, "generate_completions", rank)
+    config = EvalConfig(baselines=["popularity"], max_queries_per_type=1, max_new_tokens=4, batch_size=4,
+                        mmlu_max_questions=2, ifeval_max_instructions=1, ifeval_max_new_tokens=4, n_boot=20,
+                        n_traces=1, unseen_phrasing_per_type=1, rank_base=False)
+    report = evaluate(folders / "data", folders / "graphs", folders / "reward",
+                      {"base": folders / "tiny", "rft": folders / "tiny"}, folders / "out_no_base_rank", config)
+    assert "base: rank" not in calls and "rft: rank" in calls
+    assert report["llm"]["base"]["n_selected"] == 0 and report["llm"]["rft"]["n_generated"] == 4
+    assert report["retention"]["models"]["base"]["mmlu_n"] == 2
+    assert report["retention"]["models"]["rft"]["mmlu_n"] == 2
+    assert not any(r["model"] == "base" for r in report["table"])
+    assert [(p["model"], p["reference"]) for p in report["paired"]] == []
+    assert any("not asked the recommendation queries" in n for n in report["notes"])
+    with pytest.raises(ConfigError, match="base is not evaluated here"):
+        evaluate(folders / "data", folders / "graphs", folders / "reward",
+                 {"base": folders / "tiny", "rft": folders / "tiny"}, folders / "out_no_base_rank2",
+                 replace(config, compare=["rft:base"]))
 
 
 def test_score_query_reads_top_k_items():

@@ -107,6 +107,9 @@ class EvalConfig:
                                                          "more tokens per second, at more memory)."})
     model_time_budget_s: float = field(default=540.0, metadata={
         "help": "Seconds per model in all (loading, ranking, MMLU, IFEval); each part also has its own cap."})
+    rank_base: bool = field(default=True, metadata={
+        "help": "Ask the zero-shot base model the recommendation queries too (off: it answers the retention probes "
+                "only, as the reference of every retention ratio; it is then no Acc@1 row and no rft:base pair)."})
     base_time_budget_s: float | None = field(default=None, metadata={
         "help": "Seconds for the base model in all (default: model_time_budget_s); its parts keep their caps."})
     rec_time_budget_s: float = field(default=300.0, metadata={
@@ -601,14 +604,17 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
     base_source = str(llm_models[BASE])
     notes.append(f"Base row: the zero-shot model {base_source}"
                  + (" (passed as 'base')." if base_given else " (EvalConfig.base_model).")
-                 + " Every retention ratio is against it.")
+                 + " Every retention ratio is against it."
+                 + ("" if config.rank_base else " It answers the retention probes only (EvalConfig.rank_base "
+                    "off): it is not asked the recommendation queries."))
 
     with stage_run(STAGE, config, tags={"rerec.models": ",".join(llm_models)}) as tracker:
         tracker.log_params(precision.params())
         rows: list[dict] = []
         baselines = build_baselines(list(config.baselines), catalog, Path(graphs_dir),
                                     Path(reward_dir) if reward_dir else None, config.seed, notes)
-        pairs = comparisons(config.compare, [*baselines, *llm_models])
+        ranked = [m for m in llm_models if m != BASE or config.rank_base]
+        pairs = comparisons(config.compare, [*baselines, *ranked])
         for name, ranker in baselines.items():
             if hasattr(ranker, "precompute"):
                 ranker.precompute(queries)
@@ -622,7 +628,9 @@ def evaluate(data_dir: str | Path, graphs_dir: str | Path, reward_dir: str | Pat
         unseen = unseen_phrasing(queries, catalog.titles(), config.unseen_phrasing_per_type, config.seed)
         for name, path in llm_models.items():
             budget = config.base_time_budget_s if name == BASE else None
-            result = evaluate_llm(name, path, queries, view, config, ks, n_max, time_budget_s=budget, unseen=unseen)
+            asked = name in ranked
+            result = evaluate_llm(name, path, queries if asked else [], view, config, ks, n_max,
+                                  time_budget_s=budget, unseen=unseen if asked else ())
             rows += result["rows"]
             llm[name] = result
             stats = result["stats"]

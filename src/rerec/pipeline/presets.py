@@ -35,12 +35,11 @@ dataclasses, so a renamed field fails a test rather than a run.
   four seeds; experiments/results/rft_paraphrase; the 4 steps of 2 x 4 before moved nothing), capped at
   300 s; the test report on 50 queries per type (200, so that its intervals say something) with
   10 per type again in unseen phrasing, the validation gate on 10 per type (the new model and the champion
-  only: the pipeline leaves the SFT model out of it); both add the zero-shot base model as a row on a short
-  budget, 12 s on test and 10 s in the gate (it never answers in the format, so every query it reaches runs
-  to the token limit: it is scored on the first batch it reached, and longer budgets, 30 s and 25 s before,
-  bought only more unparsed answers at about 50 s of the run), and
-  short MMLU (32 questions, measured before the ranking so that the base's short budget still covers it:
-  the promotion gate needs the MMLU ratio) / IFEval retention checks. SmolLM2 rather than ``tiny``: the from-scratch model learns the answer format but not the choice.
+  only: the pipeline leaves the SFT model out of it); in both the zero-shot base model answers the retention
+  probes only (``rank_base`` off: it never answers in the format, and on the 30 s and 25 s it had before,
+  about 50 s of the run, it reached 123 of the 200 test queries and parsed none of them:
+  experiments/results/make_run_default_cpu/run_19b0d74), short MMLU (32 questions; the promotion gate
+  needs the MMLU ratio) and IFEval checks, each capped. SmolLM2 rather than ``tiny``: the from-scratch model learns the answer format but not the choice.
 - ``smollm2``: the embedded pretrained SmolLM2-135M-Instruct with CPU budgets.
 - ``paper``: the paper's GPU settings (Qwen2.5-3B-Instruct, G=5, lr 5e-6, 768/768 tokens).
 """
@@ -93,11 +92,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "rft": {"profile": "smollm2", "seed": 0, "steps": 12, "batch_size": 4, "paraphrase": 0.5,
                 "time_budget_s": 300.0},
         "eval": {"profile": "smollm2", "split": "test", "max_queries_per_type": 50, "rec_time_budget_s": 240.0,
-                 "base_time_budget_s": 12.0, "batch_size": 64, "mmlu_max_questions": 32,
+                 "rank_base": False, "batch_size": 64, "mmlu_max_questions": 32,
                  "mmlu_time_budget_s": 10.0, "ifeval_max_instructions": 6, "ifeval_max_new_tokens": 48,
                  "ifeval_time_budget_s": 6.0},
         "gate_eval": {"profile": "smollm2", "split": "val", "max_queries_per_type": 10, "rec_time_budget_s": 60.0,
-                      "batch_size": 64, "base_time_budget_s": 10.0, "unseen_phrasing_per_type": 0,
+                      "batch_size": 64, "rank_base": False, "unseen_phrasing_per_type": 0,
                       "mmlu_max_questions": 32, "mmlu_time_budget_s": 10.0, "ifeval_max_instructions": 4, "ifeval_max_new_tokens": 48,
                       "ifeval_time_budget_s": 8.0},
         "register": {},
