@@ -67,6 +67,20 @@ def split_pair(spec: str, rows: set[str]) -> tuple[str, str]:
     return known[0]
 
 
+def same_first_item(per_query, model: str, reference: str) -> dict[str, int] | None:
+    """``{"n", "same"}``: of the queries both rows answered, how many have the same first item (both none
+    counts as the same); None when the records carry no ``top1``. Equal Acc@1 per query says the two hit
+    and miss together; this says they also named the same items."""
+    if "top1" not in per_query:
+        return None
+    a = per_query[per_query["model"] == model].set_index("query_id")["top1"]
+    b = per_query[per_query["model"] == reference].set_index("query_id")["top1"]
+    both = a.index.intersection(b.index)
+    a, b = a.loc[both], b.loc[both]
+    same = (a == b) | (a.isna() & b.isna())
+    return {"n": int(len(both)), "same": int(same.sum())}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--report", action="append", default=[], metavar="NAME=DIR",
@@ -109,13 +123,16 @@ def main(argv: list[str] | None = None) -> int:
         per_query = pd.concat([per_query, mean_row(per_query, spec, args.metric)], ignore_index=True)
     scores = (per_query.groupby(["model", "type"])[args.metric].mean().unstack().round(4)
               .assign(all=per_query.groupby("model")[args.metric].mean().round(4)))
-    pairs = {}
+    pairs, same_items = {}, {}
     for spec in args.pair:
         model, reference = split_pair(spec, set(per_query["model"]))
         pairs[spec] = paired_by_type(per_query, model, reference, args.metric, seed=args.seed)
+        same = same_first_item(per_query, model, reference)
+        if same is not None:
+            same_items[spec] = same
     keep = ["model", "query_id", "type", args.metric]
     record = {**provenance(argv), "seed": args.seed, "metric": args.metric, "reports": sources,
-              "scores": scores.to_dict(orient="index"), "pairs": pairs,
+              "scores": scores.to_dict(orient="index"), "pairs": pairs, "same_first_item": same_items,
               "records": per_query[[c for c in keep if c in per_query]].to_dict(orient="records")}
     record["command"] = " ".join(["python", "experiments/pair_reports.py", *(sys.argv[1:] if argv is None else argv)])
     args.out.parent.mkdir(parents=True, exist_ok=True)

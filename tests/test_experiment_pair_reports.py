@@ -83,3 +83,23 @@ def test_check_completions_pair_as_explicit_rows(tmp_path):
     assert cell["all"]["n"] == 4 and abs(cell["all"]["diff"] - 0.5) < 1e-9
     assert abs(cell["explicit"]["diff"] - 0.5) < 1e-9 and record["scores"]["b/checks"]["all"] == 0.25
     assert run("--out", str(tmp_path / "none.json")).returncode != 0  # nothing to read is an error
+
+
+def test_same_first_item_counts_queries_whose_answers_name_the_same_item(tmp_path):
+    """Equal hits need not be equal answers: two misses may name different wrong items (hand-counted)."""
+    def report(folder: Path, top1: list) -> Path:
+        folder.mkdir()
+        rows = [("rft", f"q{i}", "explicit", 1.0 if t == "1" else 0.0, t) for i, t in enumerate(top1)]
+        pd.DataFrame(rows, columns=["model", "query_id", "type", "acc@1", "top1"]).to_parquet(
+            folder / "per_query.parquet")
+        (folder / "report.json").write_text(json.dumps({"split": "test", "config": {}}))
+        return folder
+
+    a = report(tmp_path / "a", ["1", "2", None, None])
+    b = report(tmp_path / "b", ["1", "3", None, "4"])  # q1: both miss, other items; q2: both name none
+    out = tmp_path / "p.json"
+    done = run("--report", f"A={a}", "--report", f"B={b}", "--pair", "A/rft-B/rft", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    record = json.loads(out.read_text())
+    assert record["pairs"]["A/rft-B/rft"]["all"]["diff"] == 0.0  # the same hits
+    assert record["same_first_item"]["A/rft-B/rft"] == {"n": 4, "same": 2}  # q0 and q2
