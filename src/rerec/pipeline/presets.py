@@ -38,7 +38,7 @@ dataclasses, so a renamed field fails a test rather than a run.
   only: the pipeline leaves the SFT model out of it); in both the zero-shot base model answers the retention
   probes only (``rank_base`` off: it never answers in the format, and on the 30 s and 25 s it had before,
   about 50 s of the run, it reached 123 of the 200 test queries and parsed none of them:
-  experiments/results/make_run_default_cpu/run_19b0d74), short MMLU (32 questions; the promotion gate
+  experiments/results/make_run_default_cpu/run_19b0d74): short MMLU (32 questions; the promotion gate
   needs the MMLU ratio) and IFEval checks, each capped. SmolLM2 rather than ``tiny``: the from-scratch model learns the answer format but not the choice.
 - ``smollm2``: the embedded pretrained SmolLM2-135M-Instruct with CPU budgets.
 - ``paper``: the paper's GPU settings (Qwen2.5-3B-Instruct, G=5, lr 5e-6, 768/768 tokens).

@@ -205,8 +205,8 @@ def write_run_record(out: Path, result: dict, configs: dict, stages: dict[str, f
                      steps: dict[str, dict] | None = None, origin: dict | None = None) -> Path:
     """``OUT/run.json``: where the run came from (command, commit, machine: ``origin``, the
     :func:`rerec.experiments.provenance.provenance` taken when the run started; now when not given), the
-    stage configs it ran with (:func:`run_configs`), the stages' wall seconds and the whole run's, and the training stages' steps
-    (:func:`stage_steps`). When the checkout's commit or its uncommitted code changed while the run went on
+    stage configs it ran with (:func:`run_configs`), the stages' wall seconds and the whole run's, and the
+    training stages' steps (:func:`stage_steps`). When the checkout's commit or its uncommitted code changed while the run went on
     (a later stage may have imported the new code), ``at_end`` records both as they were at the end."""
     from rerec.experiments.provenance import provenance
 
