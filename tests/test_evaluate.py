@@ -220,6 +220,23 @@ def test_top1_scoring_reads_the_first_item_and_paired_by_hand(folders, monkeypat
     assert "(scored: the first 1)" in md
 
 
+def _logged_generation(monkeypatch) -> list[str]:
+    """Scripted answers (rft boxes the first candidate, the base declines) whose calls are logged by their
+    progress label ("rft: rank", "base: ifeval", ...), in order; returns the log."""
+    from rerec.eval import generate as G
+
+    calls: list[str] = []
+    _fake_generation(monkeypatch, {"rft": "\\boxed{1}", "base": "I cannot say."})
+    fake_rank = G.generate_completions
+
+    def rank(model, tokenizer, prompts, desc="", **kw):
+        calls.append(desc)
+        return fake_rank(model, tokenizer, prompts, desc=desc, **kw)
+
+    monkeypatch.setattr(G, "generate_completions", rank)
+    return calls
+
+
 def test_retention_is_measured_before_ranking_so_a_slow_base_still_gets_it(folders, monkeypatch):
     """The zero-shot base runs every answer to the token limit; were the probes last, its short budget would
     leave MMLU no time and the promotion gate no retention ratio. Each model's MMLU comes before its ranking."""
@@ -227,23 +244,13 @@ def test_retention_is_measured_before_ranking_so_a_slow_base_still_gets_it(folde
     from rerec.eval import mmlu as mmlu_module
     from rerec.eval.evaluate import EvalConfig, evaluate
 
-    calls: list[str] = []
-    _fake_generation(monkeypatch, {"rft": "\\boxed{1}", "base": "I cannot say."})
-    from rerec.eval import generate as G
-
-    fake_rank = G.generate_completions
-
-    def rank(model, tokenizer, prompts, desc="", **kw):
-        calls.append(desc)
-        return fake_rank(model, tokenizer, prompts, desc=desc, **kw)
-
+    calls = _logged_generation(monkeypatch)
     real_mmlu = mmlu_module.score_mmlu
 
     def mmlu(*args, desc="", **kw):
         calls.append(desc)
         return real_mmlu(*args, desc=desc, **kw)
 
-    monkeypatch.setattr(G, "generate_completions", rank)
     monkeypatch.setattr(mmlu_module, "score_mmlu", mmlu)
     config = EvalConfig(baselines=["popularity"], max_queries_per_type=1, max_new_tokens=4, batch_size=4,
                         mmlu_max_questions=2, ifeval_max_instructions=1, ifeval_max_new_tokens=4, n_boot=20,
@@ -281,18 +288,9 @@ def test_base_row_always_present_with_its_own_budget(folders):
 def test_base_without_ranking_answers_the_retention_probes_only(folders, monkeypatch):
     """rank_base off: the base model still answers MMLU and IFEval (every retention ratio needs it) but is
     asked no recommendation query, so it is no Acc@1 row and no rft:base pair, and the report says so."""
-    from rerec.eval import generate as G
     from rerec.eval.evaluate import EvalConfig, evaluate
 
-    calls: list[str] = []
-    _fake_generation(monkeypatch, {"rft": "\\boxed{1}", "base": "I cannot say."})
-    fake_rank = G.generate_completions
-
-    def rank(model, tokenizer, prompts, desc="", **kw):
-        calls.append(desc)
-        return fake_rank(model, tokenizer, prompts, desc=desc, **kw)
-
-    monkeypatch.setattr(G, "generate_completions", rank)
+    calls = _logged_generation(monkeypatch)
     config = EvalConfig(baselines=["popularity"], max_queries_per_type=1, max_new_tokens=4, batch_size=4,
                         mmlu_max_questions=2, ifeval_max_instructions=1, ifeval_max_new_tokens=4, n_boot=20,
                         n_traces=1, unseen_phrasing_per_type=1, rank_base=False)
