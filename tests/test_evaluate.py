@@ -303,6 +303,9 @@ def test_base_without_ranking_answers_the_retention_probes_only(folders, monkeyp
     assert not any(r["model"] == "base" for r in report["table"])
     assert [(p["model"], p["reference"]) for p in report["paired"]] == []
     assert any("not asked the recommendation queries" in n for n in report["notes"])
+    md = (folders / "out_no_base_rank" / "report.md").read_text()
+    assert "| base | llm |" not in md and "| rft | llm |" in md  # no empty headline row; retention keeps it
+    assert "| base | 0/0 |" in md  # the generation table says it was asked nothing
     with pytest.raises(ConfigError, match="base is not evaluated here"):
         evaluate(folders / "data", folders / "graphs", folders / "reward",
                  {"base": folders / "tiny", "rft": folders / "tiny"}, folders / "out_no_base_rank2",

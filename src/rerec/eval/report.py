@@ -245,6 +245,8 @@ def build_blocks(report: dict, figures: dict[str, str]) -> list[tuple]:
     blocks.append(("p", "Every row on the same queries; mean [95% interval]. Baselines are grey in the figure."))
     rows = []
     for m in report["models"]:  # a model that answered nothing within its budget stays a row, n = 0
+        if (report.get("llm") or {}).get(m, {}).get("n_selected", 1) == 0:
+            continue  # not asked the queries at all (a base kept for retention only): no row to read
         parsed = cell.get((m, "all"), {}).get("parsed")
         rows.append([m, report["kinds"].get(m, ""), str(cell.get((m, "all"), {}).get("n", 0)),
                      *[_fmt(cell[(m, t)], "acc@1") if (m, t) in cell else "–" for t in types],
